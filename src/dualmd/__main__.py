@@ -1,0 +1,3 @@
+from dualmd.cli import main
+
+main()

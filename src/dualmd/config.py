@@ -1,0 +1,453 @@
+"""Typed configuration of every pipeline stage.
+
+`config/config.yaml` is validated against `workflow/schemas/config.schema.yaml` when the workflow starts.
+Inside the package each stage reads its section into a frozen dataclass that refuses unknown keys, so a
+stage started by hand (``python -m dualmd <stage> --config file.yaml``) gets the same checks.
+
+A stage config file is a mapping with a subset of the top-level sections of the experiment config
+(``dataset``, ``split``, ``model``, ``diffusion``, ``train``, ...); sections a stage does not need may be
+absent, and absent keys take the defaults below.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+DatasetName = Literal["digits", "cifar10", "cifar100", "stl10", "image_folder"]
+Weights = Literal["raw", "ema"]
+ModelId = Literal["baseline", "teacher1", "teacher2", "student"]
+
+#: The models trained by the workflow and the split subset each one learns from.
+TRAIN_SUBSETS: dict[str, str] = {"baseline": "members", "teacher1": "half1", "teacher2": "half2"}
+#: Every model the workflow produces (the student is distilled, not trained on ground-truth noise).
+MODEL_IDS: tuple[str, ...] = ("baseline", "teacher1", "teacher2", "student")
+#: Every sampler: one per model plus the alternating pair.
+SAMPLERS: tuple[str, ...] = ("baseline", "teacher1", "teacher2", "student", "dualmd")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    """Return `value` coerced to `hint` (lists become tuples) or raise ConfigError naming `key`."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ConfigError(f"{key}: {value!r} is not one of {list(get_args(hint))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(key, value, arg)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError("; ".join(errors))
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item_hint, *_rest) = get_args(hint)
+        return tuple(_check_type(f"{key}[{i}]", v, item_hint) for i, v in enumerate(value))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint in (bool, str):
+        if not isinstance(value, hint):
+            raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a programming error, not user input
+
+
+@dataclass(frozen=True)
+class _Section:
+    """Base of every config section: strict construction from a mapping, range checks in `_validate`."""
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None, *, prefix: str = "") -> typing.Self:
+        """Build the section from `raw`, refusing unknown keys and wrong types (errors name the key)."""
+        raw = dict(raw or {})
+        prefix = prefix or cls.SECTION  # type: ignore[attr-defined]
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ConfigError(f"{prefix}: unknown key(s) {unknown}; known: {sorted(names)}")
+        hints = get_type_hints(cls)
+        values = {k: _check_type(f"{prefix}.{k}", v, hints[k]) for k, v in raw.items()}
+        obj = cls(**values)
+        obj._validate(prefix)
+        return obj
+
+    def _validate(self, prefix: str) -> None:
+        """Range checks; subclasses raise ConfigError naming the key."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-YAML form (tuples become lists)."""
+        return _plain(asdict(self))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class DatasetConfig(_Section):
+    """Which images the experiment uses and how they are shaped."""
+
+    SECTION = "dataset"
+    name: DatasetName = "digits"
+    root: str | None = None  # local folder of cifar10/cifar100/stl10 or the image_folder tree
+    download: bool = False  # torchvision datasets only: fetch into `root` when missing
+    image_size: int = 8  # pixels per side after resize/crop
+    channels: int = 1  # 1 (grayscale) or 3 (RGB)
+    max_images: int | None = None  # keep the first N images of the dataset (None: all)
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.image_size >= 4, f"{prefix}.image_size", "must be >= 4")
+        _require(self.channels in (1, 3), f"{prefix}.channels", "must be 1 or 3")
+        _require(self.max_images is None or self.max_images >= 4, f"{prefix}.max_images", "must be >= 4")
+        if self.name in ("cifar10", "cifar100", "stl10", "image_folder"):
+            _require(
+                self.root is not None, f"{prefix}.root", f"dataset {self.name!r} needs a local root folder"
+            )
+
+
+@dataclass(frozen=True)
+class SplitConfig(_Section):
+    """Member / non-member split and the two disjoint member halves D1, D2."""
+
+    SECTION = "split"
+    source: Literal["random", "secmi"] = "random"
+    secmi_file: str | None = None  # SecMI-format .npz (mia_train_idxs, mia_eval_idxs) when source=secmi
+    num_images: int | None = 512  # random source: images taking part (members + non-members); None: all
+    member_fraction: float = 0.5  # random source: fraction of those images that are members
+    seed: int = 0  # random source: member / non-member permutation
+    half_seed: int = 1234  # permutation of the members into D1 (first half) and D2 (second half)
+
+    def _validate(self, prefix: str) -> None:
+        _require(0.0 < self.member_fraction < 1.0, f"{prefix}.member_fraction", "must be in (0, 1)")
+        _require(self.num_images is None or self.num_images >= 4, f"{prefix}.num_images", "must be >= 4")
+        if self.source == "secmi":
+            _require(self.secmi_file is not None, f"{prefix}.secmi_file", "required when source is 'secmi'")
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """Architecture of every UNet (baseline, teachers, student share it)."""
+
+    SECTION = "model"
+    block_out_channels: tuple[int, ...] = (32, 64)  # channels per resolution level
+    layers_per_block: int = 1  # ResNet blocks per level
+    attention_levels: tuple[int, ...] = ()  # indices of levels with self-attention (0 = full resolution)
+    mid_block_attention: bool = True  # self-attention in the bottleneck
+    attention_head_dim: int = 8
+    norm_num_groups: int = 8  # GroupNorm groups; must divide every entry of block_out_channels
+    dropout: float = 0.0
+
+    def _validate(self, prefix: str) -> None:
+        _require(
+            len(self.block_out_channels) >= 1, f"{prefix}.block_out_channels", "needs at least one level"
+        )
+        for c in self.block_out_channels:
+            _require(
+                c % self.norm_num_groups == 0,
+                f"{prefix}.norm_num_groups",
+                f"{self.norm_num_groups} does not divide block_out_channels entry {c}",
+            )
+        for lvl in self.attention_levels:
+            _require(
+                0 <= lvl < len(self.block_out_channels),
+                f"{prefix}.attention_levels",
+                f"level {lvl} does not exist",
+            )
+        _require(self.layers_per_block >= 1, f"{prefix}.layers_per_block", "must be >= 1")
+        _require(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig(_Section):
+    """Forward process (DDPM noise schedule); prediction type is always epsilon."""
+
+    SECTION = "diffusion"
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.num_train_timesteps >= 10, f"{prefix}.num_train_timesteps", "must be >= 10")
+        _require(
+            0.0 < self.beta_start < self.beta_end < 1.0,
+            f"{prefix}.beta_start",
+            "need 0 < beta_start < beta_end < 1",
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """Optimisation of one diffusion model; the same settings serve the DistillMD student."""
+
+    SECTION = "train"
+    num_train_steps: int = 2000  # optimiser steps, equal for every model (the paper's fairness rule)
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100  # linear learning-rate warm-up
+    grad_clip_norm: float = 1.0
+    ema_decay: float = 0.999
+    hflip: bool = False  # random horizontal flip augmentation
+    checkpoint_every_steps: int = 500  # resumable training state period
+    log_every_steps: int = 50
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # used on GPU only
+    seed: int = 0
+    probe_timesteps: tuple[int, ...] = (50, 100, 200, 400)  # member/non-member loss gap, recorded in metadata
+    probe_num_images: int = 256  # at most this many members and non-members are probed
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.num_train_steps >= 1, f"{prefix}.num_train_steps", "must be >= 1")
+        _require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+        _require(self.lr > 0, f"{prefix}.lr", "must be > 0")
+        _require(self.warmup_steps >= 0, f"{prefix}.warmup_steps", "must be >= 0")
+        _require(self.grad_clip_norm > 0, f"{prefix}.grad_clip_norm", "must be > 0")
+        _require(0.0 <= self.ema_decay < 1.0, f"{prefix}.ema_decay", "must be in [0, 1)")
+        _require(self.checkpoint_every_steps >= 1, f"{prefix}.checkpoint_every_steps", "must be >= 1")
+        _require(self.log_every_steps >= 1, f"{prefix}.log_every_steps", "must be >= 1")
+        _require(self.probe_num_images >= 1, f"{prefix}.probe_num_images", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class DistillConfig(_Section):
+    """DistillMD (Algorithm 2): what differs from plain training."""
+
+    SECTION = "distill"
+    teacher_weights: Weights = "raw"  # teacher weights giving the targets; the authors' code uses raw
+
+
+@dataclass(frozen=True)
+class SampleConfig(_Section):
+    """Image generation for every sampler."""
+
+    SECTION = "sample"
+    num_images: int = 256
+    scheduler: Literal["ddpm", "ddim"] = "ddim"
+    num_inference_steps: int = 50  # DDPM with num_train_timesteps steps is the paper's ancestral sampler
+    eta: float = 0.0  # DDIM only
+    weights: Weights = "ema"
+    dualmd_alternation: Literal["timestep_parity", "step_index"] = "step_index"  # see dualmd.defense.dualmd
+    batch_size: int = 256
+    seed: int = 0  # image i uses seed + i, so images do not depend on batch size
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.num_images >= 1, f"{prefix}.num_images", "must be >= 1")
+        _require(self.num_inference_steps >= 1, f"{prefix}.num_inference_steps", "must be >= 1")
+        _require(0.0 <= self.eta <= 1.0, f"{prefix}.eta", "must be in [0, 1]")
+        _require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class SecMIConfig(_Section):
+    SECTION = "attack.secmi"
+    t_sec: int = 100  # timestep of the round-trip comparison
+    k: int = 10  # DDIM stride of the inversion
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.k >= 1, f"{prefix}.k", "must be >= 1")
+        _require(
+            self.t_sec > self.k and self.t_sec % self.k == 0,
+            f"{prefix}.t_sec",
+            "must be a multiple of k and larger than k",
+        )
+
+
+@dataclass(frozen=True)
+class SecMINNConfig(_Section):
+    SECTION = "attack.secmi_nn"
+    train_fraction: float = 0.2  # slice of members and non-members that trains the classifier
+    num_epochs: int = 15
+    lr: float = 1e-3
+    batch_size: int = 128
+
+    def _validate(self, prefix: str) -> None:
+        _require(0.0 < self.train_fraction < 1.0, f"{prefix}.train_fraction", "must be in (0, 1)")
+        _require(self.num_epochs >= 1, f"{prefix}.num_epochs", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class PIAConfig(_Section):
+    SECTION = "attack.pia"
+    timestep: int = 200  # attack timestep fixed a priori
+    sweep_timesteps: tuple[int, ...] = (20, 40, 60, 80, 100, 120, 140, 160, 180, 200)  # reported separately
+    lp: float = 4.0
+
+
+@dataclass(frozen=True)
+class LossAttackConfig(_Section):
+    SECTION = "attack.loss"
+    timesteps: tuple[int, ...] = (50, 100, 200)  # scores are averaged over these timesteps
+
+
+@dataclass(frozen=True)
+class NNDistanceConfig(_Section):
+    SECTION = "attack.nn_distance"
+    k: int = 1  # mean distance to the k nearest generated samples
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.k >= 1, f"{prefix}.k", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class AttackConfig(_Section):
+    """Which attacks run and their parameters."""
+
+    SECTION = "attack"
+    names: tuple[str, ...] = ("loss", "secmi_stat", "secmi_nn", "pia", "pian", "nn_distance")
+    weights: Weights = "ema"  # white-box attacks: which weights of a model are attacked
+    batch_size: int = 256
+    seed: int = 0  # per-sample noise seeds derive from this and the sample id
+    secmi: SecMIConfig = field(default_factory=SecMIConfig)
+    secmi_nn: SecMINNConfig = field(default_factory=SecMINNConfig)
+    pia: PIAConfig = field(default_factory=PIAConfig)
+    loss: LossAttackConfig = field(default_factory=LossAttackConfig)
+    nn_distance: NNDistanceConfig = field(default_factory=NNDistanceConfig)
+
+
+@dataclass(frozen=True)
+class MetricsConfig(_Section):
+    SECTION = "metrics"
+    tpr_at_fpr: tuple[float, ...] = (0.01, 0.001)
+    num_bootstrap: int = 1000  # resamples for the 95% intervals
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MemorizationConfig(_Section):
+    SECTION = "memorization"
+    copy_threshold: float = (
+        1.0 / 3.0
+    )  # nearest / mean-of-k-nearest distance ratio under which a sample is a copy
+    k_nearest: int = 5
+    num_pairs_shown: int = 16  # closest generated/member pairs in the grid
+
+
+@dataclass(frozen=True)
+class UtilityConfig(_Section):
+    SECTION = "utility"
+    num_images: int = 128  # generated images scored per sampler (the paper uses 25,000)
+    feature_net: Literal["inception", "pixels"] = "inception"
+    inception_path: str | None = (
+        None  # clean-fid's own inception-2015-12-05.pt; default: the fid-helper wheel
+    )
+    batch_size: int = 32
+
+
+# Sections whose value is itself a section are filled recursively.
+_NESTED = {
+    "secmi": SecMIConfig,
+    "secmi_nn": SecMINNConfig,
+    "pia": PIAConfig,
+    "loss": LossAttackConfig,
+    "nn_distance": NNDistanceConfig,
+}
+
+
+def _attack_from_mapping(raw: Mapping[str, Any] | None) -> AttackConfig:
+    raw = dict(raw or {})
+    nested = {k: cls.from_mapping(raw.pop(k), prefix=f"attack.{k}") for k, cls in _NESTED.items() if k in raw}
+    base = AttackConfig.from_mapping({k: v for k, v in raw.items()})
+    return typing.cast(AttackConfig, _replace(base, **nested))
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(obj, **changes)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "dataset": DatasetConfig,
+    "split": SplitConfig,
+    "model": ModelConfig,
+    "diffusion": DiffusionConfig,
+    "train": TrainConfig,
+    "distill": DistillConfig,
+    "sample": SampleConfig,
+    "attack": AttackConfig,
+    "metrics": MetricsConfig,
+    "memorization": MemorizationConfig,
+    "utility": UtilityConfig,
+}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """All sections of one experiment."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
+    utility: UtilityConfig = field(default_factory=UtilityConfig)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> ExperimentConfig:
+        """Build from a (possibly partial) mapping of sections; unknown sections or keys raise ConfigError."""
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {unknown}; known: {sorted(SECTIONS)}")
+        built: dict[str, Any] = {}
+        for name, section_cls in SECTIONS.items():
+            if name not in raw:
+                continue
+            if raw[name] is not None and not isinstance(raw[name], Mapping):
+                raise ConfigError(f"{name}: expected a mapping, got {raw[name]!r}")
+            built[name] = (
+                _attack_from_mapping(raw[name]) if name == "attack" else section_cls.from_mapping(raw[name])
+            )
+        return cls(**built)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a YAML experiment (or stage) config; a missing file or bad YAML raises ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return ExperimentConfig.from_mapping(raw)

@@ -1,0 +1,308 @@
+"""Member / non-member split of a dataset and the two disjoint member halves D1, D2 (paper §3.2).
+
+A split is an artefact: it is made once (`make_split`), saved (`save_split`: an .npz plus a JSON sidecar
+with the hash of every subset) and every model and attack reads it back (`load_split`), never re-deriving
+it. Subsets are int64 index arrays into the dataset, named "members", "nonmembers", "half1" (D1, teacher 1)
+and "half2" (D2, teacher 2).
+
+Errors: `SplitError` (a ValueError) for every broken invariant, bad or missing file and tampered sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualmd.config import SplitConfig
+from dualmd.data.datasets import write_bytes_atomic, write_npz
+
+SUBSETS: tuple[str, ...] = ("members", "nonmembers", "half1", "half2")
+# Subset name -> array key in the .npz file.
+_KEYS = {"members": "member_idx", "nonmembers": "nonmember_idx", "half1": "half1_idx", "half2": "half2_idx"}
+_META_KEY = "meta_json"  # the meta dict as a JSON string, so an .npz alone can be re-checked
+# SecMI's split format (mia_evals/member_splits/*.npz).
+SECMI_MEMBERS, SECMI_NONMEMBERS = "mia_train_idxs", "mia_eval_idxs"
+
+
+class SplitError(ValueError):
+    """A split breaks an invariant, or a split file is missing, malformed or does not match its sidecar."""
+
+
+def subset_sha256(idx: np.ndarray) -> str:
+    """SHA-256 of an index array as little-endian int64 bytes (the hash models record in metadata)."""
+    return hashlib.sha256(np.ascontiguousarray(idx, dtype="<i8").tobytes()).hexdigest()
+
+
+def _index_array(values: Any, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1 or not (array.size == 0 or np.issubdtype(array.dtype, np.integer)):
+        raise SplitError(f"{name}: expected a 1-D integer index array, got {array.dtype} {array.shape}")
+    array = array.astype(np.int64)  # a copy, so the caller's array cannot change the split
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Four index arrays into a dataset of meta["num_dataset_images"] images.
+
+    Attributes:
+        member_idx: (M,) int64, images the undefended baseline trains on.
+        nonmember_idx: (K,) int64, held-out images.
+        half1_idx: (M // 2,) int64, D1 (teacher 1).
+        half2_idx: (M - M // 2,) int64, D2 (teacher 2).
+        meta: provenance (source, seed, half_seed, member_fraction, num_dataset_images, ...).
+    """
+
+    member_idx: np.ndarray
+    nonmember_idx: np.ndarray
+    half1_idx: np.ndarray
+    half2_idx: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, key in _KEYS.items():
+            object.__setattr__(self, key, _index_array(getattr(self, key), name))
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    @property
+    def num_dataset_images(self) -> int:
+        if "num_dataset_images" not in self.meta:
+            raise SplitError("split meta lacks num_dataset_images, so index ranges cannot be checked")
+        return int(self.meta["num_dataset_images"])
+
+    def subset(self, name: str) -> np.ndarray:
+        """The (read-only) int64 index array of subset `name` ("members", "nonmembers", "half1", "half2")."""
+        if name not in _KEYS:
+            raise SplitError(f"unknown split subset {name!r}; known: {list(SUBSETS)}")
+        return getattr(self, _KEYS[name])
+
+    def sha256(self, name: str) -> str:
+        """`subset_sha256` of subset `name`."""
+        return subset_sha256(self.subset(name))
+
+    def fingerprint(self) -> str:
+        """One SHA-256 identifying the whole split: over the four subset hashes, in SUBSETS order."""
+        lines = "".join(f"{name}:{self.sha256(name)}\n" for name in SUBSETS)
+        return hashlib.sha256(lines.encode()).hexdigest()
+
+    def evaluation_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Members then non-members, for attacks.
+
+        Returns:
+            (idx, is_member): (M + K,) int64 dataset indices and (M + K,) bool membership.
+        """
+        idx = np.concatenate([self.member_idx, self.nonmember_idx])
+        is_member = np.arange(idx.size) < self.member_idx.size
+        return idx, is_member
+
+    def check(self) -> None:
+        """Raise SplitError listing every broken invariant (see `invariant_violations`)."""
+        problems = invariant_violations(self)
+        if problems:
+            raise SplitError("invalid split: " + "; ".join(problems))
+
+
+def invariant_violations(split: Split) -> list[str]:
+    """Describe each broken invariant, with the number of indices involved (empty list: valid).
+
+    Invariants: no empty subset; no duplicates within a subset; indices in [0, num_dataset_images);
+    members and non-members disjoint; D1 and D2 disjoint; D1 ∪ D2 = members.
+    """
+    problems = [f"subset {name} is empty" for name in SUBSETS if split.subset(name).size == 0]
+    for name in SUBSETS:
+        num_dup = split.subset(name).size - np.unique(split.subset(name)).size
+        if num_dup:
+            problems.append(f"{num_dup} duplicate indices in {name}")
+    num = split.meta.get("num_dataset_images")
+    if num is None:
+        problems.append("meta lacks num_dataset_images")
+    else:
+        for name in SUBSETS:
+            idx = split.subset(name)
+            num_out = int(np.count_nonzero((idx < 0) | (idx >= int(num))))
+            if num_out:
+                problems.append(f"{num_out} {name} indices outside [0, {num})")
+    members, halves = split.member_idx, np.concatenate([split.half1_idx, split.half2_idx])
+    pairs = [
+        (np.intersect1d(members, split.nonmember_idx).size, "members also appear in non-members"),
+        (np.intersect1d(split.half1_idx, split.half2_idx).size, "indices appear in both half1 and half2"),
+        (np.setdiff1d(members, halves).size, "members are in neither half1 nor half2"),
+        (np.setdiff1d(halves, members).size, "half1/half2 indices are not members"),
+    ]
+    problems += [f"{count} {what}" for count, what in pairs if count]
+    return problems
+
+
+def make_split(num_dataset_images: int, cfg: SplitConfig) -> Split:
+    """Choose members and non-members, then split the members into D1 and D2.
+
+    source "random": a permutation of the dataset seeded by cfg.seed (numpy Generator); its first
+    cfg.num_images entries take part, the first round(member_fraction * num_images) of them are members.
+    source "secmi": members = mia_train_idxs, non-members = mia_eval_idxs of cfg.secmi_file, in stored
+    order (num_images, member_fraction and seed are ignored).
+
+    Args:
+        num_dataset_images: size of the dataset the indices point into.
+        cfg: split section.
+
+    Returns:
+        A checked Split; the same arguments always give the same arrays.
+    """
+    if cfg.source == "secmi":
+        members, nonmembers, meta = _secmi_subsets(Path(str(cfg.secmi_file)), num_dataset_images)
+    else:
+        members, nonmembers, meta = _random_subsets(num_dataset_images, cfg)
+    half1, half2 = split_halves(members, half_seed=cfg.half_seed)
+    meta |= {"source": cfg.source, "half_seed": cfg.half_seed, "num_dataset_images": int(num_dataset_images)}
+    split = Split(members, nonmembers, half1, half2, meta=dict(sorted(meta.items())))
+    split.check()
+    return split
+
+
+def split_halves(members: np.ndarray, *, half_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """D1, D2 exactly as the authors' code: torch.randperm(M, generator=manual_seed(half_seed)).
+
+    Returns:
+        (members[perm[:M // 2]], members[perm[M // 2:]]), int64 arrays.
+    """
+    generator = torch.Generator().manual_seed(half_seed)
+    perm = torch.randperm(len(members), generator=generator).numpy()
+    half = len(members) // 2
+    return members[perm[:half]], members[perm[half:]]
+
+
+def _random_subsets(num_dataset_images: int, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    num_images = num_dataset_images if cfg.num_images is None else cfg.num_images
+    if num_images > num_dataset_images:
+        raise SplitError(f"split.num_images={num_images} exceeds the dataset's {num_dataset_images} images")
+    # Python's round (half to even) is part of the definition: round(0.5 * 5) == 2 members.
+    num_members = round(cfg.member_fraction * num_images)
+    if num_members < 2 or num_members >= num_images:
+        raise SplitError(
+            f"member_fraction={cfg.member_fraction} of {num_images} images gives {num_members} members; "
+            "need at least 2 members (one per half) and 1 non-member"
+        )
+    chosen = np.random.default_rng(cfg.seed).permutation(num_dataset_images)[:num_images].astype(np.int64)
+    meta = {"seed": cfg.seed, "member_fraction": cfg.member_fraction, "num_images": num_images}
+    return chosen[:num_members], chosen[num_members:], meta
+
+
+def _secmi_subsets(path: Path, num_dataset_images: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Read a SecMI split file; indices must lie in the dataset (they refer to its TRAIN split)."""
+    if not path.is_file():
+        raise SplitError(f"SecMI split file {path} does not exist (split.secmi_file)")
+    raw = path.read_bytes()
+    arrays = _read_npz(path, (SECMI_MEMBERS, SECMI_NONMEMBERS))
+    members = _index_array(arrays[SECMI_MEMBERS], f"{path}: {SECMI_MEMBERS}")
+    nonmembers = _index_array(arrays[SECMI_NONMEMBERS], f"{path}: {SECMI_NONMEMBERS}")
+    for key, idx in ((SECMI_MEMBERS, members), (SECMI_NONMEMBERS, nonmembers)):
+        num_out = int(np.count_nonzero((idx < 0) | (idx >= num_dataset_images)))
+        if num_out:
+            raise SplitError(
+                f"{path}: {num_out} {key} indices outside the dataset's [0, {num_dataset_images})"
+            )
+    num_overlap = np.intersect1d(members, nonmembers).size
+    if num_overlap:
+        raise SplitError(f"{path}: {num_overlap} members also appear in non-members")
+    meta = {
+        "seed": None,  # SecMI's files are fixed; no seed of ours chose them
+        "member_fraction": members.size / (members.size + nonmembers.size),
+        "num_images": int(members.size + nonmembers.size),
+        "secmi_file": path.name,  # the name, not the path, so the artefact does not depend on the checkout
+        "secmi_file_sha256": hashlib.sha256(raw).hexdigest(),
+    }
+    return members, nonmembers, meta
+
+
+def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Arrays `keys` of an .npz (no pickles); any missing key or unreadable file is a SplitError."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in keys if k not in archive.files]
+            if missing:
+                raise SplitError(f"{path}: missing key(s) {missing} (found {archive.files})")
+            return {k: archive[k] for k in keys}
+    except SplitError:
+        raise
+    except FileNotFoundError as err:
+        raise SplitError(f"split file {path} does not exist") from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise SplitError(f"{path}: not a readable .npz file: {err}") from err
+
+
+def save_split(split: Split, npz_path: str | Path, json_path: str | Path) -> None:
+    """Check `split`, then write it atomically as an .npz and a JSON sidecar.
+
+    The .npz holds member_idx, nonmember_idx, half1_idx, half2_idx (int64) and meta_json (the meta as a JSON
+    string); its bytes depend only on the split. The sidecar holds counts, the sha256 of each subset, the
+    fingerprint, the sha256 of the .npz file and the meta. An invalid split raises SplitError and writes
+    nothing.
+    """
+    split.check()
+    meta_json = json.dumps(split.meta, sort_keys=True)
+    arrays: dict[str, np.ndarray] = {_KEYS[name]: split.subset(name) for name in SUBSETS}
+    arrays[_META_KEY] = np.array(meta_json)  # a unicode scalar: readable without allow_pickle
+    npz_sha256 = write_npz(npz_path, arrays)
+    sidecar = {
+        "counts": {name: int(split.subset(name).size) for name in SUBSETS},
+        "sha256": {name: split.sha256(name) for name in SUBSETS},
+        "fingerprint": split.fingerprint(),
+        "npz_sha256": npz_sha256,
+        "meta": json.loads(meta_json),
+    }
+    write_bytes_atomic(json_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+
+
+def load_split(npz_path: str | Path, json_path: str | Path | None = None) -> Split:
+    """Read a split written by `save_split`, re-check its invariants and, if given, its sidecar.
+
+    Raises:
+        SplitError: missing/unreadable file, missing key, broken invariant, or a subset whose hash differs
+            from the sidecar's (the message names the file and the subset).
+    """
+    npz_path = Path(npz_path)
+    arrays = _read_npz(npz_path, (*_KEYS.values(), _META_KEY))
+    try:
+        meta = json.loads(str(arrays.pop(_META_KEY)))
+    except ValueError as err:
+        raise SplitError(f"{npz_path}: {_META_KEY} is not valid JSON: {err}") from err
+    split = Split(
+        **{key: _index_array(arrays[key], f"{npz_path}: {key}") for key in _KEYS.values()}, meta=meta
+    )
+    problems = invariant_violations(split)
+    if problems:
+        raise SplitError(f"{npz_path}: invalid split: " + "; ".join(problems))
+    if json_path is not None:
+        _check_sidecar(split, npz_path, Path(json_path))
+    return split
+
+
+def _check_sidecar(split: Split, npz_path: Path, json_path: Path) -> None:
+    try:
+        sidecar = json.loads(json_path.read_text())
+        expected = sidecar["sha256"]
+    except FileNotFoundError as err:
+        raise SplitError(f"split sidecar {json_path} does not exist") from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise SplitError(f"{json_path}: not a split sidecar (no sha256 table): {err}") from err
+    for name in SUBSETS:
+        if expected.get(name) != split.sha256(name):
+            raise SplitError(
+                f"{npz_path}: subset {name!r} has sha256 {split.sha256(name)[:16]}..., but {json_path} records "
+                f"{str(expected.get(name))[:16]}...; the split file or its sidecar was edited or corrupted"
+            )
+    if sidecar.get("meta") != split.meta:
+        raise SplitError(f"{npz_path}: meta differs from the meta recorded in {json_path}")
+
+
+def split_sha256(npz_path: str | Path) -> str:
+    """Fingerprint of the split stored in `npz_path` (see `Split.fingerprint`)."""
+    return load_split(npz_path).fingerprint()

@@ -1,0 +1,101 @@
+"""The one interface through which attacks, samplers and distillation see a model.
+
+`NoisePredictor` is anything that maps (x_t, t) to the predicted noise eps in
+x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * eps. A diffusers UNet, a fake in tests and the
+DualMD pair all satisfy it. The noise schedule travels separately as a `Schedule`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from torch import Tensor
+
+
+class NoisePredictor(Protocol):
+    """Predicts eps. Shapes: x_t (B, C, H, W) float, t (B,) long -> (B, C, H, W)."""
+
+    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The DDPM noise schedule as a value object (0-indexed: alpha_bar[0] = 1 - beta_0, as in SecMI/PIA).
+
+    Attributes:
+        alphas_cumprod: (T,) float64 tensor of alpha_bar_t on the CPU.
+    """
+
+    alphas_cumprod: Tensor
+
+    @classmethod
+    def from_scheduler(cls, scheduler: DDPMScheduler) -> Schedule:
+        return cls(scheduler.alphas_cumprod.detach().to(torch.float64).cpu())
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    def alpha_bar(self, t: Tensor, like: Tensor) -> Tensor:
+        """alpha_bar at integer timesteps `t` (B,), shaped (B, 1, 1, 1) with `like`'s dtype and device."""
+        a = self.alphas_cumprod.to(like.device)[t.to(like.device).long()]
+        return a.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def q_sample(self, x_0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (DDPM Eq. 4). Shapes (B, C, H, W)."""
+        a = self.alpha_bar(t, x_0)
+        return a.sqrt() * x_0 + (1 - a).sqrt() * eps
+
+
+class UNetPredictor:
+    """Adapts a diffusers `UNet2DModel` to `NoisePredictor` (no gradient, eval mode)."""
+
+    def __init__(self, unet: UNet2DModel):
+        self.unet = unet.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @torch.no_grad()
+    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
+        dev = self.device
+        return self.unet(x_t.to(dev), t.to(dev)).sample.to(x_t.device)
+
+
+WEIGHT_DIRS = {"raw": "unet", "ema": "unet_ema"}
+
+
+def load_unet(
+    model_dir: str | Path, weights: Literal["raw", "ema"] = "ema", device: str | torch.device = "cpu"
+) -> UNet2DModel:
+    """Load the raw or EMA UNet of a trained-model directory (diffusers `save_pretrained` layout)."""
+    path = Path(model_dir) / WEIGHT_DIRS[weights]
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no {weights} UNet in {model_dir} (expected {path}/config.json)")
+    return UNet2DModel.from_pretrained(path).to(device).eval()
+
+
+def load_schedule(model_dir: str | Path) -> Schedule:
+    """The noise schedule a model was trained with (its `scheduler/` folder)."""
+    return Schedule.from_scheduler(DDPMScheduler.from_pretrained(Path(model_dir) / "scheduler"))
+
+
+def load_predictor(
+    model_dir: str | Path, weights: Literal["raw", "ema"] = "ema", device: str | torch.device = "cpu"
+) -> tuple[UNetPredictor, Schedule]:
+    """A trained model as (NoisePredictor, Schedule)."""
+    return UNetPredictor(load_unet(model_dir, weights, device)), load_schedule(model_dir)
+
+
+def load_metadata(model_dir: str | Path) -> dict:
+    """The `metadata.json` written next to a model's weights."""
+    path = Path(model_dir) / "metadata.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"model metadata missing: {path}")
+    return json.loads(path.read_text())

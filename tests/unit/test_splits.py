@@ -1,0 +1,257 @@
+"""Member split: invariants, determinism, the authors' half permutation, files and SecMI import."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dualmd.config import SplitConfig
+from dualmd.data.splits import (
+    SUBSETS,
+    Split,
+    SplitError,
+    load_split,
+    make_split,
+    save_split,
+    split_sha256,
+    subset_sha256,
+)
+
+SECMI_DIR = Path(__file__).parents[2] / "resources" / "secmi_splits"
+SECMI_FILES = {  # sha256 from resources/secmi_splits/README.md (SecMI commit 41354c9)
+    "CIFAR10_train_ratio0.5.npz": "aca922ecee25ef00dc6b6377ebaf7875dfcc77c2cdfe27c873b26a65134aa0c0",
+    "CIFAR100_train_ratio0.5.npz": "4b73cc9869bc414f2a87321fd0768f668da346e599ca8cffeea610755c76dae4",
+}
+
+
+def _cfg(**raw):
+    return SplitConfig.from_mapping(raw)
+
+
+def _split(members, nonmembers, half1, half2, num=10):
+    return Split(
+        np.array(members),
+        np.array(nonmembers),
+        np.array(half1),
+        np.array(half2),
+        meta={"num_dataset_images": num},
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+@pytest.mark.parametrize("fraction, num_images", [(0.5, 64), (0.3, 50), (0.8, 33), (0.5, None)])
+def test_random_split_invariants(seed, fraction, num_images):
+    split = make_split(100, _cfg(seed=seed, member_fraction=fraction, num_images=num_images))
+    n = 100 if num_images is None else num_images
+    m = round(fraction * n)
+    assert split.member_idx.size == m and split.nonmember_idx.size == n - m
+    assert split.half1_idx.size == m // 2 and split.half2_idx.size == m - m // 2
+    taking_part = np.concatenate([split.member_idx, split.nonmember_idx])
+    assert np.unique(taking_part).size == n and taking_part.min() >= 0 and taking_part.max() < 100
+    assert set(split.half1_idx) | set(split.half2_idx) == set(split.member_idx)
+    assert not set(split.half1_idx) & set(split.half2_idx)
+    assert all(split.subset(name).dtype == np.int64 for name in SUBSETS)
+    split.check()
+
+
+def test_random_split_follows_seeded_numpy_permutation():
+    split = make_split(40, _cfg(seed=3, num_images=20, member_fraction=0.5))
+    perm = np.random.default_rng(3).permutation(40)
+    assert np.array_equal(split.member_idx, perm[:10]) and np.array_equal(split.nonmember_idx, perm[10:20])
+    assert not np.array_equal(split.member_idx, make_split(40, _cfg(seed=4, num_images=20)).member_idx)
+
+
+def test_halves_reproduce_the_authors_torch_randperm():
+    split = make_split(60, _cfg(num_images=30, half_seed=1234))
+    perm = torch.randperm(15, generator=torch.Generator().manual_seed(1234)).numpy()
+    assert np.array_equal(split.half1_idx, split.member_idx[perm[:7]])
+    assert np.array_equal(split.half2_idx, split.member_idx[perm[7:]])
+    other = make_split(60, _cfg(num_images=30, half_seed=1))
+    assert np.array_equal(other.member_idx, split.member_idx)  # half_seed changes only the halves
+    assert not np.array_equal(other.half1_idx, split.half1_idx)
+
+
+@pytest.mark.parametrize(
+    "num_dataset, raw, message",
+    [
+        (10, {"num_images": 20}, "exceeds"),
+        (100, {"num_images": 4, "member_fraction": 0.1}, "at least 2 members"),
+    ],
+    ids=["too_many_images", "too_few_members"],
+)
+def test_impossible_random_split_is_rejected(num_dataset, raw, message):
+    with pytest.raises(SplitError, match=message):
+        make_split(num_dataset, _cfg(**raw))
+
+
+def test_save_is_deterministic_and_round_trips(tmp_path):
+    cfg = _cfg(seed=5, num_images=40)
+    paths = []
+    for name in ("a", "b"):
+        save_split(make_split(100, cfg), tmp_path / f"{name}.npz", tmp_path / f"{name}.json")
+        paths.append((tmp_path / f"{name}.npz", tmp_path / f"{name}.json"))
+    (npz_a, json_a), (npz_b, json_b) = paths
+    assert npz_a.read_bytes() == npz_b.read_bytes() and json_a.read_bytes() == json_b.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.json",
+        "a.npz",
+        "b.json",
+        "b.npz",
+    ]  # no temp files
+
+    split = make_split(100, cfg)
+    loaded = load_split(npz_a, json_a)
+    for name in SUBSETS:
+        assert np.array_equal(loaded.subset(name), split.subset(name))
+    assert loaded.meta == split.meta and loaded.meta["seed"] == 5
+    sidecar = json.loads(json_a.read_text())
+    assert sidecar["sha256"]["half2"] == subset_sha256(split.half2_idx)
+    assert sidecar["counts"] == {"members": 20, "nonmembers": 20, "half1": 10, "half2": 10}
+    assert sidecar["npz_sha256"] == hashlib.sha256(npz_a.read_bytes()).hexdigest()
+    assert split_sha256(npz_a) == split.fingerprint() == sidecar["fingerprint"]
+
+
+def test_subset_sha256_is_little_endian_int64_bytes():
+    idx = np.array([3, 1, 2], dtype=np.int32)
+    assert subset_sha256(idx) == hashlib.sha256(np.array([3, 1, 2], "<i8").tobytes()).hexdigest()
+    assert subset_sha256(idx) != subset_sha256(idx[::-1])  # order matters: it is the training order
+
+
+@pytest.mark.parametrize(
+    "parts, message",
+    [
+        (([0, 1, 2, 3], [3, 4, 5], [0, 1], [2, 3]), "1 members also appear in non-members"),
+        (([0, 1, 2, 3], [4, 5], [0, 1, 2], [2, 3]), "1 indices appear in both half1 and half2"),
+        (([0, 1, 2, 3], [4, 5], [0, 1], [2]), "1 members are in neither half1 nor half2"),
+        (([0, 1, 2], [4, 5], [0, 1], [2, 6]), "1 half1/half2 indices are not members"),
+        (([0, 1, 2, 12], [4, 15, -1], [0, 1], [2, 12]), "2 nonmembers indices outside"),
+        (([0, 1, 2, 2], [4, 5], [0, 1], [2, 2]), "1 duplicate indices in members"),
+        (([0, 1], [], [0], [1]), "subset nonmembers is empty"),
+    ],
+    ids=[
+        "member_nonmember_overlap",
+        "halves_overlap",
+        "member_missing_from_halves",
+        "half_not_member",
+        "out_of_range",
+        "duplicates",
+        "empty",
+    ],
+)
+def test_each_invariant_violation_is_named(parts, message):
+    split = _split(*parts)
+    with pytest.raises(SplitError, match=message):
+        split.check()
+
+
+def test_invalid_split_is_never_written(tmp_path):
+    bad = _split([0, 1, 2, 3], [3, 4], [0, 1], [2, 3])
+    with pytest.raises(SplitError, match="members also appear in non-members"):
+        save_split(bad, tmp_path / "s.npz", tmp_path / "s.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_subset_name_is_an_error():
+    with pytest.raises(SplitError, match="unknown split subset 'train'"):
+        make_split(20, _cfg(num_images=8)).subset("train")
+
+
+def test_sidecar_tampering_is_caught(tmp_path):
+    save_split(make_split(50, _cfg(num_images=20)), tmp_path / "s.npz", tmp_path / "s.json")
+    sidecar = json.loads((tmp_path / "s.json").read_text())
+    sidecar["sha256"]["half1"] = subset_sha256(np.array([1, 2, 3]))
+    (tmp_path / "s.json").write_text(json.dumps(sidecar))
+    with pytest.raises(SplitError, match=r"s\.npz.*'half1'.*s\.json"):
+        load_split(tmp_path / "s.npz", tmp_path / "s.json")
+
+
+def test_edited_split_file_is_caught(tmp_path):
+    split = make_split(50, _cfg(num_images=20))
+    save_split(split, tmp_path / "s.npz", tmp_path / "s.json")
+    with np.load(tmp_path / "s.npz") as archive:
+        arrays = dict(archive)
+    # a consistent edit (members and D1 swap one image for a non-member) passes the invariants ...
+    swapped_in, swapped_out = arrays["nonmember_idx"][0], arrays["half1_idx"][0]
+    for key in ("member_idx", "half1_idx"):
+        arrays[key] = np.where(arrays[key] == swapped_out, swapped_in, arrays[key])
+    arrays["nonmember_idx"] = np.where(
+        arrays["nonmember_idx"] == swapped_in, swapped_out, arrays["nonmember_idx"]
+    )
+    np.savez(tmp_path / "s.npz", **arrays)
+    load_split(tmp_path / "s.npz")
+    # ... but not the sidecar's hashes
+    with pytest.raises(SplitError, match="'members'"):
+        load_split(tmp_path / "s.npz", tmp_path / "s.json")
+
+
+def test_load_split_rejects_broken_files(tmp_path):
+    with pytest.raises(SplitError, match="missing.npz"):
+        load_split(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(SplitError, match="junk.npz"):
+        load_split(tmp_path / "junk.npz")
+    np.savez(tmp_path / "partial.npz", member_idx=np.arange(4))
+    with pytest.raises(SplitError, match="partial.npz.*missing key"):
+        load_split(tmp_path / "partial.npz")
+
+
+def _secmi_file(path, members, nonmembers):
+    np.savez(path, mia_train_idxs=np.array(members), mia_eval_idxs=np.array(nonmembers), ratio=np.array(0.5))
+    return _cfg(source="secmi", secmi_file=str(path))
+
+
+def test_secmi_import_keeps_stored_order(tmp_path):
+    cfg = _secmi_file(tmp_path / "s.npz", [9, 3, 7, 1], [0, 2, 4])
+    split = make_split(10, cfg)
+    assert split.member_idx.tolist() == [9, 3, 7, 1] and split.nonmember_idx.tolist() == [0, 2, 4]
+    assert split.meta["source"] == "secmi" and split.meta["secmi_file"] == "s.npz"
+
+
+@pytest.mark.parametrize(
+    "members, nonmembers, num, message",
+    [([0, 1, 2, 3], [3, 4], 10, "1 members also appear in non-members"), ([0, 1, 2], [3, 10], 10, "outside")],
+    ids=["overlap", "out_of_range"],
+)
+def test_bad_secmi_file_is_rejected(tmp_path, members, nonmembers, num, message):
+    with pytest.raises(SplitError, match=f"s.npz.*{message}"):
+        make_split(num, _secmi_file(tmp_path / "s.npz", members, nonmembers))
+
+
+def test_secmi_missing_file_or_key(tmp_path):
+    with pytest.raises(SplitError, match="nope.npz does not exist"):
+        make_split(10, _cfg(source="secmi", secmi_file=str(tmp_path / "nope.npz")))
+    np.savez(tmp_path / "k.npz", mia_train_idxs=np.arange(3))
+    with pytest.raises(SplitError, match="missing key.*mia_eval_idxs"):
+        make_split(10, _cfg(source="secmi", secmi_file=str(tmp_path / "k.npz")))
+
+
+@pytest.mark.parametrize("file_name, sha256", SECMI_FILES.items(), ids=["cifar10", "cifar100"])
+def test_official_secmi_split_imports_exactly(file_name, sha256):
+    path = SECMI_DIR / file_name
+    if not path.is_file():
+        pytest.skip(f"SecMI split file not in the checkout: {path}")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    split = make_split(50_000, _cfg(source="secmi", secmi_file=str(path)))
+    with np.load(path) as raw:
+        assert np.array_equal(split.member_idx, raw["mia_train_idxs"])
+        assert np.array_equal(split.nonmember_idx, raw["mia_eval_idxs"])
+    assert split.member_idx.size == split.nonmember_idx.size == 25_000
+    assert split.half1_idx.size == split.half2_idx.size == 12_500
+    assert split.meta["secmi_file_sha256"] == sha256
+    with pytest.raises(SplitError, match="outside"):  # CIFAR indices do not fit a smaller dataset
+        make_split(1_797, _cfg(source="secmi", secmi_file=str(path)))
+
+
+def test_interrupted_save_leaves_no_file(tmp_path, monkeypatch):
+    import dualmd.data.datasets as datasets
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # the job dies between writing the temp file and renaming it
+
+    monkeypatch.setattr(datasets.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_split(make_split(20, _cfg(num_images=8)), tmp_path / "s.npz", tmp_path / "s.json")
+    assert list(tmp_path.iterdir()) == []
