@@ -1,0 +1,88 @@
+"""Figures of the report: ROC curves (log-log), t-error histograms, training loss curves, image grids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on workers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid, save_image  # noqa: E402
+
+
+def plot_roc(roc: pd.DataFrame, *, attack: str, out: str | Path) -> None:
+    """One log-log ROC plot with a curve per target (LiRA style: the low-FPR corner is visible).
+
+    Args:
+        roc: long table with columns target, fpr, tpr.
+        attack: attack name for the title.
+        out: PNG path.
+    """
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    floor = 1.0
+    for _, df in roc.groupby("target", sort=False):
+        positive = df["fpr"] > 0
+        if positive.any():  # the smallest non-zero FPR is 1 / number of non-members
+            floor = min(floor, float(df.loc[positive, "fpr"].min()))
+        ax.plot(df["fpr"].clip(lower=1e-4), df["tpr"].clip(lower=1e-4), label=str(df["target"].iloc[0]))
+    lo = max(min(floor, 1e-3), 1e-4)
+    ax.plot([lo, 1], [lo, 1], "k:", lw=0.8, label="chance")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlim=(lo, 1),
+        ylim=(lo, 1.02),
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=f"ROC: {attack}",
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, out)
+
+
+def plot_t_error(score_files: Sequence[str | Path], *, out: str | Path) -> None:
+    """Histograms of member vs non-member t-error, one panel per model (from secmi_stat score files)."""
+    fig, axes = plt.subplots(1, len(score_files), figsize=(3.2 * len(score_files), 2.8), squeeze=False)
+    for ax, path in zip(axes[0], score_files, strict=True):
+        data = np.load(path)
+        t_err = data["t_error"] if "t_error" in data else -data["score"]
+        is_member = data["is_member"].astype(bool)
+        bins = np.histogram_bin_edges(t_err, bins=30)
+        ax.hist(t_err[is_member], bins=bins, alpha=0.6, density=True, label="members")
+        ax.hist(t_err[~is_member], bins=bins, alpha=0.6, density=True, label="non-members")
+        ax.set(title=Path(path).stem, xlabel="t-error")
+    axes[0][0].legend(fontsize=8)
+    _save(fig, out)
+
+
+def plot_loss_curves(metadata: Sequence[dict], *, out: str | Path) -> None:
+    """Training loss per step of every model, on one plot."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for meta in metadata:
+        curve = np.asarray(meta["loss_curve"], dtype=float)
+        if curve.size:
+            ax.plot(curve[:, 0], curve[:, 1], label=meta["model_id"], lw=1)
+    ax.set(yscale="log", xlabel="optimiser step", ylabel="loss")
+    ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def save_grid(images: torch.Tensor, out: str | Path, *, nrow: int) -> None:
+    """Save images (N, C, H, W) in [-1, 1] as one PNG grid, upscaled so tiny images stay visible."""
+    grid = make_grid((images.clamp(-1, 1) + 1) / 2, nrow=nrow, padding=1, pad_value=1.0)
+    scale = max(1, 256 // max(grid.shape[-1], 1))
+    grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, out)
+
+
+def _save(fig, out: str | Path) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,248 @@
+"""The run's report: attack, utility and memorization tables (CSV + Markdown), a flat metrics.json and roc.csv.
+
+Every input is a small JSON written by an earlier stage and describes itself (attack, target, sampler, model),
+so the report never parses paths.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Rows of the attack table come in this order: undefended first, then the defenses.
+TARGET_ORDER = ["baseline", "teacher1", "teacher2", "student", "dualmd"]
+
+
+def _read_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"report input missing: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"report input is not valid JSON: {path}: {err}") from err
+
+
+def _order(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    rank = {name: i for i, name in enumerate(TARGET_ORDER)}
+    return (
+        df.assign(_rank=df[column].map(rank))
+        .sort_values([c for c in ("attack",) if c in df] + ["_rank"])
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
+
+
+def attack_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per (attack, target) with AUC, ASR, TPR@FPR and their 95% intervals."""
+    rows = []
+    for path in metric_files:
+        m = _read_json(path)
+        for row in m["rows"]:
+            rows.append(
+                {"attack": m["attack"], **{k: v for k, v in row.items() if not isinstance(v, dict | list)}}
+            )
+    df = _order(pd.DataFrame(rows), "target")
+    first = ["attack", "target", "num_members", "num_nonmembers"]
+    return df[first + sorted((c for c in df.columns if c not in first), key=_metric_rank)]
+
+
+def _metric_rank(column: str) -> tuple:
+    """auc, asr, then TPR at the largest FPR bound first; each followed by its interval."""
+    name = column.removesuffix("_low").removesuffix("_high")
+    group = {"auc": (0, 0.0), "asr": (1, 0.0)}.get(name) or (2, -float(name.rsplit("_", 1)[-1]))
+    return (*group, column.endswith("_high"), column.endswith("_low"))
+
+
+def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """Metric columns as "value [low, high]" strings: the readable form of the attack table."""
+    out = df[[c for c in df.columns if not c.endswith(("_low", "_high"))]].copy()
+    for col in list(out.columns):
+        if f"{col}_low" in df and f"{col}_high" in df:
+            triples = zip(df[col], df[f"{col}_low"], df[f"{col}_high"], strict=True)
+            out[col] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in triples]
+    return out
+
+
+def pia_sweep_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
+    """AUC and TPR@1%FPR of PIA/PIAN at every sweep timestep (reported apart from the a-priori timestep)."""
+    rows = []
+    for path in metric_files:
+        m = _read_json(path)
+        for row in m["rows"]:
+            for t, values in sorted(row.get("sweep", {}).items(), key=lambda kv: int(kv[0])):
+                rows.append({"attack": m["attack"], "target": row["target"], "timestep": int(t), **values})
+    return pd.DataFrame(rows)
+
+
+def utility_table(utility_files: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per sampler: FID, IS, number of images, sampler settings, feature network."""
+    rows = [_read_json(p) for p in utility_files]
+    keep = [
+        "sampler",
+        "fid",
+        "inception_score",
+        "inception_score_std",
+        "num_images",
+        "scheduler",
+        "num_inference_steps",
+        "feature_net",
+        "is_absent_reason",
+    ]
+    df = pd.DataFrame([{k: r.get(k) for k in keep} for r in rows])
+    return _order(df, "sampler")
+
+
+def memorization_table(copy_files: Sequence[str | Path], t_error_file: str | Path) -> pd.DataFrame:
+    """Model rows (t-error separation AUC) and sampler rows (copy rate) in one table."""
+    rows = []
+    for t in _read_json(t_error_file)["models"]:
+        rows.append(
+            {
+                "kind": "t_error",
+                "target": t["model"],
+                "value": t["auc"],
+                "detail": f"median t-error members {t['member_median']:.4g} / non-members "
+                f"{t['nonmember_median']:.4g}",
+            }
+        )
+    for path in copy_files:
+        c = _read_json(path)
+        rows.append(
+            {
+                "kind": "copy_rate",
+                "target": c["sampler"],
+                "value": c["copy_rate"],
+                "detail": f"{c['num_copies']}/{c['num_generated']} under ratio {c['threshold']:.3g}",
+            }
+        )
+    df = pd.DataFrame(rows)
+    rank = {name: i for i, name in enumerate(TARGET_ORDER)}
+    return (
+        df.assign(_r=df["target"].map(rank))
+        .sort_values(["kind", "_r"])
+        .drop(columns="_r")
+        .reset_index(drop=True)
+    )
+
+
+def training_table(model_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Per model: subset, steps, final loss, probe member/non-member loss and the gap, wall time."""
+    rows = []
+    for d in model_dirs:
+        meta = _read_json(Path(d) / "metadata.json")
+        probe = meta.get("probe", {})
+        curve = meta.get("loss_curve") or [[0, float("nan")]]
+        member, nonmember = (
+            float(np.mean(probe[k])) if k in probe else float("nan")
+            for k in ("member_loss", "nonmember_loss")
+        )
+        rows.append(
+            {
+                "model": meta["model_id"],
+                "subset": meta["subset"],
+                "steps": meta["num_train_steps"],
+                "final_loss": curve[-1][1],
+                "probe_member_loss": member,
+                "probe_nonmember_loss": nonmember,
+                "probe_gap": nonmember - member,
+                "wall_time_s": meta.get("wall_time_s"),
+            }
+        )
+    return _order(pd.DataFrame(rows), "model")
+
+
+def flat_metrics(attacks: pd.DataFrame, utility: pd.DataFrame, memorization: pd.DataFrame) -> dict:
+    """Flat `section/name/target/metric` keys for `dvc metrics show`; NaN/None values are dropped."""
+    flat: dict[str, float] = {}
+
+    def put(key: str, value) -> None:
+        if value is not None and not pd.isna(value):
+            flat[key] = float(value)
+
+    for _, row in attacks.iterrows():
+        for col, value in row.items():
+            if col not in ("attack", "target") and isinstance(value, int | float):
+                put(f"attack/{row['attack']}/{row['target']}/{col}", value)
+    for _, row in utility.iterrows():
+        put(f"utility/{row['sampler']}/fid", row["fid"])
+        put(f"utility/{row['sampler']}/inception_score", row["inception_score"])
+    for _, row in memorization.iterrows():
+        put(f"memorization/{row['kind']}/{row['target']}", row["value"])
+    return flat
+
+
+def combined_roc(roc_files: Sequence[str | Path]) -> pd.DataFrame:
+    """All ROC curves in one long table (attack, target, fpr, tpr) for `dvc plots show`."""
+    frames = []
+    for path in roc_files:
+        df = pd.read_csv(path)
+        frames.append(df)
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["attack", "target", "fpr", "tpr"])
+    )
+
+
+def write_report(
+    *,
+    attack_files: Sequence[str | Path],
+    utility_files: Sequence[str | Path],
+    copy_files: Sequence[str | Path],
+    t_error_file: str | Path,
+    model_dirs: Sequence[str | Path],
+    split_meta: dict,
+    out_dir: str | Path,
+) -> dict:
+    """Write attacks/utility/memorization/training tables (CSV + MD), metrics.json, roc.csv and report.md.
+
+    Returns:
+        The flat metrics dictionary written to metrics.json.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "attacks": attack_table(attack_files),
+        "pia_sweep": pia_sweep_table(attack_files),
+        "utility": utility_table(utility_files),
+        "memorization": memorization_table(copy_files, t_error_file),
+        "training": training_table(model_dirs),
+    }
+    for name, df in tables.items():
+        df.to_csv(out / f"{name}.csv", index=False)
+        shown = with_intervals(df) if name == "attacks" else df
+        (out / f"{name}.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
+    roc_files = [Path(p).with_name(Path(p).stem + "_roc.csv") for p in attack_files]
+    combined_roc(roc_files).to_csv(out / "roc.csv", index=False)
+    metrics = flat_metrics(tables["attacks"], tables["utility"], tables["memorization"])
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+    (out / "report.md").write_text(_markdown(tables, split_meta))
+    return metrics
+
+
+def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict) -> str:
+    counts = split_meta.get("counts", {})
+    parts = [
+        "# dualmd report\n",
+        f"Split: {counts} (SHA-256 of each subset in results/split/split.json).\n",
+        "## Membership inference (members = positive class; 95% bootstrap intervals)\n",
+        with_intervals(tables["attacks"]).to_markdown(index=False),
+        "\n## Utility\n",
+        tables["utility"].to_markdown(index=False, floatfmt=".3f"),
+        "\n## Memorization\n",
+        tables["memorization"].to_markdown(index=False, floatfmt=".3f"),
+        "\n## Training (probe: mean denoising loss over the probe timesteps, fixed noise; gap = non-members"
+        " minus members)\n",
+        tables["training"].to_markdown(index=False, floatfmt=".4g"),
+    ]
+    if not tables["pia_sweep"].empty:
+        parts += [
+            "\n## PIA / PIAN timestep sweep (not used to pick the reported timestep)\n",
+            tables["pia_sweep"].to_markdown(index=False, floatfmt=".3f"),
+        ]
+    return "\n".join(parts) + "\n"

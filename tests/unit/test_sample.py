@@ -1,0 +1,153 @@
+"""Sampling loop, per-image seeds, sample files and the `generate` entry point."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from PIL import Image
+
+from dualmd.config import SampleConfig
+from dualmd.models.adapter import UNetPredictor
+from dualmd.sample import (
+    SinglePredictor,
+    build_scheduler,
+    generate,
+    load_samples,
+    run_sampler,
+    sample_images,
+    save_samples,
+)
+
+
+def tiny_unet(seed):
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+
+
+@pytest.fixture
+def base_scheduler():
+    return DDPMScheduler(num_train_timesteps=20, clip_sample=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "steps", "eta"),
+    [("ddpm", 20, 0.0), ("ddpm", 5, 0.0), ("ddim", 5, 0.0), ("ddim", 5, 1.0)],
+    ids=["ddpm_full", "ddpm_5", "ddim_eta0", "ddim_eta1"],
+)
+def test_images_do_not_depend_on_batch_size(base_scheduler, kind, steps, eta):
+    predictor = UNetPredictor(tiny_unet(0))
+    cfg = SampleConfig(num_images=8, scheduler=kind, num_inference_steps=steps, eta=eta, seed=3, batch_size=3)
+    small = sample_images(predictor, base_scheduler, cfg, (1, 8, 8))
+    large = sample_images(
+        predictor, base_scheduler, SampleConfig(**{**cfg.to_dict(), "batch_size": 8}), (1, 8, 8)
+    )
+    assert small.shape == (8, 1, 8, 8) and small.dtype == torch.float32
+    assert torch.allclose(small, large, atol=1e-5)
+    assert small.abs().max() <= 1.0
+
+
+def test_image_i_depends_only_on_seed_plus_i(base_scheduler):
+    predictor = UNetPredictor(tiny_unet(0))
+    run = {"image_shape": (1, 8, 8), "num_inference_steps": 5}
+    eight = run_sampler(predictor, build_scheduler("ddpm", base_scheduler), num_images=8, seed=10, **run)
+    shifted = run_sampler(predictor, build_scheduler("ddpm", base_scheduler), num_images=3, seed=13, **run)
+    assert torch.allclose(eight[3:6], shifted, atol=1e-5)
+    assert not torch.allclose(eight[0], eight[1], atol=1e-3)  # different seeds, different images
+
+
+def test_eta_is_refused_for_ddpm(base_scheduler):
+    with pytest.raises(ValueError, match="DDIM"):
+        run_sampler(
+            UNetPredictor(tiny_unet(0)),
+            build_scheduler("ddpm", base_scheduler),
+            num_images=1,
+            image_shape=(1, 8, 8),
+            num_inference_steps=2,
+            eta=0.5,
+        )
+
+
+def test_build_scheduler_keeps_the_training_schedule(base_scheduler):
+    ddim = build_scheduler("ddim", base_scheduler)
+    assert isinstance(ddim, DDIMScheduler)
+    assert torch.allclose(ddim.alphas_cumprod, base_scheduler.alphas_cumprod)
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        build_scheduler("euler", base_scheduler)
+
+
+def test_single_predictor_is_used_at_every_step():
+    calls = []
+    selector = SinglePredictor(lambda x, t: calls.append(int(t[0])) or torch.zeros_like(x))
+    run_sampler(
+        selector,
+        DDIMScheduler(num_train_timesteps=20),
+        num_images=1,
+        image_shape=(1, 2, 2),
+        num_inference_steps=4,
+    )
+    assert calls == [15, 10, 5, 0]
+
+
+def test_save_and_load_samples_round_trip(tmp_path):
+    images = torch.rand(5, 3, 8, 8) * 2 - 1
+    save_samples(images, tmp_path / "s.npz", tmp_path / "grid.png", nrow=4)
+    assert torch.equal(load_samples(tmp_path / "s.npz"), images)
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.size == (4 * 9 + 1, 2 * 9 + 1)  # 4 columns, 2 rows, 1-pixel padding
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "s.npz"]  # no temporary files left
+
+
+@pytest.mark.parametrize(
+    ("arrays", "match"),
+    [
+        ({"x": np.zeros((2, 1, 4, 4), np.float32)}, "no 'images'"),
+        ({"images": np.zeros((2, 4, 4), np.float32)}, "shape"),
+        ({"images": np.full((2, 1, 4, 4), 3.0, np.float32)}, r"\[-1, 1\]"),
+        ({"images": np.zeros((2, 1, 4, 4), np.float64)}, "float32"),
+    ],
+    ids=["missing_key", "not_4d", "out_of_range", "float64"],
+)
+def test_load_samples_rejects_malformed_files(tmp_path, arrays, match):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=match):
+        load_samples(tmp_path / "bad.npz")
+
+
+def _model_dir(path, seed, num_train_timesteps=20):
+    unet = tiny_unet(seed)
+    unet.save_pretrained(path / "unet")
+    unet.save_pretrained(path / "unet_ema")
+    DDPMScheduler(num_train_timesteps=num_train_timesteps).save_pretrained(path / "scheduler")
+    return path
+
+
+def test_generate_dualmd_records_the_teacher_sequence(tmp_path):
+    dirs = {m: _model_dir(tmp_path / m, seed) for seed, m in enumerate(["teacher1", "teacher2", "baseline"])}
+    cfg = SampleConfig(num_images=3, scheduler="ddim", num_inference_steps=5, batch_size=2)
+    images, info = generate("dualmd", dirs, cfg)
+    assert images.shape == (3, 1, 8, 8)
+    assert info["teacher_sequence"] == "12121" and info["alternation"] == "step_index"
+    assert set(info["models"]) == {"teacher1", "teacher2"}
+    json.dumps(info)  # provenance must be serialisable
+    single, info1 = generate("baseline", dirs, cfg)
+    assert "teacher_sequence" not in info1 and not torch.allclose(single, images, atol=1e-4)
+
+
+def test_generate_refuses_missing_or_mismatched_teachers(tmp_path):
+    dirs = {"teacher1": _model_dir(tmp_path / "t1", 0), "teacher2": _model_dir(tmp_path / "t2", 1, 30)}
+    cfg = SampleConfig(num_images=1, num_inference_steps=2)
+    with pytest.raises(ValueError, match="noise schedule"):
+        generate("dualmd", dirs, cfg)
+    with pytest.raises(ValueError, match="student"):
+        generate("student", dirs, cfg)
