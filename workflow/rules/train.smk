@@ -16,7 +16,7 @@ rule train_model:
     log:
         "logs/train_model/{trained}.log",
     benchmark:
-        "benchmarks/train_model/{trained}.tsv"
+        "results/benchmarks/train_model/{trained}.tsv"
     threads: 1
     resources:
         gpu=0,
@@ -49,7 +49,7 @@ rule distill_student:
     log:
         "logs/distill_student/student.log",
     benchmark:
-        "benchmarks/distill_student/student.tsv"
+        "results/benchmarks/distill_student/student.tsv"
     threads: 1
     resources:
         gpu=0,

@@ -1,0 +1,91 @@
+"""Membership-inference attacks: a registry, one module per attack, and the entry points the CLI calls.
+
+Scores are "higher = more likely a member" (see `dualmd.attacks.base`). White-box attacks (`requires ==
+"model"`) query a `NoisePredictor`; black-box attacks (`requires == "samples"`) see only generated images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import Tensor
+
+# Imported for their side effect: each module registers its attack(s) in ATTACKS.
+from dualmd.attacks import loss, nn_distance, pia, secmi, secmi_nn  # noqa: F401
+from dualmd.attacks.base import (
+    ATTACKS,
+    Attack,
+    AttackResult,
+    ModelAttack,
+    SampleAttack,
+    check_model_matches_split,
+    load_scores,
+    register,
+    save_scores,
+)
+from dualmd.config import AttackConfig
+from dualmd.models.adapter import NoisePredictor, Schedule
+
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "AttackResult",
+    "ModelAttack",
+    "SampleAttack",
+    "attack_model",
+    "attack_samples",
+    "build_attack",
+    "check_model_matches_split",
+    "load_scores",
+    "register",
+    "save_scores",
+]
+
+
+def build_attack(name: str, cfg: AttackConfig) -> Attack:
+    """The attack registered as `name`, configured by `cfg`; unknown names raise ValueError listing the known."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)}")
+    return ATTACKS[name](cfg=cfg)
+
+
+def attack_model(
+    name: str,
+    cfg: AttackConfig,
+    *,
+    predictor: NoisePredictor,
+    schedule: Schedule,
+    images: Tensor,
+    sample_ids: np.ndarray,
+    is_member: np.ndarray,
+) -> AttackResult:
+    """Run white-box attack `name` on a model.
+
+    Args:
+        predictor, schedule: the attacked model (e.g. from `dualmd.models.adapter.load_predictor`).
+        images: (N, C, H, W) float in [-1, 1], members and non-members.
+        sample_ids: (N,) distinct non-negative ints (dataset indices), seeding per-sample noise.
+        is_member: (N,) bool.
+    Returns:
+        Per-sample scores (secmi_nn: only the samples outside its training slice).
+    """
+    attack = build_attack(name, cfg)
+    if attack.requires != "model":
+        raise ValueError(f"attack {name!r} needs generated samples, not a model: use attack_samples")
+    return attack.run(predictor, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
+
+
+def attack_samples(
+    name: str,
+    cfg: AttackConfig,
+    *,
+    generated: Tensor,
+    images: Tensor,
+    sample_ids: np.ndarray,
+    is_member: np.ndarray,
+) -> AttackResult:
+    """Run black-box attack `name` from generated images (N_gen, C, H, W) in [-1, 1]; other args as
+    `attack_model`."""
+    attack = build_attack(name, cfg)
+    if attack.requires != "samples":
+        raise ValueError(f"attack {name!r} needs a model, not generated samples: use attack_model")
+    return attack.run(generated, images, sample_ids, is_member)  # type: ignore[call-arg]

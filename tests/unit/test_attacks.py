@@ -1,0 +1,365 @@
+"""Attack contract (every registered attack) and attack-specific hand-checked behaviour."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from diffusers import DDPMScheduler, UNet2DModel
+
+from dualmd.attacks import (
+    ATTACKS,
+    AttackResult,
+    attack_model,
+    attack_samples,
+    build_attack,
+    check_model_matches_split,
+    load_scores,
+    save_scores,
+)
+from dualmd.attacks.base import per_sample_noise
+from dualmd.attacks.pia import PIAN
+from dualmd.attacks.secmi import ddim_step, round_trip
+from dualmd.attacks.secmi_nn import train_test_split
+from dualmd.config import AttackConfig, LossAttackConfig, PIAConfig, SecMIConfig, SecMINNConfig
+from dualmd.metrics import auc
+from dualmd.models.adapter import Schedule, UNetPredictor
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+NAMES = sorted(ATTACKS)
+# Short sweeps keep the contract tests fast; secmi_nn trains 2 epochs (its own AUC test trains more).
+FAST = dict(
+    pia=PIAConfig(timestep=200, sweep_timesteps=(100, 200)),
+    loss=LossAttackConfig(timesteps=(50, 200)),
+    secmi_nn=SecMINNConfig(num_epochs=2),
+)
+
+
+@pytest.fixture(scope="module")
+def schedule() -> Schedule:
+    return Schedule.from_scheduler(DDPMScheduler(num_train_timesteps=1000))
+
+
+def make_images(num_per_class: int, seed: int = 0):
+    """(2n, 1, 8, 8) uniform images in [-1, 1], members and non-members interleaved, non-trivial ids."""
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(2 * num_per_class, 1, 8, 8, generator=gen) * 2 - 1
+    is_member = np.arange(2 * num_per_class) % 2 == 0
+    sample_ids = np.arange(2 * num_per_class) * 7 + 3
+    return images, sample_ids, is_member
+
+
+class MemorizingPredictor:
+    """A fake model that memorized its members: it identifies the known image y nearest to x_t / sqrt(alpha_bar_t)
+    and returns the exact noise (x_t - sqrt(alpha_bar_t) y) / sqrt(1 - alpha_bar_t), plus a deterministic
+    perturbation that is 10x larger for non-members (a model that fits its members better than unseen data).
+    """
+
+    def __init__(self, schedule: Schedule, members: torch.Tensor, nonmembers: torch.Tensor):
+        self.schedule = schedule
+        self.known = torch.cat([members, nonmembers]).double()
+        self.scale = torch.cat(
+            [torch.full((len(members),), 0.05), torch.full((len(nonmembers),), 0.5)]
+        ).double()
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x = x_t.double()
+        a = self.schedule.alpha_bar(t, x)
+        nearest = ((x[:, None] - a.sqrt()[:, None] * self.known[None]) ** 2).flatten(2).sum(-1).argmin(1)
+        eps = (x - a.sqrt() * self.known[nearest]) / (1 - a).sqrt()
+        # Depends on x_t and t, so a DDIM round trip does not cancel it (SecMI would see no error otherwise).
+        wobble = torch.sin(3 * x + t.view(-1, 1, 1, 1).double() / 100)
+        return (eps + self.scale[nearest].view(-1, 1, 1, 1) * wobble).float()
+
+
+def tiny_predictor(seed: int = 0) -> UNetPredictor:
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    return UNetPredictor(unet)
+
+
+def run_attack(name, cfg, model, schedule, images, ids, is_member, generated) -> AttackResult:
+    """Dispatch on what the attack needs, as the CLI does."""
+    if ATTACKS[name].requires == "samples":
+        return attack_samples(
+            name, cfg, generated=generated, images=images, sample_ids=ids, is_member=is_member
+        )
+    return attack_model(
+        name, cfg, predictor=model, schedule=schedule, images=images, sample_ids=ids, is_member=is_member
+    )
+
+
+def by_id(result: AttackResult) -> dict[int, float]:
+    return dict(zip(result.sample_ids.tolist(), result.scores.tolist(), strict=True))
+
+
+# --- registry ------------------------------------------------------------------------------------------------
+
+
+def test_registry_holds_exactly_the_documented_attacks():
+    assert NAMES == ["loss", "nn_distance", "pia", "pian", "secmi_nn", "secmi_stat"]
+
+
+def test_registry_matches_config_schema_enum():
+    if not SCHEMA.is_file():
+        pytest.skip(f"{SCHEMA} not written yet")
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert sorted(schema["properties"]["attack"]["properties"]["names"]["items"]["enum"]) == NAMES
+
+
+def test_unknown_attack_name_lists_known_ones():
+    with pytest.raises(ValueError, match="unknown attack 'lira'.*secmi_stat"):
+        build_attack("lira", AttackConfig())
+
+
+def test_entry_points_refuse_the_wrong_kind_of_attack(schedule):
+    images, ids, is_member = make_images(2)
+    with pytest.raises(ValueError, match="use attack_samples"):
+        attack_model("nn_distance", AttackConfig(), predictor=tiny_predictor(), schedule=schedule,
+                     images=images, sample_ids=ids, is_member=is_member)  # fmt: skip
+    with pytest.raises(ValueError, match="use attack_model"):
+        attack_samples(
+            "loss", AttackConfig(), generated=images, images=images, sample_ids=ids, is_member=is_member
+        )
+
+
+# --- contract, every attack ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES, ids=NAMES)
+def test_contract_shape_finite_deterministic_batch_independent(name, schedule):
+    images, ids, is_member = make_images(8)
+    model = tiny_predictor()
+    generated = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    first = run_attack(
+        name, AttackConfig(batch_size=4, **FAST), model, schedule, images, ids, is_member, generated
+    )
+    again = run_attack(
+        name, AttackConfig(batch_size=4, **FAST), model, schedule, images, ids, is_member, generated
+    )
+    big = run_attack(
+        name, AttackConfig(batch_size=16, **FAST), model, schedule, images, ids, is_member, generated
+    )
+
+    expected = 16 if name != "secmi_nn" else 2 * (8 - 1)  # secmi_nn scores what it did not train on
+    assert first.scores.shape == (expected,)
+    assert np.isfinite(first.scores).all()
+    assert first.attack == name
+    assert set(first.sample_ids) <= set(ids)
+    member_of = dict(zip(ids.tolist(), is_member.tolist(), strict=True))
+    assert first.is_member.tolist() == [member_of[i] for i in first.sample_ids.tolist()]
+    np.testing.assert_array_equal(first.scores, again.scores)  # seeded: bit-identical on a rerun
+    np.testing.assert_array_equal(first.sample_ids, big.sample_ids)
+    # secmi_nn trains a classifier on round-trip differences, which amplifies float32 noise of batched convs.
+    rtol = 5e-3 if name == "secmi_nn" else 1e-4
+    np.testing.assert_allclose(first.scores, big.scores, rtol=rtol, atol=1e-6)
+    for key, values in first.extra.items():
+        assert values.shape == (expected,) and np.isfinite(values).all(), key
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if n != "secmi_nn"], ids=[n for n in NAMES if n != "secmi_nn"]
+)
+def test_contract_scores_do_not_depend_on_order_or_company(name, schedule):
+    images, ids, is_member = make_images(8)
+    model = tiny_predictor()
+    generated = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    cfg = AttackConfig(batch_size=5, **FAST)
+    full = by_id(run_attack(name, cfg, model, schedule, images, ids, is_member, generated))
+    perm = np.random.default_rng(0).permutation(len(ids))[:10]  # shuffled subset, scored in other batches
+    part = by_id(run_attack(name, cfg, model, schedule, images[perm], ids[perm], is_member[perm], generated))
+    for sid, value in part.items():
+        assert value == pytest.approx(full[sid], rel=1e-4, abs=1e-6), sid
+
+
+@pytest.mark.parametrize("name", NAMES, ids=NAMES)
+def test_contract_members_of_a_memorizing_model_score_higher(name, schedule):
+    images, ids, is_member = make_images(32)
+    model = MemorizingPredictor(schedule, images[is_member], images[~is_member])
+    generated = images[is_member].clone()  # black-box: the model regurgitates its members
+    cfg = AttackConfig(batch_size=16, **{**FAST, "secmi_nn": SecMINNConfig(num_epochs=5)})
+    result = run_attack(name, cfg, model, schedule, images, ids, is_member, generated)
+    members, nonmembers = result.scores[result.is_member], result.scores[~result.is_member]
+    assert members.mean() > nonmembers.mean()
+    assert auc(result.scores, result.is_member) > 0.9
+
+
+# --- input checks --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("is_member", "message"),
+    [(np.zeros(4, bool), "member set is empty"), (np.ones(4, bool), "non-member set is empty")],
+    ids=["no_members", "no_nonmembers"],
+)
+def test_empty_member_or_nonmember_set_is_refused(is_member, message, schedule):
+    images, ids, _ = make_images(2)
+    with pytest.raises(ValueError, match=message):
+        build_attack("loss", AttackConfig()).run(tiny_predictor(), schedule, images, ids, is_member)
+
+
+def test_images_outside_minus_one_one_and_duplicate_ids_are_refused(schedule):
+    images, ids, is_member = make_images(2)
+    attack = build_attack("pia", AttackConfig())
+    with pytest.raises(ValueError, match=r"expected \[-1, 1\]"):
+        attack.run(tiny_predictor(), schedule, images * 127.5 + 127.5, ids, is_member)
+    with pytest.raises(ValueError, match="distinct"):
+        attack.run(tiny_predictor(), schedule, images, np.zeros(4, int), is_member)
+
+
+def test_timesteps_beyond_the_schedule_are_refused(schedule):
+    images, ids, is_member = make_images(2)
+    cfg = AttackConfig(loss=LossAttackConfig(timesteps=(1000,)))
+    with pytest.raises(ValueError, match=r"attack.loss.timesteps.*\[1000\]"):
+        build_attack("loss", cfg).run(tiny_predictor(), schedule, images, ids, is_member)
+
+
+# --- SecMI ---------------------------------------------------------------------------------------------------
+
+
+class RecordingPredictor:
+    """Returns a constant noise and records every (x_t, t) it is queried with."""
+
+    def __init__(self, value: float = 0.3):
+        self.value, self.calls = value, []
+
+    def __call__(self, x_t, t):
+        self.calls.append((x_t.clone(), t.clone()))
+        return torch.full_like(x_t, self.value)
+
+
+def test_secmi_queries_the_model_as_secmi_does(schedule):
+    """11 UNet calls at the defaults: inversion from t = 0 (on x_0 itself) to 80, then 90 (up) and 100 (down)."""
+    model = RecordingPredictor()
+    x_0 = torch.rand(3, 1, 8, 8) * 2 - 1
+    round_trip(model, schedule, x_0, SecMIConfig(t_sec=100, k=10))
+    assert [int(t[0]) for _, t in model.calls] == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    torch.testing.assert_close(model.calls[0][0], x_0)
+
+
+def test_ddim_step_matches_hand_computation_and_inverts_itself(schedule):
+    """With eps = 0.3 everywhere: x_t = sqrt(a_t) (x_s - sqrt(1 - a_s) 0.3) / sqrt(a_s) + sqrt(1 - a_t) 0.3."""
+    x_s = torch.full((1, 1, 2, 2), 0.5, dtype=torch.float64)
+    a_s, a_t = float(schedule.alphas_cumprod[10]), float(schedule.alphas_cumprod[20])
+    expected = a_t**0.5 * (0.5 - (1 - a_s) ** 0.5 * 0.3) / a_s**0.5 + (1 - a_t) ** 0.5 * 0.3
+    x_t = ddim_step(RecordingPredictor(0.3), schedule, x_s, 10, 20)
+    assert x_t.dtype == torch.float64
+    torch.testing.assert_close(x_t, torch.full_like(x_s, expected))
+    # A predictor whose eps does not change along the path round-trips exactly: SecMI's error is then 0.
+    torch.testing.assert_close(ddim_step(RecordingPredictor(0.3), schedule, x_t, 20, 10), x_s)
+
+
+def test_secmi_stat_score_is_minus_the_positive_t_error(schedule):
+    images, ids, is_member = make_images(4)
+    result = build_attack("secmi_stat", AttackConfig()).run(
+        tiny_predictor(), schedule, images, ids, is_member
+    )
+    assert (result.extra["t_error"] > 0).all()
+    np.testing.assert_allclose(result.scores, -result.extra["t_error"])
+
+
+# --- PIA / PIAN ----------------------------------------------------------------------------------------------
+
+
+def test_pia_score_matches_hand_computation_with_identity_model(schedule):
+    """eps_theta(x, t) = x: eps^ = x_0, x_t = (sqrt(a) + sqrt(1 - a)) x_0, score = -|1 - sqrt(a) - sqrt(1 - a)|^4 sum x_0^4."""
+    images, ids, is_member = make_images(2)
+    cfg = AttackConfig(pia=PIAConfig(timestep=200, sweep_timesteps=(20, 200)))
+    result = build_attack("pia", cfg).run(lambda x, t: x.clone(), schedule, images, ids, is_member)
+    for t in (20, 200):
+        a = float(schedule.alphas_cumprod[t])
+        expected = -(abs(1 - a**0.5 - (1 - a) ** 0.5) ** 4) * (images.double() ** 4).flatten(1).sum(1).numpy()
+        np.testing.assert_allclose(result.extra[f"t{t}"], expected, rtol=1e-5)
+    np.testing.assert_array_equal(
+        result.scores, result.extra["t200"]
+    )  # the a-priori timestep gives the score
+    assert sorted(result.extra) == ["t20", "t200"]
+
+
+def test_pian_rescales_proximal_noise_to_standard_normal_mean_abs():
+    attack = PIAN(cfg=AttackConfig())
+    images = torch.rand(3, 1, 8, 8) * 2 - 1
+    eps = attack.proximal_noise(lambda x, t: 5.0 * x + 1.0, images)
+    torch.testing.assert_close(eps.abs().flatten(1).mean(1), torch.full((3,), (2 / np.pi) ** 0.5))
+
+
+# --- loss ----------------------------------------------------------------------------------------------------
+
+
+def test_loss_attack_draws_noise_per_sample_and_timestep(schedule):
+    """With a model predicting 0 the loss is ||eps||^2 of the seeded per-sample noise, averaged over timesteps."""
+    images, ids, is_member = make_images(2)
+    cfg = AttackConfig(seed=5, loss=LossAttackConfig(timesteps=(50, 100)))
+    result = build_attack("loss", cfg).run(lambda x, t: torch.zeros_like(x), schedule, images, ids, is_member)
+    norms = [
+        per_sample_noise(5, ids, (1, 8, 8), t).double().pow(2).flatten(1).sum(1).numpy() for t in (50, 100)
+    ]
+    np.testing.assert_allclose(result.scores, -(norms[0] + norms[1]) / 2, rtol=1e-6)
+    assert not np.allclose(norms[0], norms[1])  # each timestep gets fresh noise
+
+
+# --- SecMI-NN ------------------------------------------------------------------------------------------------
+
+
+def test_secmi_nn_trains_on_the_leading_fifth_of_each_class():
+    is_member = np.array([True, False] * 10)  # 10 members at even positions, 10 non-members at odd
+    train, test = train_test_split(is_member, 0.2)
+    np.testing.assert_array_equal(
+        train, [0, 1, 2, 3]
+    )  # first 2 members (0, 2) and first 2 non-members (1, 3)
+    np.testing.assert_array_equal(test, np.arange(4, 20))
+    with pytest.raises(ValueError, match="empty training"):
+        train_test_split(np.array([True, False, False]), 0.2)
+
+
+# --- score files and provenance ------------------------------------------------------------------------------
+
+
+def test_scores_round_trip_through_npz(tmp_path):
+    result = AttackResult(
+        sample_ids=np.array([4, 9, 1]),
+        is_member=np.array([True, False, True]),
+        scores=np.array([0.5, -1.0, 2.0]),
+        extra={"t20": np.array([1.0, 2.0, 3.0])},
+        attack="pia",
+    )
+    path = tmp_path / "scores.npz"
+    save_scores(result, path)
+    loaded = load_scores(path)
+    np.testing.assert_array_equal(loaded.sample_ids, result.sample_ids)
+    np.testing.assert_array_equal(loaded.is_member, result.is_member)
+    np.testing.assert_array_equal(loaded.scores, result.scores)
+    np.testing.assert_array_equal(loaded.extra["t20"], result.extra["t20"])
+    assert loaded.attack == "pia"
+
+
+def test_load_scores_names_the_file_on_missing_keys_or_bad_lengths(tmp_path):
+    missing = tmp_path / "missing.npz"
+    np.savez(missing, sample_id=np.arange(3), score=np.zeros(3))
+    with pytest.raises(ValueError, match=r"missing\.npz.*is_member"):
+        load_scores(missing)
+    short = tmp_path / "short.npz"
+    np.savez(short, sample_id=np.arange(3), is_member=np.ones(3, bool), score=np.zeros(2))
+    with pytest.raises(ValueError, match=r"short\.npz.*'score'"):
+        load_scores(short)
+
+
+def test_model_split_check():
+    meta = {"model_id": "teacher1", "subset": "half1", "subset_sha256": "ab" * 32}
+    check_model_matches_split(meta, expected_subset="half1", expected_sha256="ab" * 32)
+    with pytest.raises(ValueError, match="trained on subset 'half1'.*'members'"):
+        check_model_matches_split(meta, expected_subset="members", expected_sha256="ab" * 32)
+    with pytest.raises(ValueError, match="different split"):
+        check_model_matches_split(meta, expected_subset="half1", expected_sha256="cd" * 32)
+    with pytest.raises(ValueError, match="lacks"):
+        check_model_matches_split({"model_id": "x"}, expected_subset="half1", expected_sha256="ab" * 32)
