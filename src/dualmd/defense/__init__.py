@@ -1,0 +1,1 @@
+"""Defenses against membership inference: DistillMD (training time) and DualMD (sampling time)."""

@@ -1,0 +1,274 @@
+"""The one training loop: baseline and teachers (paper Algorithm 1) and the DistillMD student (Algorithm 2).
+
+What differs between the two algorithms is pluggable: a `BatchSource` gives the clean images x_0 of
+iteration i, and a `TargetFn` gives the regression target for (x_t, t, eps) -- eps itself for plain DDPM
+training (Eq. 3), a teacher's prediction for distillation (Eq. 7). Everything else (optimiser, warm-up,
+clipping, EMA, checkpoints, accelerate) is shared.
+
+Every random draw of the loop (batch indices, flips, timesteps, noise) comes from ONE CPU generator whose
+state is checkpointed, so a resumed run reproduces an uninterrupted one exactly, and every process of a
+multi-GPU run draws the same global batch and trains on its own slice of it (results do not depend on the
+number of processes).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import UNet2DModel
+from diffusers.training_utils import EMAModel
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from dualmd.config import TrainConfig
+from dualmd.models.adapter import Schedule
+from dualmd.train.checkpoint import load_state, save_state
+
+log = logging.getLogger(__name__)
+
+
+class BatchSource(Protocol):
+    """Clean images x_0 (B, C, H, W) in [-1, 1] for iteration `step`, drawn with `generator` only."""
+
+    def __call__(self, step: int, generator: torch.Generator) -> Tensor: ...
+
+
+#: (step, x_t, t, eps) -> regression target (B, C, H, W); called without gradient (the stopgrad of Eq. 7).
+TargetFn = Callable[[int, Tensor, Tensor, Tensor], Tensor]
+
+
+def noise_target(step: int, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+    """Plain DDPM training (Algorithm 1): the target is the true noise eps."""
+    return eps
+
+
+def random_hflip(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Mirror each image (B, C, H, W) left-right with probability 1/2."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+@dataclass(frozen=True)
+class RandomBatches:
+    """Batches of `batch_size` images drawn uniformly with replacement from `images` (N, C, H, W)."""
+
+    images: Tensor
+    batch_size: int
+    hflip: bool = False
+
+    def __call__(self, step: int, generator: torch.Generator) -> Tensor:
+        idx = torch.randint(len(self.images), (self.batch_size,), generator=generator)
+        x_0 = self.images[idx]
+        return random_hflip(x_0, generator) if self.hflip else x_0
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What one iteration saw (this process's slice of the batch); handed to the `on_step` test hook."""
+
+    step: int
+    x_0: Tensor  # (b, C, H, W)
+    t: Tensor  # (b,)
+    eps: Tensor  # (b, C, H, W)
+    target: Tensor  # (b, C, H, W)
+    loss: Tensor  # () fp32
+
+
+@dataclass
+class FitResult:
+    unet: UNet2DModel  # raw weights, unwrapped
+    ema_unet: UNet2DModel  # EMA weights
+    loss_curve: list[list[float]]  # [[step, mean loss over the preceding log window], ...]
+    start_step: int  # 0, or the step a saved state was resumed at
+    train_time_s: float  # all sessions of the run together
+    images_per_s: float  # this session
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """The Accelerator of a run; mixed precision only on GPU (fp16 needs CUDA, bf16 gains nothing on CPU)."""
+    return Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+
+
+def fit(
+    *,
+    unet: UNet2DModel,
+    schedule: Schedule,
+    batches: BatchSource,
+    target_fn: TargetFn,
+    cfg: TrainConfig,
+    accelerator: Accelerator,
+    state_dir: Path,
+    run_hash: str,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> FitResult:
+    """Run `cfg.num_train_steps` optimiser steps of min ||target - eps_theta(x_t, t)||^2, resuming if possible.
+
+    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with t ~ U{0..T-1}, eps ~ N(0, I) (DDPM Eq. 4).
+    A state is saved under `state_dir` every `cfg.checkpoint_every_steps` steps and at the end.
+    """
+    gen = torch.Generator().manual_seed(cfg.seed)
+    # Adam as in the paper (AdamW without weight decay is the same thing); linear warm-up, then constant.
+    opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    # The lr schedule is NOT prepared: accelerate would step it once per process, and our step is global.
+    unet, opt = accelerator.prepare(unet, opt)
+    raw = accelerator.unwrap_model(unet)
+    ema = EMAModel(raw.parameters(), decay=cfg.ema_decay, foreach=True)
+    run = _Progress(loss_curve=[], window_sum=0.0, window_count=0, elapsed_s=0.0)
+    start = _restore(load_state(state_dir, run_hash), raw, ema, opt, lr_sched, gen, run, accelerator.device)
+    window = torch.tensor(run.window_sum, device=accelerator.device)
+    bar = tqdm(
+        total=cfg.num_train_steps,
+        initial=start,
+        mininterval=30,
+        ascii=True,
+        file=sys.stderr,
+        disable=not accelerator.is_local_main_process,
+    )
+    session_t0 = time.perf_counter()
+    for step in range(start, cfg.num_train_steps):
+        x_0, t, eps = _draw(batches, step, gen, schedule.num_train_timesteps, accelerator)
+        x_t = schedule.q_sample(x_0, t, eps)
+        with accelerator.accumulate(unet), accelerator.autocast():
+            with torch.no_grad():
+                target = target_fn(step, x_t, t, eps)
+            loss = F.mse_loss(unet(x_t, t).sample.float(), target.float())  # loss in fp32 under autocast
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(unet.parameters(), cfg.grad_clip_norm)
+            opt.step()
+            lr_sched.step()
+            opt.zero_grad(set_to_none=True)
+        ema.step(raw.parameters())
+        window += loss.detach()
+        run.window_count += 1
+        done = step + 1
+        bar.update(1)
+        if done % cfg.log_every_steps == 0 or done == cfg.num_train_steps:
+            _log_window(run, window, done, accelerator, bar)
+        if done % cfg.checkpoint_every_steps == 0 or done == cfg.num_train_steps:
+            run.window_sum = float(window)
+            _checkpoint(state_dir, run_hash, done, raw, ema, opt, lr_sched, gen, run, session_t0, accelerator)
+        if on_step is not None:
+            on_step(StepInfo(step, x_0, t, eps, target, loss.detach()))
+    bar.close()
+    session_s = time.perf_counter() - session_t0
+    ema_unet = copy.deepcopy(raw)
+    ema.copy_to(ema_unet.parameters())
+    steps_run = cfg.num_train_steps - start
+    return FitResult(
+        unet=raw,
+        ema_unet=ema_unet,
+        loss_curve=run.loss_curve,
+        start_step=start,
+        train_time_s=run.elapsed_s + session_s,
+        images_per_s=steps_run * cfg.batch_size / session_s if steps_run else 0.0,
+    )
+
+
+@dataclass
+class _Progress:
+    """The bookkeeping of a run that must survive a restart."""
+
+    loss_curve: list[list[float]]
+    window_sum: float  # loss summed over the current log window (before the last log line)
+    window_count: int
+    elapsed_s: float  # training time of earlier sessions
+
+
+def _draw(
+    batches: BatchSource, step: int, gen: torch.Generator, num_timesteps: int, accelerator: Accelerator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The global batch's x_0, t, eps, then this process's slice of them, on its device."""
+    x_0 = batches(step, gen)
+    t = torch.randint(num_timesteps, (x_0.shape[0],), generator=gen)
+    eps = torch.randn(x_0.shape, generator=gen)
+    n, rank = accelerator.num_processes, accelerator.process_index
+    if x_0.shape[0] % n:
+        raise ValueError(f"batch size {x_0.shape[0]} is not divisible by the {n} processes")
+    part = slice(rank * x_0.shape[0] // n, (rank + 1) * x_0.shape[0] // n)
+    dev = accelerator.device
+    return x_0[part].to(dev), t[part].to(dev), eps[part].to(dev)
+
+
+def _log_window(run: _Progress, window: Tensor, done: int, accelerator: Accelerator, bar: tqdm) -> None:
+    mean = float(accelerator.reduce(window, reduction="mean")) / run.window_count
+    run.loss_curve.append([done, mean])
+    window.zero_()
+    run.window_count = 0
+    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+    log.info("step %d: loss %.5f", done, mean)
+
+
+def _checkpoint(
+    state_dir: Path,
+    run_hash: str,
+    step: int,
+    raw: UNet2DModel,
+    ema: EMAModel,
+    opt: Any,
+    lr_sched: Any,
+    gen: torch.Generator,
+    run: _Progress,
+    session_t0: float,
+    accelerator: Accelerator,
+) -> None:
+    if accelerator.is_main_process:
+        save_state(
+            state_dir,
+            {
+                "run_hash": run_hash,
+                "step": step,
+                "model": raw.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(),
+                "lr_scheduler": lr_sched.state_dict(),
+                "generator": gen.get_state(),
+                # Global RNGs matter only for dropout; saved anyway so that dropout > 0 resumes exactly too.
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "loss_curve": run.loss_curve,
+                "window_sum": run.window_sum,
+                "window_count": run.window_count,
+                "elapsed_s": run.elapsed_s + time.perf_counter() - session_t0,
+            },
+        )
+    accelerator.wait_for_everyone()
+
+
+def _restore(
+    state: dict[str, Any] | None,
+    raw: UNet2DModel,
+    ema: EMAModel,
+    opt: Any,
+    lr_sched: Any,
+    gen: torch.Generator,
+    run: _Progress,
+    device: torch.device,
+) -> int:
+    """Load a saved state into the run's objects; return the step to continue from (0 without a state)."""
+    if state is None:
+        return 0
+    raw.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    ema.to(device)
+    opt.load_state_dict(state["optimizer"])
+    lr_sched.load_state_dict(state["lr_scheduler"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    run.loss_curve = state["loss_curve"]
+    run.window_sum, run.window_count = state["window_sum"], state["window_count"]
+    run.elapsed_s = state["elapsed_s"]
+    return int(state["step"])

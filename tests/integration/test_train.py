@@ -1,0 +1,162 @@
+"""Training loop end to end on a tiny UNet: model directory, diffusers round trip, metadata, exact resume."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+from dualmd.config import DiffusionConfig, ModelConfig, TrainConfig
+from dualmd.train import fixed_noise, train_model
+from dualmd.train.checkpoint import STATE_FILE
+from dualmd.train.loop import RandomBatches, StepInfo, make_accelerator, random_hflip
+
+MODEL = ModelConfig(block_out_channels=(8, 16), norm_num_groups=4)
+DIFFUSION = DiffusionConfig(num_train_timesteps=20)
+TRAIN = TrainConfig(
+    num_train_steps=12,
+    batch_size=8,
+    lr=2e-3,
+    warmup_steps=3,
+    checkpoint_every_steps=5,
+    log_every_steps=4,
+    probe_timesteps=(2, 5, 10),
+    probe_num_images=16,
+    seed=3,
+)
+CALLER_META = {
+    "model_id": "baseline",
+    "subset": "members",
+    "subset_sha256": "ab" * 32,
+    "split_fingerprint": "fp",
+}
+
+
+def tiny_images(n: int, seed: int) -> torch.Tensor:
+    """(n, 1, 8, 8) in [-1, 1]: one of four bar patterns per image plus a little noise, so models can fit."""
+    g = torch.Generator().manual_seed(seed)
+    base = -torch.ones(4, 1, 8, 8)
+    base[0, :, 2:4, :], base[1, :, :, 2:4], base[2, :, 5:7, :], base[3, :, :, 5:7] = 1, 1, 1, 1
+    x = base[torch.arange(n) % 4] + 0.1 * torch.randn(n, 1, 8, 8, generator=g)
+    return x.clamp(-1, 1)
+
+
+def run(tmp: Path, name: str, cfg: TrainConfig = TRAIN, **kw) -> dict:
+    images = tiny_images(32, seed=0)
+    return train_model(
+        images=images,
+        probe_members=images,
+        probe_nonmembers=tiny_images(32, seed=1),
+        model_cfg=MODEL,
+        diffusion_cfg=DIFFUSION,
+        train_cfg=cfg,
+        out_dir=tmp / name,
+        state_dir=tmp / f"state_{name}",
+        metadata=dict(CALLER_META),
+        **kw,
+    )
+
+
+def load_weights(model_dir: Path, sub: str) -> dict[str, torch.Tensor]:
+    return UNet2DModel.from_pretrained(model_dir / sub).state_dict()
+
+
+def test_model_dir_loads_in_diffusers_pipeline_and_metadata_is_complete(tmp_path):
+    meta = run(tmp_path, "baseline")
+    out = tmp_path / "baseline"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp dir left
+    raw, ema = UNet2DModel.from_pretrained(out / "unet"), UNet2DModel.from_pretrained(out / "unet_ema")
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(raw.state_dict().values(), ema.state_dict().values(), strict=True)
+    )
+    pipe = DDPMPipeline(unet=raw, scheduler=DDPMScheduler.from_pretrained(out / "scheduler"))
+    images = pipe(
+        batch_size=2, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np"
+    ).images
+    assert images.shape == (2, 8, 8, 1) and np.isfinite(images).all()
+    assert pipe.scheduler.config.num_train_timesteps == 20
+
+    on_disk = json.loads((out / "metadata.json").read_text())
+    assert on_disk == json.loads(json.dumps(meta))
+    for key, value in CALLER_META.items():
+        assert on_disk[key] == value
+    assert on_disk["num_train_steps"] == 12 and on_disk["seed"] == 3
+    assert on_disk["config"]["model"]["block_out_channels"] == [8, 16]
+    assert on_disk["config"]["diffusion"]["num_train_timesteps"] == 20
+    assert on_disk["config"]["train"]["lr"] == 2e-3
+    assert [s for s, _ in on_disk["loss_curve"]] == [4, 8, 12]
+    assert all(np.isfinite(loss) and loss > 0 for _, loss in on_disk["loss_curve"])
+    probe = on_disk["probe"]
+    assert probe["timesteps"] == [2, 5, 10]
+    assert len(probe["member_loss"]) == len(probe["nonmember_loss"]) == len(probe["gap"]) == 3
+    assert probe["gap"][0] == pytest.approx(probe["nonmember_loss"][0] - probe["member_loss"][0])
+    assert on_disk["device"] == str(make_accelerator(TRAIN).device) and on_disk["resumed_from_step"] == 0
+    assert on_disk["wall_time_s"] > 0 and on_disk["images_per_s"] > 0
+    assert set(on_disk["versions"]) == {"torch", "diffusers", "accelerate"}
+
+
+class Interrupt(Exception):
+    """Stands in for a job killed in the middle of training."""
+
+
+def interrupt_at(step: int):
+    def hook(info: StepInfo) -> None:
+        if info.step == step:
+            raise Interrupt
+
+    return hook
+
+
+def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path):
+    cfg = replace(TRAIN, hflip=True)  # the flip draws must be resumed too
+    full = run(tmp_path, "full", cfg)
+    with pytest.raises(Interrupt):
+        run(tmp_path, "resumed", cfg, on_step=interrupt_at(7))  # the last state is that of step 5
+    assert not (tmp_path / "resumed").exists()  # nothing that looks like a finished model
+    assert torch.load(tmp_path / "state_resumed" / STATE_FILE, weights_only=False)["step"] == 5
+
+    resumed = run(tmp_path, "resumed", cfg)
+    assert resumed["resumed_from_step"] == 5
+    assert resumed["loss_curve"] == full["loss_curve"]
+    for sub in ("unet", "unet_ema"):
+        a, b = load_weights(tmp_path / "full", sub), load_weights(tmp_path / "resumed", sub)
+        assert all(torch.equal(a[k], b[k]) for k in a), sub
+    assert resumed["probe"] == full["probe"]
+
+
+def test_state_of_another_config_is_not_resumed(tmp_path):
+    with pytest.raises(Interrupt):
+        run(tmp_path, "m", on_step=interrupt_at(6))
+    changed = run(tmp_path, "m", replace(TRAIN, lr=1e-3, num_train_steps=6))
+    assert changed["resumed_from_step"] == 0
+    # Bookkeeping keys do not change the run: the state of a finished run is reused as is.
+    again = run(tmp_path, "m", replace(TRAIN, lr=1e-3, num_train_steps=6, log_every_steps=3))
+    assert again["resumed_from_step"] == 6
+
+
+def test_probe_timesteps_outside_schedule_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="probe_timesteps"):
+        run(tmp_path, "bad", replace(TRAIN, probe_timesteps=(5, 20)))
+
+
+def test_batches_are_deterministic_and_flip_mirrors_width():
+    images = tiny_images(16, seed=0)
+    source = RandomBatches(images=images, batch_size=6)
+    a = source(0, torch.Generator().manual_seed(1))
+    assert torch.equal(a, source(0, torch.Generator().manual_seed(1))) and a.shape == (6, 1, 8, 8)
+    x = torch.arange(64.0).view(1, 1, 8, 8).repeat(64, 1, 1, 1)
+    flipped = random_hflip(x, torch.Generator().manual_seed(0))
+    is_flipped = (flipped != x).flatten(1).any(1)
+    assert 10 < int(is_flipped.sum()) < 54  # about half
+    assert torch.equal(flipped[is_flipped], x[is_flipped].flip(-1))
+
+
+def test_fixed_noise_depends_on_image_index_only():
+    assert torch.equal(fixed_noise(3, (1, 8, 8)), fixed_noise(5, (1, 8, 8))[:3])
+    assert not torch.equal(fixed_noise(2, (1, 8, 8))[0], fixed_noise(2, (1, 8, 8))[1])
