@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
-PROJECT_FILES = ["Snakefile", "workflow", "config", "profiles", "src", "dvc.yaml", "pyproject.toml", "resources"]
+PROJECT_FILES = [
+    "Snakefile",
+    "workflow",
+    "config",
+    "profiles",
+    "src",
+    "dvc.yaml",
+    "pyproject.toml",
+    "resources",
+]
 TRAINING_RULES = {"prepare_data", "make_split", "train_model", "distill_student"}
 
 
@@ -33,7 +42,9 @@ def _env() -> dict[str, str]:
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -70,8 +81,11 @@ def copy_project(dest: Path, config: Path) -> Path:
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_lint_and_default_dry_run():
@@ -83,17 +97,28 @@ def test_lint_and_default_dry_run():
     assert jobs["score_whitebox"] == 5 * 4 and jobs["score_blackbox"] == 5
 
 
-def planned_jobs_for_fresh_default() -> dict[str, int]:
-    """Dry run of the default config as if nothing had been computed yet."""
-    out = snakemake("-n", "--forceall", "--cores", "2", cwd=ROOT).stdout
+def test_paper_config_validates_and_dry_runs():
+    jobs = planned_jobs_for_fresh_default("--configfile", "config/paper-cifar10.yaml")
+    assert jobs["train_model"] == 3 and jobs["distill_student"] == 1 and jobs["score_whitebox"] == 20
+
+
+def planned_jobs_for_fresh_default(*args: str) -> dict[str, int]:
+    """Dry run of the default config (or `args`) as if nothing had been computed yet."""
+    out = snakemake("-n", "--forceall", "--cores", "2", *args, cwd=ROOT).stdout
     table = out.split("Job stats:", 1)[1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
+        if m.group(1) != "total"
+    }
 
 
 def test_broken_config_fails_before_any_job(tmp_path):
     project = copy_project(tmp_path / "p", ROOT / ".test/config/config.yaml")
     cfg = project / "config/config.yaml"
-    cfg.write_text(cfg.read_text().replace("num_train_steps: 12", "num_train_steps: 12\n  learning_rate: 0.1"))
+    cfg.write_text(
+        cfg.read_text().replace("num_train_steps: 12", "num_train_steps: 12\n  learning_rate: 0.1")
+    )
     proc = snakemake("--cores", "2", cwd=project, check=False)
     assert proc.returncode != 0
     assert "learning_rate" in proc.stdout + proc.stderr
@@ -104,8 +129,11 @@ def test_broken_config_fails_before_any_job(tmp_path):
 def finished_run(tmp_path_factory) -> Path:
     """The tiny config run end to end through `dvc repro` in a fresh git + DVC repository."""
     project = copy_project(tmp_path_factory.mktemp("run") / "project", ROOT / ".test/config/config.yaml")
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@example.org"],
-                ["git", "config", "user.name", "ci"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "ci@example.org"],
+        ["git", "config", "user.name", "ci"],
+    ):
         run(cmd, cwd=project)
     run(["dvc", "init", "-q"], cwd=project)
     run(["dvc", "config", "core.analytics", "false"], cwd=project)
@@ -115,12 +143,33 @@ def finished_run(tmp_path_factory) -> Path:
 
 def test_end_to_end_outputs(finished_run):
     report = finished_run / "results/report"
-    for name in ("metrics.json", "report.md", "attacks.csv", "utility.csv", "memorization.csv", "roc.csv",
-                 "t_error.png", "loss_curves.png"):
+    for name in (
+        "metrics.json",
+        "report.md",
+        "attacks.csv",
+        "utility.csv",
+        "memorization.csv",
+        "roc.csv",
+        "t_error.png",
+        "loss_curves.png",
+    ):
         assert (report / name).stat().st_size > 0, name
     assert planned_jobs(finished_run) == {}, "a finished run must have nothing left to do"
     text = (report / "report.md").read_text()
     assert "secmi_stat" in text and "dualmd" in text and "student" in text
+    snakemake("--report", "report.html", cwd=finished_run)
+    html = (finished_run / "report.html").read_text()
+    for name in (
+        "attacks.csv",
+        "utility.csv",
+        "memorization.csv",
+        "roc_pia.png",
+        "t_error.png",
+        "grid.png",
+        "pairs.png",
+        "loss_curves.png",
+    ):
+        assert name in html, f"{name} missing from the HTML report"
 
 
 def _edit_config(project: Path, old: str, new: str) -> str:
@@ -134,11 +183,24 @@ def _edit_config(project: Path, old: str, new: str) -> str:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("sweep_timesteps: [100, 200]", "sweep_timesteps: [100, 200]\n  loss:\n    timesteps: [20, 80]",
-         {"write_stage_config": 1, "score_whitebox": 4, "evaluate_attack": 1, "make_report": 1}),
-        ("num_inference_steps: 5", "num_inference_steps: 4",
-         {"write_stage_config": 1, "sample_images": 5, "score_blackbox": 5, "evaluate_attack": 1,
-          "detect_copies": 5, "score_utility": 5, "make_report": 1}),
+        (
+            "sweep_timesteps: [100, 200]",
+            "sweep_timesteps: [100, 200]\n  loss:\n    timesteps: [20, 80]",
+            {"write_stage_config": 1, "score_whitebox": 4, "evaluate_attack": 1, "make_report": 1},
+        ),
+        (
+            "num_inference_steps: 5",
+            "num_inference_steps: 4",
+            {
+                "write_stage_config": 1,
+                "sample_images": 5,
+                "score_blackbox": 5,
+                "evaluate_attack": 1,
+                "detect_copies": 5,
+                "score_utility": 5,
+                "make_report": 1,
+            },
+        ),
     ],
     ids=["attack-parameter", "sampling-parameter"],
 )
@@ -169,7 +231,13 @@ def test_editing_attack_source_reruns_only_attacks(finished_run):
         jobs = planned_jobs(finished_run)
     finally:
         source.write_text(original)
-    assert set(jobs) == {"score_whitebox", "score_blackbox", "evaluate_attack", "score_t_error", "make_report"}
+    assert set(jobs) == {
+        "score_whitebox",
+        "score_blackbox",
+        "evaluate_attack",
+        "score_t_error",
+        "make_report",
+    }
 
 
 def test_dvc_push_pull_round_trip_retrains_nothing(finished_run, tmp_path):
@@ -182,7 +250,9 @@ def test_dvc_push_pull_round_trip_retrains_nothing(finished_run, tmp_path):
     run(["git", "clone", "-q", str(finished_run), str(clone)], cwd=tmp_path)
     run(["dvc", "pull"], cwd=clone)
     for tracked in ("results/split", "results/models", "results/data", "results/configs"):
-        assert tree_hashes(clone / tracked) == tree_hashes(finished_run / tracked), f"{tracked} differs after pull"
+        assert tree_hashes(clone / tracked) == tree_hashes(finished_run / tracked), (
+            f"{tracked} differs after pull"
+        )
     snakemake("--touch", "--cores", "1", "results/models/baseline", "results/models/student", cwd=clone)
     jobs = planned_jobs(clone)
     assert jobs, "outputs not under DVC (samples, scores) must be recomputed"

@@ -15,12 +15,12 @@ rule score_whitebox:
         "logs/score_whitebox/{attack}/{model}.log",
     wildcard_constraints:
         attack="|".join(WHITEBOX_NAMES),
+    conda:
+        "../envs/attack.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
-    conda:
-        "../envs/attack.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m dualmd attack --config {input.cfg} --attack {wildcards.attack} "
         "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
@@ -43,9 +43,9 @@ rule score_blackbox:
         "logs/score_blackbox/{attack}/{sampler}.log",
     wildcard_constraints:
         attack="|".join(BLACKBOX_NAMES),
-    threads: 1
     conda:
         "../envs/attack.yaml"
+    threads: 1
     shell:
         "OMP_NUM_THREADS={threads} python -m dualmd attack --config {input.cfg} --attack {wildcards.attack} "
         "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
@@ -71,9 +71,9 @@ rule evaluate_attack:
         ),
     log:
         "logs/evaluate_attack/{attack}.log",
-    threads: 1
     conda:
         "../envs/evaluate.yaml"
+    threads: 1
     shell:
         "python -m dualmd evaluate --config {input.cfg} --attack {wildcards.attack} --scores {input.scores} "
         "--out {output.metrics} --roc {output.roc} --plot {output.plot} > {log} 2>&1"

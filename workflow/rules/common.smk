@@ -66,7 +66,9 @@ def package_files(*modules):
     files = []
     for module in modules:
         path = PACKAGE / module
-        files += sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path) + ".py"]
+        files += (
+            sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path) + ".py"]
+        )
     return files
 
 

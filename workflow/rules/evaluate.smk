@@ -13,9 +13,9 @@ rule score_t_error:
         ),
     log:
         "logs/score_t_error.log",
-    threads: 1
     conda:
         "../envs/evaluate.yaml"
+    threads: 1
     shell:
         "python -m dualmd t-error --scores {input.scores} --out {output.summary} --plot {output.plot} "
         "> {log} 2>&1"
@@ -42,9 +42,9 @@ rule detect_copies:
         ),
     log:
         "logs/detect_copies/{sampler}.log",
-    threads: 1
     conda:
         "../envs/evaluate.yaml"
+    threads: 1
     shell:
         "OMP_NUM_THREADS={threads} python -m dualmd copies --config {input.cfg} --images {input.images} "
         "--split {input.split} --split-meta {input.split_meta} --samples {input.samples} "
@@ -63,11 +63,11 @@ rule reference_features:
         features="results/utility/reference.npz",
     log:
         "logs/reference_features.log",
+    conda:
+        "../envs/evaluate.yaml"
     threads: 1
     resources:
         gpu=0,
-    conda:
-        "../envs/evaluate.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m dualmd reference-features --config {input.cfg} "
         "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
@@ -86,11 +86,11 @@ rule score_utility:
         summary="results/utility/{sampler}.json",
     log:
         "logs/score_utility/{sampler}.log",
+    conda:
+        "../envs/evaluate.yaml"
     threads: 1
     resources:
         gpu=0,
-    conda:
-        "../envs/evaluate.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m dualmd utility --config {input.cfg} "
         "--reference {input.reference} --samples {input.samples} --info {input.info} "

@@ -30,9 +30,9 @@ rule make_report:
         ),
     log:
         "logs/make_report.log",
-    threads: 1
     conda:
         "../envs/evaluate.yaml"
+    threads: 1
     shell:
         "python -m dualmd report --attacks {input.attacks} --utility {input.utility} "
         "--copies {input.copies} --t-error {input.t_error} --models {input.models} "
@@ -52,8 +52,8 @@ rule plot_loss_curves:
         ),
     log:
         "logs/plot_loss_curves.log",
-    threads: 1
     conda:
         "../envs/evaluate.yaml"
+    threads: 1
     shell:
         "python -m dualmd plot-loss --models {input.models} --out {output.plot} > {log} 2>&1"

@@ -14,16 +14,16 @@ rule sample_images:
             category="Samples",
             labels={"sampler": "{sampler}"},
         ),
-    params:
-        models=sampler_model_args,
     log:
         "logs/sample_images/{sampler}.log",
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
-    conda:
-        "../envs/train.yaml"
+    params:
+        models=sampler_model_args,
     shell:
         "OMP_NUM_THREADS={threads} python -m dualmd sample --config {input.cfg} --sampler {wildcards.sampler} "
         "{params.models} --out {output.samples} --info {output.info} --grid {output.grid} "

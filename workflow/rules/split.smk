@@ -4,11 +4,11 @@
 rule write_stage_config:
     output:
         "results/configs/{stage}.yaml",
-    params:
-        cfg=stage_config,
     log:
         "logs/write_stage_config/{stage}.log",
     localrule: True
+    params:
+        cfg=stage_config,
     run:
         import yaml
 
@@ -25,9 +25,9 @@ rule prepare_data:
         meta="results/data/images.json",
     log:
         "logs/prepare_data.log",
-    threads: 1
     conda:
         "../envs/train.yaml"
+    threads: 1
     shell:
         "python -m dualmd prepare-data --config {input.cfg} --out {output.images} --meta {output.meta} "
         "> {log} 2>&1"
@@ -44,9 +44,9 @@ rule make_split:
         meta="results/split/split.json",
     log:
         "logs/make_split.log",
-    threads: 1
     conda:
         "../envs/train.yaml"
+    threads: 1
     shell:
         "python -m dualmd split --config {input.cfg} --images {input.images} "
         "--out {output.split} --meta {output.meta} > {log} 2>&1"

@@ -10,20 +10,22 @@ rule train_model:
         code=package_files("train", "models"),
     output:
         model=directory("results/models/{trained}"),
-    params:
-        launch=launcher,
-        state="results/train_state/{trained}",
     log:
         "logs/train_model/{trained}.log",
     benchmark:
         "results/benchmarks/train_model/{trained}.tsv"
+    # training is the critical path: schedule it before attacks and sampling of finished models
+    priority: 50
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/train.yaml"
+    params:
+        launch=launcher,
+        state="results/train_state/{trained}",
     shell:
         "OMP_NUM_THREADS={threads} {params.launch} train --config {input.cfg} --images {input.images} "
         "--split {input.split} --split-meta {input.split_meta} --model-id {wildcards.trained} "
@@ -43,20 +45,22 @@ rule distill_student:
         code=package_files("train", "models", "defense/distill"),
     output:
         model=directory("results/models/student"),
-    params:
-        launch=launcher,
-        state="results/train_state/student",
     log:
         "logs/distill_student/student.log",
     benchmark:
         "results/benchmarks/distill_student/student.tsv"
+    # training is the critical path: schedule it before attacks and sampling of finished models
+    priority: 50
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/train.yaml"
+    params:
+        launch=launcher,
+        state="results/train_state/student",
     shell:
         "OMP_NUM_THREADS={threads} {params.launch} distill --config {input.cfg} --images {input.images} "
         "--split {input.split} --split-meta {input.split_meta} --teacher1 {input.teacher1} "
