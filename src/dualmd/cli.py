@@ -9,30 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dualmd.files import write_json
+
 log = logging.getLogger("dualmd")
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    """Write JSON atomically so a killed job never leaves a half-written file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _threads(n: int) -> None:
@@ -54,7 +37,7 @@ def _run_prepare_data(args) -> None:
     cfg = load_config(args.config).dataset
     images = load_dataset(cfg)
     sha = save_images(args.out, images)
-    _write_json(args.meta, {"dataset": cfg.to_dict(), "shape": list(images.shape), "sha256": sha})
+    write_json(args.meta, {"dataset": cfg.to_dict(), "shape": list(images.shape), "sha256": sha})
     log.info("dataset %s: %s images of shape %s", cfg.name, images.shape[0], images.shape[1:])
 
 
@@ -115,7 +98,7 @@ def _run_sample(args) -> None:
     model_dirs = dict(spec.split("=", 1) for spec in args.model)
     images, info = generate(args.sampler, {k: Path(v) for k, v in model_dirs.items()}, cfg, device=_device())
     save_samples(images, args.out, args.grid, nrow=16)
-    _write_json(args.info, {"sampler": args.sampler, **info, "config": cfg.to_dict()})
+    write_json(args.info, {"sampler": args.sampler, **info, "config": cfg.to_dict()})
 
 
 def _run_attack(args) -> None:
@@ -140,7 +123,7 @@ def _run_evaluate(args) -> None:
     from dualmd.plots import plot_roc
 
     metrics, roc = evaluate_stage(config=args.config, attack=args.attack, score_files=args.scores)
-    _write_json(args.out, metrics)
+    write_json(args.out, metrics)
     roc.to_csv(args.roc, index=False)
     plot_roc(roc, attack=args.attack, out=args.plot)
 
@@ -149,7 +132,7 @@ def _run_t_error(args) -> None:
     from dualmd.pipeline import t_error_stage
     from dualmd.plots import plot_t_error
 
-    _write_json(args.out, t_error_stage(args.scores))
+    write_json(args.out, t_error_stage(args.scores))
     plot_t_error(args.scores, out=args.plot)
 
 
@@ -165,7 +148,7 @@ def _run_copies(args) -> None:
         sampler=args.sampler,
         pairs_png=args.pairs,
     )
-    _write_json(args.out, summary)
+    write_json(args.out, summary)
 
 
 def _run_reference_features(args) -> None:
@@ -189,7 +172,7 @@ def _run_utility(args) -> None:
         sampler=args.sampler,
         device=_device(),
     )
-    _write_json(args.out, summary)
+    write_json(args.out, summary)
 
 
 def _run_report(args) -> None:

@@ -20,8 +20,6 @@ always returns itself; DualMD alternates its two teachers (`dualmd.defense.dualm
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from dualmd.config import SampleConfig
+from dualmd.files import atomic_write
 from dualmd.models.adapter import NoisePredictor, UNetPredictor, load_unet
 
 SamplingScheduler = DDPMScheduler | DDIMScheduler
@@ -261,10 +260,10 @@ def save_samples(images: Tensor, npz_path: str | Path, png_path: str | Path, *, 
     Both files are written to a temporary name first and then renamed, so a crash never leaves half a file.
     """
     images = _check_images(images.detach().float().cpu(), str(npz_path))
-    _atomic_write(Path(npz_path), lambda f: np.savez(f, images=images.numpy()))
+    atomic_write(Path(npz_path), lambda f: np.savez(f, images=images.numpy()))
     grid = make_grid((images + 1) / 2, nrow=nrow, padding=1, pad_value=1.0)  # (3, H', W') in [0, 1]
     pixels = grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    _atomic_write(Path(png_path), lambda f: Image.fromarray(pixels).save(f, format="PNG"))
+    atomic_write(Path(png_path), lambda f: Image.fromarray(pixels).save(f, format="PNG"))
 
 
 def load_samples(npz_path: str | Path) -> Tensor:
@@ -284,16 +283,3 @@ def _check_images(images: Tensor, where: str) -> Tensor:
     if not torch.isfinite(images).all() or images.abs().max() > 1.0 + 1e-4:
         raise ValueError(f"{where}: images must be finite and in [-1, 1]")
     return images
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call write(file) on a temporary file next to `path`, then rename it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -29,8 +29,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dualmd.config import UtilityConfig
+from dualmd.files import atomic_write
 
 INCEPTION_SIZE = 299
 
@@ -265,18 +264,13 @@ class ReferenceStats:
 
 def save_reference(path: str | Path, stats: ReferenceStats) -> None:
     """Write reference statistics as .npz (features, mu, sigma, feature_net), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f, features=stats.features, mu=stats.mu, sigma=stats.sigma, feature_net=stats.feature_net
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    arrays = {
+        "features": stats.features,
+        "mu": stats.mu,
+        "sigma": stats.sigma,
+        "feature_net": stats.feature_net,
+    }
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def load_reference(path: str | Path) -> ReferenceStats:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler
 
 from dualmd.attacks import (
     ATTACKS,
@@ -22,9 +22,10 @@ from dualmd.attacks.base import per_sample_noise
 from dualmd.attacks.pia import PIAN
 from dualmd.attacks.secmi import ddim_step, round_trip
 from dualmd.attacks.secmi_nn import train_test_split
-from dualmd.config import AttackConfig, LossAttackConfig, PIAConfig, SecMIConfig, SecMINNConfig
+from dualmd.config import AttackConfig, LossAttackConfig, ModelConfig, PIAConfig, SecMIConfig, SecMINNConfig
 from dualmd.metrics import auc
 from dualmd.models.adapter import Schedule, UNetPredictor
+from dualmd.models.unet import create_unet
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 NAMES = sorted(ATTACKS)
@@ -75,15 +76,8 @@ class MemorizingPredictor:
 
 def tiny_predictor(seed: int = 0) -> UNetPredictor:
     torch.manual_seed(seed)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
+    unet = create_unet(
+        model=ModelConfig(block_out_channels=(8, 16), norm_num_groups=4), image_size=8, channels=1
     )
     return UNetPredictor(unet)
 

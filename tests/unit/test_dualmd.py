@@ -2,9 +2,11 @@
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler
 
+from dualmd.config import ModelConfig
 from dualmd.defense.dualmd import AlternatingTeachers, DualMDPipeline, teacher_sequence
+from dualmd.models.unet import create_unet
 from dualmd.sample import run_sampler
 
 
@@ -32,15 +34,8 @@ def fake_pair(alternation):
 
 def tiny_unet(seed):
     torch.manual_seed(seed)
-    return UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
+    return create_unet(
+        model=ModelConfig(block_out_channels=(8, 16), norm_num_groups=4), image_size=8, channels=1
     )
 
 

@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler
 from PIL import Image
 
-from dualmd.config import SampleConfig
+from dualmd.config import ModelConfig, SampleConfig
 from dualmd.models.adapter import UNetPredictor
+from dualmd.models.unet import create_unet
 from dualmd.sample import (
     SinglePredictor,
     build_scheduler,
@@ -23,15 +24,8 @@ from dualmd.sample import (
 
 def tiny_unet(seed):
     torch.manual_seed(seed)
-    return UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
+    return create_unet(
+        model=ModelConfig(block_out_channels=(8, 16), norm_num_groups=4), image_size=8, channels=1
     )
 
 

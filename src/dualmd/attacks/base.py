@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from dualmd.config import AttackConfig
+from dualmd.files import atomic_write
 from dualmd.models.adapter import NoisePredictor, Schedule
 
 Requires = Literal["model", "samples"]
@@ -273,8 +274,8 @@ def save_scores(result: AttackResult, path: str | Path) -> None:
         "attack": np.array(result.attack),
     }
     arrays.update({_EXTRA_PREFIX + k: np.asarray(v) for k, v in result.extra.items()})
-    with open(path, "wb") as fh:  # a file handle keeps numpy from appending ".npz" to the given path
-        np.savez(fh, **arrays)
+    # a file handle keeps numpy from appending ".npz" to the given path
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def load_scores(path: str | Path) -> AttackResult:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 from PIL import Image
 
 from dualmd.config import DatasetConfig
+from dualmd.files import write_bytes_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 IMAGES_KEY = "images"
@@ -177,22 +176,6 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> str:
     data = buffer.getvalue()
     write_bytes_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file next to `path`, fsync it, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def images_sha256(images: np.ndarray) -> str:

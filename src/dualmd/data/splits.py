@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from dualmd.config import SplitConfig
-from dualmd.data.datasets import write_bytes_atomic, write_npz
+from dualmd.data.datasets import write_npz
+from dualmd.files import write_bytes_atomic
 
 SUBSETS: tuple[str, ...] = ("members", "nonmembers", "half1", "half2")
 # Subset name -> array key in the .npz file.

@@ -1,0 +1,106 @@
+"""The `python -m dualmd` stages as the workflow runs them: killed and resumed training, clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY = {
+    "model": {"block_out_channels": [16, 32], "norm_num_groups": 8},
+    "train": {"batch_size": 16, "warmup_steps": 2, "probe_timesteps": [50], "probe_num_images": 8},
+}
+
+
+def dualmd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "dualmd", *map(str, args)], env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dualmd {args[0]} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def write_yaml(path: Path, obj: dict) -> Path:
+    path.write_text(yaml.safe_dump(obj))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """64 digits and two different splits of them (seed 0 and seed 1)."""
+    root = tmp_path_factory.mktemp("data")
+    dualmd("prepare-data", "--config", write_yaml(root / "data.yaml", {"dataset": {"max_images": 64}}),
+           "--out", root / "images.npz", "--meta", root / "images.json")
+    for seed in (0, 1):
+        cfg = write_yaml(root / f"split{seed}.yaml", {"split": {"num_images": 64, "seed": seed}})
+        dualmd("split", "--config", cfg, "--images", root / "images.npz", "--out", root / f"split{seed}.npz",
+               "--meta", root / f"split{seed}.json")
+    return root
+
+
+def train_args(data: Path, cfg: Path, out: Path, state: Path, model_id: str = "baseline") -> list:
+    return ["train", "--config", cfg, "--images", data / "images.npz", "--split", data / "split0.npz",
+            "--split-meta", data / "split0.json", "--model-id", model_id, "--out", out, "--state-dir", state]
+
+
+def test_killed_training_leaves_no_model_and_resumes(data, tmp_path):
+    cfg = write_yaml(tmp_path / "train.yaml",
+                     {**TINY, "train": {**TINY["train"], "num_train_steps": 400, "checkpoint_every_steps": 10}})
+    out, state = tmp_path / "model", tmp_path / "state"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dualmd", *map(str, train_args(data, cfg, out, state))], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not any(state.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # as a scheduler or an out-of-memory killer would
+    proc.wait()
+    assert any(state.glob("*.pt")), "no checkpoint was written before the kill"
+    assert not out.exists(), "a killed run must not leave a model directory that looks complete"
+
+    dualmd(*train_args(data, cfg, out, state))
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["resumed_from_step"] >= 10
+    assert meta["num_train_steps"] == 400 and (out / "unet_ema" / "config.json").is_file()
+
+
+def test_bad_config_is_one_clear_error(data, tmp_path):
+    cfg = write_yaml(tmp_path / "train.yaml", {"train": {"num_train_step": 5}})
+    proc = dualmd(*train_args(data, cfg, tmp_path / "m", tmp_path / "s"), check=False)
+    assert proc.returncode == 2
+    assert "train: unknown key(s) ['num_train_step']" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_attack_refuses_a_model_trained_on_another_split(data, tmp_path):
+    cfg = write_yaml(tmp_path / "train.yaml", {**TINY, "train": {**TINY["train"], "num_train_steps": 3}})
+    model = tmp_path / "model"
+    dualmd(*train_args(data, cfg, model, tmp_path / "state"))
+    attack_cfg = write_yaml(tmp_path / "attack.yaml", {"attack": {"names": ["loss"]}})
+    common = ["attack", "--config", attack_cfg, "--attack", "loss", "--images", data / "images.npz",
+              "--model-id", "baseline", "--model", model, "--out", tmp_path / "scores.npz"]
+    dualmd(*common, "--split", data / "split0.npz", "--split-meta", data / "split0.json")
+    assert (tmp_path / "scores.npz").is_file()
+    proc = dualmd(*common, "--split", data / "split1.npz", "--split-meta", data / "split1.json", check=False)
+    assert proc.returncode == 2
+    assert "trained on a different split" in proc.stderr
+
+
+def test_distill_refuses_swapped_teachers(data, tmp_path):
+    cfg = write_yaml(tmp_path / "train.yaml", {**TINY, "train": {**TINY["train"], "num_train_steps": 2}})
+    for model_id in ("teacher1", "teacher2"):
+        dualmd(*train_args(data, cfg, tmp_path / model_id, tmp_path / f"state_{model_id}", model_id))
+    proc = dualmd("distill", "--config", cfg, "--images", data / "images.npz", "--split", data / "split0.npz",
+                  "--split-meta", data / "split0.json", "--teacher1", tmp_path / "teacher2",
+                  "--teacher2", tmp_path / "teacher1", "--out", tmp_path / "student", "--state-dir",
+                  tmp_path / "state_student", check=False)
+    assert proc.returncode == 2
+    assert "teachers are swapped" in proc.stderr
+    assert not (tmp_path / "student").exists()
