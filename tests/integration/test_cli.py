@@ -21,7 +21,9 @@ TINY = {
 
 def dualmd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dualmd", *map(str, args)], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dualmd", *map(str, args)], env=env, capture_output=True, text=True
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"dualmd {args[0]} failed:\n{proc.stderr[-3000:]}")
     return proc
@@ -36,27 +38,64 @@ def write_yaml(path: Path, obj: dict) -> Path:
 def data(tmp_path_factory) -> Path:
     """64 digits and two different splits of them (seed 0 and seed 1)."""
     root = tmp_path_factory.mktemp("data")
-    dualmd("prepare-data", "--config", write_yaml(root / "data.yaml", {"dataset": {"max_images": 64}}),
-           "--out", root / "images.npz", "--meta", root / "images.json")
+    dualmd(
+        "prepare-data",
+        "--config",
+        write_yaml(root / "data.yaml", {"dataset": {"max_images": 64}}),
+        "--out",
+        root / "images.npz",
+        "--meta",
+        root / "images.json",
+    )
     for seed in (0, 1):
         cfg = write_yaml(root / f"split{seed}.yaml", {"split": {"num_images": 64, "seed": seed}})
-        dualmd("split", "--config", cfg, "--images", root / "images.npz", "--out", root / f"split{seed}.npz",
-               "--meta", root / f"split{seed}.json")
+        dualmd(
+            "split",
+            "--config",
+            cfg,
+            "--images",
+            root / "images.npz",
+            "--out",
+            root / f"split{seed}.npz",
+            "--meta",
+            root / f"split{seed}.json",
+        )
     return root
 
 
 def train_args(data: Path, cfg: Path, out: Path, state: Path, model_id: str = "baseline") -> list:
-    return ["train", "--config", cfg, "--images", data / "images.npz", "--split", data / "split0.npz",
-            "--split-meta", data / "split0.json", "--model-id", model_id, "--out", out, "--state-dir", state]
+    return [
+        "train",
+        "--config",
+        cfg,
+        "--images",
+        data / "images.npz",
+        "--split",
+        data / "split0.npz",
+        "--split-meta",
+        data / "split0.json",
+        "--model-id",
+        model_id,
+        "--out",
+        out,
+        "--state-dir",
+        state,
+    ]
 
 
 def test_killed_training_leaves_no_model_and_resumes(data, tmp_path):
-    cfg = write_yaml(tmp_path / "train.yaml",
-                     {**TINY, "train": {**TINY["train"], "num_train_steps": 400, "checkpoint_every_steps": 10}})
+    cfg = write_yaml(
+        tmp_path / "train.yaml",
+        {**TINY, "train": {**TINY["train"], "num_train_steps": 400, "checkpoint_every_steps": 10}},
+    )
     out, state = tmp_path / "model", tmp_path / "state"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "dualmd", *map(str, train_args(data, cfg, out, state))], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dualmd", *map(str, train_args(data, cfg, out, state))],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not any(state.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -84,8 +123,21 @@ def test_attack_refuses_a_model_trained_on_another_split(data, tmp_path):
     model = tmp_path / "model"
     dualmd(*train_args(data, cfg, model, tmp_path / "state"))
     attack_cfg = write_yaml(tmp_path / "attack.yaml", {"attack": {"names": ["loss"]}})
-    common = ["attack", "--config", attack_cfg, "--attack", "loss", "--images", data / "images.npz",
-              "--model-id", "baseline", "--model", model, "--out", tmp_path / "scores.npz"]
+    common = [
+        "attack",
+        "--config",
+        attack_cfg,
+        "--attack",
+        "loss",
+        "--images",
+        data / "images.npz",
+        "--model-id",
+        "baseline",
+        "--model",
+        model,
+        "--out",
+        tmp_path / "scores.npz",
+    ]
     dualmd(*common, "--split", data / "split0.npz", "--split-meta", data / "split0.json")
     assert (tmp_path / "scores.npz").is_file()
     proc = dualmd(*common, "--split", data / "split1.npz", "--split-meta", data / "split1.json", check=False)
@@ -97,10 +149,26 @@ def test_distill_refuses_swapped_teachers(data, tmp_path):
     cfg = write_yaml(tmp_path / "train.yaml", {**TINY, "train": {**TINY["train"], "num_train_steps": 2}})
     for model_id in ("teacher1", "teacher2"):
         dualmd(*train_args(data, cfg, tmp_path / model_id, tmp_path / f"state_{model_id}", model_id))
-    proc = dualmd("distill", "--config", cfg, "--images", data / "images.npz", "--split", data / "split0.npz",
-                  "--split-meta", data / "split0.json", "--teacher1", tmp_path / "teacher2",
-                  "--teacher2", tmp_path / "teacher1", "--out", tmp_path / "student", "--state-dir",
-                  tmp_path / "state_student", check=False)
+    proc = dualmd(
+        "distill",
+        "--config",
+        cfg,
+        "--images",
+        data / "images.npz",
+        "--split",
+        data / "split0.npz",
+        "--split-meta",
+        data / "split0.json",
+        "--teacher1",
+        tmp_path / "teacher2",
+        "--teacher2",
+        tmp_path / "teacher1",
+        "--out",
+        tmp_path / "student",
+        "--state-dir",
+        tmp_path / "state_student",
+        check=False,
+    )
     assert proc.returncode == 2
     assert "teachers are swapped" in proc.stderr
     assert not (tmp_path / "student").exists()
