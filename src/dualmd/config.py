@@ -14,7 +14,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -374,16 +374,10 @@ _NESTED = {
 
 
 def _attack_from_mapping(raw: Mapping[str, Any] | None) -> AttackConfig:
+    """The attack section: nested per-attack sections first, then the flat keys."""
     raw = dict(raw or {})
     nested = {k: cls.from_mapping(raw.pop(k), prefix=f"attack.{k}") for k, cls in _NESTED.items() if k in raw}
-    base = AttackConfig.from_mapping({k: v for k, v in raw.items()})
-    return typing.cast(AttackConfig, _replace(base, **nested))
-
-
-def _replace(obj: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(obj, **changes)
+    return replace(AttackConfig.from_mapping(raw), **nested)
 
 
 SECTIONS: dict[str, type[_Section]] = {

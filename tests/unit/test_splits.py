@@ -246,12 +246,12 @@ def test_official_secmi_split_imports_exactly(file_name, sha256):
 
 
 def test_interrupted_save_leaves_no_file(tmp_path, monkeypatch):
-    import dualmd.data.datasets as datasets
+    import dualmd.files
 
     def killed(src, dst):
         raise KeyboardInterrupt  # the job dies between writing the temp file and renaming it
 
-    monkeypatch.setattr(datasets.os, "replace", killed)
+    monkeypatch.setattr(dualmd.files.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         save_split(make_split(20, _cfg(num_images=8)), tmp_path / "s.npz", tmp_path / "s.json")
     assert list(tmp_path.iterdir()) == []
