@@ -129,11 +129,12 @@ def _run_evaluate(args) -> None:
 
 
 def _run_t_error(args) -> None:
-    from dualmd.pipeline import t_error_stage
+    from dualmd.pipeline import load_t_errors, t_error_summary
     from dualmd.plots import plot_t_error
 
-    write_json(args.out, t_error_stage(args.scores))
-    plot_t_error(args.scores, out=args.plot)
+    t_errors = load_t_errors(args.scores)
+    write_json(args.out, t_error_summary(t_errors))
+    plot_t_error(t_errors, out=args.plot)
 
 
 def _run_copies(args) -> None:

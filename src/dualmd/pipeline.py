@@ -14,18 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dualmd.config import load_config
+from dualmd.config import TRAIN_SUBSETS, load_config
 from dualmd.data.datasets import load_images, to_model_range
 from dualmd.data.splits import Split
 
 #: The split subset whose images are the members of each model or sampler.
-MEMBER_SUBSET = {
-    "baseline": "members",
-    "student": "members",
-    "dualmd": "members",
-    "teacher1": "half1",
-    "teacher2": "half2",
-}
+MEMBER_SUBSET = {**TRAIN_SUBSETS, "student": "members", "dualmd": "members"}
 
 
 def member_subset(target: str) -> str:
@@ -47,11 +41,10 @@ def evaluation_set(
         raise ValueError(f"{target}: empty member ({len(members)}) or non-member ({len(nonmembers)}) set")
     ids = np.concatenate([members, nonmembers]).astype(np.int64)
     is_member = np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
-    images = _images(images_path, split)
-    return to_model_range(images[ids]), ids, is_member
+    return to_model_range(load_dataset(images_path, split)[ids]), ids, is_member
 
 
-def _images(images_path: str | Path, split: Split) -> np.ndarray:
+def load_dataset(images_path: str | Path, split: Split) -> np.ndarray:
     """The dataset array, checked against the size the split was made for (a split from another dataset fails)."""
     images = load_images(images_path)
     expected = split.meta.get("num_dataset_images")
@@ -63,21 +56,17 @@ def _images(images_path: str | Path, split: Split) -> np.ndarray:
     return images
 
 
-def subset_images(images_path: str | Path, split: Split, subset: str) -> torch.Tensor:
-    """Images of one split subset, (N, C, H, W) in [-1, 1]."""
-    return to_model_range(_images(images_path, split)[split.subset(subset)])
+def subset_images(data: np.ndarray, split: Split, subset: str, limit: int | None = None) -> torch.Tensor:
+    """The first `limit` (default: all) images of one split subset of `data`, (N, C, H, W) in [-1, 1]."""
+    return to_model_range(data[split.subset(subset)[:limit]])
 
 
 # --- training ------------------------------------------------------------------------------------------------
 
 
-def _probe(
-    images_path: str | Path, split: Split, subset: str, limit: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _probe(data: np.ndarray, split: Split, subset: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first `limit` images of the model's members and of the non-members (fixed across models)."""
-    data = _images(images_path, split)
-    members = to_model_range(data[split.subset(subset)[:limit]])
-    return members, to_model_range(data[split.subset("nonmembers")[:limit]])
+    return subset_images(data, split, subset, limit), subset_images(data, split, "nonmembers", limit)
 
 
 def _provenance(split: Split, model_id: str, subset: str) -> dict[str, Any]:
@@ -100,14 +89,14 @@ def train_stage(
     num_threads: int,
 ) -> dict:
     """Train baseline / teacher1 / teacher2 on its subset and write the model directory."""
-    from dualmd.config import TRAIN_SUBSETS
     from dualmd.train import train_model
 
     cfg = load_config(config)
     subset = TRAIN_SUBSETS[model_id]
-    probe_members, probe_nonmembers = _probe(images, split, subset, cfg.train.probe_num_images)
+    data = load_dataset(images, split)
+    probe_members, probe_nonmembers = _probe(data, split, subset, cfg.train.probe_num_images)
     return train_model(
-        images=subset_images(images, split, subset),
+        images=subset_images(data, split, subset),
         probe_members=probe_members,
         probe_nonmembers=probe_nonmembers,
         model_cfg=cfg.model,
@@ -135,10 +124,11 @@ def distill_stage(
     from dualmd.defense.distill import Teacher, distill_student
 
     cfg = load_config(config)
-    probe_members, probe_nonmembers = _probe(images, split, "members", cfg.train.probe_num_images)
+    data = load_dataset(images, split)
+    probe_members, probe_nonmembers = _probe(data, split, "members", cfg.train.probe_num_images)
     return distill_student(
-        half1=subset_images(images, split, "half1"),
-        half2=subset_images(images, split, "half2"),
+        half1=subset_images(data, split, "half1"),
+        half2=subset_images(data, split, "half2"),
         teacher1=Teacher.load(teacher1, weights=cfg.distill.teacher_weights),
         teacher2=Teacher.load(teacher2, weights=cfg.distill.teacher_weights),
         half1_sha256=split.sha256("half1"),
@@ -245,25 +235,32 @@ def evaluate_stage(*, config: str | Path, attack: str, score_files: list[Path]) 
 # --- memorization and utility --------------------------------------------------------------------------------
 
 
-def t_error_stage(score_files: list[Path]) -> dict:
-    """Separation AUC of member vs non-member t-error per model, from secmi_stat score files."""
+def load_t_errors(score_files: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per model (file stem): SecMI's positive t-error (N,) and is_member (N,) from secmi_stat score files."""
     from dualmd.attacks import load_scores
-    from dualmd.memorization import t_error_separation
 
-    models = []
+    t_errors = {}
     for path in score_files:
         result = load_scores(path)
         if "t_error" not in result.extra:
             raise ValueError(f"{path}: no per-sample t_error (expected a secmi_stat score file)")
-        t_err, m = result.extra["t_error"], result.is_member
-        models.append(
-            {
-                "model": Path(path).stem,
-                "auc": t_error_separation(t_err[m], t_err[~m]),
-                "member_median": float(np.median(t_err[m])),
-                "nonmember_median": float(np.median(t_err[~m])),
-            }
-        )
+        t_errors[Path(path).stem] = (result.extra["t_error"], result.is_member)
+    return t_errors
+
+
+def t_error_summary(t_errors: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Separation AUC and medians of member vs non-member t-error per model."""
+    from dualmd.memorization import t_error_separation
+
+    models = [
+        {
+            "model": model,
+            "auc": t_error_separation(t_err[m], t_err[~m]),
+            "member_median": float(np.median(t_err[m])),
+            "nonmember_median": float(np.median(t_err[~m])),
+        }
+        for model, (t_err, m) in t_errors.items()
+    ]
     return {"models": models}
 
 
@@ -282,7 +279,7 @@ def copies_stage(
     from dualmd.sample import load_samples
 
     cfg = load_config(config).memorization
-    members = subset_images(images, split, member_subset(sampler))
+    members = subset_images(load_dataset(images, split), split, member_subset(sampler))
     generated = load_samples(samples)
     result = copy_detection(generated, members, k_nearest=cfg.k_nearest, threshold=cfg.copy_threshold)
     pairs = closest_pairs(result, cfg.num_pairs_shown)
@@ -309,7 +306,7 @@ def reference_stage(
     from dualmd.utility import ReferenceStats, compute_features, feature_net_name, save_reference
 
     cfg = load_config(config).utility
-    members = subset_images(images, split, "members")
+    members = subset_images(load_dataset(images, split), split, "members")
     features = compute_features(members, cfg, device)
     save_reference(out, ReferenceStats.from_features(features, feature_net_name(cfg, device)))
 

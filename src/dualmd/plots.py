@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -45,17 +45,19 @@ def plot_roc(roc: pd.DataFrame, *, attack: str, out: str | Path) -> None:
     _save(fig, out)
 
 
-def plot_t_error(score_files: Sequence[str | Path], *, out: str | Path) -> None:
-    """Histograms of member vs non-member t-error, one panel per model (from secmi_stat score files)."""
-    fig, axes = plt.subplots(1, len(score_files), figsize=(3.2 * len(score_files), 2.8), squeeze=False)
-    for ax, path in zip(axes[0], score_files, strict=True):
-        data = np.load(path)
-        t_err = data["t_error"] if "t_error" in data else -data["score"]
-        is_member = data["is_member"].astype(bool)
+def plot_t_error(t_errors: Mapping[str, tuple[np.ndarray, np.ndarray]], *, out: str | Path) -> None:
+    """Histograms of member vs non-member t-error, one panel per model.
+
+    Args:
+        t_errors: model -> (t-error (N,), is_member (N,) bool), as `dualmd.pipeline.load_t_errors` returns.
+        out: PNG path.
+    """
+    fig, axes = plt.subplots(1, len(t_errors), figsize=(3.2 * len(t_errors), 2.8), squeeze=False)
+    for ax, (model, (t_err, is_member)) in zip(axes[0], t_errors.items(), strict=True):
         bins = np.histogram_bin_edges(t_err, bins=30)
         ax.hist(t_err[is_member], bins=bins, alpha=0.6, density=True, label="members")
         ax.hist(t_err[~is_member], bins=bins, alpha=0.6, density=True, label="non-members")
-        ax.set(title=Path(path).stem, xlabel="t-error")
+        ax.set(title=model, xlabel="t-error")
     axes[0][0].legend(fontsize=8)
     _save(fig, out)
 

@@ -85,10 +85,6 @@ def launcher(wildcards, threads, resources):
     )
 
 
-def teacher_dirs(wildcards):
-    return {"teacher1": "results/models/teacher1", "teacher2": "results/models/teacher2"}
-
-
 def sampler_models(wildcards):
     """Model directories a sampler needs: its own model, or both teachers for DualMD."""
     if wildcards.sampler == "dualmd":
