@@ -1,5 +1,5 @@
 # dualmd: dual-model defenses for diffusion models, measured by membership inference attacks.
-# The DAG: data -> split -> baseline, teacher1, teacher2 -> student -> samples -> attacks, memorization,
+# The DAG, per replicate: data -> split -> trained models -> distilled models -> samples -> attacks, memorization,
 # utility -> report. See README.md and config/README.md.
 from snakemake.utils import min_version
 
@@ -25,3 +25,10 @@ rule all:
     default_target: True
     input:
         final_targets(),
+
+
+# The artifacts DVC versions (data, split, stage configs and models of every replicate). After `dvc pull`, which
+# does not keep modification times, `snakemake --touch --cores 1 dvc_artifacts` marks them up to date.
+rule dvc_artifacts:
+    input:
+        dvc_artifacts(),

@@ -11,6 +11,7 @@ absent, and absent keys take the defaults below.
 
 from __future__ import annotations
 
+import hashlib
 import types
 import typing
 from collections.abc import Mapping
@@ -20,16 +21,10 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from dualmd import catalog
+
 DatasetName = Literal["digits", "cifar10", "cifar100", "stl10", "image_folder"]
 Weights = Literal["raw", "ema"]
-ModelId = Literal["baseline", "teacher1", "teacher2", "student"]
-
-#: The models trained by the workflow and the split subset each one learns from.
-TRAIN_SUBSETS: dict[str, str] = {"baseline": "members", "teacher1": "half1", "teacher2": "half2"}
-#: Every model the workflow produces (the student is distilled, not trained on ground-truth noise).
-MODEL_IDS: tuple[str, ...] = ("baseline", "teacher1", "teacher2", "student")
-#: Every sampler: one per model plus the alternating pair.
-SAMPLERS: tuple[str, ...] = ("baseline", "teacher1", "teacher2", "student", "dualmd")
 
 
 class ConfigError(ValueError):
@@ -236,6 +231,7 @@ class TrainConfig(_Section):
         _require(self.checkpoint_every_steps >= 1, f"{prefix}.checkpoint_every_steps", "must be >= 1")
         _require(self.log_every_steps >= 1, f"{prefix}.log_every_steps", "must be >= 1")
         _require(self.probe_num_images >= 1, f"{prefix}.probe_num_images", "must be >= 1")
+        _require(len(self.probe_timesteps) >= 1, f"{prefix}.probe_timesteps", "needs at least one timestep")
 
 
 @dataclass(frozen=True)
@@ -293,6 +289,8 @@ class SecMINNConfig(_Section):
     def _validate(self, prefix: str) -> None:
         _require(0.0 < self.train_fraction < 1.0, f"{prefix}.train_fraction", "must be in (0, 1)")
         _require(self.num_epochs >= 1, f"{prefix}.num_epochs", "must be >= 1")
+        _require(self.lr > 0, f"{prefix}.lr", "must be > 0")
+        _require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -302,11 +300,17 @@ class PIAConfig(_Section):
     sweep_timesteps: tuple[int, ...] = (20, 40, 60, 80, 100, 120, 140, 160, 180, 200)  # reported separately
     lp: float = 4.0
 
+    def _validate(self, prefix: str) -> None:
+        _require(self.lp > 0, f"{prefix}.lp", "must be > 0")
+
 
 @dataclass(frozen=True)
 class LossAttackConfig(_Section):
     SECTION = "attack.loss"
     timesteps: tuple[int, ...] = (50, 100, 200)  # scores are averaged over these timesteps
+
+    def _validate(self, prefix: str) -> None:
+        _require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one timestep")
 
 
 @dataclass(frozen=True)
@@ -323,7 +327,7 @@ class AttackConfig(_Section):
     """Which attacks run and their parameters."""
 
     SECTION = "attack"
-    names: tuple[str, ...] = ("loss", "secmi_stat", "secmi_nn", "pia", "pian", "nn_distance")
+    names: tuple[str, ...] = tuple(catalog.ATTACKS)
     weights: Weights = "ema"  # white-box attacks: which weights of a model are attacked
     batch_size: int = 256
     seed: int = 0  # per-sample noise seeds derive from this and the sample id
@@ -333,6 +337,15 @@ class AttackConfig(_Section):
     loss: LossAttackConfig = field(default_factory=LossAttackConfig)
     nn_distance: NNDistanceConfig = field(default_factory=NNDistanceConfig)
 
+    def _validate(self, prefix: str) -> None:
+        unknown = [n for n in self.names if n not in catalog.ATTACKS]
+        _require(
+            not unknown, f"{prefix}.names", f"unknown attack(s) {unknown}; known: {list(catalog.ATTACKS)}"
+        )
+        _require(len(set(self.names)) == len(self.names), f"{prefix}.names", "lists an attack twice")
+        _require(len(self.names) >= 1, f"{prefix}.names", "needs at least one attack")
+        _require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+
 
 @dataclass(frozen=True)
 class MetricsConfig(_Section):
@@ -340,6 +353,11 @@ class MetricsConfig(_Section):
     tpr_at_fpr: tuple[float, ...] = (0.01, 0.001)
     num_bootstrap: int = 1000  # resamples for the 95% intervals
     seed: int = 0
+
+    def _validate(self, prefix: str) -> None:
+        for i, alpha in enumerate(self.tpr_at_fpr):
+            _require(0.0 < alpha < 1.0, f"{prefix}.tpr_at_fpr[{i}]", f"{alpha} is not in (0, 1)")
+        _require(self.num_bootstrap >= 0, f"{prefix}.num_bootstrap", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -351,6 +369,12 @@ class MemorizationConfig(_Section):
     k_nearest: int = 5
     num_pairs_shown: int = 16  # closest generated/member pairs in the grid
 
+    def _validate(self, prefix: str) -> None:
+        _require(0.0 < self.copy_threshold <= 1.0, f"{prefix}.copy_threshold", "must be in (0, 1]")
+        # the ratio's denominator averages the k nearest members: k = 1 makes every ratio exactly 1
+        _require(self.k_nearest >= 2, f"{prefix}.k_nearest", "must be >= 2")
+        _require(self.num_pairs_shown >= 1, f"{prefix}.num_pairs_shown", "must be >= 1")
+
 
 @dataclass(frozen=True)
 class UtilityConfig(_Section):
@@ -361,6 +385,23 @@ class UtilityConfig(_Section):
         None  # clean-fid's own inception-2015-12-05.pt; default: the fid-helper wheel
     )
     batch_size: int = 32
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.num_images >= 2, f"{prefix}.num_images", "must be >= 2 (FID needs a covariance)")
+        _require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunsConfig(_Section):
+    """The run dimension: independent replicates of the whole experiment under one workflow call."""
+
+    SECTION = "runs"
+    replicates: int = (
+        1  # replicate r (paths .../rep<r>/...) adds r to split.seed, split.half_seed, train.seed
+    )
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.replicates >= 1, f"{prefix}.replicates", "must be >= 1")
 
 
 # Sections whose value is itself a section are filled recursively.
@@ -392,6 +433,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "metrics": MetricsConfig,
     "memorization": MemorizationConfig,
     "utility": UtilityConfig,
+    "runs": RunsConfig,
 }
 
 
@@ -410,6 +452,7 @@ class ExperimentConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
+    runs: RunsConfig = field(default_factory=RunsConfig)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> ExperimentConfig:
@@ -427,7 +470,54 @@ class ExperimentConfig:
             built[name] = (
                 _attack_from_mapping(raw[name]) if name == "attack" else section_cls.from_mapping(raw[name])
             )
-        return cls(**built)
+        experiment = cls(**built)
+        experiment._validate_across(set(built))
+        return experiment
+
+    def _validate_across(self, given: set[str]) -> None:
+        """Checks that relate two sections, applied when both were given (a stage config holds only its own)."""
+        num_t = self.diffusion.num_train_timesteps
+        if "diffusion" in given and "train" in given:
+            for i, t in enumerate(self.train.probe_timesteps):
+                _require(0 <= t < num_t, f"train.probe_timesteps[{i}]", f"{t} is not in [0, {num_t})")
+        if "diffusion" in given and "attack" in given:
+            a = self.attack
+            timesteps = {
+                "attack.pia.timestep": [a.pia.timestep],
+                "attack.pia.sweep_timesteps": list(a.pia.sweep_timesteps),
+                "attack.loss.timesteps": list(a.loss.timesteps),
+            }
+            for key, values in timesteps.items():
+                for t in values:
+                    _require(0 <= t < num_t, key, f"{t} is not in [0, {num_t})")
+            _require(a.secmi.t_sec < num_t, "attack.secmi.t_sec", f"{a.secmi.t_sec} is not below {num_t}")
+        if "diffusion" in given and "sample" in given:
+            _require(
+                self.sample.num_inference_steps <= num_t,
+                "sample.num_inference_steps",
+                f"must be <= diffusion.num_train_timesteps ({num_t})",
+            )
+        if "sample" in given and "utility" in given:
+            _require(
+                self.utility.num_images <= self.sample.num_images,
+                "utility.num_images",
+                f"{self.utility.num_images} exceeds the {self.sample.num_images} images each sampler generates "
+                "(sample.num_images)",
+            )
+        if "sample" in given and "attack" in given:
+            _require(
+                self.attack.nn_distance.k <= self.sample.num_images,
+                "attack.nn_distance.k",
+                f"exceeds the {self.sample.num_images} generated images (sample.num_images)",
+            )
+        if "dataset" in given and "model" in given:
+            levels = len(self.model.block_out_channels)
+            _require(
+                self.dataset.image_size % 2 ** (levels - 1) == 0,
+                "dataset.image_size",
+                f"{self.dataset.image_size} is not divisible by 2**{levels - 1}, which the "
+                f"{levels}-level UNet (model.block_out_channels) needs",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -445,3 +535,59 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return ExperimentConfig.from_mapping(raw)
+
+
+# --- stage configs ------------------------------------------------------------------------------------------
+
+#: The config sections each stage reads. A stage's resolved config (`stage_config`) is its input file, so a
+#: stage reruns exactly when one of these sections changes; attack stages (`attack_<name>`) read the shared
+#: attack keys and the nested sections of `catalog.ATTACKS[name].reads`.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "data": ("dataset",),
+    "split": ("split",),
+    "train": ("model", "diffusion", "train"),
+    "distill": ("model", "diffusion", "train", "distill"),
+    "sample": ("sample",),
+    "metrics": ("metrics",),
+    "memorization": ("memorization",),
+    "utility": ("utility",),
+}
+_ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed")
+#: Seeds that differ between replicates: replicate r adds r to each.
+REPLICATE_SEEDS = (("split", "seed"), ("split", "half_seed"), ("train", "seed"))
+
+
+def stage_names() -> list[str]:
+    """Every stage with a config of its own."""
+    return list(STAGE_SECTIONS) + [f"attack_{name}" for name in catalog.ATTACKS]
+
+
+def replicate(experiment: ExperimentConfig, index: int) -> ExperimentConfig:
+    """The experiment of replicate `index`: the seeds of REPLICATE_SEEDS shifted by `index` (0: unchanged)."""
+    sections: dict[str, Any] = {}
+    for section, key in REPLICATE_SEEDS:
+        current = sections.get(section, getattr(experiment, section))
+        sections[section] = replace(current, **{key: getattr(current, key) + index})
+    return replace(experiment, **sections)
+
+
+def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
+    """The resolved sections one stage reads, as plain data (what `results/configs/.../<stage>.*.yaml` holds)."""
+    if stage.startswith("attack_"):
+        name = catalog.attack(stage.removeprefix("attack_")).name
+        full = experiment.attack.to_dict()
+        keys = _ATTACK_SHARED_KEYS + catalog.ATTACKS[name].reads
+        return {"attack": {"names": [name], **{k: full[k] for k in keys}}}
+    if stage not in STAGE_SECTIONS:
+        raise ConfigError(f"unknown stage {stage!r}; known: {stage_names()}")
+    return {s: getattr(experiment, s).to_dict() for s in STAGE_SECTIONS[stage]}
+
+
+def dump_stage_config(cfg: dict[str, Any]) -> str:
+    """Canonical YAML text of a stage config (sorted keys): equal configs give equal bytes."""
+    return yaml.safe_dump(cfg, sort_keys=True)
+
+
+def config_digest(cfg: dict[str, Any]) -> str:
+    """First 12 hex digits of the SHA-256 of the canonical text: the name a stage config file carries."""
+    return hashlib.sha256(dump_stage_config(cfg).encode()).hexdigest()[:12]

@@ -18,14 +18,17 @@ merely in a dense region.
 
 from __future__ import annotations
 
-import numpy as np
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from dualmd.attacks.nn_distance import knn_distances
-from dualmd.attacks.secmi import t_error as _secmi_t_error
-from dualmd.config import SecMIConfig
+import numpy as np
+
 from dualmd.metrics import auc
-from dualmd.models.adapter import NoisePredictor, Schedule
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from dualmd.config import SecMIConfig
+    from dualmd.models.adapter import NoisePredictor, Schedule
 
 
 def t_error(
@@ -41,7 +44,9 @@ def t_error(
     Returns:
         (N,) float64.
     """
-    return _secmi_t_error(model, schedule, images, cfg, batch_size)
+    from dualmd.attacks.secmi import t_error as secmi_t_error
+
+    return secmi_t_error(model, schedule, images, cfg, batch_size)
 
 
 def t_error_separation(t_err_members: np.ndarray, t_err_nonmembers: np.ndarray) -> float:
@@ -72,6 +77,8 @@ def copy_detection(
         raise ValueError(
             f"k_nearest must be >= 2 (the nearest distance is divided by the mean of k), got {k_nearest}"
         )
+    from dualmd.attacks.nn_distance import knn_distances
+
     dist, idx = knn_distances(generated, members, k_nearest, batch_size)
     dist = dist.numpy()
     mean_k = dist.mean(axis=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,8 +12,9 @@ matplotlib.use("Agg")  # files only; no display on workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid, save_image  # noqa: E402
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def plot_roc(roc: pd.DataFrame, *, attack: str, out: str | Path) -> None:
@@ -74,8 +76,11 @@ def plot_loss_curves(metadata: Sequence[dict], *, out: str | Path) -> None:
     _save(fig, out)
 
 
-def save_grid(images: torch.Tensor, out: str | Path, *, nrow: int) -> None:
+def save_grid(images: Tensor, out: str | Path, *, nrow: int) -> None:
     """Save images (N, C, H, W) in [-1, 1] as one PNG grid, upscaled so tiny images stay visible."""
+    import torch
+    from torchvision.utils import make_grid, save_image
+
     grid = make_grid((images.clamp(-1, 1) + 1) / 2, nrow=nrow, padding=1, pad_value=1.0)
     scale = max(1, 256 // max(grid.shape[-1], 1))
     grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dualmd import catalog
+
 #: Rows of the attack table come in this order: undefended first, then the defenses.
-TARGET_ORDER = ["baseline", "teacher1", "teacher2", "student", "dualmd"]
+TARGET_ORDER = list(catalog.TARGETS)
 
 
 def _read_json(path: str | Path) -> dict:
@@ -192,6 +194,7 @@ def combined_roc(roc_files: Sequence[str | Path]) -> pd.DataFrame:
 def write_report(
     *,
     attack_files: Sequence[str | Path],
+    roc_files: Sequence[str | Path],
     utility_files: Sequence[str | Path],
     copy_files: Sequence[str | Path],
     t_error_file: str | Path,
@@ -217,7 +220,6 @@ def write_report(
         df.to_csv(out / f"{name}.csv", index=False)
         shown = with_intervals(df) if name == "attacks" else df
         (out / f"{name}.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
-    roc_files = [Path(p).with_name(Path(p).stem + "_roc.csv") for p in attack_files]
     combined_roc(roc_files).to_csv(out / "roc.csv", index=False)
     metrics = flat_metrics(tables["attacks"], tables["utility"], tables["memorization"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
@@ -229,7 +231,7 @@ def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict) -> str:
     counts = split_meta.get("counts", {})
     parts = [
         "# dualmd report\n",
-        f"Split: {counts} (SHA-256 of each subset in results/split/split.json).\n",
+        f"Split: {counts} (SHA-256 of each subset in the split's split.json).\n",
         "## Membership inference (members = positive class; 95% bootstrap intervals)\n",
         with_intervals(tables["attacks"]).to_markdown(index=False),
         "\n## Utility\n",

@@ -22,19 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
-from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from dualmd.config import SampleConfig
-from dualmd.files import atomic_write
-from dualmd.models.adapter import NoisePredictor, UNetPredictor, load_unet
+from dualmd.models.adapter import NoisePredictor
 
 SamplingScheduler = DDPMScheduler | DDIMScheduler
 SCHEDULERS: dict[str, type[SamplingScheduler]] = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
@@ -181,105 +176,3 @@ def sample_images(
         batch_size=cfg.batch_size,
         device=device,
     )
-
-
-def generate(
-    sampler: str, model_dirs: dict[str, Path], cfg: SampleConfig, *, device: str | torch.device = "cpu"
-) -> tuple[Tensor, dict[str, Any]]:
-    """Load the model(s) of `sampler` and generate cfg.num_images images.
-
-    Args:
-        sampler: "baseline", "teacher1", "teacher2", "student" (that model) or "dualmd" (teacher1 + teacher2).
-        model_dirs: model id -> trained-model directory; needs the ids `sampler` uses.
-        cfg: sampling settings; cfg.weights picks raw or EMA weights.
-        device: where the UNets run.
-    Returns:
-        images: (N, C, H, W) float32 CPU tensor in [-1, 1];
-        info: provenance (sampler, scheduler, steps, eta, variance_type, weights, seed, and for dualmd the
-        alternation rule and the teacher used at each step as a string such as "1212...").
-    """
-    # Imported here because dualmd.defense.dualmd builds its pipeline on this module's loop.
-    from dualmd.defense.dualmd import AlternatingTeachers, teacher_sequence
-
-    model_ids = ["teacher1", "teacher2"] if sampler == "dualmd" else [sampler]
-    if sampler not in ("baseline", "teacher1", "teacher2", "student", "dualmd"):
-        raise ValueError(f"unknown sampler {sampler!r}")
-    missing = [m for m in model_ids if m not in model_dirs]
-    if missing:
-        raise ValueError(f"sampler {sampler!r} needs model directories for {missing}")
-    base = _shared_scheduler([Path(model_dirs[m]) for m in model_ids])
-    unets = [load_unet(model_dirs[m], cfg.weights, device) for m in model_ids]
-    predictors = [UNetPredictor(u) for u in unets]
-    selector: NoisePredictor | PredictorSelector = predictors[0]
-    if sampler == "dualmd":
-        selector = AlternatingTeachers(
-            teacher1=predictors[0], teacher2=predictors[1], alternation=cfg.dualmd_alternation
-        )
-    shape = (unets[0].config.in_channels, unets[0].config.sample_size, unets[0].config.sample_size)
-    images = sample_images(selector, base, cfg, shape, device=device)
-    info = _sampling_info(sampler, base, cfg, model_ids, model_dirs)
-    if sampler == "dualmd":
-        steps = sampling_timesteps(build_scheduler(cfg.scheduler, base), cfg.num_inference_steps)
-        info["alternation"] = cfg.dualmd_alternation
-        info["teacher_sequence"] = "".join(str(k) for k in teacher_sequence(steps, cfg.dualmd_alternation))
-    return images, info
-
-
-def _shared_scheduler(model_dirs: list[Path]) -> DDPMScheduler:
-    """The training scheduler of the model(s); DualMD's teachers must share the same forward process."""
-    schedulers = [DDPMScheduler.from_pretrained(d / "scheduler") for d in model_dirs]
-    for d, s in zip(model_dirs[1:], schedulers[1:], strict=True):
-        first = schedulers[0].alphas_cumprod
-        if s.alphas_cumprod.shape != first.shape or not torch.allclose(s.alphas_cumprod, first):
-            raise ValueError(f"{d} was trained with another noise schedule than {model_dirs[0]}")
-    return schedulers[0]
-
-
-def _sampling_info(
-    sampler: str, base: DDPMScheduler, cfg: SampleConfig, model_ids: list[str], model_dirs: dict[str, Path]
-) -> dict[str, Any]:
-    return {
-        "sampler": sampler,
-        "models": {m: str(model_dirs[m]) for m in model_ids},
-        "weights": cfg.weights,
-        "scheduler": cfg.scheduler,
-        "num_inference_steps": cfg.num_inference_steps,
-        "num_train_timesteps": int(base.config.num_train_timesteps),
-        "eta": cfg.eta if cfg.scheduler == "ddim" else None,
-        "variance_type": base.config.variance_type if cfg.scheduler == "ddpm" else None,
-        "clip_sample": bool(base.config.clip_sample),
-        "timestep_spacing": base.config.timestep_spacing,
-        "num_images": cfg.num_images,
-        "seed": cfg.seed,
-    }
-
-
-def save_samples(images: Tensor, npz_path: str | Path, png_path: str | Path, *, nrow: int = 16) -> None:
-    """Write generated images as an .npz (key "images", float32 (N, C, H, W) in [-1, 1]) and a PNG grid.
-
-    Both files are written to a temporary name first and then renamed, so a crash never leaves half a file.
-    """
-    images = _check_images(images.detach().float().cpu(), str(npz_path))
-    atomic_write(Path(npz_path), lambda f: np.savez(f, images=images.numpy()))
-    grid = make_grid((images + 1) / 2, nrow=nrow, padding=1, pad_value=1.0)  # (3, H', W') in [0, 1]
-    pixels = grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    atomic_write(Path(png_path), lambda f: Image.fromarray(pixels).save(f, format="PNG"))
-
-
-def load_samples(npz_path: str | Path) -> Tensor:
-    """Read images written by `save_samples`: (N, C, H, W) float32 in [-1, 1]; malformed files raise."""
-    with np.load(npz_path) as data:
-        if "images" not in data.files:
-            raise ValueError(f"{npz_path}: no 'images' array (found {data.files})")
-        images = torch.from_numpy(data["images"])
-    return _check_images(images, str(npz_path))
-
-
-def _check_images(images: Tensor, where: str) -> Tensor:
-    if images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[0] < 1:
-        raise ValueError(f"{where}: expected images (N, 1|3, H, W), got shape {tuple(images.shape)}")
-    if images.dtype != torch.float32:
-        raise ValueError(f"{where}: expected float32 images, got {images.dtype}")
-    if not torch.isfinite(images).all() or images.abs().max() > 1.0 + 1e-4:
-        raise ValueError(f"{where}: images must be finite and in [-1, 1]")
-    return images

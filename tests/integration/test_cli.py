@@ -74,7 +74,7 @@ def train_args(data: Path, cfg: Path, out: Path, state: Path, model_id: str = "b
         data / "split0.npz",
         "--split-meta",
         data / "split0.json",
-        "--model-id",
+        "--model",
         model_id,
         "--out",
         out,
@@ -131,15 +131,13 @@ def test_attack_refuses_a_model_trained_on_another_split(data, tmp_path):
         "loss",
         "--images",
         data / "images.npz",
-        "--model-id",
-        "baseline",
-        "--model",
-        model,
-        "--out",
-        tmp_path / "scores.npz",
+        "--target",
+        f"baseline={model}",
+        "--out-dir",
+        tmp_path / "scores",
     ]
     dualmd(*common, "--split", data / "split0.npz", "--split-meta", data / "split0.json")
-    assert (tmp_path / "scores.npz").is_file()
+    assert (tmp_path / "scores" / "baseline.npz").is_file()
     proc = dualmd(*common, "--split", data / "split1.npz", "--split-meta", data / "split1.json", check=False)
     assert proc.returncode == 2
     assert "trained on a different split" in proc.stderr
@@ -159,10 +157,12 @@ def test_distill_refuses_swapped_teachers(data, tmp_path):
         data / "split0.npz",
         "--split-meta",
         data / "split0.json",
-        "--teacher1",
-        tmp_path / "teacher2",
-        "--teacher2",
-        tmp_path / "teacher1",
+        "--model",
+        "student",
+        "--teacher",
+        f"teacher1={tmp_path / 'teacher2'}",
+        "--teacher",
+        f"teacher2={tmp_path / 'teacher1'}",
         "--out",
         tmp_path / "student",
         "--state-dir",

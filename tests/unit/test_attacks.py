@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import tiny_unet
 from diffusers import DDPMScheduler
 
 from dualmd.attacks import (
@@ -14,7 +15,6 @@ from dualmd.attacks import (
     attack_model,
     attack_samples,
     build_attack,
-    check_model_matches_split,
     load_scores,
     save_scores,
 )
@@ -22,10 +22,10 @@ from dualmd.attacks.base import per_sample_noise
 from dualmd.attacks.pia import PIAN
 from dualmd.attacks.secmi import ddim_step, round_trip
 from dualmd.attacks.secmi_nn import train_test_split
-from dualmd.config import AttackConfig, LossAttackConfig, ModelConfig, PIAConfig, SecMIConfig, SecMINNConfig
+from dualmd.config import AttackConfig, LossAttackConfig, PIAConfig, SecMIConfig, SecMINNConfig
 from dualmd.metrics import auc
 from dualmd.models.adapter import Schedule, UNetPredictor
-from dualmd.models.unet import create_unet
+from dualmd.models.directory import check_model_matches_split
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 NAMES = sorted(ATTACKS)
@@ -75,11 +75,7 @@ class MemorizingPredictor:
 
 
 def tiny_predictor(seed: int = 0) -> UNetPredictor:
-    torch.manual_seed(seed)
-    unet = create_unet(
-        model=ModelConfig(block_out_channels=(8, 16), norm_num_groups=4), image_size=8, channels=1
-    )
-    return UNetPredictor(unet)
+    return UNetPredictor(tiny_unet(seed))
 
 
 def run_attack(name, cfg, model, schedule, images, ids, is_member, generated) -> AttackResult:

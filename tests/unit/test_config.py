@@ -6,7 +6,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dualmd.config import SECTIONS, ConfigError, ExperimentConfig, load_config
+from dualmd import catalog
+from dualmd.config import (
+    SECTIONS,
+    STAGE_SECTIONS,
+    ConfigError,
+    ExperimentConfig,
+    config_digest,
+    dump_stage_config,
+    load_config,
+    replicate,
+    stage_config,
+    stage_names,
+)
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
@@ -26,6 +38,24 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         ({"dataset": {"name": "cifar10"}}, "dataset.root: dataset 'cifar10' needs a local root"),
         ({"bogus": {}}, "unknown config section(s) ['bogus']"),
         ({"train": [1, 2]}, "train: expected a mapping"),
+        ({"memorization": {"k_nearest": 1}}, "memorization.k_nearest: must be >= 2"),
+        ({"attack": {"names": ["loss", "lira"]}}, "attack.names: unknown attack(s) ['lira']"),
+        ({"attack": {"names": ["loss", "loss"]}}, "attack.names: lists an attack twice"),
+        (
+            {"sample": {"num_images": 8}, "utility": {"num_images": 16}},
+            "utility.num_images: 16 exceeds the 8 images",
+        ),
+        (
+            {"diffusion": {"num_train_timesteps": 100}, "attack": {"pia": {"timestep": 150}}},
+            "attack.pia.timestep: 150 is not in [0, 100)",
+        ),
+        (
+            {"diffusion": {"num_train_timesteps": 100}, "train": {"probe_timesteps": [50, 100]}},
+            "train.probe_timesteps[1]: 100 is not in [0, 100)",
+        ),
+        ({"dataset": {"image_size": 10}, "model": {"block_out_channels": [8, 8, 8]}}, "dataset.image_size"),
+        ({"metrics": {"tpr_at_fpr": [0.01, 1.5]}}, "metrics.tpr_at_fpr[1]"),
+        ({"runs": {"replicates": 0}}, "runs.replicates: must be >= 1"),
     ],
     ids=[
         "typo",
@@ -39,6 +69,15 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         "missing-root",
         "unknown-section",
         "section-not-mapping",
+        "copy-ratio-k",
+        "unknown-attack",
+        "duplicate-attack",
+        "fid-images-exceed-samples",
+        "attack-timestep-range",
+        "probe-timestep-range",
+        "image-size-vs-levels",
+        "fpr-bound",
+        "replicates",
     ],
 )
 def test_bad_config_names_the_key(raw, message):
@@ -101,3 +140,42 @@ def test_schema_matches_dataclasses():
                 assert schema[section][key] == value, f"{section}.{key}"
     for section_cls in SECTIONS.values():
         assert [f.name for f in fields(section_cls)]  # every section has keys
+
+
+def test_stage_config_holds_exactly_the_sections_a_stage_reads():
+    experiment = load_config(ROOT / "config/config.yaml")
+    for stage, sections in STAGE_SECTIONS.items():
+        cfg = stage_config(experiment, stage)
+        assert list(cfg) == list(sections)
+        # what the stage writes is what the stage reads back, defaults included
+        assert ExperimentConfig.from_mapping(yaml.safe_load(dump_stage_config(cfg))) == ExperimentConfig(
+            **{s: getattr(experiment, s) for s in sections}
+        )
+    pia = stage_config(experiment, "attack_pian")["attack"]
+    assert pia["names"] == ["pian"] and set(pia) == {"names", "weights", "batch_size", "seed", "pia"}
+
+
+def test_a_changed_section_changes_only_the_digests_of_the_stages_that_read_it():
+    base = ExperimentConfig()
+    changed = ExperimentConfig.from_mapping({"attack": {"pia": {"timestep": 100}}})
+    moved = {
+        stage
+        for stage in stage_names()
+        if config_digest(stage_config(base, stage)) != config_digest(stage_config(changed, stage))
+    }
+    readers = {f"attack_{a.name}" for a in catalog.ATTACKS.values() if "pia" in a.reads}
+    assert moved == readers == {"attack_pia", "attack_pian"}
+    # key order and defaults written out do not matter, only values
+    assert config_digest({"b": 1, "a": [1, 2]}) == config_digest({"a": [1, 2], "b": 1})
+
+
+def test_replicates_shift_only_their_seeds():
+    base = ExperimentConfig()
+    assert replicate(base, 0) == base
+    second = replicate(base, 2)
+    assert (second.split.seed, second.split.half_seed, second.train.seed) == (
+        base.split.seed + 2,
+        base.split.half_seed + 2,
+        base.train.seed + 2,
+    )
+    assert second.sample == base.sample and second.attack == base.attack and second.model == base.model

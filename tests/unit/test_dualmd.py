@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from conftest import tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from dualmd.config import ModelConfig
 from dualmd.defense.dualmd import AlternatingTeachers, DualMDPipeline, teacher_sequence
-from dualmd.models.unet import create_unet
 from dualmd.sample import run_sampler
 
 
@@ -30,13 +29,6 @@ def fake_pair(alternation):
         alternation=alternation,
     )
     return pair, log
-
-
-def tiny_unet(seed):
-    torch.manual_seed(seed)
-    return create_unet(
-        model=ModelConfig(block_out_channels=(8, 16), norm_num_groups=4), image_size=8, channels=1
-    )
 
 
 def test_parity_rule_of_the_authors_ddpm_code():

@@ -5,28 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_model_dir, tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler
 from PIL import Image
 
-from dualmd.config import ModelConfig, SampleConfig
+from dualmd.config import SampleConfig
+from dualmd.images import load_samples, save_samples
 from dualmd.models.adapter import UNetPredictor
-from dualmd.models.unet import create_unet
-from dualmd.sample import (
-    SinglePredictor,
-    build_scheduler,
-    generate,
-    load_samples,
-    run_sampler,
-    sample_images,
-    save_samples,
-)
-
-
-def tiny_unet(seed):
-    torch.manual_seed(seed)
-    return create_unet(
-        model=ModelConfig(block_out_channels=(8, 16), norm_num_groups=4), image_size=8, channels=1
-    )
+from dualmd.sample import SinglePredictor, build_scheduler, run_sampler, sample_images
+from dualmd.samplers import generate
 
 
 @pytest.fixture
@@ -118,16 +105,10 @@ def test_load_samples_rejects_malformed_files(tmp_path, arrays, match):
         load_samples(tmp_path / "bad.npz")
 
 
-def _model_dir(path, seed, num_train_timesteps=20):
-    unet = tiny_unet(seed)
-    unet.save_pretrained(path / "unet")
-    unet.save_pretrained(path / "unet_ema")
-    DDPMScheduler(num_train_timesteps=num_train_timesteps).save_pretrained(path / "scheduler")
-    return path
-
-
 def test_generate_dualmd_records_the_teacher_sequence(tmp_path):
-    dirs = {m: _model_dir(tmp_path / m, seed) for seed, m in enumerate(["teacher1", "teacher2", "baseline"])}
+    dirs = {
+        m: tiny_model_dir(tmp_path / m, seed) for seed, m in enumerate(["teacher1", "teacher2", "baseline"])
+    }
     cfg = SampleConfig(num_images=3, scheduler="ddim", num_inference_steps=5, batch_size=2)
     images, info = generate("dualmd", dirs, cfg)
     assert images.shape == (3, 1, 8, 8)
@@ -139,7 +120,10 @@ def test_generate_dualmd_records_the_teacher_sequence(tmp_path):
 
 
 def test_generate_refuses_missing_or_mismatched_teachers(tmp_path):
-    dirs = {"teacher1": _model_dir(tmp_path / "t1", 0), "teacher2": _model_dir(tmp_path / "t2", 1, 30)}
+    dirs = {
+        "teacher1": tiny_model_dir(tmp_path / "t1", 0),
+        "teacher2": tiny_model_dir(tmp_path / "t2", 1, 30),
+    }
     cfg = SampleConfig(num_images=1, num_inference_steps=2)
     with pytest.raises(ValueError, match="noise schedule"):
         generate("dualmd", dirs, cfg)

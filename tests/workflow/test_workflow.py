@@ -1,8 +1,9 @@
-"""The Snakemake workflow: lint, dry run, a broken config, one tiny end-to-end run, the rerun plan after each kind
-of change, and sharing the run through a DVC remote.
+"""The Snakemake workflow: lint, dry runs, a broken config, one tiny end-to-end run, and the rerun plan after each
+kind of change, with and without Snakemake's metadata, in a moved copy, and in a clone filled by `dvc pull`.
 
 The end-to-end run uses `.test/config/config.yaml` (64 digits, a (16, 32) UNet, 12 training steps) in a copy of
-the project inside a temporary git repository; every later test of this module plans (dry-runs) against it.
+the project inside a temporary git repository; every later test of this module plans (dry-runs) against it or
+against copies of it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ PROJECT_FILES = [
     "pyproject.toml",
     "resources",
 ]
-TRAINING_RULES = {"prepare_data", "make_split", "train_model", "distill_student"}
+TRAINING_RULES = {"prepare_data", "make_split", "train_model", "distill_model"}
+# The README's "Sharing a run with DVC" commands for everyone else, run verbatim by the DVC test.
+README_PULL = ["dvc pull", "snakemake --touch --cores 1 dvc_artifacts"]
 
 
 def _env() -> dict[str, str]:
@@ -52,21 +55,28 @@ def snakemake(*args: str, cwd: Path, check: bool = True) -> subprocess.Completed
     return run([sys.executable, "-m", "snakemake", *args], cwd=cwd, check=check)
 
 
-def planned_jobs(cwd: Path) -> dict[str, int]:
-    """Rule -> number of jobs a dry run plans (parsed from Snakemake's job-stats table)."""
-    out = snakemake("-n", "--cores", "2", cwd=cwd).stdout
+def parse_job_stats(out: str) -> dict[str, int]:
+    """Rule -> number of jobs from Snakemake's "Job stats" table ({} only for "Nothing to be done").
+
+    Raises AssertionError when the output holds neither, or a table whose counts do not add up to its total.
+    """
     if "Nothing to be done" in out:
         return {}
+    if "Job stats:" not in out:
+        raise AssertionError(f"no job table in the dry run's output:\n{out[-3000:]}")
     table = out.split("Job stats:", 1)[1]
-    jobs = {}
-    for line in table.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        jobs[match.group(1)] = int(match.group(2))
-    jobs.pop("total", None)
-    jobs.pop("all", None)  # the target rule itself is not work
+    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    total = jobs.pop("total", None)
+    if total is None or sum(jobs.values()) != total:
+        raise AssertionError(f"unparsable job table (total {total}, rows {jobs}):\n{table[:3000]}")
+    jobs.pop("all", None)  # target rules are not work
+    jobs.pop("dvc_artifacts", None)
     return jobs
+
+
+def planned_jobs(cwd: Path, *args: str) -> dict[str, int]:
+    """Rule -> number of jobs a dry run plans."""
+    return parse_job_stats(snakemake("-n", "--cores", "2", *args, cwd=cwd).stdout)
 
 
 def copy_project(dest: Path, config: Path) -> Path:
@@ -81,49 +91,100 @@ def copy_project(dest: Path, config: Path) -> Path:
     return dest
 
 
-def tree_hashes(root: Path) -> dict[str, str]:
+def tree_hashes(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not any(part in skip for part in p.relative_to(root).parts)
     }
+
+
+def edit_config(project: Path, old: str, new: str) -> None:
+    cfg = project / "config/config.yaml"
+    text = cfg.read_text()
+    assert old in text, f"{old!r} not in the test config"
+    cfg.write_text(text.replace(old, new))
+
+
+def test_parse_job_stats_fails_loudly():
+    assert (
+        parse_job_stats("Building DAG of jobs...\nNothing to be done (all requested files are present).")
+        == {}
+    )
+    table = "Job stats:\njob      count\n-----  -------\nfoo          2\nall          1\ntotal        3\n"
+    assert parse_job_stats(table) == {"foo": 2}
+    with pytest.raises(AssertionError, match="no job table"):
+        parse_job_stats("WorkflowError: something broke")
+    with pytest.raises(AssertionError, match="unparsable"):
+        parse_job_stats(table.replace("total        3", "total        5"))
 
 
 def test_lint_and_default_dry_run():
     lint = snakemake("--lint", cwd=ROOT, check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    jobs = planned_jobs_for_fresh_default()
-    assert jobs["train_model"] == 3 and jobs["distill_student"] == 1
+    jobs = planned_jobs(ROOT, "--forceall")
+    assert jobs["train_model"] == 3 and jobs["distill_model"] == 1
     assert jobs["sample_images"] == 5 and jobs["make_report"] == 1
-    assert jobs["score_whitebox"] == 5 * 4 and jobs["score_blackbox"] == 5
+    # one scoring job per cheap attack, whatever the number of targets; one per model for secmi_nn
+    assert jobs["score_model_attack"] == 4 and jobs["score_sample_attack"] == 1
+    assert jobs["score_model_attack_each"] == 4
+
+
+def test_replicates_multiply_runs_not_rules(tmp_path):
+    extra = tmp_path / "replicates.yaml"
+    extra.write_text("runs:\n  replicates: 3\n")
+    jobs = planned_jobs(ROOT, "--forceall", "--configfile", str(extra))
+    assert jobs["train_model"] == 3 * 3 and jobs["make_split"] == 3 and jobs["make_report"] == 3
+    assert jobs["prepare_data"] == 1, "replicates share the dataset"
 
 
 def test_paper_config_validates_and_dry_runs():
-    jobs = planned_jobs_for_fresh_default("--configfile", "config/paper-cifar10.yaml")
-    assert jobs["train_model"] == 3 and jobs["distill_student"] == 1 and jobs["score_whitebox"] == 20
+    jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/paper-cifar10.yaml")
+    assert jobs["train_model"] == 3 and jobs["distill_model"] == 1 and jobs["score_model_attack"] == 4
 
 
-def planned_jobs_for_fresh_default(*args: str) -> dict[str, int]:
-    """Dry run of the default config (or `args`) as if nothing had been computed yet."""
-    out = snakemake("-n", "--forceall", "--cores", "2", *args, cwd=ROOT).stdout
-    table = out.split("Job stats:", 1)[1]
-    return {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
-        if m.group(1) != "total"
-    }
+def test_rule_files_name_no_target_or_attack():
+    from dualmd import catalog
+
+    names = [*catalog.TARGETS, *catalog.ATTACKS]
+    offenders = []
+    for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow/rules").glob("*.smk"))]:
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            # `dualmd` is also the package: `python -m dualmd`, `from dualmd import`, `dualmd.catalog`
+            code = re.sub(r"(-m|from|import) dualmd\b|\bdualmd\.", "", code)
+            offenders += [
+                f"{path.name}:{lineno}: {name}"
+                for name in names
+                if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", code)
+            ]
+    assert not offenders, offenders
 
 
 def test_broken_config_fails_before_any_job(tmp_path):
     project = copy_project(tmp_path / "p", ROOT / ".test/config/config.yaml")
-    cfg = project / "config/config.yaml"
-    cfg.write_text(
-        cfg.read_text().replace("num_train_steps: 12", "num_train_steps: 12\n  learning_rate: 0.1")
-    )
+    edit_config(project, "num_train_steps: 12", "num_train_steps: 12\n  learning_rate: 0.1")
     proc = snakemake("--cores", "2", cwd=project, check=False)
     assert proc.returncode != 0
     assert "learning_rate" in proc.stdout + proc.stderr
     assert not (project / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("memorization:\n", "memorization:\n  k_nearest: 1\n", "k_nearest"),
+        ("  num_images: 16\n  feature_net", "  num_images: 40\n  feature_net", "utility.num_images"),
+        ("    sweep_timesteps: [100, 200]", "    sweep_timesteps: [100, 2000]", "attack.pia.sweep_timesteps"),
+    ],
+    ids=["k-nearest", "more-fid-images-than-samples", "timestep-out-of-range"],
+)
+def test_ranges_that_would_fail_in_a_job_fail_at_validation(tmp_path, old, new, key):
+    project = copy_project(tmp_path / "p", ROOT / ".test/config/config.yaml")
+    edit_config(project, old, new)
+    proc = snakemake("-n", "--cores", "2", cwd=project, check=False)
+    assert proc.returncode != 0
+    assert key in proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +204,7 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 def test_end_to_end_outputs(finished_run):
-    report = finished_run / "results/report"
+    report = finished_run / "results/report/rep0"
     for name in (
         "metrics.json",
         "report.md",
@@ -173,21 +234,37 @@ def test_end_to_end_outputs(finished_run):
         assert name in html, f"{name} missing from the HTML report"
 
 
-def _edit_config(project: Path, old: str, new: str) -> str:
-    cfg = project / "config/config.yaml"
-    original = cfg.read_text()
-    assert old in original
-    cfg.write_text(original.replace(old, new))
-    return original
+@pytest.fixture(params=["with-metadata", "without-metadata"])
+def moved_run(request, finished_run, tmp_path) -> Path:
+    """A copy of the finished run in another folder, modification times kept, `.snakemake/` kept or not."""
+    dest = tmp_path / "moved"
+    keep = request.param == "with-metadata"
+    shutil.copytree(
+        finished_run,
+        dest,
+        symlinks=True,
+        ignore=None if keep else shutil.ignore_patterns(".snakemake"),
+    )
+    assert (dest / ".snakemake").exists() == keep
+    return dest
+
+
+def test_moved_run_has_nothing_to_do(moved_run):
+    assert planned_jobs(moved_run) == {}
+
+
+ATTACK_CHANGE = (
+    "sweep_timesteps: [100, 200]",
+    "sweep_timesteps: [100, 200]\n  loss:\n    timesteps: [20, 80]",
+)
 
 
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
         (
-            "sweep_timesteps: [100, 200]",
-            "sweep_timesteps: [100, 200]\n  loss:\n    timesteps: [20, 80]",
-            {"write_stage_config": 1, "score_whitebox": 4, "evaluate_attack": 1, "make_report": 1},
+            *ATTACK_CHANGE,
+            {"write_stage_config": 1, "score_model_attack": 1, "evaluate_attack": 1, "make_report": 1},
         ),
         (
             "num_inference_steps: 5",
@@ -195,7 +272,7 @@ def _edit_config(project: Path, old: str, new: str) -> str:
             {
                 "write_stage_config": 1,
                 "sample_images": 5,
-                "score_blackbox": 5,
+                "score_sample_attack": 1,
                 "evaluate_attack": 1,
                 "detect_copies": 5,
                 "score_utility": 5,
@@ -205,43 +282,60 @@ def _edit_config(project: Path, old: str, new: str) -> str:
     ],
     ids=["attack-parameter", "sampling-parameter"],
 )
-def test_change_reruns_only_what_depends_on_it(finished_run, old, new, expected):
-    original = _edit_config(finished_run, old, new)
-    try:
-        assert planned_jobs(finished_run) == expected
-    finally:
-        (finished_run / "config/config.yaml").write_text(original)
+def test_change_reruns_only_what_reads_it(moved_run, old, new, expected):
+    edit_config(moved_run, old, new)
+    assert planned_jobs(moved_run) == expected
 
 
-def test_training_steps_rerun_training_and_everything_downstream(finished_run):
-    original = _edit_config(finished_run, "num_train_steps: 12", "num_train_steps: 13")
-    try:
-        jobs = planned_jobs(finished_run)
-    finally:
-        (finished_run / "config/config.yaml").write_text(original)
-    assert jobs["train_model"] == 3 and jobs["distill_student"] == 1 and jobs["sample_images"] == 5
-    assert jobs["score_whitebox"] == 5 * 4 and jobs["make_report"] == 1
+def test_training_steps_rerun_training_and_everything_downstream(moved_run):
+    edit_config(moved_run, "num_train_steps: 12", "num_train_steps: 13")
+    jobs = planned_jobs(moved_run)
+    assert jobs["train_model"] == 3 and jobs["distill_model"] == 1 and jobs["sample_images"] == 5
+    assert jobs["score_model_attack"] == 4 and jobs["score_model_attack_each"] == 4
+    assert jobs["make_report"] == 1
+    # the train and distill stage configs
+    assert jobs["write_stage_config"] == 2
     assert not {"prepare_data", "make_split", "reference_features"} & set(jobs)
 
 
-def test_editing_attack_source_reruns_only_attacks(finished_run):
-    source = finished_run / "src/dualmd/attacks/loss.py"
-    original = source.read_text()
-    source.write_text(original + "\n# edited\n")
-    try:
-        jobs = planned_jobs(finished_run)
-    finally:
-        source.write_text(original)
-    assert set(jobs) == {
-        "score_whitebox",
-        "score_blackbox",
+def test_reverting_a_change_reruns_it_again(moved_run):
+    """A config changed, run, and changed back must not leave the changed run's results in place."""
+    edit_config(moved_run, *ATTACK_CHANGE)
+    snakemake("--cores", "2", cwd=moved_run)
+    edit_config(moved_run, ATTACK_CHANGE[1], ATTACK_CHANGE[0])
+    assert planned_jobs(moved_run) == {
+        "write_stage_config": 1,
+        "score_model_attack": 1,
+        "evaluate_attack": 1,
+        "make_report": 1,
+    }
+
+
+def test_dry_run_changes_nothing_on_disk(moved_run):
+    edit_config(moved_run, "num_train_steps: 12", "num_train_steps: 13")
+    before = tree_hashes(moved_run, skip=(".snakemake", "__pycache__"))
+    mtimes = {p: p.stat().st_mtime_ns for p in moved_run.rglob("*") if ".snakemake" not in p.parts}
+    assert planned_jobs(moved_run)["train_model"] == 3
+    assert tree_hashes(moved_run, skip=(".snakemake", "__pycache__")) == before
+    assert {p: p.stat().st_mtime_ns for p in moved_run.rglob("*") if ".snakemake" not in p.parts} == mtimes
+
+
+def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
+    source = moved_run / "src/dualmd/attacks/loss.py"
+    source.write_text(source.read_text() + "\n# edited\n")
+    # every stage whose import closure holds the attacks package (copy detection uses its nearest neighbours)
+    assert set(planned_jobs(moved_run)) == {
+        "score_model_attack",
+        "score_model_attack_each",
+        "score_sample_attack",
         "evaluate_attack",
+        "detect_copies",
         "score_t_error",
         "make_report",
     }
 
 
-def test_dvc_push_pull_round_trip_retrains_nothing(finished_run, tmp_path):
+def test_dvc_pull_then_change_reruns_that_attack_and_no_training(finished_run, tmp_path):
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "-d", "local", str(remote)], cwd=finished_run)
     run(["git", "add", "-A"], cwd=finished_run)
@@ -249,12 +343,28 @@ def test_dvc_push_pull_round_trip_retrains_nothing(finished_run, tmp_path):
     run(["dvc", "push"], cwd=finished_run)
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(finished_run), str(clone)], cwd=tmp_path)
-    run(["dvc", "pull"], cwd=clone)
+    for command in README_PULL:
+        program, *args = command.split()
+        if program == "snakemake":
+            snakemake(*args, cwd=clone)
+        else:
+            run([program, *args], cwd=clone)
     for tracked in ("results/split", "results/models", "results/data", "results/configs"):
         assert tree_hashes(clone / tracked) == tree_hashes(finished_run / tracked), (
             f"{tracked} differs after pull"
         )
-    snakemake("--touch", "--cores", "1", "results/models/baseline", "results/models/student", cwd=clone)
-    jobs = planned_jobs(clone)
-    assert jobs, "outputs not under DVC (samples, scores) must be recomputed"
-    assert not TRAINING_RULES & set(jobs), f"a pulled clone must not retrain: {jobs}"
+    unchanged = planned_jobs(clone)
+    assert unchanged, "outputs not under DVC (samples, scores) must be recomputed"
+    assert not TRAINING_RULES & set(unchanged), f"a pulled clone must not retrain: {unchanged}"
+    assert "write_stage_config" not in unchanged, "the pulled stage configs are current"
+    edit_config(clone, *ATTACK_CHANGE)
+    changed = planned_jobs(clone)
+    assert not TRAINING_RULES & set(changed), f"an attack parameter must not retrain: {changed}"
+    assert changed["write_stage_config"] == 1, "only the changed attack's config is new"
+    assert changed == unchanged | {"write_stage_config": 1}
+
+
+def test_readme_shows_the_pull_commands_this_module_runs():
+    readme = (ROOT / "README.md").read_text()
+    for command in README_PULL:
+        assert command in readme, command

@@ -1,79 +1,98 @@
-# Per-sample membership scores of a white-box attack ({attack}: loss, secmi_stat, secmi_nn, pia, pian) against one
-# model ({model}: baseline, teacher1, teacher2, student). A teacher is attacked on its own half against the
-# non-members. Higher score = more likely a member.
-rule score_whitebox:
+# Per-sample membership scores of one attack on every target it reaches, in one job per attack: a model attack
+# scores every model (each on its own members against the non-members; a teacher on its half), a samples attack
+# every sampler's generated images. Higher score = more likely a member. A changed attack parameter reruns only
+# that attack's job, and adding a target adds no job.
+rule score_model_attack:
     input:
-        cfg="results/configs/attack_{attack}.yaml",
+        cfg=config_file("attack_{attack}"),
         images="results/data/images.npz",
-        split="results/split/split.npz",
-        split_meta="results/split/split.json",
-        model="results/models/{model}",
-        code=package_files("attacks", "models/adapter"),
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        targets=model_attack_targets,
+        code=stage_code("attack"),
     output:
-        scores="results/scores/{attack}/{model}.npz",
+        scores=per_target("results/scores/{run}/{attack}/{target}.npz", MODELS),
     log:
-        "logs/score_whitebox/{attack}/{model}.log",
+        "logs/{run}/score_attack/{attack}.log",
+    benchmark:
+        "results/benchmarks/{run}/score_attack/{attack}.tsv"
     wildcard_constraints:
-        attack="|".join(WHITEBOX_NAMES),
+        attack="|".join(SHARED_JOB_ATTACKS) or "(?!)",
     conda:
         "../envs/attack.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
+    params:
+        targets=model_target_args,
+        out_dir="results/scores/{run}/{attack}",
     shell:
-        "OMP_NUM_THREADS={threads} python -m dualmd attack --config {input.cfg} --attack {wildcards.attack} "
-        "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
-        "--model {input.model} --model-id {wildcards.model} --out {output.scores} --threads {threads} "
-        "> {log} 2>&1"
+        "python -m dualmd attack --config {input.cfg} --attack {wildcards.attack} --images {input.images} "
+        "--split {input.split} --split-meta {input.split_meta} {params.targets} "
+        "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
 
 
-# Per-sample scores of the black-box attack (nn_distance) from one sampler's generated images only.
-rule score_blackbox:
+use rule score_model_attack as score_sample_attack with:
     input:
-        cfg="results/configs/attack_{attack}.yaml",
+        cfg=config_file("attack_{attack}"),
         images="results/data/images.npz",
-        split="results/split/split.npz",
-        split_meta="results/split/split.json",
-        samples="results/samples/{sampler}/samples.npz",
-        code=package_files("attacks"),
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        targets=sample_attack_targets,
+        code=stage_code("attack"),
     output:
-        scores="results/scores/{attack}/{sampler}.npz",
-    log:
-        "logs/score_blackbox/{attack}/{sampler}.log",
+        scores=per_target("results/scores/{run}/{attack}/{target}.npz", SAMPLERS),
     wildcard_constraints:
-        attack="|".join(BLACKBOX_NAMES),
-    conda:
-        "../envs/attack.yaml"
-    threads: 1
-    shell:
-        "OMP_NUM_THREADS={threads} python -m dualmd attack --config {input.cfg} --attack {wildcards.attack} "
-        "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
-        "--samples {input.samples} --model-id {wildcards.sampler} --out {output.scores} "
-        "--threads {threads} > {log} 2>&1"
+        attack="|".join(SAMPLE_ATTACKS) or "(?!)",
+    params:
+        targets=sample_target_args,
+        out_dir="results/scores/{run}/{attack}",
 
 
-# AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every target
-# (models for white-box attacks, samplers for the black-box one), plus the log-log ROC plot.
+# The same for an attack with one job per model (catalog.AttackSpec.job_per_target): each model's scores start as
+# soon as that model is trained.
+use rule score_model_attack as score_model_attack_each with:
+    input:
+        cfg=config_file("attack_{attack}"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        targets="results/models/{run}/{model}",
+        code=stage_code("attack"),
+    output:
+        scores="results/scores/{run}/{attack}/{model}.npz",
+    log:
+        "logs/{run}/score_attack/{attack}/{model}.log",
+    benchmark:
+        "results/benchmarks/{run}/score_attack/{attack}/{model}.tsv"
+    wildcard_constraints:
+        attack="|".join(PER_TARGET_ATTACKS) or "(?!)",
+
+
+# AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every target,
+# plus the log-log ROC plot.
 rule evaluate_attack:
     input:
-        cfg="results/configs/metrics.yaml",
+        cfg=config_file("metrics"),
         scores=attack_scores,
-        code=package_files("metrics", "plots"),
+        code=stage_code("metrics"),
     output:
-        metrics="results/metrics/{attack}.json",
-        roc="results/metrics/{attack}_roc.csv",
+        metrics="results/metrics/{run}/{attack}.json",
+        roc="results/metrics/{run}/{attack}_roc.csv",
         plot=report(
-            "results/report/roc_{attack}.png",
+            "results/report/{run}/roc_{attack}.png",
             caption="../report/roc.rst",
             category="Attacks",
-            labels={"attack": "{attack}"},
+            labels={"run": "{run}", "attack": "{attack}"},
         ),
     log:
-        "logs/evaluate_attack/{attack}.log",
+        "logs/{run}/evaluate_attack/{attack}.log",
+    benchmark:
+        "results/benchmarks/{run}/evaluate_attack/{attack}.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
     shell:
         "python -m dualmd evaluate --config {input.cfg} --attack {wildcards.attack} --scores {input.scores} "
-        "--out {output.metrics} --roc {output.roc} --plot {output.plot} > {log} 2>&1"
+        "--out {output.metrics} --roc {output.roc} --plot {output.plot} --threads {threads} > {log} 2>&1"

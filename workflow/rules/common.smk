@@ -1,4 +1,6 @@
-# Config validation, wildcard constraints, target lists and path helpers shared by every rule file.
+# Config validation, the run dimension, stage configs, wildcard constraints and path helpers shared by every rule
+# file. Targets and attacks come from dualmd.catalog; no rule file names one.
+import os
 import sys
 from pathlib import Path
 
@@ -6,70 +8,97 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-# The package re-validates with typed dataclasses: a broken config stops the run before any job starts.
+# Planning imports only torch-free modules and writes nothing, not even bytecode: a dry run changes no file.
+sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from dualmd.config import ExperimentConfig, MODEL_IDS, SAMPLERS, TRAIN_SUBSETS  # noqa: E402
+from dualmd import catalog, sources  # noqa: E402
+from dualmd.config import (  # noqa: E402
+    STAGE_SECTIONS,
+    ExperimentConfig,
+    config_digest,
+    dump_stage_config,
+    replicate,
+    stage_config,
+    stage_names,
+)
 
-ExperimentConfig.from_mapping(config)
-
-PACKAGE = Path(workflow.basedir) / "src" / "dualmd"
-# Every attack the package knows, by what it needs (a model's noise predictions or only generated images).
-BLACKBOX_NAMES = ["nn_distance"]
-WHITEBOX_NAMES = ["loss", "secmi_stat", "secmi_nn", "pia", "pian"]
-ATTACKS = list(config["attack"]["names"])
-WHITEBOX_ATTACKS = [a for a in ATTACKS if a in WHITEBOX_NAMES]
-BLACKBOX_ATTACKS = [a for a in ATTACKS if a in BLACKBOX_NAMES]
-WHITEBOX_MODELS = list(MODEL_IDS)
-# Nested attack parameters each attack reads; a change elsewhere in `attack:` does not rerun it.
-ATTACK_PARAMS = {
-    "loss": ["loss"],
-    "secmi_stat": ["secmi"],
-    "secmi_nn": ["secmi", "secmi_nn"],
-    "pia": ["pia"],
-    "pian": ["pia"],
-    "nn_distance": ["nn_distance"],
-}
-STAGES = ["data", "split", "train", "distill", "sample", "metrics", "memorization", "utility"]
+EXPERIMENT = ExperimentConfig.from_mapping(config)
+# Replicate r of the experiment lives under .../rep<r>/ in every result folder.
+RUNS = [f"rep{r}" for r in range(EXPERIMENT.runs.replicates)]
+ATTACKS = list(EXPERIMENT.attack.names)
+# Attacks by what they score and by job granularity (catalog.AttackSpec.job_per_target).
+MODEL_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "model"]
+SAMPLE_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "samples"]
+PER_TARGET_ATTACKS = [a for a in MODEL_ATTACKS if catalog.attack(a).job_per_target]
+SHARED_JOB_ATTACKS = [a for a in MODEL_ATTACKS if not catalog.attack(a).job_per_target]
+MODELS = catalog.models()
+SAMPLERS = catalog.samplers()
+# Stage configs not tied to one replicate live under this scope.
+SHARED = "shared"
 
 
 wildcard_constraints:
-    model="|".join(WHITEBOX_MODELS),
-    trained="|".join(TRAIN_SUBSETS),
+    run=r"rep\d+",
+    scope=r"shared|rep\d+",
+    digest=r"[0-9a-f]{12}",
+    trained="|".join(catalog.names("trained")),
+    distilled="|".join(catalog.names("distilled")),
+    model="|".join(MODELS),
     sampler="|".join(SAMPLERS),
-    attack="|".join(WHITEBOX_NAMES + BLACKBOX_NAMES),
-    stage="|".join(STAGES + [f"attack_{a}" for a in WHITEBOX_NAMES + BLACKBOX_NAMES]),
+    attack="|".join(catalog.ATTACKS),
+    stage="|".join(stage_names()),
 
 
-def stage_config(wildcards):
-    """The config sections one stage reads; written to results/configs/{stage}.yaml by write_stage_config."""
-    sections = {
-        "data": ["dataset"],
-        "split": ["split"],
-        "train": ["model", "diffusion", "train"],
-        "distill": ["model", "diffusion", "train", "distill"],
-        "sample": ["sample"],
-        "metrics": ["metrics"],
-        "memorization": ["memorization"],
-        "utility": ["utility"],
-    }
-    stage = wildcards.stage
-    if stage.startswith("attack_"):
-        name = stage.removeprefix("attack_")
-        common = {k: config["attack"][k] for k in ("weights", "batch_size", "seed")}
-        nested = {k: config["attack"][k] for k in ATTACK_PARAMS[name]}
-        return {"attack": {"names": [name], **common, **nested}}
-    return {s: config[s] for s in sections[stage]}
+def run_experiment(scope):
+    return EXPERIMENT if scope == SHARED else replicate(EXPERIMENT, int(scope.removeprefix("rep")))
 
 
-def package_files(*modules):
-    """Source files of package modules, so that editing them reruns the rules that use them."""
-    files = []
-    for module in modules:
-        path = PACKAGE / module
-        files += (
-            sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path) + ".py"]
-        )
+def stage_text(wildcards):
+    """The YAML text of a stage config (what `results/configs/{scope}/{stage}.{digest}.yaml` holds)."""
+    return dump_stage_config(stage_config(run_experiment(wildcards.scope), wildcards.stage))
+
+
+def config_path(stage, scope):
+    """The config file of `stage` in `scope` ("shared" or a replicate), named by the digest of its content."""
+    digest = config_digest(stage_config(run_experiment(scope), stage))
+    return f"results/configs/{scope}/{stage}.{digest}.yaml"
+
+
+def config_file(stage, scope="{run}"):
+    """Input function: `config_path` of `stage` (which may hold wildcards, e.g. "attack_{attack}").
+
+    A changed section gives a new file name. `rule all` requests every current config file, so a new one is
+    written and, being newer than every output, reruns exactly its readers whether or not Snakemake's metadata
+    (.snakemake/) is present; a dry run only plans the write.
+    """
+
+    def path(wildcards):
+        values = dict(wildcards.items())
+        return config_path(stage.format(**values), scope.format(**values))
+
+    return path
+
+
+def current_configs():
+    """Every stage config file the run reads (stale ones are replaced when their stage config is written)."""
+    files = [config_path("data", SHARED)]
+    stages = [stage for stage in STAGE_SECTIONS if stage != "data"]
+    for run in RUNS:
+        files += [config_path(stage, run) for stage in stages + [f"attack_{a}" for a in ATTACKS]]
     return files
+
+
+_GRAPH = sources.import_graph()
+
+
+def stage_code(module):
+    """Source files the stage module `dualmd.stages.<module>` runs, relative to the working directory, so that
+    editing one reruns the stages that import it and a moved project reruns nothing."""
+    files = sources.module_files()
+    return sorted(
+        os.path.relpath(files[m], Path.cwd())
+        for m in sources.closure(_GRAPH, f"dualmd.stages.{module}")
+    )
 
 
 def launcher(wildcards, threads, resources):
@@ -85,36 +114,78 @@ def launcher(wildcards, threads, resources):
     )
 
 
-def sampler_models(wildcards):
-    """Model directories a sampler needs: its own model, or both teachers for DualMD."""
-    if wildcards.sampler == "dualmd":
-        return ["results/models/teacher1", "results/models/teacher2"]
-    return [f"results/models/{wildcards.sampler}"]
+def training_priority(wildcards):
+    """Models that others are built from train first, so that distillation starts as early as possible."""
+    name = getattr(wildcards, "trained", None) or wildcards.distilled
+    return 50 + 10 * len(catalog.downstream(name))
 
 
-def sampler_model_args(wildcards, input):
-    return " ".join(f"--model {Path(d).name}={d}" for d in input.models)
+def teacher_dirs(wildcards):
+    return [
+        f"results/models/{wildcards.run}/{name}"
+        for name in catalog.target(wildcards.distilled).models
+    ]
+
+
+def named_args(flag, paths):
+    """`--flag NAME=PATH` per entry; NAME is the file's stem (scores) or the directory's name (models)."""
+    paths = [paths] if isinstance(paths, str) else paths
+    return " ".join(f"{flag} {Path(p).stem if Path(p).suffix else Path(p).name}={p}" for p in paths)
+
+
+def teacher_args(wildcards, input):
+    return named_args("--teacher", input.teachers)
+
+
+def sampler_dirs(wildcards):
+    return [
+        f"results/models/{wildcards.run}/{m}" for m in catalog.sampler_models(wildcards.sampler)
+    ]
+
+
+def sampler_args(wildcards, input):
+    return named_args("--model-dir", input.models)
+
+
+def model_attack_targets(wildcards):
+    return [f"results/models/{wildcards.run}/{m}" for m in MODELS]
+
+
+def model_target_args(wildcards, input):
+    return named_args("--target", input.targets)
+
+
+def sample_attack_targets(wildcards):
+    return [f"results/samples/{wildcards.run}/{s}/samples.npz" for s in SAMPLERS]
+
+
+def sample_target_args(wildcards, input):
+    return " ".join(f"--target {Path(p).parent.name}={p}" for p in input.targets)
 
 
 def attack_scores(wildcards):
-    """Score files of one attack: every model for a white-box attack, every sampler for a black-box one."""
-    targets = SAMPLERS if wildcards.attack in BLACKBOX_NAMES else WHITEBOX_MODELS
-    return [f"results/scores/{wildcards.attack}/{t}.npz" for t in targets]
+    """Score files of one attack: one per target it reaches."""
+    return [
+        f"results/scores/{wildcards.run}/{wildcards.attack}/{t}.npz"
+        for t in catalog.attack_targets(wildcards.attack)
+    ]
 
 
-def per_sampler(pattern):
-    return [pattern.format(sampler=s) for s in SAMPLERS]
-
-
-def per_model(pattern):
-    return [pattern.format(model=m) for m in WHITEBOX_MODELS]
+def per_target(pattern, names):
+    """`pattern` (with {run} left as a wildcard) for each target name."""
+    return [pattern.replace("{target}", name) for name in names]
 
 
 def final_targets():
-    """The report: tables, metrics.json, and every plot it shows."""
-    return [
-        "results/report/metrics.json",
-        "results/report/report.md",
-        "results/report/loss_curves.png",
-        "results/report/t_error.png",
-    ] + [f"results/report/roc_{a}.png" for a in ATTACKS]
+    """The report of every replicate (tables, metrics.json, every plot it shows) and the current configs."""
+    files = current_configs()
+    for run in RUNS:
+        folder = f"results/report/{run}"
+        files += [f"{folder}/metrics.json", f"{folder}/t_error.png"]
+        files += [f"{folder}/roc_{a}.png" for a in ATTACKS]
+    return files
+
+
+def dvc_artifacts():
+    """The model directories of every replicate (and, upstream of them, the data, splits and their configs)."""
+    return [f"results/models/{run}/{m}" for run in RUNS for m in MODELS]

@@ -1,75 +1,83 @@
-# Memorization by t-error (paper Eq. 8): member vs non-member t-error separation of every model, from SecMI's
-# per-sample scores, and the histograms (the paper's Fig. 3 analogue).
+# Memorization by t-error (paper Eq. 8): member vs non-member t-error separation of every model, from the per-sample
+# scores of catalog.T_ERROR_ATTACK, and the histograms (the paper's Fig. 3 analogue).
 rule score_t_error:
     input:
-        scores=per_model("results/scores/secmi_stat/{model}.npz"),
-        code=package_files("memorization", "plots"),
+        scores=per_target(f"results/scores/{{run}}/{catalog.T_ERROR_ATTACK}/{{target}}.npz", MODELS),
+        code=stage_code("memorization"),
     output:
-        summary="results/memorization/t_error.json",
+        summary="results/memorization/{run}/t_error.json",
         plot=report(
-            "results/report/t_error.png",
+            "results/report/{run}/t_error.png",
             caption="../report/t_error.rst",
             category="Memorization",
+            labels={"run": "{run}"},
         ),
     log:
-        "logs/score_t_error.log",
+        "logs/{run}/score_t_error.log",
+    benchmark:
+        "results/benchmarks/{run}/score_t_error.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
     shell:
         "python -m dualmd t-error --scores {input.scores} --out {output.summary} --plot {output.plot} "
-        "> {log} 2>&1"
+        "--threads {threads} > {log} 2>&1"
 
 
 # Copy detection: each generated image's nearest-member distance over its mean k-nearest distance; the share
 # under the threshold is the sampler's memorization rate. Also the grid of the closest generated/member pairs.
 rule detect_copies:
     input:
-        cfg="results/configs/memorization.yaml",
+        cfg=config_file("memorization"),
         images="results/data/images.npz",
-        split="results/split/split.npz",
-        split_meta="results/split/split.json",
-        samples="results/samples/{sampler}/samples.npz",
-        code=package_files("memorization"),
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        samples="results/samples/{run}/{sampler}/samples.npz",
+        code=stage_code("memorization"),
     output:
-        summary="results/memorization/copies/{sampler}.json",
+        summary="results/memorization/{run}/copies/{sampler}.json",
         pairs=report(
-            "results/memorization/copies/{sampler}_pairs.png",
+            "results/memorization/{run}/copies/{sampler}_pairs.png",
             caption="../report/pairs.rst",
             category="Memorization",
             subcategory="Closest generated / member pairs",
-            labels={"sampler": "{sampler}"},
+            labels={"run": "{run}", "sampler": "{sampler}"},
         ),
     log:
-        "logs/detect_copies/{sampler}.log",
+        "logs/{run}/detect_copies/{sampler}.log",
+    benchmark:
+        "results/benchmarks/{run}/detect_copies/{sampler}.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
     shell:
-        "OMP_NUM_THREADS={threads} python -m dualmd copies --config {input.cfg} --images {input.images} "
+        "python -m dualmd copies --config {input.cfg} --images {input.images} "
         "--split {input.split} --split-meta {input.split_meta} --samples {input.samples} "
-        "--sampler {wildcards.sampler} --out {output.summary} --pairs {output.pairs} > {log} 2>&1"
+        "--sampler {wildcards.sampler} --out {output.summary} --pairs {output.pairs} "
+        "--threads {threads} > {log} 2>&1"
 
 
 # Features of the member images under the FID network, computed once for every sampler's FID.
 rule reference_features:
     input:
-        cfg="results/configs/utility.yaml",
+        cfg=config_file("utility"),
         images="results/data/images.npz",
-        split="results/split/split.npz",
-        split_meta="results/split/split.json",
-        code=package_files("utility"),
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        code=stage_code("utility"),
     output:
-        features="results/utility/reference.npz",
+        features="results/utility/{run}/reference.npz",
     log:
-        "logs/reference_features.log",
+        "logs/{run}/reference_features.log",
+    benchmark:
+        "results/benchmarks/{run}/reference_features.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
     resources:
         gpu=0,
     shell:
-        "OMP_NUM_THREADS={threads} python -m dualmd reference-features --config {input.cfg} "
+        "python -m dualmd reference-features --config {input.cfg} "
         "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
         "--out {output.features} --threads {threads} > {log} 2>&1"
 
@@ -77,21 +85,23 @@ rule reference_features:
 # FID (and IS where the feature network has a classifier head) of one sampler against the member set.
 rule score_utility:
     input:
-        cfg="results/configs/utility.yaml",
-        reference="results/utility/reference.npz",
-        samples="results/samples/{sampler}/samples.npz",
-        info="results/samples/{sampler}/info.json",
-        code=package_files("utility"),
+        cfg=config_file("utility"),
+        reference="results/utility/{run}/reference.npz",
+        samples="results/samples/{run}/{sampler}/samples.npz",
+        info="results/samples/{run}/{sampler}/info.json",
+        code=stage_code("utility"),
     output:
-        summary="results/utility/{sampler}.json",
+        summary="results/utility/{run}/{sampler}.json",
     log:
-        "logs/score_utility/{sampler}.log",
+        "logs/{run}/score_utility/{sampler}.log",
+    benchmark:
+        "results/benchmarks/{run}/score_utility/{sampler}.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
     resources:
         gpu=0,
     shell:
-        "OMP_NUM_THREADS={threads} python -m dualmd utility --config {input.cfg} "
+        "python -m dualmd utility --config {input.cfg} "
         "--reference {input.reference} --samples {input.samples} --info {input.info} "
         "--sampler {wildcards.sampler} --out {output.summary} --threads {threads} > {log} 2>&1"

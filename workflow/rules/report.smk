@@ -1,59 +1,55 @@
-# The run's tables (attacks, utility, memorization) as CSV and Markdown, a flat metrics.json for
-# `dvc metrics show`, and a combined roc.csv for `dvc plots show`.
+# The run's tables (attacks, utility, memorization, training) as CSV and Markdown, a flat metrics.json for
+# `dvc metrics show`, a combined roc.csv for `dvc plots show`, and the training loss curves. Every file the
+# report reads is an input here.
 rule make_report:
     input:
-        attacks=expand("results/metrics/{attack}.json", attack=ATTACKS),
-        utility=per_sampler("results/utility/{sampler}.json"),
-        copies=per_sampler("results/memorization/copies/{sampler}.json"),
-        t_error="results/memorization/t_error.json",
-        models=per_model("results/models/{model}"),
-        split_meta="results/split/split.json",
-        code=package_files("report"),
+        attacks=expand("results/metrics/{{run}}/{attack}.json", attack=ATTACKS),
+        rocs=expand("results/metrics/{{run}}/{attack}_roc.csv", attack=ATTACKS),
+        utility=per_target("results/utility/{run}/{target}.json", SAMPLERS),
+        copies=per_target("results/memorization/{run}/copies/{target}.json", SAMPLERS),
+        t_error="results/memorization/{run}/t_error.json",
+        models=per_target("results/models/{run}/{target}", MODELS),
+        split_meta="results/split/{run}/split.json",
+        code=stage_code("report"),
     output:
-        metrics="results/report/metrics.json",
-        markdown="results/report/report.md",
-        roc="results/report/roc.csv",
+        metrics="results/report/{run}/metrics.json",
+        markdown="results/report/{run}/report.md",
+        roc="results/report/{run}/roc.csv",
         attacks=report(
-            "results/report/attacks.csv",
+            "results/report/{run}/attacks.csv",
             caption="../report/attacks.rst",
             category="Tables",
+            labels={"run": "{run}", "table": "attacks"},
         ),
         utility=report(
-            "results/report/utility.csv",
+            "results/report/{run}/utility.csv",
             caption="../report/utility.rst",
             category="Tables",
+            labels={"run": "{run}", "table": "utility"},
         ),
         memorization=report(
-            "results/report/memorization.csv",
+            "results/report/{run}/memorization.csv",
             caption="../report/memorization.rst",
             category="Tables",
+            labels={"run": "{run}", "table": "memorization"},
         ),
-    log:
-        "logs/make_report.log",
-    conda:
-        "../envs/evaluate.yaml"
-    threads: 1
-    shell:
-        "python -m dualmd report --attacks {input.attacks} --utility {input.utility} "
-        "--copies {input.copies} --t-error {input.t_error} --models {input.models} "
-        "--split-meta {input.split_meta} --out-dir results/report > {log} 2>&1"
-
-
-# Training loss curves of every model.
-rule plot_loss_curves:
-    input:
-        models=per_model("results/models/{model}"),
-        code=package_files("plots"),
-    output:
-        plot=report(
-            "results/report/loss_curves.png",
+        loss_curves=report(
+            "results/report/{run}/loss_curves.png",
             caption="../report/loss_curves.rst",
             category="Training",
+            labels={"run": "{run}"},
         ),
     log:
-        "logs/plot_loss_curves.log",
+        "logs/{run}/make_report.log",
+    benchmark:
+        "results/benchmarks/{run}/make_report.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
+    params:
+        out_dir="results/report/{run}",
     shell:
-        "python -m dualmd plot-loss --models {input.models} --out {output.plot} > {log} 2>&1"
+        "python -m dualmd report --attacks {input.attacks} --rocs {input.rocs} --utility {input.utility} "
+        "--copies {input.copies} --t-error {input.t_error} --models {input.models} "
+        "--split-meta {input.split_meta} --out-dir {params.out_dir} --loss-curves {output.loss_curves} "
+        "--threads {threads} > {log} 2>&1"

@@ -1,21 +1,23 @@
-# Generated images of one sampler: a single model (baseline, teacher1, teacher2, student) or DualMD (both
-# teachers alternating). An .npz of images in [-1, 1] and a PNG grid for the report.
+# Generated images of one sampler: a single model, or a pair alternating its models (DualMD). An .npz of images
+# in [-1, 1], the sampling provenance and a PNG grid for the report.
 rule sample_images:
     input:
-        cfg="results/configs/sample.yaml",
-        models=sampler_models,
-        code=package_files("sample", "defense/dualmd", "models"),
+        cfg=config_file("sample"),
+        models=sampler_dirs,
+        code=stage_code("sample"),
     output:
-        samples="results/samples/{sampler}/samples.npz",
-        info="results/samples/{sampler}/info.json",
+        samples="results/samples/{run}/{sampler}/samples.npz",
+        info="results/samples/{run}/{sampler}/info.json",
         grid=report(
-            "results/samples/{sampler}/grid.png",
+            "results/samples/{run}/{sampler}/grid.png",
             caption="../report/samples.rst",
             category="Samples",
-            labels={"sampler": "{sampler}"},
+            labels={"run": "{run}", "sampler": "{sampler}"},
         ),
     log:
-        "logs/sample_images/{sampler}.log",
+        "logs/{run}/sample_images/{sampler}.log",
+    benchmark:
+        "results/benchmarks/{run}/sample_images/{sampler}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -23,8 +25,8 @@ rule sample_images:
         gpu=0,
         mem_mb=4000,
     params:
-        models=sampler_model_args,
+        models=sampler_args,
     shell:
-        "OMP_NUM_THREADS={threads} python -m dualmd sample --config {input.cfg} --sampler {wildcards.sampler} "
+        "python -m dualmd sample --config {input.cfg} --sampler {wildcards.sampler} "
         "{params.models} --out {output.samples} --info {output.info} --grid {output.grid} "
         "--threads {threads} > {log} 2>&1"

@@ -1,52 +1,59 @@
-# The resolved config of one stage, e.g. results/configs/train.yaml. It is the stage's input and its provenance
-# record: Snakemake's params trigger rewrites it when its sections change, and the checksum of the (small) file
-# then reruns exactly the rules that read it.
+# The resolved config of one stage, e.g. results/configs/rep0/train.1a2b3c4d5e6f.yaml: the stage's input and its
+# provenance record. The name carries the digest of the content, so a changed section is a new input file and
+# reruns exactly the stages that read it; older configs of the same stage are removed once the new one exists.
 rule write_stage_config:
     output:
-        "results/configs/{stage}.yaml",
+        "results/configs/{scope}/{stage}.{digest}.yaml",
     log:
-        "logs/write_stage_config/{stage}.log",
+        "logs/write_stage_config/{scope}/{stage}.{digest}.log",
     localrule: True
+    conda:
+        "../envs/evaluate.yaml"
     params:
-        cfg=stage_config,
-    run:
-        import yaml
+        text=stage_text,
+    shell:
+        "printf '%s' {params.text:q} > {output} && "
+        "find results/configs/{wildcards.scope} -maxdepth 1 -name '{wildcards.stage}.*.yaml' "
+        "! -name '{wildcards.stage}.{wildcards.digest}.yaml' -delete 2> {log}"
 
-        Path(output[0]).write_text(yaml.safe_dump(params.cfg, sort_keys=True))
 
-
-# The dataset as one uint8 NCHW array (results/data/images.npz) with a sidecar naming source and SHA-256.
+# The dataset as one uint8 NCHW array (results/data/images.npz) with a sidecar naming source and SHA-256; shared
+# by every replicate.
 rule prepare_data:
     input:
-        cfg="results/configs/data.yaml",
-        code=package_files("data/datasets"),
+        cfg=config_file("data", scope=SHARED),
+        code=stage_code("data"),
     output:
         images="results/data/images.npz",
         meta="results/data/images.json",
     log:
         "logs/prepare_data.log",
+    benchmark:
+        "results/benchmarks/prepare_data.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
     shell:
         "python -m dualmd prepare-data --config {input.cfg} --out {output.images} --meta {output.meta} "
-        "> {log} 2>&1"
+        "--threads {threads} > {log} 2>&1"
 
 
 # Members / non-members and the two disjoint member halves D1 (half1) and D2 (half2), with hashes.
 rule make_split:
     input:
-        cfg="results/configs/split.yaml",
+        cfg=config_file("split"),
         images="results/data/images.npz",
-        code=package_files("data/splits"),
+        code=stage_code("data"),
     output:
-        split="results/split/split.npz",
-        meta="results/split/split.json",
+        split="results/split/{run}/split.npz",
+        meta="results/split/{run}/split.json",
     log:
-        "logs/make_split.log",
+        "logs/{run}/make_split.log",
+    benchmark:
+        "results/benchmarks/{run}/make_split.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
     shell:
         "python -m dualmd split --config {input.cfg} --images {input.images} "
-        "--out {output.split} --meta {output.meta} > {log} 2>&1"
+        "--out {output.split} --meta {output.meta} --threads {threads} > {log} 2>&1"

@@ -1,21 +1,20 @@
-# Train one DDPM on its subset: baseline (all members), teacher1 (D1) or teacher2 (D2). The two teachers are
-# independent jobs. Resumable state lives in results/train_state/{trained}/, outside the declared output, so a
-# killed job resumes from its last checkpoint when started again.
+# Train one DDPM on its split subset (the baseline on every member, each teacher on its half). Resumable state
+# lives in results/train_state/, outside the declared output, so a killed job resumes from its last checkpoint.
 rule train_model:
     input:
-        cfg="results/configs/train.yaml",
+        cfg=config_file("train"),
         images="results/data/images.npz",
-        split="results/split/split.npz",
-        split_meta="results/split/split.json",
-        code=package_files("train", "models"),
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        code=stage_code("train"),
     output:
-        model=directory("results/models/{trained}"),
+        model=directory("results/models/{run}/{trained}"),
     log:
-        "logs/train_model/{trained}.log",
+        "logs/{run}/train_model/{trained}.log",
     benchmark:
-        "results/benchmarks/train_model/{trained}.tsv"
-    # training is the critical path: schedule it before attacks and sampling of finished models
-    priority: 50
+        "results/benchmarks/{run}/train_model/{trained}.tsv"
+    # training is the critical path: the models others are built from first
+    priority: training_priority
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -25,32 +24,30 @@ rule train_model:
         runtime=60,
     params:
         launch=launcher,
-        state="results/train_state/{trained}",
+        state="results/train_state/{run}/{trained}",
     shell:
-        "OMP_NUM_THREADS={threads} {params.launch} train --config {input.cfg} --images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} --model-id {wildcards.trained} "
+        "{params.launch} train --config {input.cfg} --images {input.images} "
+        "--split {input.split} --split-meta {input.split_meta} --model {wildcards.trained} "
         "--out {output.model} --state-dir {params.state} --threads {threads} > {log} 2>&1"
 
 
-# DistillMD student (Algorithm 2): D1 batches regress on teacher2, D2 batches on teacher1. Refuses to run when
-# the teachers' metadata does not name the halves of the current split.
-rule distill_student:
+# A model distilled from others: the DistillMD student (Algorithm 2) regresses on teacher 2 for D1 batches and on
+# teacher 1 for D2 batches. Refuses to run when the teachers' metadata does not name the halves of this split.
+rule distill_model:
     input:
-        cfg="results/configs/distill.yaml",
+        cfg=config_file("distill"),
         images="results/data/images.npz",
-        split="results/split/split.npz",
-        split_meta="results/split/split.json",
-        teacher1="results/models/teacher1",
-        teacher2="results/models/teacher2",
-        code=package_files("train", "models", "defense/distill"),
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        teachers=teacher_dirs,
+        code=stage_code("train"),
     output:
-        model=directory("results/models/student"),
+        model=directory("results/models/{run}/{distilled}"),
     log:
-        "logs/distill_student/student.log",
+        "logs/{run}/distill_model/{distilled}.log",
     benchmark:
-        "results/benchmarks/distill_student/student.tsv"
-    # training is the critical path: schedule it before attacks and sampling of finished models
-    priority: 50
+        "results/benchmarks/{run}/distill_model/{distilled}.tsv"
+    priority: training_priority
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -60,9 +57,9 @@ rule distill_student:
         runtime=60,
     params:
         launch=launcher,
-        state="results/train_state/student",
+        state="results/train_state/{run}/{distilled}",
+        teachers=teacher_args,
     shell:
-        "OMP_NUM_THREADS={threads} {params.launch} distill --config {input.cfg} --images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} --teacher1 {input.teacher1} "
-        "--teacher2 {input.teacher2} --out {output.model} --state-dir {params.state} --threads {threads} "
-        "> {log} 2>&1"
+        "{params.launch} distill --config {input.cfg} --images {input.images} "
+        "--split {input.split} --split-meta {input.split_meta} --model {wildcards.distilled} "
+        "{params.teachers} --out {output.model} --state-dir {params.state} --threads {threads} > {log} 2>&1"

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from dualmd import catalog
 from dualmd.config import AttackConfig
-from dualmd.files import atomic_write
 from dualmd.models.adapter import NoisePredictor, Schedule
+from dualmd.scores import AttackResult, load_scores, save_scores  # noqa: F401  (re-exported)
 
 Requires = Literal["model", "samples"]
 
@@ -41,37 +40,16 @@ def register(name: str):
     def add(cls: type[Attack]) -> type[Attack]:
         if name in ATTACKS:
             raise ValueError(f"attack {name!r} registered twice")
+        spec = catalog.ATTACKS.get(name)
+        if spec is None or spec.access != cls.requires:
+            raise ValueError(
+                f"attack {name!r} ({cls.requires}) does not match dualmd.catalog.ATTACKS: add or fix its entry"
+            )
         cls.name = name
         ATTACKS[name] = cls
         return cls
 
     return add
-
-
-@dataclass(frozen=True)
-class AttackResult:
-    """Per-sample output of one attack run.
-
-    Attributes:
-        sample_ids: (N,) int64 ids of the scored samples (secmi_nn returns only its held-out 80 %).
-        is_member: (N,) bool ground truth, aligned with `sample_ids`.
-        scores: (N,) float64, higher = more likely a member.
-        extra: named (N,) arrays aligned with `sample_ids`: per-timestep scores of a sweep ("t20", ...;
-            higher = member) or diagnostics such as SecMI's positive round-trip error ("t_error").
-        attack: name of the attack that produced the scores.
-    """
-
-    sample_ids: np.ndarray
-    is_member: np.ndarray
-    scores: np.ndarray
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
-    attack: str = ""
-
-    def __post_init__(self) -> None:
-        n = len(self.sample_ids)
-        for key, arr in {"is_member": self.is_member, "scores": self.scores, **self.extra}.items():
-            if np.ndim(arr) != 1 or len(arr) != n:
-                raise ValueError(f"AttackResult.{key} has shape {np.shape(arr)}, expected ({n},)")
 
 
 class Attack(ABC):
@@ -256,77 +234,3 @@ def check_timesteps(timesteps: tuple[int, ...], schedule: Schedule, key: str) ->
 def per_sample_sum(x: Tensor) -> Tensor:
     """Sum over every axis but the first: (B, ...) -> (B,)."""
     return x.flatten(1).sum(dim=1)
-
-
-# --- score files --------------------------------------------------------------------------------------------
-
-_EXTRA_PREFIX = "extra/"
-_REQUIRED_KEYS = ("sample_id", "is_member", "score")
-
-
-def save_scores(result: AttackResult, path: str | Path) -> None:
-    """Write `result` as an .npz with keys sample_id (N,) int64, is_member (N,) bool, score (N,) float64,
-    attack () str and one "extra/<name>" (N,) array per extra entry."""
-    arrays: dict[str, np.ndarray] = {
-        "sample_id": np.asarray(result.sample_ids, dtype=np.int64),
-        "is_member": np.asarray(result.is_member, dtype=bool),
-        "score": np.asarray(result.scores, dtype=np.float64),
-        "attack": np.array(result.attack),
-    }
-    arrays.update({_EXTRA_PREFIX + k: np.asarray(v) for k, v in result.extra.items()})
-    # a file handle keeps numpy from appending ".npz" to the given path
-    atomic_write(path, lambda handle: np.savez(handle, **arrays))
-
-
-def load_scores(path: str | Path) -> AttackResult:
-    """Read a file written by `save_scores`; missing keys or misaligned arrays raise ValueError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"score file not found: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in _REQUIRED_KEYS if k not in data.files]
-        if missing:
-            raise ValueError(f"{path}: missing key(s) {missing}; has {sorted(data.files)}")
-        arrays = {k: data[k] for k in data.files}
-    n = len(arrays["sample_id"])
-    for key, arr in arrays.items():
-        if key != "attack" and (arr.ndim != 1 or len(arr) != n):
-            raise ValueError(f"{path}: {key!r} has shape {arr.shape}, expected ({n},) like 'sample_id'")
-    extra = {k[len(_EXTRA_PREFIX) :]: v for k, v in arrays.items() if k.startswith(_EXTRA_PREFIX)}
-    return AttackResult(
-        sample_ids=arrays["sample_id"].astype(np.int64),
-        is_member=arrays["is_member"].astype(bool),
-        scores=arrays["score"].astype(np.float64),
-        extra=extra,
-        attack=str(arrays["attack"]) if "attack" in arrays else "",
-    )
-
-
-# --- provenance ---------------------------------------------------------------------------------------------
-
-
-def check_model_matches_split(model_metadata: dict, *, expected_subset: str, expected_sha256: str) -> None:
-    """Raise ValueError unless the model was trained on the split subset the attack evaluates.
-
-    Args:
-        model_metadata: the model's metadata.json (needs "subset" and "subset_sha256").
-        expected_subset: "members", "half1" or "half2": the subset whose images are scored as members.
-        expected_sha256: `subset_sha256` of that subset's index array in the current split.
-    """
-    model_id = model_metadata.get("model_id", "<unknown model>")
-    missing = [k for k in ("subset", "subset_sha256") if k not in model_metadata]
-    if missing:
-        raise ValueError(
-            f"model {model_id}: metadata lacks {missing}; cannot check which split it was trained on"
-        )
-    if model_metadata["subset"] != expected_subset:
-        raise ValueError(
-            f"model {model_id} was trained on subset {model_metadata['subset']!r}, but the attack "
-            f"scores subset {expected_subset!r} as members"
-        )
-    if model_metadata["subset_sha256"] != expected_sha256:
-        raise ValueError(
-            f"model {model_id} was trained on a different split: its {expected_subset!r} indices have sha256 "
-            f"{model_metadata['subset_sha256'][:12]}..., the current split's have {expected_sha256[:12]}...; "
-            "retrain the model or use the split it was trained on"
-        )

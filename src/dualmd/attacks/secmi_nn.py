@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from dualmd.attacks.base import (
@@ -45,6 +44,8 @@ def make_classifier(channels: int, image_size: int) -> nn.Module:
     batch alone; train- and eval-mode outputs then disagree, and on 8x8 test data the ranking of members
     flipped from seed to seed. At 32 px the last stage is 4x4, exactly as in SecMI on CIFAR-10.
     """
+    import torchvision
+
     net = torchvision.models.resnet18(weights=None, num_classes=1)
     if image_size <= CIFAR_STEM_MAX_SIZE:
         net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)

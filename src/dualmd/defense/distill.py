@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from dualmd.config import DiffusionConfig, DistillConfig, ModelConfig, TrainConfig
-from dualmd.models.adapter import NoisePredictor, UNetPredictor, load_metadata, load_predictor
+from dualmd.models.adapter import NoisePredictor, UNetPredictor
+from dualmd.models.directory import load_metadata, load_predictor
 from dualmd.train import run_and_save
 from dualmd.train.checkpoint import run_hash, tensor_sha256
 from dualmd.train.loop import RandomBatches, StepInfo, make_accelerator
@@ -133,7 +134,6 @@ def distill_student(
     out_dir: Path,
     state_dir: Path,
     metadata: dict[str, Any],
-    num_threads: int = 1,
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> dict[str, Any]:
     """Distil a randomly initialised student from the teachers (Algorithm 2) and write its model directory.
@@ -145,7 +145,7 @@ def distill_student(
         probe_members, probe_nonmembers: images for the overfitting probe (members = D1 and D2).
         model_cfg, diffusion_cfg, train_cfg: as for the baseline (same architecture and number of steps).
         distill_cfg: records which teacher weights (raw or EMA) `teacher1`/`teacher2` hold.
-        out_dir, state_dir, metadata, num_threads, on_step: as in `dualmd.train.train_model`.
+        out_dir, state_dir, metadata, on_step: as in `dualmd.train.train_model`.
     Returns:
         The metadata written to `out_dir/metadata.json` (with `teachers` and `teacher_weights`).
     """
@@ -158,7 +158,6 @@ def distill_student(
     )
     if half1.shape[1:] != half2.shape[1:]:
         raise ValueError(f"D1 images {tuple(half1.shape[1:])} and D2 images {tuple(half2.shape[1:])} differ")
-    torch.set_num_threads(num_threads)
     accelerator = make_accelerator(train_cfg)
     for teacher in (teacher1, teacher2):
         if isinstance(teacher.predictor, UNetPredictor):

@@ -7,14 +7,14 @@ DualMD pair all satisfy it. The noise schedule travels separately as a `Schedule
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler, UNet2DModel
 
 
 class NoisePredictor(Protocol):
@@ -66,36 +66,3 @@ class UNetPredictor:
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
         dev = self.device
         return self.unet(x_t.to(dev), t.to(dev)).sample.to(x_t.device)
-
-
-WEIGHT_DIRS = {"raw": "unet", "ema": "unet_ema"}
-
-
-def load_unet(
-    model_dir: str | Path, weights: Literal["raw", "ema"] = "ema", device: str | torch.device = "cpu"
-) -> UNet2DModel:
-    """Load the raw or EMA UNet of a trained-model directory (diffusers `save_pretrained` layout)."""
-    path = Path(model_dir) / WEIGHT_DIRS[weights]
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no {weights} UNet in {model_dir} (expected {path}/config.json)")
-    return UNet2DModel.from_pretrained(path).to(device).eval()
-
-
-def load_schedule(model_dir: str | Path) -> Schedule:
-    """The noise schedule a model was trained with (its `scheduler/` folder)."""
-    return Schedule.from_scheduler(DDPMScheduler.from_pretrained(Path(model_dir) / "scheduler"))
-
-
-def load_predictor(
-    model_dir: str | Path, weights: Literal["raw", "ema"] = "ema", device: str | torch.device = "cpu"
-) -> tuple[UNetPredictor, Schedule]:
-    """A trained model as (NoisePredictor, Schedule)."""
-    return UNetPredictor(load_unet(model_dir, weights, device)), load_schedule(model_dir)
-
-
-def load_metadata(model_dir: str | Path) -> dict:
-    """The `metadata.json` written next to a model's weights."""
-    path = Path(model_dir) / "metadata.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"model metadata missing: {path}")
-    return json.loads(path.read_text())

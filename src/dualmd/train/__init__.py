@@ -3,19 +3,11 @@
 `train_model` serves the baseline and both teachers (paper Algorithm 1); `dualmd.defense.distill` drives the
 same `run_and_save` with another batch source and target (Algorithm 2). The loop itself lives in
 `dualmd.train.loop`, the resumable state in `dualmd.train.checkpoint`.
-
-Model directory (the contract every later stage reads):
-    unet/            raw weights       (UNet2DModel.save_pretrained, safetensors)
-    unet_ema/        EMA weights       (a plain UNet2DModel too)
-    scheduler/       DDPMScheduler.save_pretrained
-    metadata.json    provenance, loss curve and the member/non-member probe
+The model directory it writes is described in `dualmd.models.directory`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,11 +17,11 @@ import diffusers
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from diffusers import DDPMScheduler, UNet2DModel
 from torch import Tensor
 
 from dualmd.config import DiffusionConfig, ModelConfig, TrainConfig
 from dualmd.models.adapter import NoisePredictor, Schedule, UNetPredictor
+from dualmd.models.directory import write_model_dir
 from dualmd.models.unet import create_scheduler, create_unet
 from dualmd.train.checkpoint import run_hash, tensor_sha256
 from dualmd.train.loop import (
@@ -42,7 +34,7 @@ from dualmd.train.loop import (
     noise_target,
 )
 
-__all__ = ["train_model", "run_and_save", "probe_losses", "fixed_noise", "write_model_dir", "StepInfo"]
+__all__ = ["train_model", "run_and_save", "probe_losses", "fixed_noise", "StepInfo"]
 
 #: Seed of the probe noise: image i always gets the noise of seed PROBE_SEED + i, in every model.
 PROBE_SEED = 0
@@ -59,7 +51,6 @@ def train_model(
     out_dir: Path,
     state_dir: Path,
     metadata: dict[str, Any],
-    num_threads: int = 1,
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> dict[str, Any]:
     """Train a DDPM from scratch on `images` (Algorithm 1) and write the model directory `out_dir`.
@@ -72,12 +63,10 @@ def train_model(
         out_dir: model directory to create; it appears atomically when everything is written.
         state_dir: resumable training state (resumed when its run hash matches).
         metadata: caller's provenance (model_id, subset, subset_sha256, split_fingerprint, ...).
-        num_threads: torch CPU threads.
         on_step: test hook called after every iteration.
     Returns:
         The metadata written to `out_dir/metadata.json`.
     """
-    torch.set_num_threads(num_threads)
     return run_and_save(
         batches=RandomBatches(images=images, batch_size=train_cfg.batch_size, hflip=train_cfg.hflip),
         target_fn=noise_target,
@@ -248,29 +237,3 @@ def probe_losses(
         "gap": gap,
         "mean_gap": sum(gap) / len(gap) if gap else 0.0,
     }
-
-
-def write_model_dir(
-    out_dir: Path,
-    *,
-    unet: UNet2DModel,
-    ema_unet: UNet2DModel,
-    scheduler: DDPMScheduler,
-    metadata: dict[str, Any],
-) -> None:
-    """Write unet/, unet_ema/, scheduler/ and metadata.json, then move the directory into place.
-
-    Everything goes to a temporary sibling first, so a killed job never leaves a complete-looking `out_dir`.
-    """
-    out_dir = Path(out_dir)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # left by a job killed while writing
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    tmp.mkdir(parents=True)
-    unet.save_pretrained(tmp / "unet")
-    ema_unet.save_pretrained(tmp / "unet_ema")
-    scheduler.save_pretrained(tmp / "scheduler")
-    (tmp / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)  # a rerun replaces the old model (Snakemake deletes it beforehand anyway)
-    os.replace(tmp, out_dir)

@@ -1,0 +1,141 @@
+"""What the workflow computes: its targets, the split subset that holds each target's members, and its attacks.
+
+This is the one table the Snakemake rules, the config validation and the package read; it imports nothing
+beyond the standard library so that planning a run never loads torch.
+
+A *target* is anything an attack scores and a sampler draws from:
+
+- ``trained``: a DDPM trained on ground-truth noise over one split subset (the baseline on every member, each
+  teacher on its half);
+- ``distilled``: a model trained from the predictions of other models (the DistillMD student learns from
+  teacher 1 on D2 and teacher 2 on D1, so its members are every member);
+- ``pair``: a sampler made of several models and no weights of its own (DualMD alternates the two teachers).
+
+A target's *members* are the images it is scored on as members; non-members are always the split's non-member
+set. Adding a target is one entry here (and, for a new kind, one stage function).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TargetKind = Literal["trained", "distilled", "pair"]
+Access = Literal["model", "samples"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model or sampler of the experiment."""
+
+    name: str
+    kind: TargetKind
+    members: str  # split subset scored as its members: "members", "half1" or "half2"
+    models: tuple[str, ...] = ()  # distilled: its teachers; pair: the models it alternates
+
+    @property
+    def has_weights(self) -> bool:
+        """True for targets with a model directory (white-box attacks reach them)."""
+        return self.kind != "pair"
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One registered attack: what it needs and which nested `attack.<section>` config blocks it reads."""
+
+    name: str
+    access: Access  # "model": queries a target's noise predictor; "samples": sees only generated images
+    reads: tuple[str, ...]
+    # Workflow granularity. Cheap attacks score every target in one job, so that adding a target adds no
+    # process start-up; an attack whose work per target dwarfs the start-up gets one job per target, which
+    # starts as soon as that target exists instead of waiting for the last one.
+    job_per_target: bool = False
+
+
+_TARGETS = (
+    Target("baseline", "trained", members="members"),
+    Target("teacher1", "trained", members="half1"),
+    Target("teacher2", "trained", members="half2"),
+    Target("student", "distilled", members="members", models=("teacher1", "teacher2")),
+    Target("dualmd", "pair", members="members", models=("teacher1", "teacher2")),
+)
+_ATTACKS = (
+    AttackSpec("loss", "model", reads=("loss",)),
+    AttackSpec("secmi_stat", "model", reads=("secmi",)),
+    AttackSpec("secmi_nn", "model", reads=("secmi", "secmi_nn"), job_per_target=True),  # trains a ResNet-18
+    AttackSpec("pia", "model", reads=("pia",)),
+    AttackSpec("pian", "model", reads=("pia",)),
+    AttackSpec("nn_distance", "samples", reads=("nn_distance",)),
+)
+
+#: Every target by name, in report order: the undefended baseline first, then the teachers and the defenses.
+TARGETS: dict[str, Target] = {t.name: t for t in _TARGETS}
+#: Every attack by name.
+ATTACKS: dict[str, AttackSpec] = {a.name: a for a in _ATTACKS}
+#: The attack whose score files carry SecMI's per-sample t-error, which memorization reads.
+T_ERROR_ATTACK = "secmi_stat"
+#: Split subsets a target may be scored on.
+MEMBER_SUBSETS = ("members", "half1", "half2")
+
+
+def target(name: str) -> Target:
+    """The target called `name`; unknown names raise ValueError listing the known ones."""
+    if name not in TARGETS:
+        raise ValueError(f"unknown target {name!r}; known: {list(TARGETS)}")
+    return TARGETS[name]
+
+
+def attack(name: str) -> AttackSpec:
+    """The attack called `name`; unknown names raise ValueError listing the known ones."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {list(ATTACKS)}")
+    return ATTACKS[name]
+
+
+def names(kind: TargetKind) -> list[str]:
+    """Targets of one kind, in report order."""
+    return [t.name for t in _TARGETS if t.kind == kind]
+
+
+def models() -> list[str]:
+    """Targets with weights (trained and distilled), in report order."""
+    return [t.name for t in _TARGETS if t.has_weights]
+
+
+def samplers() -> list[str]:
+    """Every target: each generates images."""
+    return list(TARGETS)
+
+
+def member_subset(name: str) -> str:
+    """Split subset holding the members of target `name`."""
+    return target(name).members
+
+
+def sampler_models(name: str) -> tuple[str, ...]:
+    """Model directories a sampler draws with: its own, or those of a pair."""
+    t = target(name)
+    return t.models if t.kind == "pair" else (t.name,)
+
+
+def attack_targets(name: str) -> list[str]:
+    """Targets an attack scores: every model for a model attack, every sampler for a samples attack."""
+    return models() if attack(name).access == "model" else samplers()
+
+
+def attack_names(access: Access) -> list[str]:
+    """Attacks with one kind of access, in registry order."""
+    return [a.name for a in _ATTACKS if a.access == access]
+
+
+def downstream(name: str) -> list[str]:
+    """Targets built from target `name` (directly or not): what waits for it to finish."""
+    found: list[str] = []
+    frontier = [name]
+    while frontier:
+        current = frontier.pop()
+        for t in _TARGETS:
+            if current in t.models and t.name not in found:
+                found.append(t.name)
+                frontier.append(t.name)
+    return found

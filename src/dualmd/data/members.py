@@ -1,0 +1,50 @@
+"""Which images a stage sees: the dataset checked against its split, one subset's images, a target's
+evaluation set.
+
+A target's members are the split subset `dualmd.catalog` names for it (a teacher: its own half; every other
+model and the DualMD sampler: every member); non-members are always the split's non-member set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dualmd import catalog
+from dualmd.data.datasets import load_images, to_model_range
+from dualmd.data.splits import Split
+
+
+def load_split_images(images_path: str | Path, split: Split) -> np.ndarray:
+    """The dataset array, checked against the size the split was made for (a split from another dataset fails)."""
+    images = load_images(images_path)
+    expected = split.meta.get("num_dataset_images")
+    if expected is not None and len(images) != expected:
+        raise ValueError(
+            f"{images_path} holds {len(images)} images but the split was made for {expected}: "
+            "images and split come from different runs"
+        )
+    return images
+
+
+def subset_images(data: np.ndarray, split: Split, subset: str, limit: int | None = None) -> torch.Tensor:
+    """The first `limit` (default: all) images of one split subset of `data`, (N, C, H, W) in [-1, 1]."""
+    return to_model_range(data[split.subset(subset)[:limit]])
+
+
+def evaluation_set(
+    data: np.ndarray, split: Split, target: str
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Members of `target` followed by the non-members.
+
+    Returns:
+        images (M + K, C, H, W) float in [-1, 1], sample_ids (M + K,) dataset indices, is_member (M + K,) bool.
+    """
+    members, nonmembers = split.subset(catalog.member_subset(target)), split.subset("nonmembers")
+    if len(members) == 0 or len(nonmembers) == 0:
+        raise ValueError(f"{target}: empty member ({len(members)}) or non-member ({len(nonmembers)}) set")
+    ids = np.concatenate([members, nonmembers]).astype(np.int64)
+    is_member = np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
+    return to_model_range(data[ids]), ids, is_member

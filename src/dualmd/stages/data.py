@@ -1,0 +1,36 @@
+"""Stages of `workflow/rules/split.smk`: the dataset as one array, and the member split with its halves."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from dualmd.config import load_config
+from dualmd.data.datasets import load_dataset, load_images, save_images
+from dualmd.data.splits import make_split, save_split
+from dualmd.files import write_json
+
+log = logging.getLogger(__name__)
+
+
+def prepare_data(*, config: Path, out: Path, meta: Path) -> None:
+    """The configured dataset as a uint8 (N, C, H, W) .npz, and a sidecar naming its source and SHA-256."""
+    cfg = load_config(config).dataset
+    images = load_dataset(cfg)
+    sha = save_images(out, images)
+    write_json(meta, {"dataset": cfg.to_dict(), "shape": list(images.shape), "sha256": sha})
+    log.info("dataset %s: %s images of shape %s", cfg.name, images.shape[0], images.shape[1:])
+
+
+def split(*, config: Path, images: Path, out: Path, meta: Path) -> None:
+    """Members / non-members and the two disjoint member halves, with the hash of every subset."""
+    cfg = load_config(config).split
+    result = make_split(len(load_images(images)), cfg)
+    save_split(result, out, meta)
+    log.info(
+        "split: %d members (%d + %d), %d non-members",
+        len(result.member_idx),
+        len(result.half1_idx),
+        len(result.half2_idx),
+        len(result.nonmember_idx),
+    )

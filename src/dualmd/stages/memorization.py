@@ -1,0 +1,94 @@
+"""Stages of `workflow/rules/evaluate.smk` on memorization: t-error separation per model, copy detection per
+sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dualmd import catalog
+from dualmd.config import load_config
+from dualmd.files import write_json
+
+
+def load_t_errors(score_files: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per model (file stem): SecMI's positive t-error (N,) and is_member (N,) from secmi_stat score files."""
+    from dualmd.scores import load_scores
+
+    t_errors = {}
+    for path in score_files:
+        result = load_scores(path)
+        if "t_error" not in result.extra:
+            raise ValueError(f"{path}: no per-sample t_error (expected a secmi_stat score file)")
+        t_errors[Path(path).stem] = (result.extra["t_error"], result.is_member)
+    return t_errors
+
+
+def t_error_summary(t_errors: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Separation AUC and medians of member vs non-member t-error per model."""
+    from dualmd.memorization import t_error_separation
+
+    models = [
+        {
+            "model": model,
+            "auc": t_error_separation(t_err[m], t_err[~m]),
+            "member_median": float(np.median(t_err[m])),
+            "nonmember_median": float(np.median(t_err[~m])),
+        }
+        for model, (t_err, m) in t_errors.items()
+    ]
+    return {"models": models}
+
+
+def t_error(*, scores: list[Path], out: Path, plot: Path) -> None:
+    """Member / non-member t-error separation of every model (paper Eq. 8) and the histograms."""
+    from dualmd.plots import plot_t_error
+
+    t_errors = load_t_errors(scores)
+    write_json(out, t_error_summary(t_errors))
+    plot_t_error(t_errors, out=plot)
+
+
+def copies(
+    *,
+    config: Path,
+    images: Path,
+    split: Path,
+    split_meta: Path,
+    samples: Path,
+    sampler: str,
+    out: Path,
+    pairs: Path,
+) -> None:
+    """Copy detection of one sampler's images against its members; draws the closest pairs."""
+    import torch
+
+    from dualmd.data.members import load_split_images, subset_images
+    from dualmd.data.splits import load_split
+    from dualmd.images import load_samples
+    from dualmd.memorization import closest_pairs, copy_detection
+    from dualmd.plots import save_grid
+
+    cfg = load_config(config).memorization
+    the_split = load_split(split, split_meta)
+    members = subset_images(load_split_images(images, the_split), the_split, catalog.member_subset(sampler))
+    generated = load_samples(samples)
+    result = copy_detection(generated, members, k_nearest=cfg.k_nearest, threshold=cfg.copy_threshold)
+    closest = closest_pairs(result, cfg.num_pairs_shown)
+    # Two rows per block: generated images above, their nearest members below.
+    save_grid(torch.cat([generated[closest[:, 0]], members[closest[:, 1]]]), pairs, nrow=len(closest))
+    write_json(
+        out,
+        {
+            "sampler": sampler,
+            "copy_rate": result["memorization_rate"],
+            "threshold": result["threshold"],
+            "k_nearest": result["k_nearest"],
+            "num_copies": int(result["is_copy"].sum()),
+            "num_generated": int(len(generated)),
+            "num_members": int(len(members)),
+            "median_ratio": float(np.median(result["ratio"])),
+            "closest_pairs": closest.tolist(),
+        },
+    )

@@ -1,0 +1,21 @@
+"""Stage of `workflow/rules/sample.smk`: the generated images of one sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dualmd.config import load_config
+from dualmd.files import write_json
+from dualmd.stages import device
+
+
+def sample(*, config: Path, sampler: str, models: dict[str, Path], out: Path, info: Path, grid: Path) -> None:
+    """Generate `sample.num_images` images with `sampler` (its model directories in `models`): an .npz in
+    [-1, 1], the sampling provenance, and a PNG grid."""
+    from dualmd.images import save_samples
+    from dualmd.samplers import generate
+
+    cfg = load_config(config).sample
+    images, details = generate(sampler, {k: Path(v) for k, v in models.items()}, cfg, device=device())
+    save_samples(images, out, grid, nrow=16)
+    write_json(info, {"sampler": sampler, **details, "config": cfg.to_dict()})

@@ -1,0 +1,80 @@
+"""The static import graph: read correctly on a tiny package, acyclic for dualmd, and the stage closures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dualmd import sources
+
+
+def _package(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_graph_of_a_tiny_package(tmp_path):
+    pkg = _package(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "",
+            "a.py": "from pkg import b\nimport os\n",
+            "b.py": "def f():\n    from pkg.sub import c  # lazy: still an edge\n",
+            "sub/__init__.py": "from . import c\n",
+            "sub/c.py": "from ..a import x\n",
+            "d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\n",
+        },
+    )
+    graph = sources.import_graph(pkg)
+    assert graph == {
+        "pkg": set(),
+        "pkg.a": {"pkg.b"},
+        "pkg.b": {"pkg.sub.c"},
+        "pkg.sub": {"pkg.sub.c"},
+        "pkg.sub.c": {"pkg.a"},
+        "pkg.d": set(),  # annotation-only imports never run
+    }
+    assert sources.cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c"]]
+    # importing pkg.b runs pkg.sub.c, its package pkg.sub, and pkg.a through c
+    assert sources.closure(graph, "pkg.b") == {"pkg", "pkg.a", "pkg.b", "pkg.sub", "pkg.sub.c"}
+    assert sources.closure(graph, "pkg.d") == {"pkg", "pkg.d"}
+    with pytest.raises(ValueError, match="not a module"):
+        sources.closure(graph, "pkg.missing")
+
+
+def test_dualmd_has_no_import_cycle():
+    assert sources.cycles(sources.import_graph()) == []
+
+
+def test_stage_closures_are_what_each_stage_runs():
+    graph = sources.import_graph()
+
+    def closure(stage: str) -> set[str]:
+        return sources.closure(graph, f"dualmd.stages.{stage}")
+
+    assert "dualmd.attacks.loss" in closure("attack")
+    assert "dualmd.train.loop" in closure("train")
+    # stages that only read small files stay free of the models and the attacks
+    for light in ("metrics", "report"):
+        assert not {m for m in closure(light) if m.startswith(("dualmd.attacks", "dualmd.train"))}, light
+    assert "dualmd.attacks.loss" not in closure("sample")
+
+
+def test_planning_modules_import_no_third_party_numeric_library():
+    """The modules the Snakefile imports at parse time are standard library only (plus yaml for config)."""
+    graph = sources.import_graph()
+    files = sources.module_files()
+    for module in ("dualmd.catalog", "dualmd.sources", "dualmd.config"):
+        assert sources.closure(graph, module) <= {
+            "dualmd",
+            "dualmd.catalog",
+            "dualmd.sources",
+            "dualmd.config",
+        }
+        text = files[module].read_text()
+        for heavy in ("torch", "numpy", "diffusers", "pandas"):
+            assert f"import {heavy}" not in text and f"from {heavy}" not in text, (module, heavy)
