@@ -14,14 +14,19 @@ Feature networks (``utility.feature_net``):
 
 Preprocessing follows clean-fid's "clean" mode: generated [-1, 1] images are quantised to the integers 0..255
 (what saving them as PNG would give; the members are stored as uint8), grayscale is repeated to 3 channels,
-and each channel is resized to 299x299 with clean-fid's float32 PIL-bicubic resizer. FID uses clean-fid's
-``frechet_distance``. The Inception Score needs the 1008-way classifier of the network; the fid-helper file has
+and each channel is resized to 299x299 with clean-fid's float32 PIL-bicubic resizer; the network sees its
+input in channels-last memory order (the same convolution, 1.3x faster with oneDNN on CPU; features agree to
+~1e-5). The Inception Score needs the 1008-way classifier of the network; the fid-helper file has
 none (its TorchScript ends at the pool layer, checked), so IS is None there with the reason. StyleGAN's
 TorchScript, which clean-fid downloads, carries the 1008-way ``output`` layer; when the loaded file has it, IS
 uses it without its bias as StyleGAN's IS metric does (``no_output_bias=True``). Not verified on the real file
 here (it cannot be downloaded); a scripted stand-in with the same attributes is tested.
 
-FID needs ``scipy.linalg.sqrtm`` of a 2048x2048 matrix: about 10-25 s on one CPU core, once per evaluation.
+FID is the Fréchet distance of the two feature Gaussians, ||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr (S1 S2)^(1/2),
+the formula of clean-fid's ``frechet_distance``. Its trace term is computed exactly from eigenvalues instead of
+clean-fid's ``scipy.linalg.sqrtm`` of the 2048x2048 product (see `frechet_distance`): with fewer images than
+feature dimensions the covariances are singular, where sqrtm warns that its result "might be inaccurate", and
+sqrtm took 21 s per FID on one core here against well under a second.
 """
 
 from __future__ import annotations
@@ -120,7 +125,7 @@ def _fid_helper_inception(device: str) -> FeatureNet:
     net = _load_torchscript(path, device)
 
     def features(x: Tensor) -> Tensor:  # WrapNet(InceptionV3): (x - 128) / 128 -> .net.layers -> (B, 2048)
-        return net((x - 128) / 128)
+        return net(((x - 128) / 128).contiguous(memory_format=torch.channels_last))
 
     probs, reason = _classifier(
         net.net,
@@ -145,7 +150,8 @@ def _clean_fid_inception(path: Path, device: str) -> FeatureNet:
     base = _load_torchscript(path, device)
 
     def features(x: Tensor) -> Tensor:  # as cleanfid.inception_torchscript.InceptionV3W.forward, clean mode
-        return base.layers.forward((x - 128) / 128).view(x.shape[0], 2048)
+        normalised = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
+        return base.layers.forward(normalised).reshape(x.shape[0], 2048)
 
     probs, reason = _classifier(base, features, f"{path} has no 'output' layer")
     return FeatureNet(
@@ -293,17 +299,39 @@ def load_reference(path: str | Path) -> ReferenceStats:
     return stats
 
 
-def fid_from_stats(features: np.ndarray, reference: ReferenceStats) -> float:
-    """Fréchet distance between the Gaussian of `features` (N, D) and the reference's (clean-fid's formula)."""
-    from cleanfid.fid import frechet_distance
+def frechet_distance(features: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
+    """Fréchet distance between the Gaussian fitted to `features` (N, D) and N(mu, sigma), computed exactly.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # scipy's sqrtm(disp=False); we pin scipy<1.18
-        return float(
-            frechet_distance(
-                features.mean(axis=0), np.cov(features, rowvar=False), reference.mu, reference.sigma
-            )
-        )
+    FID = ||m - mu||^2 + tr S + tr sigma - 2 tr (S sigma)^(1/2), with S the (N - 1)-normalised covariance of
+    `features`. The eigenvalues of S sigma are real and non-negative (both are PSD), so the trace term is the sum
+    of their square roots, taken from a symmetric matrix of the smaller size:
+
+    * N <= D: S = X^T X / (N - 1) with X the centred features, and S sigma has the non-zero eigenvalues of the
+      N x N matrix X sigma X^T / (N - 1);
+    * N > D: S sigma has the eigenvalues of sigma^(1/2) S sigma^(1/2) (D x D).
+    """
+    features = np.asarray(features, dtype=np.float64)
+    num = len(features)
+    if features.ndim != 2 or num < 2:
+        raise ValueError(f"need (N >= 2, D) features, got shape {features.shape}")
+    mean = features.mean(axis=0)
+    centred = features - mean
+    if num <= features.shape[1]:
+        inner = centred @ sigma @ centred.T / (num - 1)
+    else:
+        w, v = np.linalg.eigh(sigma)
+        root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+        inner = root @ np.cov(features, rowvar=False) @ root
+    eig = np.linalg.eigvalsh((inner + inner.T) / 2)
+    trace_cross = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    diff = mean - mu
+    trace_own = float((centred**2).sum() / (num - 1))
+    return float(diff @ diff + trace_own + np.trace(sigma) - 2.0 * trace_cross)
+
+
+def fid_from_stats(features: np.ndarray, reference: ReferenceStats) -> float:
+    """FID of `features` (N, D) against the reference statistics (`frechet_distance`)."""
+    return frechet_distance(features, reference.mu, reference.sigma)
 
 
 def compute_utility(

@@ -78,3 +78,16 @@ def test_planning_modules_import_no_third_party_numeric_library():
         text = files[module].read_text()
         for heavy in ("torch", "numpy", "diffusers", "pandas"):
             assert f"import {heavy}" not in text and f"from {heavy}" not in text, (module, heavy)
+
+
+def test_the_thread_count_is_set_in_one_place():
+    """Only the CLI sets the thread count; no library module and no rule does."""
+    root = Path(sources.PACKAGE_DIR)
+    setters = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "set_num_threads" in path.read_text() or "OMP_NUM_THREADS" in path.read_text()
+    )
+    assert setters == ["cli.py"]
+    rules = root.parents[1] / "workflow" / "rules"
+    assert not [p.name for p in rules.glob("*.smk") if "OMP_NUM_THREADS" in p.read_text()]

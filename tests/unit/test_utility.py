@@ -10,6 +10,7 @@ from dualmd.utility import (
     ReferenceStats,
     compute_features,
     compute_utility,
+    frechet_distance,
     inception_score,
     load_reference,
     preprocess,
@@ -105,16 +106,34 @@ class FakeCleanFidInception(nn.Module):
         return self.layers(x)
 
 
-@pytest.fixture
-def cheap_fid(monkeypatch):
-    """Replace the Fréchet distance by the squared mean difference: scipy's sqrtm of a 2048x2048 covariance takes
-    10-25 s on this machine, and the pixels-net tests already cover the Fréchet distance itself."""
-    monkeypatch.setattr(
-        "dualmd.utility.fid_from_stats", lambda feats, ref: float(((feats.mean(axis=0) - ref.mu) ** 2).sum())
-    )
+@pytest.mark.parametrize("num", [40, 7], ids=["more-images-than-dims", "fewer-images-than-dims"])
+def test_frechet_distance_of_a_shifted_copy_is_the_squared_shift(num):
+    """Features f and f + d have the same covariance: FID = |d|^2 exactly, in both branches."""
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(num, 16))
+    shift = rng.normal(size=16)
+    cov = np.cov(feats, rowvar=False)
+    assert frechet_distance(feats + shift, feats.mean(axis=0), cov) == pytest.approx(shift @ shift, rel=1e-9)
+    assert frechet_distance(feats, feats.mean(axis=0), cov) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_clean_fid_file_gives_fid_and_inception_score(tmp_path, cheap_fid):
+def test_frechet_distance_of_diagonal_gaussians_and_clean_fid_agree():
+    """Diagonal covariances: sum (mu1 - mu2)^2 + sum (a + b - 2 sqrt(ab)); clean-fid's sqrtm gives the same."""
+    from cleanfid.fid import frechet_distance as clean_fid_frechet
+
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0.5, 2.0, size=8), rng.uniform(0.5, 2.0, size=8)
+    mu1, mu2 = rng.normal(size=8), rng.normal(size=8)
+    # features whose sample mean and covariance are exactly mu1 and diag(a): whitened draws, rescaled
+    z = rng.normal(size=(500, 8))
+    z = (z - z.mean(axis=0)) @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False)).T)
+    feats = mu1 + z * np.sqrt(a)
+    expected = ((mu1 - mu2) ** 2).sum() + (a + b - 2 * np.sqrt(a * b)).sum()
+    assert frechet_distance(feats, mu2, np.diag(b)) == pytest.approx(expected, rel=1e-9)
+    assert clean_fid_frechet(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_clean_fid_file_gives_fid_and_inception_score(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "inception-2015-12-05.pt"
     torch.jit.script(FakeCleanFidInception()).save(str(path))
@@ -126,7 +145,7 @@ def test_clean_fid_file_gives_fid_and_inception_score(tmp_path, cheap_fid):
 
 
 @pytest.mark.inception
-def test_real_inception_on_tiny_images(cheap_fid):
+def test_real_inception_on_tiny_images():
     cfg = UtilityConfig(num_images=8, feature_net="inception", batch_size=8)
     images = random_images(8, 0)
     feats = compute_features(images, cfg)

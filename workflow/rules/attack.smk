@@ -18,6 +18,8 @@ rule score_model_attack:
         "results/benchmarks/{run}/score_attack/{attack}.tsv"
     wildcard_constraints:
         attack="|".join(SHARED_JOB_ATTACKS) or "(?!)",
+    # after sampling, before the cheap evaluations
+    priority: 10
     conda:
         "../envs/attack.yaml"
     threads: 1
@@ -68,6 +70,8 @@ use rule score_model_attack as score_model_attack_each with:
         "results/benchmarks/{run}/score_attack/{attack}/{model}.tsv"
     wildcard_constraints:
         attack="|".join(PER_TARGET_ATTACKS) or "(?!)",
+    # long jobs: start each as soon as its model exists
+    priority: 15
 
 
 # AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every target,

@@ -18,6 +18,8 @@ rule sample_images:
         "logs/{run}/sample_images/{sampler}.log",
     benchmark:
         "results/benchmarks/{run}/sample_images/{sampler}.tsv"
+    # generated images feed several stages: draw them as soon as a model exists
+    priority: 20
     conda:
         "../envs/train.yaml"
     threads: 1
