@@ -55,7 +55,13 @@ def run_experiment(scope):
 
 def stage_text(wildcards):
     """The YAML text of a stage config (what `results/configs/{scope}/{stage}.{digest}.yaml` holds)."""
-    return dump_stage_config(stage_config(run_experiment(wildcards.scope), wildcards.stage))
+    cfg = stage_config(run_experiment(wildcards.scope), wildcards.stage)
+    if config_digest(cfg) != wildcards.digest:
+        raise ValueError(
+            f"{wildcards.stage}.{wildcards.digest}.yaml is not the current {wildcards.stage} config "
+            f"(digest {config_digest(cfg)}); request `all` or the stage's outputs instead"
+        )
+    return dump_stage_config(cfg)
 
 
 def config_path(stage, scope):
