@@ -4,7 +4,7 @@ Every `import` statement that can run counts, at module level or inside a functi
 dependency); imports under `if TYPE_CHECKING:` only serve annotations and do not.
 Two uses:
 
-- a workflow rule lists the files of its stage module's import closure as inputs (`stage_sources`), so editing
+- a workflow rule lists the files of its stage module's import `closure` as inputs, so editing
   a module reruns exactly the stages that run it;
 - a test checks that the graph has no cycle.
 """
@@ -138,9 +138,3 @@ def cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
-
-
-def stage_sources(stage_module: str, package_dir: Path = PACKAGE_DIR) -> list[Path]:
-    """Source files a stage runs: the import closure of `stage_module` (e.g. "dualmd.stages.attack")."""
-    files = module_files(package_dir)
-    return sorted(files[m] for m in closure(import_graph(package_dir), stage_module))

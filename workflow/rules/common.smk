@@ -94,15 +94,16 @@ def current_configs():
     return files
 
 
+# The package's import graph and source files, read once per workflow start.
 _GRAPH = sources.import_graph()
+_FILES = sources.module_files()
 
 
 def stage_code(module):
     """Source files the stage module `dualmd.stages.<module>` runs, relative to the working directory, so that
     editing one reruns the stages that import it and a moved project reruns nothing."""
-    files = sources.module_files()
     return sorted(
-        os.path.relpath(files[m], Path.cwd())
+        os.path.relpath(_FILES[m], Path.cwd())
         for m in sources.closure(_GRAPH, f"dualmd.stages.{module}")
     )
 
