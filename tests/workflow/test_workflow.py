@@ -8,7 +8,10 @@ against copies of it.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
+import math
 import os
 import re
 import shutil
@@ -232,6 +235,40 @@ def test_end_to_end_outputs(finished_run):
         "loss_curves.png",
     ):
         assert name in html, f"{name} missing from the HTML report"
+
+
+def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
+    """metrics.json holds every attack x target of the catalog and every sampler's FID, with the member counts the
+    split implies: teachers are scored on their own half, the other targets on all members."""
+    from dualmd import catalog
+    from dualmd.attacks.secmi_nn import fraction_count
+    from dualmd.config import load_config
+
+    cfg = load_config(finished_run / "config/config.yaml")
+    counts = json.loads((finished_run / "results/split/rep0/split.json").read_text())["counts"]
+    metrics = json.loads((finished_run / "results/report/rep0/metrics.json").read_text())
+    expected_pairs = {(a, t) for a in cfg.attack.names for t in catalog.attack_targets(a)}
+    found_pairs = {tuple(k.split("/")[1:3]) for k in metrics if k.startswith("attack/")}
+    assert found_pairs == expected_pairs
+
+    def held_out(num: int, attack: str) -> int:  # secmi_nn scores the part its classifier did not train on
+        return num - fraction_count(num, cfg.attack.secmi_nn.train_fraction) if attack == "secmi_nn" else num
+
+    table = list(csv.DictReader((finished_run / "results/report/rep0/attacks.csv").open()))
+    assert {(row["attack"], row["target"]) for row in table} == expected_pairs
+    for row in table:
+        attack, name = row["attack"], row["target"]
+        subset = catalog.member_subset(name)
+        assert int(row["num_members"]) == held_out(counts[subset], attack), (attack, name)
+        assert int(row["num_nonmembers"]) == held_out(counts["nonmembers"], attack), (attack, name)
+        key = f"attack/{attack}/{name}"
+        assert metrics[f"{key}/num_members"] == int(row["num_members"])
+        for metric in ("auc", "asr"):
+            low, value, high = (metrics[f"{key}/{metric}{s}"] for s in ("_low", "", "_high"))
+            assert 0.0 <= value <= 1.0 and 0.0 <= low <= high <= 1.0, (key, metric, low, value, high)
+    assert counts["half1"] + counts["half2"] == counts["members"] and counts["half1"] < counts["members"]
+    for sampler in catalog.samplers():
+        assert math.isfinite(metrics[f"utility/{sampler}/fid"]), sampler
 
 
 @pytest.fixture(params=["with-metadata", "without-metadata"])

@@ -1,0 +1,73 @@
+"""On a CUDA device: bf16 training resumes exactly, and white-box attacks score as they do on the CPU.
+
+Skipped without a GPU (see conftest.py). Deterministic kernels and no TF32 are requested, so equality is exact
+for training and to float32 rounding for the attacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_unet
+from diffusers import DDPMScheduler
+from test_train import TRAIN, Interrupt, interrupt_at, load_weights, run
+
+from dualmd.attacks import attack_model
+from dualmd.config import AttackConfig, LossAttackConfig, PIAConfig
+from dualmd.models.adapter import Schedule, UNetPredictor
+from dualmd.train.loop import make_accelerator
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture
+def deterministic_cuda(monkeypatch):
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+def test_bf16_training_interrupted_and_resumed_equals_uninterrupted(tmp_path, deterministic_cuda):
+    cfg = replace(TRAIN, mixed_precision="bf16", hflip=True)
+    assert make_accelerator(cfg).mixed_precision == "bf16"
+    full = run(tmp_path, "full", cfg)
+    assert full["mixed_precision"] == "bf16" and full["device"].startswith("cuda")
+    with pytest.raises(Interrupt):
+        run(tmp_path, "resumed", cfg, on_step=interrupt_at(7))
+    resumed = run(tmp_path, "resumed", cfg)
+    assert resumed["resumed_from_step"] == 5
+    assert resumed["loss_curve"] == full["loss_curve"]
+    for sub in ("unet", "unet_ema"):
+        a, b = load_weights(tmp_path / "full", sub), load_weights(tmp_path / "resumed", sub)
+        assert all(torch.equal(a[k], b[k]) for k in a), sub
+    assert resumed["probe"] == full["probe"]
+
+
+@pytest.mark.parametrize("name", ["loss", "pia", "pian", "secmi_stat"])
+def test_white_box_attack_on_cuda_equals_cpu(name, deterministic_cuda):
+    schedule = Schedule.from_scheduler(DDPMScheduler(num_train_timesteps=1000))
+    cfg = AttackConfig(pia=PIAConfig(timestep=200, sweep_timesteps=(100, 200)), loss=LossAttackConfig())
+    images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ids, is_member = np.arange(16) * 3 + 1, np.arange(16) % 2 == 0
+    results = {
+        device: attack_model(
+            name,
+            cfg,
+            predictor=UNetPredictor(tiny_unet(0).to(device).eval()),
+            schedule=schedule,
+            images=images,
+            sample_ids=ids,
+            is_member=is_member,
+        )
+        for device in ("cpu", "cuda")
+    }
+    np.testing.assert_array_equal(results["cpu"].sample_ids, results["cuda"].sample_ids)
+    np.testing.assert_allclose(results["cuda"].scores, results["cpu"].scores, rtol=1e-4, atol=1e-5)
