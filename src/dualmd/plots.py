@@ -68,7 +68,8 @@ def plot_loss_curves(metadata: Sequence[dict], *, out: str | Path) -> None:
     """Training loss per step of every model, on one plot."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for meta in metadata:
-        curve = np.asarray(meta["loss_curve"], dtype=float)
+        # As in the report's training table, a model without a loss history is left out, not an error.
+        curve = np.asarray(meta.get("loss_curve") or [], dtype=float)
         if curve.size:
             ax.plot(curve[:, 0], curve[:, 1], label=meta["model_id"], lw=1)
     ax.set(yscale="log", xlabel="optimiser step", ylabel="loss")

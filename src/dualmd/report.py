@@ -216,11 +216,12 @@ def write_report(
         "memorization": memorization_table(copy_files, t_error_file),
         "training": training_table(model_dirs),
     }
+    roc = combined_roc(roc_files)  # every input is read before the first output is written
     for name, df in tables.items():
         df.to_csv(out / f"{name}.csv", index=False)
         shown = with_intervals(df) if name == "attacks" else df
         (out / f"{name}.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
-    combined_roc(roc_files).to_csv(out / "roc.csv", index=False)
+    roc.to_csv(out / "roc.csv", index=False)
     metrics = flat_metrics(tables["attacks"], tables["utility"], tables["memorization"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     (out / "report.md").write_text(_markdown(tables, split_meta))

@@ -22,7 +22,14 @@ from dualmd.attacks.base import per_sample_noise
 from dualmd.attacks.pia import PIAN
 from dualmd.attacks.secmi import ddim_step, round_trip
 from dualmd.attacks.secmi_nn import train_test_split
-from dualmd.config import AttackConfig, LossAttackConfig, PIAConfig, SecMIConfig, SecMINNConfig
+from dualmd.config import (
+    AttackConfig,
+    LossAttackConfig,
+    NNDistanceConfig,
+    PIAConfig,
+    SecMIConfig,
+    SecMINNConfig,
+)
 from dualmd.metrics import auc
 from dualmd.models.adapter import Schedule, UNetPredictor
 from dualmd.models.directory import check_model_matches_split
@@ -296,6 +303,48 @@ def test_loss_attack_draws_noise_per_sample_and_timestep(schedule):
     ]
     np.testing.assert_allclose(result.scores, -(norms[0] + norms[1]) / 2, rtol=1e-6)
     assert not np.allclose(norms[0], norms[1])  # each timestep gets fresh noise
+
+
+# --- nearest generated neighbour ----------------------------------------------------------------------------
+
+# Three generated 1x2x2 images and three attacked ones; pixels flattened row by row.
+NN_GENERATED = torch.tensor([[0.3, 0.4, 0.0, 0.0], [0.0, 0.0, 0.6, 0.8], [1.0, 1.0, 1.0, 1.0]]).view(
+    3, 1, 2, 2
+)
+NN_IMAGES = torch.tensor(
+    [
+        [0.0, 0.0, 0.0, 0.0],  # member: distances 0.5, 1.0, 2.0
+        [0.0, 0.0, 0.6, 0.8],  # member, a copy of generated[1]: 0, sqrt(1.25), sqrt(2.2)
+        [1.0, 1.0, 1.0, -1.0],  # non-member: sqrt(2.85), 2.0, sqrt(5.4)
+    ]
+).view(3, 1, 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("k", "expected"),
+    [
+        (1, [-0.5, 0.0, -(2.85**0.5)]),
+        (2, [-(0.5 + 1.0) / 2, -(1.25**0.5) / 2, -(2.85**0.5 + 2.0) / 2]),
+        (3, [-(0.5 + 1.0 + 2.0) / 3, -(1.25**0.5 + 2.2**0.5) / 3, -(2.85**0.5 + 2.0 + 5.4**0.5) / 3]),
+    ],
+    ids=["k1", "k2", "k3"],
+)
+def test_nn_distance_is_minus_mean_l2_to_the_k_nearest_generated(k, expected):
+    """Score = -(mean Euclidean distance to the k nearest generated images): members (close) score higher."""
+    cfg = AttackConfig(nn_distance=NNDistanceConfig(k=k), batch_size=2)
+    result = attack_samples(
+        "nn_distance",
+        cfg,
+        generated=NN_GENERATED,
+        images=NN_IMAGES,
+        sample_ids=np.array([4, 9, 1]),
+        is_member=np.array([True, True, False]),
+    )
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-6)  # float32 pixels
+    np.testing.assert_array_equal(result.sample_ids, [4, 9, 1])
+    np.testing.assert_array_equal(result.is_member, [True, True, False])
+    assert result.scores[:2].min() > result.scores[2]  # higher = more likely a member
+    assert auc(result.scores, result.is_member) == 1.0
 
 
 # --- SecMI-NN ------------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """Dataset loaders (digits, image folders, torchvision roots) and the uint8 .npz image store."""
 
 import hashlib
+import os
+import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -197,3 +200,199 @@ def test_torchvision_datasets_use_train_split_and_convert(
     assert _FakeTorchvision.calls[0] == (str(tmp_path), False, split)
     gray = load_dataset(DatasetConfig.from_mapping({"name": name, "root": str(tmp_path), "image_size": 6}))
     assert gray.shape == (6, 1, 6, 6)
+
+
+# Miniature CIFAR folders in the real on-disk format: Python 2 protocol-2 pickles of dicts whose keys and strings
+# are Python 2 `str` (read back as bytes with encoding="bytes", as the CIFAR page documents, and as str with
+# encoding="latin1", as torchvision reads them). Each image is 3072 bytes: the 32x32 R plane row by row, then G,
+# then B. Training image k (global index over all training batches) has R = k, G = 100 + row, B = 200 + column.
+
+_RECONSTRUCT = np.zeros(0).__reduce_ex__(2)[0]  # numpy's array-unpickling function
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Protocol 2 as Python 2's cPickle wrote it: bytes become `str` opcodes, arrays refer to numpy.core."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_python2_str(self, obj):
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_python2_str
+
+    def save_global(self, obj, name=None):
+        if obj is _RECONSTRUCT:
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
+
+
+def _dump_python2(path, obj):
+    with open(path, "wb") as f:
+        _Python2Pickler(f, protocol=2).dump(obj)
+
+
+def _pattern_planes(k):
+    """The R, G, B planes (each 32x32) of image k: R constant k, G = 100 + row, B = 200 + column."""
+    row, col = np.mgrid[0:32, 0:32]
+    return np.full((32, 32), k), 100 + row, 200 + col
+
+
+def _cifar_rows(planes_of, indices):
+    """(len(indices), 3072) uint8: per image its R plane, then G, then B, each flattened row by row."""
+    rows = [np.concatenate([np.ravel(p) for p in planes_of(k)]) for k in indices]
+    return np.stack(rows).astype(np.uint8)
+
+
+def _write_cifar10(root, planes_of=_pattern_planes, batch_sizes=(3, 2, 2, 2, 2), num_test=2):
+    """cifar-10-batches-py with data_batch_1..5 (sizes `batch_sizes`), test_batch and batches.meta."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    start = 0
+    for b, size in enumerate(batch_sizes, start=1):
+        indices = range(start, start + size)
+        _dump_python2(
+            folder / f"data_batch_{b}",
+            {
+                b"batch_label": f"training batch {b} of 5".encode(),
+                b"labels": [k % 10 for k in indices],
+                b"data": _cifar_rows(planes_of, indices),
+                b"filenames": [f"image_{k:05d}.png".encode() for k in indices],
+            },
+        )
+        start += size
+    test_indices = range(250, 250 + num_test)  # R plane 250, 251: never a training index
+    _dump_python2(
+        folder / "test_batch",
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": [0] * num_test,
+            b"data": _cifar_rows(planes_of, test_indices),
+            b"filenames": [f"test_{k}.png".encode() for k in test_indices],
+        },
+    )
+    names = b"airplane automobile bird cat deer dog frog horse ship truck".split()
+    _dump_python2(
+        folder / "batches.meta", {b"num_cases_per_batch": 10000, b"label_names": names, b"num_vis": 3072}
+    )
+    return folder
+
+
+def _write_cifar100(root, planes_of=_pattern_planes, num_train=5, num_test=2):
+    """cifar-100-python with train, test and meta (label-name lists shortened)."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, indices in (("train", range(num_train)), ("test", range(250, 250 + num_test))):
+        _dump_python2(
+            folder / name,
+            {
+                b"filenames": [f"{name}_{k}.png".encode() for k in indices],
+                b"batch_label": f"{'training' if name == 'train' else 'testing'} batch 1 of 1".encode(),
+                b"fine_labels": [k % 100 for k in indices],
+                b"coarse_labels": [k % 20 for k in indices],
+                b"data": _cifar_rows(planes_of, indices),
+            },
+        )
+    _dump_python2(
+        folder / "meta",
+        {
+            b"fine_label_names": [b"apple", b"aquarium_fish", b"baby"],
+            b"coarse_label_names": [b"aquatic_mammals"],
+        },
+    )
+    return folder
+
+
+@pytest.fixture
+def skip_cifar_md5(monkeypatch):
+    """Replace only torchvision's MD5 comparison (the miniature files differ from the real ones) by 'exists'."""
+    import torchvision.datasets.cifar
+
+    monkeypatch.setattr(
+        torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath)
+    )
+
+
+def _expected_pattern(indices):
+    """(N, 3, 32, 32) uint8 built from the pattern's definition: channels R, G, B; axes row, column."""
+    indices = np.asarray(indices)
+    out = np.empty((len(indices), 3, 32, 32), np.uint8)
+    out[:, 0] = indices[:, None, None]
+    out[:, 1] = (100 + np.arange(32))[None, :, None]
+    out[:, 2] = (200 + np.arange(32))[None, None, :]
+    return out
+
+
+def test_miniature_cifar_files_have_the_documented_layout(tmp_path):
+    folder = _write_cifar10(tmp_path)
+    raw = (folder / "data_batch_2").read_bytes()
+    assert raw[:2] == b"\x80\x02"  # protocol 2, as the files from the CIFAR page
+    with open(folder / "data_batch_2", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    assert set(batch) == {b"data", b"labels", b"filenames", b"batch_label"}
+    assert batch[b"data"].shape == (2, 3072) and batch[b"data"].dtype == np.uint8
+    # second batch holds global images 3 and 4; offsets: R[0,0], G[0,0], G[1,0], B[0,1]
+    assert batch[b"data"][1, [0, 1024, 1024 + 32, 2048 + 1]].tolist() == [4, 100, 101, 201]
+    assert batch[b"labels"] == [3, 4] and batch[b"filenames"] == [b"image_00003.png", b"image_00004.png"]
+    with open(folder / "data_batch_2", "rb") as f:
+        assert set(pickle.load(f, encoding="latin1")) == {"data", "labels", "filenames", "batch_label"}
+
+
+def test_cifar10_real_format_train_batches_in_order(tmp_path, skip_cifar_md5):
+    _write_cifar10(tmp_path)
+    cfg = DatasetConfig.from_mapping(
+        {"name": "cifar10", "root": str(tmp_path), "channels": 3, "image_size": 32}
+    )
+    images = load_dataset(cfg)
+    assert images.shape == (11, 3, 32, 32) and images.dtype == np.uint8
+    # data_batch_1 (images 0-2), then data_batch_2 (3-4), ..., data_batch_5 (9-10); no test_batch image (R 250+)
+    assert images[:, 0, 0, 0].tolist() == list(range(11))
+    assert np.array_equal(
+        images, _expected_pattern(range(11))
+    )  # R, G, B -> channels 0, 1, 2; rows, columns kept
+    first = load_dataset(DatasetConfig.from_mapping({**cfg.to_dict(), "max_images": 4}))
+    assert np.array_equal(first, _expected_pattern(range(4)))  # crosses from data_batch_1 into data_batch_2
+
+
+def test_cifar100_real_format_train_file_only(tmp_path, skip_cifar_md5):
+    _write_cifar100(tmp_path)
+    cfg = DatasetConfig.from_mapping(
+        {"name": "cifar100", "root": str(tmp_path), "channels": 3, "image_size": 32}
+    )
+    images = load_dataset(cfg)
+    assert images.shape == (5, 3, 32, 32) and images.dtype == np.uint8
+    assert np.array_equal(images, _expected_pattern(range(5)))  # `train` only, in file order; no `test` image
+    first = load_dataset(DatasetConfig.from_mapping({**cfg.to_dict(), "max_images": 4}))
+    assert np.array_equal(first, _expected_pattern(range(4)))
+
+
+def _constant_planes(k):
+    """Image k is flat: R = 20k, G = 100, B = 50."""
+    return np.full((32, 32), 20 * k), np.full((32, 32), 100), np.full((32, 32), 50)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_real_format_grayscale_and_resized(tmp_path, skip_cifar_md5, name):
+    (_write_cifar10 if name == "cifar10" else _write_cifar100)(tmp_path, planes_of=_constant_planes)
+    base = {"name": name, "root": str(tmp_path), "image_size": 16, "max_images": 4}
+    gray = load_dataset(DatasetConfig.from_mapping({**base, "channels": 1}))
+    assert gray.shape == (4, 1, 16, 16) and gray.dtype == np.uint8
+    # ITU-R 601-2 luma 0.299 R + 0.587 G + 0.114 B = 5.98 k + 64.4 -> 64.4, 70.38, 76.36, 82.34
+    assert np.array_equal(
+        gray, np.broadcast_to(np.array([64, 70, 76, 82], np.uint8)[:, None, None, None], gray.shape)
+    )
+    rgb = load_dataset(DatasetConfig.from_mapping({**base, "channels": 3}))
+    assert rgb.shape == (4, 3, 16, 16)
+    expected = np.array([[20 * k, 100, 50] for k in range(4)], np.uint8)[:, :, None, None]
+    assert np.array_equal(rgb, np.broadcast_to(expected, rgb.shape))  # a flat image stays flat when resized
+
+
+def test_cifar_real_format_failing_md5_is_a_dataset_error(tmp_path):
+    _write_cifar10(tmp_path)  # the miniature files do not have the real files' MD5 sums
+    with pytest.raises(DatasetError, match="cifar10: cannot load .*cifar-10-batches-py"):
+        load_dataset(DatasetConfig.from_mapping({"name": "cifar10", "root": str(tmp_path)}))

@@ -1,12 +1,19 @@
-"""DualMD: which teacher denoises at each step, never an average, and the diffusers pipeline."""
+"""DualMD: which teacher denoises at each step, never an average, and the diffusers pipeline; the training
+target the defenses are compared against (the baseline regresses the true noise)."""
 
+import numpy as np
 import pytest
 import torch
-from conftest import tiny_unet
+from conftest import TINY_MODEL, tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from dualmd.config import DiffusionConfig, TrainConfig
 from dualmd.defense.dualmd import AlternatingTeachers, DualMDPipeline, teacher_sequence
+from dualmd.models.adapter import Schedule
+from dualmd.models.unet import create_scheduler
 from dualmd.sample import run_sampler
+from dualmd.train import train_model
+from dualmd.train.loop import RandomBatches, StepInfo, fit, make_accelerator, noise_target
 
 
 class FakeTeacher:
@@ -126,3 +133,85 @@ def test_pipeline_teachers_differ_from_a_single_teacher():
     dual = DualMDPipeline(unet1=tiny_unet(0), unet2=tiny_unet(1), scheduler=scheduler)
     same = DualMDPipeline(unet1=tiny_unet(0), unet2=tiny_unet(0), scheduler=scheduler)
     assert not torch.allclose(dual(2, seed=0), same(2, seed=0), atol=1e-4)
+
+
+# --- the baseline's training target -------------------------------------------------------------------------
+
+TARGET_TRAIN = TrainConfig(
+    num_train_steps=2,
+    batch_size=4,
+    warmup_steps=1,
+    checkpoint_every_steps=10,
+    log_every_steps=1,
+    probe_timesteps=(3,),
+    probe_num_images=2,
+    seed=7,
+)
+# (6, 1, 8, 8) in [-1, 1], image i filled with (i - 2.5) / 3, so a batch shows which images it holds.
+TARGET_IMAGES = ((torch.arange(6.0) - 2.5) / 3).view(6, 1, 1, 1).expand(6, 1, 8, 8).contiguous()
+
+
+def replay_draws(seed: int, num_steps: int, num_images: int, batch_size: int, num_timesteps: int):
+    """The loop's draws from its one generator seeded with train.seed: batch indices, t, eps per step."""
+    gen = torch.Generator().manual_seed(seed)
+    draws = []
+    for _ in range(num_steps):
+        idx = torch.randint(num_images, (batch_size,), generator=gen)
+        t = torch.randint(num_timesteps, (batch_size,), generator=gen)
+        draws.append((idx, t, torch.randn((batch_size, 1, 8, 8), generator=gen)))
+    return draws
+
+
+def test_baseline_target_is_the_noise_added_to_x0(tmp_path):
+    """Through the loop's TargetFn seam with the baseline's `noise_target`: the target is exactly the eps
+    drawn from the seeded generator, and x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with
+    alpha_bar from the linear betas (1e-4 .. 0.02 over T = 20, 0-indexed cumulative product)."""
+    seen = []
+
+    def recording_target(step, x_t, t, eps):
+        seen.append(x_t.clone())
+        return noise_target(step, x_t, t, eps)
+
+    steps: list[StepInfo] = []
+    scheduler = create_scheduler(DiffusionConfig(num_train_timesteps=20))
+    fit(
+        unet=tiny_unet(0),
+        schedule=Schedule.from_scheduler(scheduler),
+        batches=RandomBatches(images=TARGET_IMAGES, batch_size=4),
+        target_fn=recording_target,
+        cfg=TARGET_TRAIN,
+        accelerator=make_accelerator(TARGET_TRAIN),
+        state_dir=tmp_path / "state",
+        run_hash="baseline-target",
+        on_step=steps.append,
+    )
+    alpha_bar = torch.from_numpy(np.cumprod(1 - np.linspace(1e-4, 0.02, 20)))
+    assert len(steps) == 2 and len(seen) == 2
+    for info, x_t, (idx, t, eps) in zip(steps, seen, replay_draws(7, 2, 6, 4, 20), strict=True):
+        assert torch.equal(info.x_0, TARGET_IMAGES[idx]) and torch.equal(info.t, t)
+        assert torch.equal(info.eps, eps)
+        assert torch.equal(info.target, eps)  # the very tensor that was added to x_0, not x_0 or x_t
+        a = alpha_bar[t].view(-1, 1, 1, 1)
+        expected = a.sqrt() * info.x_0.double() + (1 - a).sqrt() * eps.double()
+        torch.testing.assert_close(x_t.double(), expected, rtol=0, atol=1e-5)
+
+
+def test_train_model_regresses_the_baseline_on_the_true_noise(tmp_path):
+    """`train_model` (baseline and teachers) plugs in the true noise as target: target == eps bit for bit."""
+    steps: list[StepInfo] = []
+    train_model(
+        images=TARGET_IMAGES,
+        probe_members=TARGET_IMAGES[:2],
+        probe_nonmembers=TARGET_IMAGES[2:4],
+        model_cfg=TINY_MODEL,
+        diffusion_cfg=DiffusionConfig(num_train_timesteps=20),
+        train_cfg=TARGET_TRAIN,
+        out_dir=tmp_path / "baseline",
+        state_dir=tmp_path / "state",
+        metadata={"model_id": "baseline"},
+        on_step=steps.append,
+    )
+    assert [s.step for s in steps] == [0, 1]
+    for info, (idx, _t, eps) in zip(steps, replay_draws(7, 2, 6, 4, 20), strict=True):
+        assert torch.equal(info.x_0, TARGET_IMAGES[idx])
+        assert torch.equal(info.eps, eps) and torch.equal(info.target, eps)

@@ -72,3 +72,69 @@ def test_t_error_separation_is_auc_of_lower_error_for_members():
     assert t_error_separation(np.array([0.1, 0.2]), np.array([0.3, 0.4])) == 1.0
     assert t_error_separation(np.array([0.3, 0.4]), np.array([0.1, 0.2])) == 0.0
     assert t_error_separation(np.array([0.1, 0.4]), np.array([0.2, 0.3])) == 0.5
+
+
+# --- t-error by hand ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def linear_schedule() -> Schedule:
+    return Schedule.from_scheduler(DDPMScheduler(num_train_timesteps=1000))
+
+
+def test_t_error_of_a_constant_eps_predictor_is_zero(linear_schedule):
+    """eps_theta = c (a fixed tensor): every DDIM step is x_t = sqrt(a_t) x^_0 + sqrt(1 - a_t) c with the same
+    x^_0 = (x_s - sqrt(1 - a_s) c) / sqrt(a_s) along the whole path, so up-then-down lands on x~_t exactly."""
+    c = torch.tensor([0.3, -0.7, 1.2, 0.05]).view(1, 1, 2, 2)
+    images = torch.tensor([[0.5, -0.25, 0.75, -1.0], [0.1, 0.9, -0.6, 0.0]]).view(2, 1, 2, 2)
+    err = t_error(lambda x, t: c.expand_as(x).clone(), linear_schedule, images, SecMIConfig(), batch_size=2)
+    assert err.shape == (2,)
+    np.testing.assert_allclose(err, 0.0, atol=1e-24)
+
+
+def _ddim_by_hand(x: np.ndarray, s: int, t: int, alpha_bar: np.ndarray, eps_fn) -> np.ndarray:
+    """One deterministic DDIM step s -> t in numpy (SecMI's map, with eps = eps_fn(x_s, s)):
+    x^_0 = (x_s - sqrt(1 - a_s) eps) / sqrt(a_s), x_t = sqrt(a_t) x^_0 + sqrt(1 - a_t) eps."""
+    eps = eps_fn(x, s)
+    x0_hat = (x - np.sqrt(1 - alpha_bar[s]) * eps) / np.sqrt(alpha_bar[s])
+    return np.sqrt(alpha_bar[t]) * x0_hat + np.sqrt(1 - alpha_bar[t]) * eps
+
+
+def test_t_error_of_a_linear_predictor_matches_ddim_by_hand(linear_schedule):
+    """eps_theta(x, t) = 0.8 x + 0.002 t, t_sec = 300, k = 100: inversion 0 -> 100 -> 200, up 200 -> 300, down
+    300 -> 200, computed in numpy from the scheduler's 0-indexed alpha_bar."""
+    alpha_bar = linear_schedule.alphas_cumprod.numpy()
+    x_0 = np.array([0.5, -0.25, 0.75, -1.0]).reshape(1, 1, 2, 2)
+    a, b = 0.8, 0.002
+
+    def eps_fn(x, s):
+        return a * x + b * s
+
+    x_tilde = _ddim_by_hand(_ddim_by_hand(x_0, 0, 100, alpha_bar, eps_fn), 100, 200, alpha_bar, eps_fn)
+    x_hat = _ddim_by_hand(_ddim_by_hand(x_tilde, 200, 300, alpha_bar, eps_fn), 300, 200, alpha_bar, eps_fn)
+    expected = float(((x_hat - x_tilde) ** 2).sum())
+
+    def model(x, t):
+        return a * x + b * t.view(-1, 1, 1, 1).to(x.dtype)
+
+    cfg = SecMIConfig(t_sec=300, k=100)
+    err = t_error(model, linear_schedule, torch.tensor(x_0, dtype=torch.float32), cfg, batch_size=1)
+    assert expected > 1e-3  # a real round-trip error, not rounding noise
+    np.testing.assert_allclose(err, [expected], rtol=1e-5)
+
+
+def test_t_error_of_eps_proportional_to_x_is_a_product_of_step_factors(linear_schedule):
+    """eps_theta(x, t) = a x makes each DDIM step s -> t a multiplication by
+    m(s, t) = sqrt(a_t) (1 - a sqrt(1 - a_s)) / sqrt(a_s) + a sqrt(1 - a_t), hence
+    t_error = (m(300, 200) m(200, 300) - 1)^2 (m(100, 200) m(0, 100))^2 ||x_0||^2."""
+    ab = linear_schedule.alphas_cumprod.numpy()
+    a = 0.8
+
+    def m(s, t):
+        return np.sqrt(ab[t]) * (1 - a * np.sqrt(1 - ab[s])) / np.sqrt(ab[s]) + a * np.sqrt(1 - ab[t])
+
+    images = torch.tensor([[0.5, -0.25, 0.75, -1.0], [0.2, 0.2, -0.4, 0.6]]).view(2, 1, 2, 2)
+    norms = (images.double() ** 2).flatten(1).sum(1).numpy()
+    expected = (m(300, 200) * m(200, 300) - 1) ** 2 * (m(100, 200) * m(0, 100)) ** 2 * norms
+    err = t_error(lambda x, t: a * x, linear_schedule, images, SecMIConfig(t_sec=300, k=100), batch_size=2)
+    np.testing.assert_allclose(err, expected, rtol=1e-5)

@@ -110,3 +110,133 @@ def test_summarize_keys_values_and_json():
 def test_summarize_without_bootstrap_has_no_interval_keys():
     out = summarize(SCORES, IS_MEMBER, MetricsConfig(tpr_at_fpr=(0.01,), num_bootstrap=0))
     assert set(out) == {"auc", "asr", "tpr_at_fpr_0.01", "num_members", "num_nonmembers"}
+
+
+def test_all_equal_scores_are_chance_level():
+    scores = np.full(7, 0.3)
+    is_member = np.array([True] * 3 + [False] * 4)
+    # One threshold flags everybody: the ROC is the diagonal's two end points only.
+    fpr, tpr = roc(scores, is_member)
+    np.testing.assert_array_equal(fpr, [0.0, 1.0])
+    np.testing.assert_array_equal(tpr, [0.0, 1.0])
+    assert auc(scores, is_member) == 0.5
+    assert asr(scores, is_member) == 0.5
+    assert tpr_at_fpr(scores, is_member, max_fpr=0.99) == 0.0  # any bound < 1 allows only "flag nobody"
+    assert tpr_at_fpr(scores, is_member, max_fpr=1.0) == 1.0
+    out = summarize(scores, is_member, MetricsConfig(tpr_at_fpr=(0.01, 0.5, 0.99), num_bootstrap=30, seed=0))
+    expected = {"auc": 0.5, "asr": 0.5, "tpr_at_fpr_0.01": 0.0, "tpr_at_fpr_0.5": 0.0, "tpr_at_fpr_0.99": 0.0}
+    for key, value in expected.items():
+        # every resample draws the same score for everybody, so the interval is the point
+        assert (out[key], out[f"{key}_low"], out[f"{key}_high"]) == (value, value, value), key
+    assert (out["num_members"], out["num_nonmembers"]) == (3, 4)
+
+
+# Members 5, 3, 1; non-members 5, 2, 0, -1: a member and a non-member share the top score.
+# Thresholds and (FPR, TPR): >=5 (1/4, 1/3), >=3 (1/4, 2/3), >=2 (1/2, 2/3), >=1 (1/2, 1), >=0 (3/4, 1), >=-1 (1, 1).
+TOP_TIE_SCORES = np.array([5.0, 3.0, 1.0, 5.0, 2.0, 0.0, -1.0])
+TOP_TIE_IS_MEMBER = np.array([True] * 3 + [False] * 4)
+
+
+def test_roc_with_a_tie_at_the_top_by_hand():
+    fpr, tpr = roc(TOP_TIE_SCORES, TOP_TIE_IS_MEMBER)
+    np.testing.assert_allclose(fpr, [0, 1 / 4, 1 / 4, 1 / 2, 1 / 2, 3 / 4, 1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(tpr, [0, 1 / 3, 2 / 3, 2 / 3, 1, 1, 1], rtol=0, atol=1e-15)
+
+
+def test_member_tied_with_top_nonmember_counts_nothing_below_one_over_n():
+    # Flagging the top member also flags the tied non-member (FPR 1/4), so below 1/4 only "flag nobody" is
+    # allowed: TPR 0, not 1/3 (one member caught) nor 1/2 (the tie split in half).
+    bounds = (0.001, 0.1, 0.2499)
+    for max_fpr in (0.0, *bounds):
+        assert tpr_at_fpr(TOP_TIE_SCORES, TOP_TIE_IS_MEMBER, max_fpr) == 0.0, max_fpr
+    out = summarize(TOP_TIE_SCORES, TOP_TIE_IS_MEMBER, MetricsConfig(tpr_at_fpr=bounds, num_bootstrap=0))
+    assert [out[tpr_key(a)] for a in bounds] == [0.0, 0.0, 0.0]
+
+
+def test_tpr_at_fpr_bound_at_one_over_n_after_a_top_tie():
+    # FPR bound 1/4 = 1 / num_nonmembers: thresholds >=5 and >=3 both qualify; the best catches members 5 and 3.
+    assert tpr_at_fpr(TOP_TIE_SCORES, TOP_TIE_IS_MEMBER, max_fpr=0.25) == 2 / 3
+    assert tpr_at_fpr(TOP_TIE_SCORES, TOP_TIE_IS_MEMBER, max_fpr=0.5) == 1.0
+    out = summarize(TOP_TIE_SCORES, TOP_TIE_IS_MEMBER, MetricsConfig(tpr_at_fpr=(0.25, 0.5), num_bootstrap=0))
+    assert (out["tpr_at_fpr_0.25"], out["tpr_at_fpr_0.5"]) == (2 / 3, 1.0)
+    # best of (TPR + 1 - FPR) / 2 over the points above: (1 + 1 - 1/2) / 2 at threshold >=1
+    assert asr(TOP_TIE_SCORES, TOP_TIE_IS_MEMBER) == out["asr"] == 0.75
+
+
+@pytest.mark.parametrize(("num_nonmembers", "max_fpr"), [(100, 0.01), (1000, 0.001)])
+def test_tpr_at_fpr_bound_exactly_one_nonmember_includes_that_point(num_nonmembers, max_fpr):
+    # The configured bounds with 100 / 1000 non-members: FPR 1/n is achievable and must count as "<= bound".
+    nonmembers = np.arange(num_nonmembers, dtype=float)  # top non-member scores n - 1
+    top = num_nonmembers - 1.0
+    members = np.array([top + 2, top + 1, top - 0.5, top - 0.5, top - 0.5, -1, -1, -1, -1, -1])
+    scores = np.r_[members, nonmembers]
+    is_member = np.r_[np.ones(10, bool), np.zeros(num_nonmembers, bool)]
+    # Above the top non-member: 2 of 10 members at FPR 0; passing it (FPR 1/n) adds the three at top - 0.5.
+    assert tpr_at_fpr(scores, is_member, max_fpr) == 0.5
+    assert tpr_at_fpr(scores, is_member, max_fpr * 0.999) == 0.2
+    out = summarize(scores, is_member, MetricsConfig(tpr_at_fpr=(max_fpr,), num_bootstrap=0))
+    assert out[tpr_key(max_fpr)] == 0.5
+
+
+def test_tied_thresholds_on_the_diagonal_are_separate_roc_points():
+    # Members 3, 2, 1; non-members 3, 2, 1: each threshold flags one of each, so the points (0,0), (1/3,1/3),
+    # (2/3,2/3), (1,1) lie on one line; the inner ones are still thresholds an attacker can use.
+    scores = np.array([3.0, 2.0, 1.0, 3.0, 2.0, 1.0])
+    is_member = np.array([True] * 3 + [False] * 3)
+    fpr, tpr = roc(scores, is_member)
+    np.testing.assert_array_equal(fpr, [0.0, 1 / 3, 2 / 3, 1.0])
+    np.testing.assert_array_equal(tpr, [0.0, 1 / 3, 2 / 3, 1.0])
+    assert tpr_at_fpr(scores, is_member, max_fpr=2 / 3) == 2 / 3
+    assert tpr_at_fpr(scores, is_member, max_fpr=0.66) == 1 / 3
+    out = summarize(scores, is_member, MetricsConfig(tpr_at_fpr=(2 / 3,), num_bootstrap=0))
+    assert (out["auc"], out["asr"], out[tpr_key(2 / 3)]) == (0.5, 0.5, 2 / 3)
+
+
+def test_summarize_auc_counts_tied_pairs_as_half():
+    # Members 3, 2, 2, 1; non-members 2, 1, 1, 0. Pairs won (ties 1/2): member 3 -> 4; each member 2 -> 3 + 1/2;
+    # member 1 -> 1 + 2 * 1/2. Total 13 of 16.
+    scores = np.array([3.0, 2.0, 2.0, 1.0, 2.0, 1.0, 1.0, 0.0])
+    is_member = np.array([True] * 4 + [False] * 4)
+    out = summarize(scores, is_member, MetricsConfig(tpr_at_fpr=(0.25,), num_bootstrap=0))
+    assert out["auc"] == pytest.approx(13 / 16, abs=1e-12)
+    assert auc(scores, is_member) == pytest.approx(13 / 16, abs=1e-12)
+    # Points (0,0), (0,1/4), (1/4,3/4), (3/4,1), (1,1): best balanced accuracy (3/4 + 1 - 1/4) / 2 = 3/4.
+    assert out["asr"] == 0.75
+    assert out["tpr_at_fpr_0.25"] == 0.75
+
+
+def test_summarize_auc_equals_pair_count_on_heavy_ties():
+    rng = np.random.default_rng(7)
+    scores = rng.integers(0, 5, 301).astype(float)  # 5 distinct values among 301 samples
+    is_member = rng.random(301) < 0.4
+    members, nonmembers = scores[is_member], scores[~is_member]
+    greater, equal = members[:, None] > nonmembers[None, :], members[:, None] == nonmembers[None, :]
+    by_pairs = (greater.sum() + 0.5 * equal.sum()) / greater.size  # every member/non-member pair, ties 1/2
+    cfg = MetricsConfig(tpr_at_fpr=(0.01,), num_bootstrap=40, seed=2)
+    out = summarize(scores, is_member, cfg)
+    assert out["auc"] == pytest.approx(by_pairs, abs=1e-12)
+    assert auc(scores, is_member) == pytest.approx(by_pairs, abs=1e-12)
+    # the per-resample trapezoid AUCs agree with roc_auc_score too
+    low, high = bootstrap_ci(scores, is_member, auc, num_bootstrap=40, seed=2)
+    assert (out["auc_low"], out["auc_high"]) == pytest.approx((low, high), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (MetricsConfig(tpr_at_fpr=(0.0,)), "not in \\(0, 1\\)"),
+        (MetricsConfig(tpr_at_fpr=(1.0,)), "not in \\(0, 1\\)"),
+        (MetricsConfig(num_bootstrap=-1), "num_bootstrap"),
+    ],
+    ids=["bound_0", "bound_1", "negative_bootstrap"],
+)
+def test_summarize_refuses_configs_built_without_validation(cfg, message):
+    # A MetricsConfig built directly skips from_mapping's checks; summarize repeats them.
+    with pytest.raises(ValueError, match=message):
+        summarize(SCORES, IS_MEMBER, cfg)
+
+
+@pytest.mark.parametrize("max_fpr", [-0.01, 1.01])
+def test_tpr_at_fpr_refuses_bounds_outside_unit_interval(max_fpr):
+    with pytest.raises(ValueError, match="max_fpr"):
+        tpr_at_fpr(SCORES, IS_MEMBER, max_fpr)

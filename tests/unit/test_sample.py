@@ -15,6 +15,37 @@ from dualmd.models.adapter import UNetPredictor
 from dualmd.sample import SinglePredictor, build_scheduler, run_sampler, sample_images
 from dualmd.samplers import generate
 
+TEACHER_VALUES = {"teacher1": 0.5, "teacher2": -0.5}
+
+
+def constant_model_dir(path, value: float, num_train_timesteps: int = 20):
+    """A model directory whose UNet predicts `value` at every pixel (conv_out weights 0, bias `value`)."""
+    unet = tiny_unet(0)
+    with torch.no_grad():
+        unet.conv_out.weight.zero_()
+        unet.conv_out.bias.fill_(value)
+    for sub in ("unet", "unet_ema"):
+        unet.save_pretrained(path / sub)
+    DDPMScheduler(num_train_timesteps=num_train_timesteps).save_pretrained(path / "scheduler")
+    return path
+
+
+@pytest.fixture
+def teacher_log(monkeypatch):
+    """(teacher, t) of every predictor call `generate` makes; the teacher is read off its constant output."""
+    log = []
+    by_value = {v: name for name, v in TEACHER_VALUES.items()}
+
+    class Recording(UNetPredictor):
+        def __call__(self, x_t, t):
+            eps = super().__call__(x_t, t)
+            assert (t == t[0]).all()
+            log.append((by_value[float(eps.flatten()[0])], int(t[0])))
+            return eps
+
+    monkeypatch.setattr("dualmd.samplers.UNetPredictor", Recording)
+    return log
+
 
 @pytest.fixture
 def base_scheduler():
@@ -129,3 +160,37 @@ def test_generate_refuses_missing_or_mismatched_teachers(tmp_path):
         generate("dualmd", dirs, cfg)
     with pytest.raises(ValueError, match="student"):
         generate("student", dirs, cfg)
+
+
+def test_generate_dualmd_runs_teacher1_first_then_alternates(tmp_path, teacher_log):
+    """DDIM, T = 20, 5 steps (t = 16, 12, 8, 4, 0), step_index rule: teachers 1, 2, 1, 2, 1, and each step's
+    output is what moves x_t (the image equals the chain replayed by hand with eps = +0.5, -0.5, ...)."""
+    dirs = {m: constant_model_dir(tmp_path / m, v) for m, v in TEACHER_VALUES.items()}
+    cfg = SampleConfig(num_images=1, scheduler="ddim", num_inference_steps=5, seed=4)
+    images, info = generate("dualmd", dirs, cfg)
+    t1, t2 = "teacher1", "teacher2"
+    assert teacher_log == [(t1, 16), (t2, 12), (t1, 8), (t2, 4), (t1, 0)]
+    assert info["teacher_sequence"] == "12121"
+
+    def replay(values):
+        scheduler = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=20).config)
+        scheduler.set_timesteps(5)
+        x = torch.randn((1, 1, 8, 8), generator=torch.Generator().manual_seed(4))
+        for value, t in zip(values, scheduler.timesteps, strict=True):
+            x = scheduler.step(torch.full_like(x, value), t, x).prev_sample
+        return x.clamp(-1, 1)
+
+    torch.testing.assert_close(images, replay([0.5, -0.5, 0.5, -0.5, 0.5]), rtol=0, atol=1e-6)
+    assert not torch.allclose(images, replay([-0.5, 0.5, -0.5, 0.5, -0.5]), atol=1e-3)  # swapped teachers
+
+
+def test_generate_dualmd_timestep_parity_on_the_full_ddpm_chain(tmp_path, teacher_log):
+    """DDPM, all 20 steps, timestep_parity rule: t odd -> teacher 1 (t = 19 first), t even -> teacher 2."""
+    dirs = {m: constant_model_dir(tmp_path / m, v) for m, v in TEACHER_VALUES.items()}
+    cfg = SampleConfig(
+        num_images=2, scheduler="ddpm", num_inference_steps=20, dualmd_alternation="timestep_parity"
+    )
+    _, info = generate("dualmd", dirs, cfg)
+    expected = [("teacher1" if t % 2 else "teacher2", t) for t in range(19, -1, -1)]
+    assert teacher_log == expected
+    assert info["teacher_sequence"] == "12" * 10

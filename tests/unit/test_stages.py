@@ -1,13 +1,25 @@
-"""The CLI is only a parser: each subcommand's options are exactly its stage function's keyword arguments."""
+"""The CLI is only a parser: each subcommand's options are exactly its stage function's keyword arguments; the
+attack stage scores each target on its own members."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import json
 
+import numpy as np
 import pytest
+import torch
+import yaml
+from conftest import tiny_model_dir
 
 from dualmd import cli
+from dualmd.attacks import load_scores
+from dualmd.data.datasets import save_images
+from dualmd.data.splits import Split, save_split
+from dualmd.images import save_samples
+from dualmd.models.directory import provenance
+from dualmd.stages.attack import score
 
 
 @pytest.mark.parametrize("name", sorted(cli.STAGES))
@@ -63,3 +75,77 @@ def test_named_paths_become_a_mapping(monkeypatch):
     }
     with pytest.raises(SystemExit):
         cli.main(["attack", "--target", "no-equals-sign"])
+
+
+# --- which images the attack stage scores as each target's members ------------------------------------------
+
+# A 12-image dataset split by hand: image i has every pixel equal to 20 * i.
+MEMBERS, NONMEMBERS = [2, 5, 7, 8, 10, 11], [0, 1, 3, 4, 6, 9]
+HALF1, HALF2 = [5, 8, 11], [2, 7, 10]
+EXPECTED_MEMBERS = {
+    "baseline": MEMBERS,
+    "teacher1": HALF1,  # each teacher: only the half it was trained on
+    "teacher2": HALF2,
+    "student": MEMBERS,
+    "dualmd": MEMBERS,
+}
+# The split subset each model directory records as its training data.
+TRAINED_ON = {"baseline": "members", "teacher1": "half1", "teacher2": "half2", "student": "members"}
+
+
+@pytest.fixture
+def attack_inputs(tmp_path):
+    """Images, a saved hand-made split and a config with a one-timestep loss attack and 1-NN distance."""
+    pixels = (20 * np.arange(12, dtype=np.uint8)).reshape(12, 1, 1, 1) * np.ones((1, 1, 8, 8), np.uint8)
+    save_images(tmp_path / "images.npz", pixels)
+    split = Split(MEMBERS, NONMEMBERS, HALF1, HALF2, meta={"num_dataset_images": 12})
+    save_split(split, tmp_path / "split.npz", tmp_path / "split.json")
+    config = {"attack": {"batch_size": 4, "loss": {"timesteps": [5]}, "nn_distance": {"k": 1}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    paths = {
+        "config": "config.yaml",
+        "images": "images.npz",
+        "split": "split.npz",
+        "split_meta": "split.json",
+    }
+    return split, {key: tmp_path / name for key, name in paths.items()}
+
+
+def check_membership(out_dir, names):
+    """Each target's score file holds exactly its members (is_member True) and the six non-members."""
+    for name in names:
+        result = load_scores(out_dir / f"{name}.npz")
+        ids, is_member = result.sample_ids.tolist(), result.is_member.tolist()
+        assert sorted(i for i, m in zip(ids, is_member, strict=True) if m) == EXPECTED_MEMBERS[name], name
+        assert sorted(i for i, m in zip(ids, is_member, strict=True) if not m) == NONMEMBERS, name
+        assert len(ids) == len(EXPECTED_MEMBERS[name]) + 6 == len(set(ids)), name
+
+
+def test_attack_stage_scores_each_target_on_its_own_members(tmp_path, attack_inputs):
+    """Black-box attack on every sampler: teacher1 on D1, teacher2 on D2, the rest on all members, all against
+    the six non-members. With one generated image, a copy of image 5, image i scores -8 * 20 |i - 5| / 127.5
+    (64 pixels, each 20 |i - 5| / 127.5 away), which also checks that ids and images stay aligned."""
+    _, paths = attack_inputs
+    copy_of_5 = torch.full((1, 1, 8, 8), 100 / 127.5 - 1)
+    targets = {}
+    for name in EXPECTED_MEMBERS:
+        targets[name] = tmp_path / "samples" / f"{name}.npz"
+        save_samples(copy_of_5, targets[name], tmp_path / "samples" / f"{name}.png")
+    score(attack="nn_distance", targets=targets, out_dir=tmp_path / "scores", **paths)
+    check_membership(tmp_path / "scores", EXPECTED_MEMBERS)
+    result = load_scores(tmp_path / "scores" / "teacher1.npz")
+    expected = [-8 * 20 * abs(i - 5) / 127.5 for i in result.sample_ids]
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_attack_stage_model_attack_uses_each_models_training_subset(tmp_path, attack_inputs):
+    """White-box attack on every model with weights (dualmd has none): the same member sets, and each model
+    directory's recorded training subset must be the one scored as its members."""
+    split, paths = attack_inputs
+    targets = {}
+    for seed, name in enumerate(["baseline", "teacher1", "teacher2", "student"]):
+        targets[name] = tiny_model_dir(tmp_path / "models" / name, seed)
+        meta = provenance(split, name, TRAINED_ON[name])
+        (targets[name] / "metadata.json").write_text(json.dumps(meta))
+    score(attack="loss", targets=targets, out_dir=tmp_path / "scores", **paths)
+    check_membership(tmp_path / "scores", targets)

@@ -1,0 +1,479 @@
+"""The report's tables, metrics.json, roc.csv and report.md, from small input files with known numbers.
+
+The inputs have the formats the earlier stages write: an attack's metrics JSON (`stages.metrics.evaluate`), a
+sampler's utility JSON (`stages.utility.utility`), copy detection and t-error JSONs (`stages.memorization`), a
+model directory's metadata.json (`train.run_and_save`), ROC CSVs and the split's JSON sidecar. Values are
+binary fractions where sums and means are checked, so equality is exact.
+"""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from dualmd.report import (
+    attack_table,
+    combined_roc,
+    flat_metrics,
+    memorization_table,
+    pia_sweep_table,
+    training_table,
+    utility_table,
+    with_intervals,
+    write_report,
+)
+
+
+def _metric_row(target, auc, asr, tpr, num_members, num_nonmembers, sweep=None):
+    """One row of an attack's metrics JSON, with one FPR bound (0.01); each metric is (value, low, high)."""
+    row = {"target": target}
+    for name, (value, low, high) in (("auc", auc), ("asr", asr), ("tpr_at_fpr_0.01", tpr)):
+        row |= {name: value, f"{name}_low": low, f"{name}_high": high}
+    return row | {"num_members": num_members, "num_nonmembers": num_nonmembers, "sweep": sweep or {}}
+
+
+PIA_SWEEP = {
+    "100": {"auc": 0.5, "tpr_at_fpr_0.01": 0.0},
+    "20": {"auc": 0.75, "tpr_at_fpr_0.01": 0.125},
+    "5": {"auc": 0.625, "tpr_at_fpr_0.01": 0.0625},
+}
+ATTACKS = {
+    "pia": [
+        _metric_row(
+            "baseline", (0.8123, 0.7, 0.9), (0.75, 0.625, 0.875), (0.25, 0.125, 0.5), 40, 32, PIA_SWEEP
+        )
+    ],
+    # Not in catalog order (teacher1 comes before dualmd there), and alphabetical order = this file's order.
+    "loss": [
+        _metric_row("dualmd", (0.5, 0.375, 0.625), (0.5, 0.5, 0.5625), (0.0, 0.0, 0.03125), 40, 32),
+        _metric_row(
+            "teacher1", (0.6875, 0.5625, 0.8125), (0.625, 0.5625, 0.6875), (0.125, 0.0625, 0.1875), 20, 32
+        ),
+    ],
+}
+# Input order student, dualmd, baseline; catalog order baseline, student, dualmd; alphabetical differs from both.
+UTILITY = [
+    {"sampler": "student", "fid": 12.5, "inception_score": 1.25, "inception_score_std": 0.125},
+    {"sampler": "dualmd", "fid": 10.0, "inception_score": 1.5, "inception_score_std": 0.25},
+    {
+        "sampler": "baseline",
+        "fid": 3.0,
+        "inception_score": None,
+        "inception_score_std": None,
+        "is_absent_reason": "pixels: no class probabilities",
+    },
+]
+UTILITY_SETTINGS = {
+    "scheduler": "ddim",
+    "num_inference_steps": 10,
+    "feature_net": "pixels",
+    "num_images": 16,
+    "num_reference": 40,  # written by the stage, not a column of the table
+}
+T_ERROR = {
+    "models": [
+        {"model": "teacher2", "auc": 0.5625, "member_median": 0.0123456, "nonmember_median": 2.5},
+        {"model": "baseline", "auc": 0.625, "member_median": 0.25, "nonmember_median": 0.5},
+    ]
+}
+COPIES = [
+    {"sampler": "dualmd", "copy_rate": 0.25, "num_copies": 1, "num_generated": 4, "threshold": 1 / 3},
+    {"sampler": "baseline", "copy_rate": 0.5, "num_copies": 2, "num_generated": 4, "threshold": 1 / 3},
+]
+# Input order teacher1, student, baseline; catalog order baseline, teacher1, student.
+MODELS = {
+    "teacher1": {
+        "subset": "half1",
+        "num_train_steps": 100,
+        "loss_curve": [[50, 0.5], [100, 0.25]],
+        "probe": {"member_loss": [0.25, 0.75], "nonmember_loss": [1.0, 2.0]},
+        "wall_time_s": 12.5,
+    },
+    "student": {
+        "subset": "members",
+        "num_train_steps": 200,
+        "loss_curve": [[100, 0.5], [200, 0.125]],
+        "probe": {"member_loss": [0.5], "nonmember_loss": [0.5]},
+        "wall_time_s": 30.0,
+    },
+    # No loss history, no probe and no wall time: those cells are empty.
+    "baseline": {"subset": "members", "num_train_steps": 300, "loss_curve": []},
+}
+ROCS = {
+    "pia": pd.DataFrame(
+        {"attack": "pia", "target": "baseline", "fpr": [0.0, 0.0, 1.0], "tpr": [0.0, 0.5, 1.0]}
+    ),
+    "loss": pd.DataFrame(
+        {
+            "attack": "loss",
+            "target": ["teacher1", "teacher1", "dualmd", "dualmd"],
+            "fpr": [0.0, 1.0, 0.0, 1.0],
+            "tpr": [0.0, 1.0, 0.25, 1.0],
+        }
+    ),
+}
+SPLIT_META = {"counts": {"members": 40, "nonmembers": 32, "half1": 20, "half2": 20}, "fingerprint": "abc"}
+
+#: metrics.json of these inputs, by hand: every number of every attack row, FID and IS when present (the
+#: baseline's IS is None), and every memorization value.
+EXPECTED_METRICS = {
+    "attack/loss/teacher1/num_members": 20.0,
+    "attack/loss/teacher1/num_nonmembers": 32.0,
+    "attack/loss/teacher1/auc": 0.6875,
+    "attack/loss/teacher1/auc_low": 0.5625,
+    "attack/loss/teacher1/auc_high": 0.8125,
+    "attack/loss/teacher1/asr": 0.625,
+    "attack/loss/teacher1/asr_low": 0.5625,
+    "attack/loss/teacher1/asr_high": 0.6875,
+    "attack/loss/teacher1/tpr_at_fpr_0.01": 0.125,
+    "attack/loss/teacher1/tpr_at_fpr_0.01_low": 0.0625,
+    "attack/loss/teacher1/tpr_at_fpr_0.01_high": 0.1875,
+    "attack/loss/dualmd/num_members": 40.0,
+    "attack/loss/dualmd/num_nonmembers": 32.0,
+    "attack/loss/dualmd/auc": 0.5,
+    "attack/loss/dualmd/auc_low": 0.375,
+    "attack/loss/dualmd/auc_high": 0.625,
+    "attack/loss/dualmd/asr": 0.5,
+    "attack/loss/dualmd/asr_low": 0.5,
+    "attack/loss/dualmd/asr_high": 0.5625,
+    "attack/loss/dualmd/tpr_at_fpr_0.01": 0.0,
+    "attack/loss/dualmd/tpr_at_fpr_0.01_low": 0.0,
+    "attack/loss/dualmd/tpr_at_fpr_0.01_high": 0.03125,
+    "attack/pia/baseline/num_members": 40.0,
+    "attack/pia/baseline/num_nonmembers": 32.0,
+    "attack/pia/baseline/auc": 0.8123,
+    "attack/pia/baseline/auc_low": 0.7,
+    "attack/pia/baseline/auc_high": 0.9,
+    "attack/pia/baseline/asr": 0.75,
+    "attack/pia/baseline/asr_low": 0.625,
+    "attack/pia/baseline/asr_high": 0.875,
+    "attack/pia/baseline/tpr_at_fpr_0.01": 0.25,
+    "attack/pia/baseline/tpr_at_fpr_0.01_low": 0.125,
+    "attack/pia/baseline/tpr_at_fpr_0.01_high": 0.5,
+    "utility/baseline/fid": 3.0,
+    "utility/student/fid": 12.5,
+    "utility/student/inception_score": 1.25,
+    "utility/dualmd/fid": 10.0,
+    "utility/dualmd/inception_score": 1.5,
+    "memorization/copy_rate/baseline": 0.5,
+    "memorization/copy_rate/dualmd": 0.25,
+    "memorization/t_error/baseline": 0.625,
+    "memorization/t_error/teacher2": 0.5625,
+}
+
+
+def _write_json(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """The keyword arguments of `write_report` (less out_dir), every file written under tmp_path/in."""
+    root = tmp_path / "in"
+    root.mkdir()
+    model_dirs = []
+    for model_id, meta in MODELS.items():
+        (root / model_id).mkdir()
+        _write_json(root / model_id / "metadata.json", {"model_id": model_id, **meta})
+        model_dirs.append(root / model_id)
+    for name, roc in ROCS.items():
+        roc.to_csv(root / f"{name}_roc.csv", index=False)
+    return {
+        "attack_files": [
+            _write_json(root / f"{a}.json", {"attack": a, "rows": r}) for a, r in ATTACKS.items()
+        ],
+        "roc_files": [root / f"{name}_roc.csv" for name in ROCS],
+        "utility_files": [
+            _write_json(root / f"utility_{u['sampler']}.json", {**UTILITY_SETTINGS, **u}) for u in UTILITY
+        ],
+        "copy_files": [_write_json(root / f"copies_{c['sampler']}.json", c) for c in COPIES],
+        "t_error_file": _write_json(root / "t_error.json", T_ERROR),
+        "model_dirs": model_dirs,
+        "split_meta": SPLIT_META,
+    }
+
+
+def test_attack_table_orders_rows_by_attack_then_catalog_target(inputs):
+    table = attack_table(inputs["attack_files"])
+    assert list(zip(table["attack"], table["target"], strict=True)) == [
+        ("loss", "teacher1"),
+        ("loss", "dualmd"),
+        ("pia", "baseline"),
+    ]
+    assert table["auc"].tolist() == [0.6875, 0.5, 0.8123]
+    assert table["num_members"].tolist() == [20, 40, 40]
+
+
+def test_attack_table_columns_counts_then_metrics_each_followed_by_its_interval(tmp_path):
+    # Keys in scrambled order and two FPR bounds: TPR at the larger bound (1%) comes before 0.1%.
+    row = {
+        "tpr_at_fpr_0.001_high": 0.1,
+        "asr_high": 0.8,
+        "num_nonmembers": 8,
+        "tpr_at_fpr_0.01": 0.2,
+        "auc_low": 0.6,
+        "tpr_at_fpr_0.001": 0.05,
+        "asr": 0.7,
+        "target": "baseline",
+        "tpr_at_fpr_0.01_low": 0.1,
+        "auc": 0.75,
+        "tpr_at_fpr_0.001_low": 0.0,
+        "asr_low": 0.6,
+        "sweep": {"10": {"auc": 0.5}},
+        "auc_high": 0.9,
+        "tpr_at_fpr_0.01_high": 0.3,
+        "num_members": 8,
+    }
+    table = attack_table([_write_json(tmp_path / "m.json", {"attack": "pian", "rows": [row]})])
+    assert table.columns.tolist() == [
+        "attack",
+        "target",
+        "num_members",
+        "num_nonmembers",
+        "auc",
+        "auc_low",
+        "auc_high",
+        "asr",
+        "asr_low",
+        "asr_high",
+        "tpr_at_fpr_0.01",
+        "tpr_at_fpr_0.01_low",
+        "tpr_at_fpr_0.01_high",
+        "tpr_at_fpr_0.001",
+        "tpr_at_fpr_0.001_low",
+        "tpr_at_fpr_0.001_high",
+    ]
+    assert table.iloc[0]["tpr_at_fpr_0.001_high"] == 0.1
+
+
+def test_with_intervals_writes_value_low_high_with_three_decimals(inputs):
+    shown = with_intervals(attack_table(inputs["attack_files"]))
+    assert shown.columns.tolist() == [
+        "attack",
+        "target",
+        "num_members",
+        "num_nonmembers",
+        "auc",
+        "asr",
+        "tpr_at_fpr_0.01",
+    ]
+    assert shown.iloc[2].to_dict() == {
+        "attack": "pia",
+        "target": "baseline",
+        "num_members": 40,
+        "num_nonmembers": 32,
+        "auc": "0.812 [0.700, 0.900]",
+        "asr": "0.750 [0.625, 0.875]",
+        "tpr_at_fpr_0.01": "0.250 [0.125, 0.500]",
+    }
+    assert shown["auc"].tolist() == ["0.688 [0.562, 0.812]", "0.500 [0.375, 0.625]", "0.812 [0.700, 0.900]"]
+    assert shown.iloc[1]["tpr_at_fpr_0.01"] == "0.000 [0.000, 0.031]"
+
+
+def test_pia_sweep_table_lists_timesteps_in_numeric_order(inputs):
+    expected = pd.DataFrame(
+        {
+            "attack": "pia",
+            "target": "baseline",
+            "timestep": [5, 20, 100],
+            "auc": [0.625, 0.75, 0.5],
+            "tpr_at_fpr_0.01": [0.0625, 0.125, 0.0],
+        }
+    )
+    pd.testing.assert_frame_equal(pia_sweep_table(inputs["attack_files"]), expected, check_dtype=False)
+
+
+def test_pia_sweep_table_is_empty_when_no_attack_sweeps(inputs):
+    assert pia_sweep_table([f for f in inputs["attack_files"] if f.stem == "loss"]).empty
+
+
+def test_utility_table_rows_in_catalog_order_with_fixed_columns(inputs):
+    table = utility_table(inputs["utility_files"])
+    assert table.columns.tolist() == [
+        "sampler",
+        "fid",
+        "inception_score",
+        "inception_score_std",
+        "num_images",
+        "scheduler",
+        "num_inference_steps",
+        "feature_net",
+        "is_absent_reason",
+    ]
+    assert table["sampler"].tolist() == ["baseline", "student", "dualmd"]
+    assert table["fid"].tolist() == [3.0, 12.5, 10.0]
+    assert math.isnan(table["inception_score"][0]) and table["inception_score"][1:].tolist() == [1.25, 1.5]
+    assert table["is_absent_reason"][0] == "pixels: no class probabilities"
+    assert table["is_absent_reason"][1:].isna().all()
+    assert table["num_inference_steps"].tolist() == [10, 10, 10]
+
+
+def test_memorization_table_rows_values_and_details(inputs):
+    table = memorization_table(inputs["copy_files"], inputs["t_error_file"])
+    assert table.to_dict("records") == [
+        {"kind": "copy_rate", "target": "baseline", "value": 0.5, "detail": "2/4 under ratio 0.333"},
+        {"kind": "copy_rate", "target": "dualmd", "value": 0.25, "detail": "1/4 under ratio 0.333"},
+        {
+            "kind": "t_error",
+            "target": "baseline",
+            "value": 0.625,
+            "detail": "median t-error members 0.25 / non-members 0.5",
+        },
+        {
+            "kind": "t_error",
+            "target": "teacher2",
+            "value": 0.5625,
+            "detail": "median t-error members 0.01235 / non-members 2.5",
+        },
+    ]
+
+
+def test_training_table_final_loss_probe_means_and_gap(inputs):
+    nan = float("nan")
+    expected = pd.DataFrame(
+        {
+            "model": ["baseline", "teacher1", "student"],
+            "subset": ["members", "half1", "members"],
+            "steps": [300, 100, 200],
+            "final_loss": [nan, 0.25, 0.125],  # last point of the loss curve
+            "probe_member_loss": [nan, 0.5, 0.5],  # mean over the probe timesteps
+            "probe_nonmember_loss": [nan, 1.5, 0.5],
+            "probe_gap": [nan, 1.0, 0.0],  # non-members minus members
+            "wall_time_s": [nan, 12.5, 30.0],
+        }
+    )
+    pd.testing.assert_frame_equal(training_table(inputs["model_dirs"]), expected, check_dtype=False)
+
+
+def test_flat_metrics_has_every_number_under_section_name_target_keys(inputs):
+    flat = flat_metrics(
+        attack_table(inputs["attack_files"]),
+        utility_table(inputs["utility_files"]),
+        memorization_table(inputs["copy_files"], inputs["t_error_file"]),
+    )
+    assert flat == EXPECTED_METRICS
+    assert all(type(v) is float for v in flat.values())
+
+
+def test_flat_metrics_drops_nan_and_none():
+    attacks = pd.DataFrame(
+        {"attack": ["loss"], "target": ["baseline"], "auc": [0.5], "auc_low": [float("nan")]}
+    )
+    utility = pd.DataFrame(
+        {"sampler": ["dualmd", "student"], "fid": [None, 2.0], "inception_score": [None, None]}
+    )
+    memorization = pd.DataFrame({"kind": ["t_error"], "target": ["baseline"], "value": [float("nan")]})
+    assert flat_metrics(attacks, utility, memorization) == {
+        "attack/loss/baseline/auc": 0.5,
+        "utility/student/fid": 2.0,
+    }
+
+
+def test_combined_roc_stacks_files_in_order(inputs):
+    expected = pd.DataFrame(
+        {
+            "attack": ["pia"] * 3 + ["loss"] * 4,
+            "target": ["baseline"] * 3 + ["teacher1", "teacher1", "dualmd", "dualmd"],
+            "fpr": [0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0],
+            "tpr": [0.0, 0.5, 1.0, 0.0, 1.0, 0.25, 1.0],
+        }
+    )
+    pd.testing.assert_frame_equal(combined_roc(inputs["roc_files"]), expected, check_dtype=False)
+
+
+def test_combined_roc_of_no_files_is_an_empty_long_table():
+    roc = combined_roc([])
+    assert roc.empty and roc.columns.tolist() == ["attack", "target", "fpr", "tpr"]
+
+
+def _sections(report_md: str) -> dict[str, str]:
+    """report.md split at its "## " headings: first word of the heading -> the section's text."""
+    return {part.split()[0]: part for part in report_md.split("\n## ")[1:]}
+
+
+def test_write_report_files_metrics_json_and_markdown(inputs, tmp_path):
+    out = tmp_path / "report"
+    metrics = write_report(**inputs, out_dir=out)
+
+    assert metrics == EXPECTED_METRICS
+    text = (out / "metrics.json").read_text()
+    assert json.loads(text) == EXPECTED_METRICS
+    assert list(json.loads(text)) == sorted(EXPECTED_METRICS)  # stable order for diffs of dvc metrics
+
+    roc = pd.read_csv(out / "roc.csv")
+    assert roc.columns.tolist() == ["attack", "target", "fpr", "tpr"]
+    assert roc["target"].tolist() == ["baseline"] * 3 + ["teacher1", "teacher1", "dualmd", "dualmd"]
+    assert roc["tpr"].tolist() == [0.0, 0.5, 1.0, 0.0, 1.0, 0.25, 1.0]
+
+    attacks = pd.read_csv(out / "attacks.csv")
+    assert attacks["target"].tolist() == ["teacher1", "dualmd", "baseline"]
+    assert attacks["auc_high"].tolist() == [0.8125, 0.625, 0.9]
+    assert pd.read_csv(out / "utility.csv")["sampler"].tolist() == ["baseline", "student", "dualmd"]
+    assert pd.read_csv(out / "training.csv")["probe_gap"].tolist()[1:] == [1.0, 0.0]
+    assert pd.read_csv(out / "pia_sweep.csv")["timestep"].tolist() == [5, 20, 100]
+    assert "0.812 [0.700, 0.900]" in (out / "attacks.md").read_text()
+    assert "0.01235" in (out / "memorization.md").read_text()
+
+    report_md = (out / "report.md").read_text()
+    assert report_md.startswith("# dualmd report\n")
+    assert "Split: {'members': 40, 'nonmembers': 32, 'half1': 20, 'half2': 20}" in report_md
+    sections = _sections(report_md)
+    assert list(sections) == ["Membership", "Utility", "Memorization", "Training", "PIA"]
+    for cell in ("0.812 [0.700, 0.900]", "0.688 [0.562, 0.812]", "0.000 [0.000, 0.031]", "teacher1"):
+        assert cell in sections["Membership"]
+    for cell in ("12.500", "10.000", "3.000", "1.250", "pixels: no class probabilities", "ddim"):
+        assert cell in sections["Utility"]
+    for cell in (
+        "0.500",
+        "0.250",
+        "0.625",
+        "0.562",
+        "2/4 under ratio 0.333",
+        "members 0.01235 / non-members 2.5",
+    ):
+        assert cell in sections["Memorization"]
+    for cell in ("0.125", "12.5", "300", "half1"):
+        assert cell in sections["Training"]
+    for cell in ("0.625", "0.062", "100"):
+        assert cell in sections["PIA"]
+
+
+def test_write_report_leaves_out_the_sweep_section_without_sweeps(inputs, tmp_path):
+    inputs["attack_files"] = [f for f in inputs["attack_files"] if f.stem == "loss"]
+    write_report(**inputs, out_dir=tmp_path / "report")
+    assert list(_sections((tmp_path / "report" / "report.md").read_text())) == [
+        "Membership",
+        "Utility",
+        "Memorization",
+        "Training",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "damage", "error"),
+    [
+        ("attack_files", "delete", FileNotFoundError),
+        ("attack_files", "corrupt", ValueError),
+        ("utility_files", "corrupt", ValueError),
+        ("copy_files", "delete", FileNotFoundError),
+        ("t_error_file", "corrupt", ValueError),
+        ("model_dirs", "delete", FileNotFoundError),
+        ("model_dirs", "corrupt", ValueError),
+        ("roc_files", "delete", FileNotFoundError),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v.__name__,
+)
+def test_write_report_error_names_the_bad_input_file(inputs, tmp_path, key, damage, error):
+    value = inputs[key]
+    path = value if key == "t_error_file" else value[0]
+    if key == "model_dirs":
+        path = path / "metadata.json"
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_text('{"attack": "loss", "rows": [')  # truncated mid-write
+    with pytest.raises(error, match=str(path.name)) as info:
+        write_report(**inputs, out_dir=tmp_path / "report")
+    assert str(path) in str(info.value)
