@@ -8,11 +8,18 @@ A *target* is anything an attack scores and a sampler draws from:
 - ``trained``: a DDPM trained on ground-truth noise over one split subset (the baseline on every member, each
   teacher on its half);
 - ``distilled``: a model trained from the predictions of other models (the DistillMD student learns from
-  teacher 1 on D2 and teacher 2 on D1, so its members are every member);
+  teacher 1 on D2 and teacher 2 on D1, so its members are every member; the ``selfdistill`` control learns
+  from the baseline on every member, separating "distillation" from "distillation from the teacher that did not
+  see the image");
 - ``pair``: a sampler made of several models and no weights of its own (DualMD alternates the two teachers).
 
 A target's *members* are the images it is scored on as members; non-members are always the split's non-member
 set. Adding a target is one entry here (and, for a new kind, one stage function).
+
+A target with ``checkpoints=True`` also saves its weights during its own training run at the fractions of its
+steps in ``train.snapshot_fractions``; each snapshot is a target of its own, ``<name>@<step>`` (e.g.
+``baseline@120``), with the same members, stored under ``<model dir>/checkpoints/<step>``. They trace the
+undefended model's privacy-utility curve at no extra training cost.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class Target:
     kind: TargetKind
     members: str  # split subset scored as its members: "members", "half1" or "half2"
     models: tuple[str, ...] = ()  # distilled: its teachers; pair: the models it alternates
+    checkpoints: bool = False  # snapshots during training become targets "<name>@<step>"
 
     @property
     def has_weights(self) -> bool:
@@ -53,11 +61,12 @@ class AttackSpec:
 
 
 _TARGETS = (
-    Target("baseline", "trained", members="members"),
+    Target("baseline", "trained", members="members", checkpoints=True),
     Target("teacher1", "trained", members="half1"),
     Target("teacher2", "trained", members="half2"),
     Target("student", "distilled", members="members", models=("teacher1", "teacher2")),
     Target("dualmd", "pair", members="members", models=("teacher1", "teacher2")),
+    Target("selfdistill", "distilled", members="members", models=("baseline",)),
 )
 _ATTACKS = (
     AttackSpec("loss", "model", reads=("loss",)),
@@ -68,7 +77,8 @@ _ATTACKS = (
     AttackSpec("nn_distance", "samples", reads=("nn_distance",)),
 )
 
-#: Every target by name, in report order: the undefended baseline first, then the teachers and the defenses.
+#: Every target by name, in report order: the undefended baseline first, then the teachers, the defenses and
+#: the controls.
 TARGETS: dict[str, Target] = {t.name: t for t in _TARGETS}
 #: Every attack by name.
 ATTACKS: dict[str, AttackSpec] = {a.name: a for a in _ATTACKS}
@@ -78,11 +88,38 @@ T_ERROR_ATTACK = "secmi_stat"
 MEMBER_SUBSETS = ("members", "half1", "half2")
 
 
+#: Separates a target's name from a training step in the name of one of its checkpoints.
+CHECKPOINT_SEP = "@"
+
+
 def target(name: str) -> Target:
-    """The target called `name`; unknown names raise ValueError listing the known ones."""
-    if name not in TARGETS:
+    """The target called `name` (a checkpoint "<name>@<step>" gives its model's target); unknown names raise
+    ValueError listing the known ones."""
+    base, step = split_checkpoint(name)
+    if base not in TARGETS or (step is not None and not TARGETS[base].checkpoints):
         raise ValueError(f"unknown target {name!r}; known: {list(TARGETS)}")
-    return TARGETS[name]
+    return TARGETS[base]
+
+
+def split_checkpoint(name: str) -> tuple[str, int | None]:
+    """("baseline", 120) for "baseline@120"; (name, None) for a name without a step."""
+    base, sep, step = name.partition(CHECKPOINT_SEP)
+    if not sep:
+        return name, None
+    if not step.isdigit():
+        raise ValueError(f"target {name!r}: expected <name>{CHECKPOINT_SEP}<step> with an integer step")
+    return base, int(step)
+
+
+def checkpoint_targets(steps: tuple[int, ...]) -> list[str]:
+    """Names of the checkpoints at `steps` of every target that keeps them, in report order."""
+    return [f"{t.name}{CHECKPOINT_SEP}{step}" for t in _TARGETS if t.checkpoints for step in steps]
+
+
+def report_rank(name: str) -> tuple[int, float]:
+    """Sort key of the report: targets in catalog order, a model's checkpoints by step just before it."""
+    base, step = split_checkpoint(name)
+    return list(TARGETS).index(target(base).name), float("inf") if step is None else float(step)
 
 
 def attack(name: str) -> AttackSpec:

@@ -98,21 +98,29 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "reference-features": (
         "utility:reference",
-        "FID features of the members",
+        "FID features of the reference set (the dataset or the members)",
         ("--config", "--images", "--split", "--split-meta", "--out"),
+    ),
+    "heldout-loss": (
+        "heldout:heldout_loss",
+        "held-out denoising loss of every model",
+        ("--config", "--images", "--split", "--split-meta", "--target", "--out"),
     ),
     "utility": (
         "utility:utility",
-        "FID / IS of one sampler",
+        "FID / KID / IS of one sampler",
         ("--config", "--reference", "--samples", "--info", "--sampler", "--out"),
     ),
     "report": (
         "report:report",
-        "tables, metrics.json, report.md and loss curves",
+        "tables, frontier, metrics.json, report.md and loss curves",
         (
+            "--config",
+            "--scores",
             "--attacks",
             "--rocs",
             "--utility",
+            "--heldout",
             "--copies",
             "--t-error",
             "--models",

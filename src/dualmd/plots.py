@@ -47,6 +47,57 @@ def plot_roc(roc: pd.DataFrame, *, attack: str, out: str | Path) -> None:
     _save(fig, out)
 
 
+def plot_frontier(table: pd.DataFrame, *, tpr_column: str, out: str | Path) -> None:
+    """Privacy against utility, one panel per attack: x held-out loss, y TPR at the FPR bound (log axis).
+
+    The checkpoints of the undefended model and the model itself are one line in training order; every other
+    target is a point; bars are the 95 % intervals. TPR 0 is drawn at the floor of the axis.
+
+    Args:
+        table: `dualmd.frontier.frontier_table` rows (target, model, step, utility, attack, <tpr_column> and
+            their _low / _high).
+        tpr_column: e.g. "tpr_at_fpr_0.01".
+        out: PNG path.
+    """
+    attacks = list(dict.fromkeys(table["attack"])) if not table.empty else []
+    fig, axes = plt.subplots(
+        1, max(1, len(attacks)), figsize=(3.6 * max(1, len(attacks)), 3.4), squeeze=False
+    )
+    floor = 1e-3
+    for ax, attack in zip(axes[0], attacks, strict=False):
+        df = table[table["attack"] == attack]
+        curve = df[df["model"] == "baseline"].sort_values("step", na_position="last")
+        ax.plot(
+            curve["utility"], curve[tpr_column].clip(lower=floor), "-o", color="0.4", ms=3, label="baseline"
+        )
+        for _, row in curve.iterrows():
+            ax.annotate(
+                str(int(row["step"])) if pd.notna(row["step"]) else "final",
+                (row["utility"], max(row[tpr_column], floor)),
+                fontsize=6,
+            )
+        for name, row in df[df["model"] != "baseline"].set_index("target").iterrows():
+            y = max(row[tpr_column], floor)
+            ax.errorbar(
+                row["utility"],
+                y,
+                xerr=[[row["utility"] - row["utility_low"]], [row["utility_high"] - row["utility"]]],
+                yerr=[
+                    [y - max(row[f"{tpr_column}_low"], floor)],
+                    [max(row[f"{tpr_column}_high"], floor) - y],
+                ],
+                fmt="o",
+                ms=4,
+                capsize=2,
+                label=name,
+            )
+        ax.set(yscale="log", ylim=(floor * 0.8, 1.1), xlabel="held-out loss (lower = better)", title=attack)
+    axes[0][0].set_ylabel(tpr_column.replace("tpr_at_fpr_", "TPR @ FPR "))
+    if attacks:
+        axes[0][0].legend(fontsize=7, loc="best")
+    _save(fig, out)
+
+
 def plot_t_error(t_errors: Mapping[str, tuple[np.ndarray, np.ndarray]], *, out: str | Path) -> None:
     """Histograms of member vs non-member t-error, one panel per model.
 

@@ -30,9 +30,8 @@ def _read_json(path: str | Path) -> dict:
 
 
 def _order(df: pd.DataFrame, column: str) -> pd.DataFrame:
-    rank = {name: i for i, name in enumerate(TARGET_ORDER)}
     return (
-        df.assign(_rank=df[column].map(rank))
+        df.assign(_rank=df[column].map(catalog.report_rank))
         .sort_values([c for c in ("attack",) if c in df] + ["_rank"])
         .drop(columns="_rank")
         .reset_index(drop=True)
@@ -66,8 +65,16 @@ def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
     for col in list(out.columns):
         if f"{col}_low" in df and f"{col}_high" in df:
             triples = zip(df[col], df[f"{col}_low"], df[f"{col}_high"], strict=True)
-            out[col] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in triples]
+            out[col] = [_with_interval(v, lo, hi) for v, lo, hi in triples]
     return out
+
+
+def _with_interval(value, low, high) -> str:
+    if pd.isna(value):
+        return "n/a"
+    if pd.isna(low) or pd.isna(high):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def pia_sweep_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
@@ -81,22 +88,56 @@ def pia_sweep_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def utility_table(utility_files: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per sampler: FID, IS, number of images, sampler settings, feature network."""
-    rows = [_read_json(p) for p in utility_files]
-    keep = [
-        "sampler",
-        "fid",
-        "inception_score",
-        "inception_score_std",
-        "num_images",
-        "scheduler",
-        "num_inference_steps",
-        "feature_net",
-        "is_absent_reason",
-    ]
-    df = pd.DataFrame([{k: r.get(k) for k in keep} for r in rows])
-    return _order(df, "sampler")
+#: Columns of the utility table, in order.
+UTILITY_COLUMNS = [
+    "target",
+    "heldout_loss",
+    "heldout_loss_low",
+    "heldout_loss_high",
+    "fid",
+    "fid_low",
+    "fid_high",
+    "kid",
+    "kid_se",
+    "inception_score",
+    "inception_score_std",
+    "num_images",
+    "num_reference",
+    "scheduler",
+    "num_inference_steps",
+    "feature_net",
+    "note",
+]
+
+
+def utility_table(
+    utility_files: Sequence[str | Path], heldout_file: str | Path | None = None
+) -> pd.DataFrame:
+    """One row per target: held-out denoising loss of its model (with its interval), and FID (with its interval),
+    KID (with its standard error) and IS of its sampler, the sampler settings and the feature network.
+
+    ``note`` says why a number is absent: a target without weights of its own has no held-out loss, a feature
+    network without a classifier head no IS.
+    """
+    rows: dict[str, dict] = {}
+    for path in utility_files:
+        r = _read_json(path)
+        rows[r["sampler"]] = {k: r.get(k) for k in UTILITY_COLUMNS if k != "target"}
+        rows[r["sampler"]]["note"] = r.get("is_absent_reason")
+    if heldout_file is not None:
+        for name, h in _read_json(heldout_file)["models"].items():
+            row = rows.setdefault(name, {})
+            row.update(heldout_loss=h["mean"], heldout_loss_low=h["low"], heldout_loss_high=h["high"])
+    notes = {
+        name: f"held-out loss not defined: {name} samples with {' and '.join(t.models)}, it has no weights"
+        for name, t in catalog.TARGETS.items()
+        if not t.has_weights
+    }
+    records = []
+    for name, row in rows.items():
+        note = "; ".join(n for n in (notes.get(name) if heldout_file else None, row.get("note")) if n)
+        records.append({**{c: row.get(c) for c in UTILITY_COLUMNS}, "target": name, "note": note or None})
+    return _order(pd.DataFrame(records, columns=UTILITY_COLUMNS), "target")
 
 
 def memorization_table(copy_files: Sequence[str | Path], t_error_file: str | Path) -> pd.DataFrame:
@@ -171,8 +212,10 @@ def flat_metrics(attacks: pd.DataFrame, utility: pd.DataFrame, memorization: pd.
             if col not in ("attack", "target") and isinstance(value, int | float):
                 put(f"attack/{row['attack']}/{row['target']}/{col}", value)
     for _, row in utility.iterrows():
-        put(f"utility/{row['sampler']}/fid", row["fid"])
-        put(f"utility/{row['sampler']}/inception_score", row["inception_score"])
+        for col in ("heldout_loss", "heldout_loss_low", "heldout_loss_high", "fid", "fid_low", "fid_high"):
+            put(f"utility/{row['target']}/{col}", row[col])
+        for col in ("kid", "kid_se", "inception_score"):
+            put(f"utility/{row['target']}/{col}", row[col])
     for _, row in memorization.iterrows():
         put(f"memorization/{row['kind']}/{row['target']}", row["value"])
     return flat
@@ -201,6 +244,9 @@ def write_report(
     model_dirs: Sequence[str | Path],
     split_meta: dict,
     out_dir: str | Path,
+    heldout_file: str | Path | None = None,
+    frontier: pd.DataFrame | None = None,
+    matched: pd.DataFrame | None = None,
 ) -> dict:
     """Write attacks/utility/memorization/training tables (CSV + MD), metrics.json, roc.csv and report.md.
 
@@ -212,20 +258,61 @@ def write_report(
     tables = {
         "attacks": attack_table(attack_files),
         "pia_sweep": pia_sweep_table(attack_files),
-        "utility": utility_table(utility_files),
+        "utility": utility_table(utility_files, heldout_file),
         "memorization": memorization_table(copy_files, t_error_file),
         "training": training_table(model_dirs),
     }
+    if frontier is not None and matched is not None:
+        tables["frontier"], tables["matched_utility"] = frontier, matched
     roc = combined_roc(roc_files)  # every input is read before the first output is written
     for name, df in tables.items():
         df.to_csv(out / f"{name}.csv", index=False)
-        shown = with_intervals(df) if name == "attacks" else df
+        shown = with_intervals(df) if name in ("attacks", "utility", "frontier") else df
         (out / f"{name}.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
     roc.to_csv(out / "roc.csv", index=False)
     metrics = flat_metrics(tables["attacks"], tables["utility"], tables["memorization"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     (out / "report.md").write_text(_markdown(tables, split_meta))
     return metrics
+
+
+def _matched_lines(matched: pd.DataFrame) -> str:
+    """One line per defense, attack and metric: the difference with its interval and the verdict."""
+    if matched.empty:
+        return "No distilled model and baseline curve to compare.\n"
+    lines = []
+    for _, r in matched.iterrows():
+        if pd.isna(r.get("difference")):
+            lines.append(f"- **{r['defense']}**, {r['attack']} {r['metric']}: {r['verdict']}")
+        else:
+            lines.append(
+                f"- **{r['defense']}**, {r['attack']} {r['metric']}: {r['defense_value']:.3f} vs "
+                f"{r['curve_value']:.3f} on the baseline curve ({r['bracket']}), difference "
+                f"{r['difference']:+.3f} [{r['difference_low']:+.3f}, {r['difference_high']:+.3f}]: {r['verdict']}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def frontier_tables(
+    *,
+    heldout_file: str | Path,
+    score_files: Sequence[str | Path],
+    num_bootstrap: int,
+    seed: int,
+    max_fpr: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The frontier (`dualmd.frontier.frontier_table`) and every distilled model's matched-utility comparison,
+    from the held-out losses and the per-sample score files ``<attack>/<target>.npz`` of the model attacks."""
+    from dualmd.frontier import Heldout, JointBootstrap, frontier_table, matched_utility
+    from dualmd.scores import load_scores
+
+    heldout = Heldout.from_json(_read_json(heldout_file))
+    scores = {(Path(p).stem, Path(p).parent.name): load_scores(p) for p in score_files}
+    member_ids = np.unique(np.concatenate([r.sample_ids[r.is_member] for r in scores.values()]))
+    bootstrap = JointBootstrap(member_ids, heldout.sample_ids, num_bootstrap, seed)
+    table, resampled = frontier_table(heldout, scores, bootstrap, max_fpr)
+    matched = matched_utility(table, resampled, catalog.names("distilled"), max_fpr)
+    return table, matched
 
 
 def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict) -> str:
@@ -235,14 +322,23 @@ def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict) -> str:
         f"Split: {counts} (SHA-256 of each subset in the split's split.json).\n",
         "## Membership inference (members = positive class; 95% bootstrap intervals)\n",
         with_intervals(tables["attacks"]).to_markdown(index=False),
-        "\n## Utility\n",
-        tables["utility"].to_markdown(index=False, floatfmt=".3f"),
+        "\n## Utility (held-out loss: per-pixel eps-MSE on the non-members, lower is better; FID / KID of"
+        " each sampler against the reference set; 95% bootstrap intervals, KID with its standard error)\n",
+        with_intervals(tables["utility"]).to_markdown(index=False, floatfmt=".4g"),
         "\n## Memorization\n",
         tables["memorization"].to_markdown(index=False, floatfmt=".3f"),
         "\n## Training (probe: mean denoising loss over the probe timesteps, fixed noise; gap = non-members"
         " minus members)\n",
         tables["training"].to_markdown(index=False, floatfmt=".4g"),
     ]
+    if "matched_utility" in tables:
+        parts += [
+            "\n## Matched utility (each distilled model against the baseline's checkpoints at the same held-out"
+            " loss; difference = model minus the interpolated curve, 95% joint-bootstrap interval)\n",
+            _matched_lines(tables["matched_utility"]),
+            "\n## Frontier (held-out loss and leakage of every model and checkpoint, per attack)\n",
+            with_intervals(tables["frontier"]).to_markdown(index=False, floatfmt=".4g"),
+        ]
     if not tables["pia_sweep"].empty:
         parts += [
             "\n## PIA / PIAN timestep sweep (not used to pick the reported timestep)\n",

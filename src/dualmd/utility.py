@@ -329,6 +329,82 @@ def frechet_distance(features: np.ndarray, mu: np.ndarray, sigma: np.ndarray) ->
     return float(diff @ diff + trace_own + np.trace(sigma) - 2.0 * trace_cross)
 
 
+def fid_interval(
+    features: np.ndarray, reference: ReferenceStats, num_bootstrap: int, seed: int
+) -> tuple[float, float]:
+    """95 % bootstrap interval of the FID over resamples (with replacement) of the generated images.
+
+    The reference statistics stay fixed: the interval is the sampling uncertainty of the generated set, the part
+    that differs between samplers compared against one reference. A resample holds only ~63 % distinct images
+    and the FID of fewer distinct images is larger (the estimator's known bias in N), so raw percentiles sit
+    above the estimate; the interval is the percentile interval moved by the bootstrap's bias estimate,
+    mean(resampled FIDs) - FID (Efron & Tibshirani 1993, ch. 10), which centres it on the estimate while keeping
+    its width and skew. With N <= D each resample needs one
+    (N x D) x (D x N) product instead of a fresh (N x D) x (D x D) one: the rows of `features @ sigma` are
+    computed once and resampled with the features.
+    """
+    if num_bootstrap < 1:
+        raise ValueError(f"num_bootstrap must be >= 1, got {num_bootstrap}")
+    features = np.asarray(features, dtype=np.float64)
+    num, dim = features.shape
+    rng = np.random.default_rng(seed)
+    projected = features @ reference.sigma if num <= dim else None
+    trace_ref = float(np.trace(reference.sigma))
+    values = []
+    for _ in range(num_bootstrap):
+        idx = rng.integers(0, num, num)
+        x = features[idx]
+        if projected is None:
+            values.append(frechet_distance(x, reference.mu, reference.sigma))
+            continue
+        mean = x.mean(axis=0)
+        centred = x - mean
+        inner = (projected[idx] - mean @ reference.sigma) @ centred.T / (num - 1)
+        eig = np.linalg.eigvalsh((inner + inner.T) / 2)
+        diff = mean - reference.mu
+        own = float((centred**2).sum() / (num - 1))
+        values.append(float(diff @ diff + own + trace_ref - 2.0 * np.sqrt(np.clip(eig, 0.0, None)).sum()))
+    bias = float(np.mean(values)) - frechet_distance(features, reference.mu, reference.sigma)
+    low, high = np.percentile(values, [2.5, 97.5]) - bias
+    return float(low), float(high)
+
+
+def kernel_inception_distance(features: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018) and its standard error: the unbiased MMD^2 between generated `features` (N, D)
+    and `reference` features (M, D) with the cubic polynomial kernel k(x, y) = (x . y / D + 1)^3.
+
+    clean-fid's ``kernel_distance`` averages this estimator over random equal-size subsets drawn with NumPy's
+    global random state; here it is taken once over all N x M pairs, which is deterministic and equals
+    clean-fid's value when N = M (a subset of every row is a permutation). The standard error is the jackknife
+    over the generated images (leave one out; the reference held fixed, as for `fid_interval`).
+
+    Returns:
+        (kid, standard error).
+    """
+    x, y = np.asarray(features, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    n, m, dim = len(x), len(y), x.shape[1]
+    if n < 3 or m < 2 or y.shape[1] != dim:
+        raise ValueError(f"need (N >= 3, D) and (M >= 2, D) features, got {x.shape} and {y.shape}")
+    rows = (
+        _kernel_row_sums(x, x, dim) - (np.einsum("ij,ij->i", x, x) / dim + 1) ** 3
+    )  # sum_{j != i} k(x_i, x_j)
+    cross = _kernel_row_sums(x, y, dim)  # sum_j k(x_i, y_j)
+    ref_pairs = _kernel_row_sums(y, y, dim).sum() - ((np.einsum("ij,ij->i", y, y) / dim + 1) ** 3).sum()
+    s_xx, s_xy = rows.sum(), cross.sum()
+    term_yy = ref_pairs / (m * (m - 1))
+    kid = s_xx / (n * (n - 1)) + term_yy - 2 * s_xy / (n * m)
+    leave_one_out = (s_xx - 2 * rows) / ((n - 1) * (n - 2)) + term_yy - 2 * (s_xy - cross) / ((n - 1) * m)
+    std_error = np.sqrt((n - 1) / n * ((leave_one_out - leave_one_out.mean()) ** 2).sum())
+    return float(kid), float(std_error)
+
+
+def _kernel_row_sums(a: np.ndarray, b: np.ndarray, dim: int, block: int = 4096) -> np.ndarray:
+    """sum_j (a_i . b_j / dim + 1)^3 for every row i of `a`, in blocks of rows (no len(a) x len(b) matrix)."""
+    return np.concatenate(
+        [((a[i : i + block] @ b.T / dim + 1) ** 3).sum(axis=1) for i in range(0, len(a), block)]
+    )
+
+
 def fid_from_stats(features: np.ndarray, reference: ReferenceStats) -> float:
     """FID of `features` (N, D) against the reference statistics (`frechet_distance`)."""
     return frechet_distance(features, reference.mu, reference.sigma)
@@ -349,8 +425,9 @@ def compute_utility(
         cfg: number of images, feature network, batch size.
         device: where the feature network runs.
     Returns:
-        {"fid", "inception_score", "inception_score_std" (None when absent), "is_absent_reason",
-         "feature_net", "num_images", "num_reference"}.
+        {"fid", "fid_low", "fid_high" (`fid_interval`), "kid", "kid_se" (`kernel_inception_distance`),
+         "inception_score", "inception_score_std" (None when absent), "is_absent_reason", "feature_net",
+         "num_images", "num_reference"}.
     """
     if len(generated) < cfg.num_images:
         raise ValueError(
@@ -361,8 +438,14 @@ def compute_utility(
     reference = _as_reference(reference, cfg, net, device)
     feats, probs = _extract(generated[: cfg.num_images], net, cfg.batch_size, str(device))
     score, std = inception_score(probs) if probs is not None else (None, None)
+    fid_low, fid_high = fid_interval(feats, reference, cfg.num_bootstrap, cfg.seed)
+    kid, kid_se = kernel_inception_distance(feats, reference.features)
     return {
         "fid": fid_from_stats(feats, reference),
+        "fid_low": fid_low,
+        "fid_high": fid_high,
+        "kid": kid,
+        "kid_se": kid_se,
         "inception_score": score,
         "inception_score_std": std,
         "is_absent_reason": net.no_probs_reason if probs is None else None,

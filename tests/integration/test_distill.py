@@ -10,7 +10,7 @@ import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from dualmd.config import DiffusionConfig, DistillConfig, ModelConfig, TrainConfig
-from dualmd.defense.distill import LeakageError, Teacher, check_teachers, distill_student
+from dualmd.defense.distill import LeakageError, Teacher, check_teachers, distill_student, selfdistill_student
 from dualmd.train import train_model
 from dualmd.train.loop import StepInfo
 
@@ -181,3 +181,65 @@ def test_distill_from_real_teachers_writes_a_working_student(tmp_path):
     )
     images = pipe(batch_size=1, num_inference_steps=2, output_type="np").images
     assert images.shape == (1, 8, 8, 1)
+
+
+# --- self-distillation, the control: one teacher trained on every member -----------------------------------
+
+SHA_MEMBERS = "4" * 64
+BASELINE_META = {
+    "model_id": "baseline",
+    "subset": "members",
+    "subset_sha256": SHA_MEMBERS,
+    "split_fingerprint": "fp",
+}
+
+
+def selfdistill(tmp: Path, teacher: Teacher, **kw) -> dict:
+    return selfdistill_student(
+        members=torch.cat([HALF1, HALF2]),
+        teacher=teacher,
+        members_sha256=SHA_MEMBERS,
+        split_fingerprint="fp",
+        probe_members=torch.cat([HALF1, HALF2]),
+        probe_nonmembers=NONMEMBERS,
+        model_cfg=MODEL,
+        diffusion_cfg=DIFFUSION,
+        train_cfg=TRAIN,
+        distill_cfg=DistillConfig(teacher_weights="raw"),
+        out_dir=tmp / "selfdistill",
+        state_dir=tmp / "state",
+        metadata={**STUDENT_META, "model_id": "selfdistill"},
+        **kw,
+    )
+
+
+def test_selfdistill_regresses_every_member_on_the_one_teacher(tmp_path):
+    """Batches mix both halves (drawn from all members) and every target is the teacher's output, never the noise."""
+    steps: list[StepInfo] = []
+    meta = selfdistill(tmp_path, constant_teacher(0.5, BASELINE_META), on_step=steps.append)
+    assert [s.step for s in steps] == list(range(10))
+    for s in steps:
+        assert torch.equal(s.target, torch.full_like(s.x_0, 0.5)), f"step {s.step}"
+    pixels = torch.cat([s.x_0 for s in steps])
+    assert bool(
+        (pixels.flatten(1)[:, 0] > 0).any() and (pixels.flatten(1)[:, 0] < 0).any()
+    )  # D1 and D2 images
+    assert meta["teachers"] == {
+        "teacher": {"subset": "members", "subset_sha256": SHA_MEMBERS, "model_id": "baseline"}
+    }
+    assert meta["num_train_steps"] == TRAIN.num_train_steps and meta["model_id"] == "selfdistill"
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        (META1, "subset 'half1', expected 'members'"),
+        ({**BASELINE_META, "subset_sha256": "9" * 64}, "another split: its members hash"),
+        ({**BASELINE_META, "split_fingerprint": "other"}, "split fingerprint"),
+    ],
+    ids=["teacher-of-one-half", "other-members", "other-fingerprint"],
+)
+def test_selfdistill_refuses_a_teacher_of_other_data_before_training(tmp_path, meta, message):
+    with pytest.raises(LeakageError, match=message):
+        selfdistill(tmp_path, constant_teacher(0.5, meta))
+    assert not (tmp_path / "selfdistill").exists() and not (tmp_path / "state").exists()

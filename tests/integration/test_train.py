@@ -160,3 +160,38 @@ def test_batches_are_deterministic_and_flip_mirrors_width():
 def test_fixed_noise_depends_on_image_index_only():
     assert torch.equal(fixed_noise(3, (1, 8, 8)), fixed_noise(5, (1, 8, 8))[:3])
     assert not torch.equal(fixed_noise(2, (1, 8, 8))[0], fixed_noise(2, (1, 8, 8))[1])
+
+
+def test_checkpoints_equal_a_shorter_run_and_survive_an_interruption(tmp_path):
+    """The weights kept after step k are those of a run of k steps (same seed, same draws, same schedule), and a
+    run interrupted after a snapshot still writes every checkpoint when resumed."""
+    full = run(tmp_path, "full", snapshot_steps=(4, 8))
+    short = run(tmp_path, "short", replace(TRAIN, num_train_steps=4))
+    for sub in ("unet", "unet_ema"):
+        kept, direct = (
+            load_weights(tmp_path / "full/checkpoints/4", sub),
+            load_weights(tmp_path / "short", sub),
+        )
+        assert all(torch.equal(kept[k], direct[k]) for k in kept), sub
+    meta = json.loads((tmp_path / "full/checkpoints/8/metadata.json").read_text())
+    assert meta["num_train_steps"] == meta["checkpoint_step"] == 8 and meta["subset"] == CALLER_META["subset"]
+    assert meta["loss_curve"] == [p for p in full["loss_curve"] if p[0] <= 8] and "probe" not in meta
+    assert sorted(p.name for p in (tmp_path / "full/checkpoints").iterdir()) == ["4", "8"]
+    assert short["loss_curve"] == [p for p in full["loss_curve"] if p[0] <= 4]
+
+    with pytest.raises(Interrupt):  # killed after both snapshots; the last state is that of step 10
+        run(tmp_path, "resumed", on_step=interrupt_at(9), snapshot_steps=(4, 8))
+    resumed = run(tmp_path, "resumed", snapshot_steps=(4, 8))
+    assert resumed["resumed_from_step"] == 10
+    for step in ("4", "8"):
+        a, b = (
+            load_weights(tmp_path / f"{name}/checkpoints/{step}", "unet_ema") for name in ("full", "resumed")
+        )
+        assert all(torch.equal(a[k], b[k]) for k in a), step
+
+
+def test_a_state_without_checkpoints_is_not_resumed_by_a_run_that_keeps_them(tmp_path):
+    with pytest.raises(Interrupt):
+        run(tmp_path, "m", on_step=interrupt_at(6))
+    assert run(tmp_path, "m", snapshot_steps=(4,))["resumed_from_step"] == 0
+    assert (tmp_path / "m/checkpoints/4/unet_ema").is_dir()

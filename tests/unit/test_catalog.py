@@ -10,18 +10,20 @@ from dualmd.config import AttackConfig
 
 
 def test_targets_members_and_models():
-    assert catalog.models() == ["baseline", "teacher1", "teacher2", "student"]
-    assert catalog.samplers() == [*catalog.models(), "dualmd"]
+    assert catalog.models() == ["baseline", "teacher1", "teacher2", "student", "selfdistill"]
+    assert catalog.samplers() == ["baseline", "teacher1", "teacher2", "student", "dualmd", "selfdistill"]
     assert {t: catalog.member_subset(t) for t in catalog.TARGETS} == {
         "baseline": "members",
         "teacher1": "half1",
         "teacher2": "half2",
         "student": "members",
         "dualmd": "members",
+        "selfdistill": "members",
     }
     assert catalog.sampler_models("dualmd") == ("teacher1", "teacher2")
     assert catalog.sampler_models("student") == ("student",)
     assert catalog.target("student").models == ("teacher1", "teacher2")
+    assert catalog.target("selfdistill").models == ("baseline",)  # the control: one teacher saw every member
     assert all(t.members in catalog.MEMBER_SUBSETS for t in catalog.TARGETS.values())
     with pytest.raises(ValueError, match="unknown target"):
         catalog.target("teacher3")
@@ -29,7 +31,8 @@ def test_targets_members_and_models():
 
 def test_downstream_orders_training():
     assert set(catalog.downstream("teacher1")) == {"student", "dualmd"}
-    assert catalog.downstream("baseline") == []
+    assert catalog.downstream("baseline") == ["selfdistill"]
+    assert catalog.downstream("student") == []
 
 
 def test_catalog_and_registry_agree():
@@ -42,3 +45,25 @@ def test_catalog_and_registry_agree():
     assert catalog.attack_targets("pia") == catalog.models()
     assert catalog.attack_targets("nn_distance") == catalog.samplers()
     assert catalog.T_ERROR_ATTACK in catalog.attack_names("model")
+
+
+def test_checkpoint_names_resolve_to_their_model():
+    assert catalog.checkpoint_targets((120, 300)) == ["baseline@120", "baseline@300"]
+    assert catalog.split_checkpoint("baseline@120") == ("baseline", 120)
+    assert catalog.split_checkpoint("teacher1") == ("teacher1", None)
+    assert catalog.target("baseline@120") is catalog.target("baseline")
+    assert catalog.member_subset("baseline@300") == "members"
+    with pytest.raises(ValueError, match="unknown target 'teacher1@5'"):  # teachers keep no checkpoints
+        catalog.target("teacher1@5")
+    with pytest.raises(ValueError, match="integer step"):
+        catalog.split_checkpoint("baseline@last")
+    names = ["student", "baseline", "baseline@300", "selfdistill", "baseline@120", "dualmd", "teacher2"]
+    assert sorted(names, key=catalog.report_rank) == [
+        "baseline@120",
+        "baseline@300",
+        "baseline",
+        "teacher2",
+        "student",
+        "dualmd",
+        "selfdistill",
+    ]

@@ -12,6 +12,7 @@ from dualmd.config import (
     STAGE_SECTIONS,
     ConfigError,
     ExperimentConfig,
+    checkpoint_targets,
     config_digest,
     dump_stage_config,
     load_config,
@@ -56,6 +57,9 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         ({"dataset": {"image_size": 10}, "model": {"block_out_channels": [8, 8, 8]}}, "dataset.image_size"),
         ({"metrics": {"tpr_at_fpr": [0.01, 1.5]}}, "metrics.tpr_at_fpr[1]"),
         ({"runs": {"replicates": 0}}, "runs.replicates: must be >= 1"),
+        ({"train": {"snapshot_fractions": [0.5, 1.0]}}, "train.snapshot_fractions[1]: 1.0 is not in (0, 1)"),
+        ({"utility": {"reference": "nonmembers"}}, "utility.reference"),
+        ({"heldout": {"num_bootstrap": 0}}, "heldout.num_bootstrap: must be >= 1"),
     ],
     ids=[
         "typo",
@@ -78,6 +82,9 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         "image-size-vs-levels",
         "fpr-bound",
         "replicates",
+        "snapshot-fraction",
+        "reference-set",
+        "heldout-bootstrap",
     ],
 )
 def test_bad_config_names_the_key(raw, message):
@@ -179,3 +186,16 @@ def test_replicates_shift_only_their_seeds():
         base.train.seed + 2,
     )
     assert second.sample == base.sample and second.attack == base.attack and second.model == base.model
+
+
+def test_snapshot_steps_round_fractions_of_the_run_and_name_checkpoints():
+    cfg = ExperimentConfig.from_mapping({"train": {"num_train_steps": 1200}})
+    assert cfg.train.snapshot_steps == (120, 300, 600)
+    assert checkpoint_targets(cfg) == ["baseline@120", "baseline@300", "baseline@600"]
+    tiny = ExperimentConfig.from_mapping(
+        {"train": {"num_train_steps": 4, "snapshot_fractions": [0.1, 0.5, 0.9]}}
+    )
+    assert tiny.train.snapshot_steps == (
+        2,
+    )  # round(0.4) = 0 and round(3.6) = 4 (the final model) are dropped
+    assert checkpoint_targets(ExperimentConfig.from_mapping({"train": {"snapshot_fractions": []}})) == []

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from dualmd.report import (
+    UTILITY_COLUMNS,
     attack_table,
     combined_roc,
     flat_metrics,
@@ -54,16 +55,46 @@ ATTACKS = {
 }
 # Input order student, dualmd, baseline; catalog order baseline, student, dualmd; alphabetical differs from both.
 UTILITY = [
-    {"sampler": "student", "fid": 12.5, "inception_score": 1.25, "inception_score_std": 0.125},
-    {"sampler": "dualmd", "fid": 10.0, "inception_score": 1.5, "inception_score_std": 0.25},
+    {
+        "sampler": "student",
+        "fid": 12.5,
+        "fid_low": 11.0,
+        "fid_high": 14.0,
+        "kid": 0.5,
+        "kid_se": 0.125,
+        "inception_score": 1.25,
+        "inception_score_std": 0.125,
+    },
+    {
+        "sampler": "dualmd",
+        "fid": 10.0,
+        "fid_low": 9.5,
+        "fid_high": 10.5,
+        "kid": 0.25,
+        "kid_se": 0.0625,
+        "inception_score": 1.5,
+        "inception_score_std": 0.25,
+    },
     {
         "sampler": "baseline",
         "fid": 3.0,
+        "fid_low": 2.5,
+        "fid_high": 3.75,
+        "kid": 0.03125,
+        "kid_se": 0.015625,
         "inception_score": None,
         "inception_score_std": None,
         "is_absent_reason": "pixels: no class probabilities",
     },
 ]
+# Held-out loss of every model with weights; teacher1 has no sampler file, so its row holds only this.
+HELDOUT = {
+    "models": {
+        "teacher1": {"mean": 0.75, "low": 0.5, "high": 1.0, "per_sample": [0.5, 1.0]},
+        "student": {"mean": 0.375, "low": 0.25, "high": 0.5, "per_sample": [0.25, 0.5]},
+        "baseline": {"mean": 0.25, "low": 0.125, "high": 0.375, "per_sample": [0.125, 0.375]},
+    }
+}
 UTILITY_SETTINGS = {
     "scheduler": "ddim",
     "num_inference_steps": 10,
@@ -151,10 +182,31 @@ EXPECTED_METRICS = {
     "attack/pia/baseline/tpr_at_fpr_0.01": 0.25,
     "attack/pia/baseline/tpr_at_fpr_0.01_low": 0.125,
     "attack/pia/baseline/tpr_at_fpr_0.01_high": 0.5,
+    "utility/baseline/heldout_loss": 0.25,
+    "utility/baseline/heldout_loss_low": 0.125,
+    "utility/baseline/heldout_loss_high": 0.375,
     "utility/baseline/fid": 3.0,
+    "utility/baseline/fid_low": 2.5,
+    "utility/baseline/fid_high": 3.75,
+    "utility/baseline/kid": 0.03125,
+    "utility/baseline/kid_se": 0.015625,
+    "utility/teacher1/heldout_loss": 0.75,
+    "utility/teacher1/heldout_loss_low": 0.5,
+    "utility/teacher1/heldout_loss_high": 1.0,
+    "utility/student/heldout_loss": 0.375,
+    "utility/student/heldout_loss_low": 0.25,
+    "utility/student/heldout_loss_high": 0.5,
     "utility/student/fid": 12.5,
+    "utility/student/fid_low": 11.0,
+    "utility/student/fid_high": 14.0,
+    "utility/student/kid": 0.5,
+    "utility/student/kid_se": 0.125,
     "utility/student/inception_score": 1.25,
     "utility/dualmd/fid": 10.0,
+    "utility/dualmd/fid_low": 9.5,
+    "utility/dualmd/fid_high": 10.5,
+    "utility/dualmd/kid": 0.25,
+    "utility/dualmd/kid_se": 0.0625,
     "utility/dualmd/inception_score": 1.5,
     "memorization/copy_rate/baseline": 0.5,
     "memorization/copy_rate/dualmd": 0.25,
@@ -188,6 +240,7 @@ def inputs(tmp_path):
         "utility_files": [
             _write_json(root / f"utility_{u['sampler']}.json", {**UTILITY_SETTINGS, **u}) for u in UTILITY
         ],
+        "heldout_file": _write_json(root / "heldout_loss.json", HELDOUT),
         "copy_files": [_write_json(root / f"copies_{c['sampler']}.json", c) for c in COPIES],
         "t_error_file": _write_json(root / "t_error.json", T_ERROR),
         "model_dirs": model_dirs,
@@ -290,24 +343,46 @@ def test_pia_sweep_table_is_empty_when_no_attack_sweeps(inputs):
 
 
 def test_utility_table_rows_in_catalog_order_with_fixed_columns(inputs):
-    table = utility_table(inputs["utility_files"])
+    table = utility_table(inputs["utility_files"], inputs["heldout_file"])
     assert table.columns.tolist() == [
-        "sampler",
+        "target",
+        "heldout_loss",
+        "heldout_loss_low",
+        "heldout_loss_high",
         "fid",
+        "fid_low",
+        "fid_high",
+        "kid",
+        "kid_se",
         "inception_score",
         "inception_score_std",
         "num_images",
+        "num_reference",
         "scheduler",
         "num_inference_steps",
         "feature_net",
-        "is_absent_reason",
+        "note",
     ]
-    assert table["sampler"].tolist() == ["baseline", "student", "dualmd"]
-    assert table["fid"].tolist() == [3.0, 12.5, 10.0]
-    assert math.isnan(table["inception_score"][0]) and table["inception_score"][1:].tolist() == [1.25, 1.5]
-    assert table["is_absent_reason"][0] == "pixels: no class probabilities"
-    assert table["is_absent_reason"][1:].isna().all()
-    assert table["num_inference_steps"].tolist() == [10, 10, 10]
+    assert table["target"].tolist() == ["baseline", "teacher1", "student", "dualmd"]
+    assert table["heldout_loss"].tolist()[:3] == [0.25, 0.75, 0.375] and math.isnan(table["heldout_loss"][3])
+    assert table["heldout_loss_high"].tolist()[:3] == [0.375, 1.0, 0.5]
+    assert (
+        table["fid"].tolist()[2:] == [12.5, 10.0] and table["fid"][0] == 3.0 and math.isnan(table["fid"][1])
+    )
+    assert table["fid_low"].tolist()[2:] == [11.0, 9.5] and table["kid_se"].tolist()[2:] == [0.125, 0.0625]
+    assert math.isnan(table["inception_score"][0]) and table["inception_score"][2:].tolist() == [1.25, 1.5]
+    notes = table["note"].tolist()
+    assert notes[0] == "pixels: no class probabilities" and table["note"][1:3].isna().all()
+    assert (
+        notes[3] == "held-out loss not defined: dualmd samples with teacher1 and teacher2, it has no weights"
+    )
+    assert table["num_reference"][0] == 40 and table["num_inference_steps"][2:].tolist() == [10, 10]
+
+
+def test_utility_table_without_heldout_file_has_only_the_samplers(inputs):
+    table = utility_table(inputs["utility_files"])
+    assert table["target"].tolist() == ["baseline", "student", "dualmd"]
+    assert table["heldout_loss"].isna().all() and pd.isna(table["note"][2])
 
 
 def test_memorization_table_rows_values_and_details(inputs):
@@ -350,7 +425,7 @@ def test_training_table_final_loss_probe_means_and_gap(inputs):
 def test_flat_metrics_has_every_number_under_section_name_target_keys(inputs):
     flat = flat_metrics(
         attack_table(inputs["attack_files"]),
-        utility_table(inputs["utility_files"]),
+        utility_table(inputs["utility_files"], inputs["heldout_file"]),
         memorization_table(inputs["copy_files"], inputs["t_error_file"]),
     )
     assert flat == EXPECTED_METRICS
@@ -362,8 +437,8 @@ def test_flat_metrics_drops_nan_and_none():
         {"attack": ["loss"], "target": ["baseline"], "auc": [0.5], "auc_low": [float("nan")]}
     )
     utility = pd.DataFrame(
-        {"sampler": ["dualmd", "student"], "fid": [None, 2.0], "inception_score": [None, None]}
-    )
+        {"target": ["dualmd", "student"], "fid": [None, 2.0], "inception_score": [None, None]}
+    ).reindex(columns=["target", *UTILITY_COLUMNS[1:]])
     memorization = pd.DataFrame({"kind": ["t_error"], "target": ["baseline"], "value": [float("nan")]})
     assert flat_metrics(attacks, utility, memorization) == {
         "attack/loss/baseline/auc": 0.5,
@@ -410,7 +485,12 @@ def test_write_report_files_metrics_json_and_markdown(inputs, tmp_path):
     attacks = pd.read_csv(out / "attacks.csv")
     assert attacks["target"].tolist() == ["teacher1", "dualmd", "baseline"]
     assert attacks["auc_high"].tolist() == [0.8125, 0.625, 0.9]
-    assert pd.read_csv(out / "utility.csv")["sampler"].tolist() == ["baseline", "student", "dualmd"]
+    assert pd.read_csv(out / "utility.csv")["target"].tolist() == [
+        "baseline",
+        "teacher1",
+        "student",
+        "dualmd",
+    ]
     assert pd.read_csv(out / "training.csv")["probe_gap"].tolist()[1:] == [1.0, 0.0]
     assert pd.read_csv(out / "pia_sweep.csv")["timestep"].tolist() == [5, 20, 100]
     assert "0.812 [0.700, 0.900]" in (out / "attacks.md").read_text()
@@ -423,7 +503,17 @@ def test_write_report_files_metrics_json_and_markdown(inputs, tmp_path):
     assert list(sections) == ["Membership", "Utility", "Memorization", "Training", "PIA"]
     for cell in ("0.812 [0.700, 0.900]", "0.688 [0.562, 0.812]", "0.000 [0.000, 0.031]", "teacher1"):
         assert cell in sections["Membership"]
-    for cell in ("12.500", "10.000", "3.000", "1.250", "pixels: no class probabilities", "ddim"):
+    for cell in (
+        "0.250 [0.125, 0.375]",  # held-out loss of the baseline
+        "12.500 [11.000, 14.000]",
+        "10.000 [9.500, 10.500]",
+        "3.000 [2.500, 3.750]",
+        "0.0625",  # KID standard error of dualmd
+        "1.25",
+        "pixels: no class probabilities",
+        "held-out loss not defined: dualmd",
+        "ddim",
+    ):
         assert cell in sections["Utility"]
     for cell in (
         "0.500",

@@ -14,15 +14,17 @@ from dualmd.utility import (
     ReferenceStats,
     compute_features,
     compute_utility,
+    fid_interval,
     frechet_distance,
     inception_score,
+    kernel_inception_distance,
     load_reference,
     preprocess,
     save_reference,
     to_pixel_range,
 )
 
-PIXELS = UtilityConfig(num_images=64, feature_net="pixels", batch_size=16)
+PIXELS = UtilityConfig(num_images=64, feature_net="pixels", batch_size=16, num_bootstrap=50)
 
 
 def random_images(n, seed, channels=1, shift=0.0):
@@ -218,3 +220,64 @@ def test_real_inception_on_tiny_images():
     assert abs(result["fid"]) < 1e-6  # same images, same features
     assert "default_1.pt, sha1=a16e4d89c0ecbc17a915dd76ea9e41211aa82562" in result["feature_net"]
     assert result["inception_score"] is None and "no classifier head" in result["is_absent_reason"]
+
+
+def test_kid_by_hand_on_one_dimensional_features():
+    """D = 1, k(x, y) = (xy + 1)^3; X = (0, 1, 2), Y = (0, 1): pair sums worked out by hand."""
+    x, y = np.array([[0.0], [1.0], [2.0]]), np.array([[0.0], [1.0]])
+    # k_xx off-diagonal: k(0,1) = 1, k(0,2) = 1, k(1,2) = 27 -> sum over i != j = 2 * 29 = 58
+    # k_yy off-diagonal: k(0,1) = 1 -> 2; k_xy: x=0: 1 + 1, x=1: 1 + 8, x=2: 1 + 27 -> 39
+    expected = 58 / 6 + 2 / 2 - 2 * 39 / 6
+    kid, _ = kernel_inception_distance(x, y)
+    assert kid == pytest.approx(expected, rel=1e-12)
+
+
+def test_kid_equals_clean_fid_on_equal_sizes_and_its_jackknife_by_brute_force():
+    from cleanfid.fid import kernel_distance
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 16)), rng.normal(size=(30, 16)) + 0.3
+    kid, se = kernel_inception_distance(x, y)
+    assert kid == pytest.approx(kernel_distance(x, y, num_subsets=1, max_subset_size=1000), rel=1e-10)
+    # jackknife over the generated features, each leave-one-out value from the full formula
+    loo = np.array([kernel_inception_distance(np.delete(x, i, axis=0), y)[0] for i in range(30)])
+    assert se == pytest.approx(np.sqrt(29 / 30 * ((loo - loo.mean()) ** 2).sum()), rel=1e-9)
+    # a reference larger than the block size of the row sums gives the value of the full-matrix formula
+    small, big = x[:, :4], rng.normal(size=(5000, 4))
+    k_xx, k_yy, k_xy = ((a @ b.T / 4 + 1) ** 3 for a, b in ((small, small), (big, big), (small, big)))
+    direct = (
+        (k_xx.sum() - np.trace(k_xx)) / (30 * 29)
+        + (k_yy.sum() - np.trace(k_yy)) / (5000 * 4999)
+        - 2 * k_xy.mean()
+    )
+    assert kernel_inception_distance(small, big)[0] == pytest.approx(direct, rel=1e-9)
+
+
+@pytest.mark.parametrize("num", [40, 300], ids=["fewer-images-than-dims", "more-images-than-dims"])
+def test_fid_interval_is_the_bias_corrected_bootstrap_of_the_generated_set(num):
+    """Brute force: resample the generated features with the same generator, FID of each resample, percentiles
+    moved by mean(resampled) - FID."""
+    rng = np.random.default_rng(1)
+    reference = ReferenceStats.from_features(rng.normal(size=(500, 64)), "test")
+    feats = rng.normal(size=(num, 64)) + 0.2
+    draws = np.random.default_rng(7)
+    values = [
+        frechet_distance(feats[draws.integers(0, num, num)], reference.mu, reference.sigma) for _ in range(50)
+    ]
+    point = frechet_distance(feats, reference.mu, reference.sigma)
+    expected = np.percentile(values, [2.5, 97.5]) - (np.mean(values) - point)
+    low, high = fid_interval(feats, reference, num_bootstrap=50, seed=7)
+    assert (low, high) == pytest.approx(tuple(expected), rel=1e-7)
+    assert low < point < high
+
+
+def test_utility_reports_fid_interval_and_kid_of_the_same_features():
+    generated, reference = random_images(64, 0), random_images(80, 1, shift=0.2)
+    result = compute_utility(generated, reference, PIXELS)
+    gen_feats, ref_feats = compute_features(generated, PIXELS), compute_features(reference, PIXELS)
+    assert (result["kid"], result["kid_se"]) == pytest.approx(kernel_inception_distance(gen_feats, ref_feats))
+    stats = ReferenceStats.from_features(ref_feats, "x")
+    assert (result["fid_low"], result["fid_high"]) == pytest.approx(
+        fid_interval(gen_feats, stats, PIXELS.num_bootstrap, PIXELS.seed)
+    )
+    assert result["fid_low"] < result["fid"] < result["fid_high"] and result["kid"] > 0

@@ -126,11 +126,11 @@ def test_lint_and_default_dry_run():
     lint = snakemake("--lint", cwd=ROOT, check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     jobs = planned_jobs(ROOT, "--forceall")
-    assert jobs["train_model"] == 3 and jobs["distill_model"] == 1
-    assert jobs["sample_images"] == 5 and jobs["make_report"] == 1
-    # one scoring job per cheap attack, whatever the number of targets; one per model for secmi_nn
+    assert jobs["train_model"] == 3 and jobs["distill_model"] == 2  # the DistillMD student and the control
+    assert jobs["sample_images"] == 6 and jobs["make_report"] == 1 and jobs["score_heldout_loss"] == 1
+    # one scoring job per cheap attack, whatever the number of targets; one per model and checkpoint for secmi_nn
     assert jobs["score_model_attack"] == 4 and jobs["score_sample_attack"] == 1
-    assert jobs["score_model_attack_each"] == 4
+    assert jobs["score_model_attack_each"] == 5 + 3  # baseline@120, @300, @600
 
 
 def test_replicates_multiply_runs_not_rules(tmp_path):
@@ -143,7 +143,7 @@ def test_replicates_multiply_runs_not_rules(tmp_path):
 
 def test_paper_config_validates_and_dry_runs():
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/paper-cifar10.yaml")
-    assert jobs["train_model"] == 3 and jobs["distill_model"] == 1 and jobs["score_model_attack"] == 4
+    assert jobs["train_model"] == 3 and jobs["distill_model"] == 2 and jobs["score_model_attack"] == 4
 
 
 def test_rule_files_name_no_target_or_attack():
@@ -238,16 +238,23 @@ def test_end_to_end_outputs(finished_run):
 
 
 def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
-    """metrics.json holds every attack x target of the catalog and every sampler's FID, with the member counts the
-    split implies: teachers are scored on their own half, the other targets on all members."""
+    """metrics.json holds every attack x target of the catalog, every sampler's FID and KID and every model's
+    held-out loss, with the member counts the split implies: teachers are scored on their own half, the other
+    targets on all members."""
     from dualmd import catalog
     from dualmd.attacks.secmi_nn import fraction_count
-    from dualmd.config import load_config
+    from dualmd.config import checkpoint_targets, load_config
 
     cfg = load_config(finished_run / "config/config.yaml")
+    checkpoints = checkpoint_targets(cfg)
+    assert checkpoints == ["baseline@1", "baseline@3", "baseline@6"]  # 10, 25, 50 % of 12 steps
     counts = json.loads((finished_run / "results/split/rep0/split.json").read_text())["counts"]
     metrics = json.loads((finished_run / "results/report/rep0/metrics.json").read_text())
-    expected_pairs = {(a, t) for a in cfg.attack.names for t in catalog.attack_targets(a)}
+    expected_pairs = {
+        (a, t)
+        for a in cfg.attack.names
+        for t in catalog.attack_targets(a) + (checkpoints if catalog.attack(a).access == "model" else [])
+    }
     found_pairs = {tuple(k.split("/")[1:3]) for k in metrics if k.startswith("attack/")}
     assert found_pairs == expected_pairs
 
@@ -268,7 +275,19 @@ def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
             assert 0.0 <= value <= 1.0 and 0.0 <= low <= high <= 1.0, (key, metric, low, value, high)
     assert counts["half1"] + counts["half2"] == counts["members"] and counts["half1"] < counts["members"]
     for sampler in catalog.samplers():
-        assert math.isfinite(metrics[f"utility/{sampler}/fid"]), sampler
+        low, fid, high = (metrics[f"utility/{sampler}/fid{s}"] for s in ("_low", "", "_high"))
+        assert all(map(math.isfinite, (low, fid, high))) and low <= high, sampler
+        assert metrics[f"utility/{sampler}/kid_se"] > 0, sampler
+    for name in [
+        *catalog.TARGETS,
+        *checkpoints,
+    ]:  # every model and checkpoint has a held-out loss, a pair none
+        keys = [f"utility/{name}/heldout_loss{s}" for s in ("_low", "", "_high")]
+        if catalog.target(name).has_weights:
+            low, loss, high = (metrics[k] for k in keys)
+            assert 0 < low <= high and 0 < loss, name
+        else:
+            assert not set(keys) & set(metrics), name
 
 
 @pytest.fixture(params=["with-metadata", "without-metadata"])
@@ -308,16 +327,21 @@ ATTACK_CHANGE = (
             "num_inference_steps: 4",
             {
                 "write_stage_config": 1,
-                "sample_images": 5,
+                "sample_images": 6,
                 "score_sample_attack": 1,
                 "evaluate_attack": 1,
-                "detect_copies": 5,
-                "score_utility": 5,
+                "detect_copies": 6,
+                "score_utility": 6,
                 "make_report": 1,
             },
         ),
+        (
+            "num_timesteps: 4",
+            "num_timesteps: 5",
+            {"write_stage_config": 1, "score_heldout_loss": 1, "make_report": 1},
+        ),
     ],
-    ids=["attack-parameter", "sampling-parameter"],
+    ids=["attack-parameter", "sampling-parameter", "heldout-parameter"],
 )
 def test_change_reruns_only_what_reads_it(moved_run, old, new, expected):
     edit_config(moved_run, old, new)
@@ -327,8 +351,11 @@ def test_change_reruns_only_what_reads_it(moved_run, old, new, expected):
 def test_training_steps_rerun_training_and_everything_downstream(moved_run):
     edit_config(moved_run, "num_train_steps: 12", "num_train_steps: 13")
     jobs = planned_jobs(moved_run)
-    assert jobs["train_model"] == 3 and jobs["distill_model"] == 1 and jobs["sample_images"] == 5
-    assert jobs["score_model_attack"] == 4 and jobs["score_model_attack_each"] == 4
+    assert jobs["train_model"] == 3 and jobs["distill_model"] == 2 and jobs["sample_images"] == 6
+    assert (
+        jobs["score_model_attack"] == 4 and jobs["score_model_attack_each"] == 5 + 3
+    )  # and baseline@1, 3, 6
+    assert jobs["score_heldout_loss"] == 1
     assert jobs["make_report"] == 1
     # the train and distill stage configs
     assert jobs["write_stage_config"] == 2

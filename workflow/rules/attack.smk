@@ -11,7 +11,7 @@ rule score_model_attack:
         targets=model_attack_targets,
         code=stage_code("attack"),
     output:
-        scores=per_target("results/scores/{run}/{attack}/{target}.npz", MODELS),
+        scores=per_target("results/scores/{run}/{attack}/{target}.npz", MODEL_TARGETS),
     log:
         "logs/{run}/score_attack/{attack}.log",
     benchmark:
@@ -60,7 +60,7 @@ use rule score_model_attack as score_model_attack_each with:
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
-        targets="results/models/{run}/{model}",
+        targets=one_model_dir,
         code=stage_code("attack"),
     output:
         scores="results/scores/{run}/{attack}/{model}.npz",

@@ -15,6 +15,7 @@ from dualmd import catalog, sources  # noqa: E402
 from dualmd.config import (  # noqa: E402
     STAGE_SECTIONS,
     ExperimentConfig,
+    checkpoint_targets,
     config_digest,
     dump_stage_config,
     replicate,
@@ -33,6 +34,10 @@ PER_TARGET_ATTACKS = [a for a in MODEL_ATTACKS if catalog.attack(a).job_per_targ
 SHARED_JOB_ATTACKS = [a for a in MODEL_ATTACKS if not catalog.attack(a).job_per_target]
 MODELS = catalog.models()
 SAMPLERS = catalog.samplers()
+# Weights kept during a model's training ("baseline@120", ...): scored like models, stored inside the model's
+# directory (the workflow tracks the directory, the stage resolves the checkpoint in it).
+CHECKPOINTS = checkpoint_targets(EXPERIMENT)
+MODEL_TARGETS = MODELS + CHECKPOINTS
 # Stage configs not tied to one replicate live under this scope.
 SHARED = "shared"
 
@@ -43,7 +48,7 @@ wildcard_constraints:
     digest=r"[0-9a-f]{12}",
     trained="|".join(catalog.names("trained")),
     distilled="|".join(catalog.names("distilled")),
-    model="|".join(MODELS),
+    model="|".join(MODEL_TARGETS),
     sampler="|".join(SAMPLERS),
     attack="|".join(catalog.ATTACKS),
     stage="|".join(stage_names()),
@@ -158,8 +163,19 @@ def model_attack_targets(wildcards):
     return [f"results/models/{wildcards.run}/{m}" for m in MODELS]
 
 
+def model_dir(run, name):
+    """Directory of a model target, or of the model whose checkpoint `name` is."""
+    return f"results/models/{run}/{catalog.split_checkpoint(name)[0]}"
+
+
 def model_target_args(wildcards, input):
-    return named_args("--target", input.targets)
+    """`--target NAME=DIR` for one model target (a per-target job) or for every model target and checkpoint."""
+    names = [wildcards.model] if "model" in wildcards.keys() else MODEL_TARGETS
+    return " ".join(f"--target {name}={model_dir(wildcards.run, name)}" for name in names)
+
+
+def one_model_dir(wildcards):
+    return model_dir(wildcards.run, wildcards.model)
 
 
 def sample_attack_targets(wildcards):
@@ -175,6 +191,14 @@ def attack_scores(wildcards):
     return [
         f"results/scores/{wildcards.run}/{wildcards.attack}/{t}.npz"
         for t in catalog.attack_targets(wildcards.attack)
+        + (CHECKPOINTS if catalog.attack(wildcards.attack).access == "model" else [])
+    ]
+
+
+def model_attack_score_files(wildcards):
+    """Per-sample scores of every model attack on every model and checkpoint (the frontier's input)."""
+    return [
+        f"results/scores/{wildcards.run}/{a}/{t}.npz" for a in MODEL_ATTACKS for t in MODEL_TARGETS
     ]
 
 

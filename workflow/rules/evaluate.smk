@@ -57,7 +57,7 @@ rule detect_copies:
         "--threads {threads} > {log} 2>&1"
 
 
-# Features of the member images under the FID network, computed once for every sampler's FID.
+# Features of the reference set (utility.reference) under the FID network, computed once for every sampler.
 rule reference_features:
     input:
         cfg=config_file("utility"),
@@ -82,7 +82,37 @@ rule reference_features:
         "--out {output.features} --threads {threads} > {log} 2>&1"
 
 
-# FID (and IS where the feature network has a classifier head) of one sampler against the member set.
+# Held-out denoising loss of every model on the non-members: the utility axis of each model.
+rule score_heldout_loss:
+    input:
+        cfg=config_file("heldout"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        targets=model_attack_targets,
+        code=stage_code("heldout"),
+    output:
+        summary="results/utility/{run}/heldout_loss.json",
+    log:
+        "logs/{run}/score_heldout_loss.log",
+    benchmark:
+        "results/benchmarks/{run}/score_heldout_loss.tsv"
+    priority: 10
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+    params:
+        targets=model_target_args,
+    shell:
+        "python -m dualmd heldout-loss --config {input.cfg} --images {input.images} "
+        "--split {input.split} --split-meta {input.split_meta} {params.targets} "
+        "--out {output.summary} --threads {threads} > {log} 2>&1"
+
+
+# FID with its bootstrap interval, KID with its standard error, and IS where the feature network has a classifier
+# head, of one sampler against the reference set (utility.reference).
 rule score_utility:
     input:
         cfg=config_file("utility"),

@@ -3,9 +3,12 @@
 # report reads is an input here.
 rule make_report:
     input:
+        cfg=config_file("metrics"),
+        scores=model_attack_score_files,
         attacks=expand("results/metrics/{{run}}/{attack}.json", attack=ATTACKS),
         rocs=expand("results/metrics/{{run}}/{attack}_roc.csv", attack=ATTACKS),
         utility=per_target("results/utility/{run}/{target}.json", SAMPLERS),
+        heldout="results/utility/{run}/heldout_loss.json",
         copies=per_target("results/memorization/{run}/copies/{target}.json", SAMPLERS),
         t_error="results/memorization/{run}/t_error.json",
         models=per_target("results/models/{run}/{target}", MODELS),
@@ -33,6 +36,24 @@ rule make_report:
             category="Tables",
             labels={"run": "{run}", "table": "memorization"},
         ),
+        frontier=report(
+            "results/report/{run}/frontier.csv",
+            caption="../report/frontier.rst",
+            category="Frontier",
+            labels={"run": "{run}", "table": "frontier"},
+        ),
+        matched=report(
+            "results/report/{run}/matched_utility.csv",
+            caption="../report/matched_utility.rst",
+            category="Frontier",
+            labels={"run": "{run}", "table": "matched utility"},
+        ),
+        frontier_plot=report(
+            "results/report/{run}/frontier.png",
+            caption="../report/frontier.rst",
+            category="Frontier",
+            labels={"run": "{run}", "figure": "frontier"},
+        ),
         loss_curves=report(
             "results/report/{run}/loss_curves.png",
             caption="../report/loss_curves.rst",
@@ -49,7 +70,7 @@ rule make_report:
     params:
         out_dir="results/report/{run}",
     shell:
-        "python -m dualmd report --attacks {input.attacks} --rocs {input.rocs} --utility {input.utility} "
-        "--copies {input.copies} --t-error {input.t_error} --models {input.models} "
+        "python -m dualmd report --config {input.cfg} --scores {input.scores} --attacks {input.attacks} --rocs {input.rocs} --utility {input.utility} "
+        "--heldout {input.heldout} --copies {input.copies} --t-error {input.t_error} --models {input.models} "
         "--split-meta {input.split_meta} --out-dir {params.out_dir} --loss-curves {output.loss_curves} "
         "--threads {threads} > {log} 2>&1"

@@ -26,6 +26,7 @@ from torch import Tensor
 from dualmd import catalog
 from dualmd.config import AttackConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
+from dualmd.noise import per_sample_noise, sample_seed  # noqa: F401  (re-exported)
 from dualmd.scores import AttackResult, load_scores, save_scores  # noqa: F401  (re-exported)
 
 Requires = Literal["model", "samples"]
@@ -202,24 +203,6 @@ def model_device(model: Any, fallback: torch.device) -> torch.device:
     """The device a predictor computes on (`UNetPredictor.device`), else `fallback` (e.g. a test fake)."""
     device = getattr(model, "device", None)
     return torch.device(device) if device is not None else fallback
-
-
-def sample_seed(seed: int, sample_id: int, *stream: int) -> int:
-    """A 64-bit seed that depends only on (seed, sample_id, *stream), well mixed by numpy's SeedSequence."""
-    return int(np.random.SeedSequence([seed, int(sample_id), *stream]).generate_state(1, dtype=np.uint64)[0])
-
-
-def per_sample_noise(seed: int, sample_ids: np.ndarray, shape: tuple[int, ...], *stream: int) -> Tensor:
-    """Standard-normal noise (B, *shape), float32 on the CPU, row i drawn from its own sample's generator.
-
-    Drawn on the CPU so the same sample gets the same noise on any device (as EDM's StackedRandomGenerator).
-    """
-    gen = torch.Generator()
-    rows = []
-    for sid in sample_ids:
-        gen.manual_seed(sample_seed(seed, int(sid), *stream))
-        rows.append(torch.randn(shape, generator=gen))
-    return torch.stack(rows)
 
 
 def check_timesteps(timesteps: tuple[int, ...], schedule: Schedule, key: str) -> None:

@@ -9,6 +9,10 @@ inputs (x_t is built from them with fresh noise and t ~ U{0..T-1}); only its tar
 
 The student is trained by the same loop as the baseline (`dualmd.train.run_and_save`) with the batch source
 and the target swapped, and it gets the baseline's number of optimiser steps (the paper's fairness rule).
+
+Self-distillation (`selfdistill_student`) is the control that separates "distillation" from "distillation from
+the teacher that did not see the image": one teacher trained on every member (the baseline) gives the target
+for every member, with the same loop, steps and optimiser as DistillMD.
 """
 
 from __future__ import annotations
@@ -114,6 +118,82 @@ class CrossTeacherTargets:
         # eps is deliberately unused: the ground-truth noise never enters the student's target (Eq. 7).
         teacher = self.teacher2 if step % 2 == 0 else self.teacher1
         return teacher(x_t, t)
+
+
+@dataclass(frozen=True)
+class TeacherTargets:
+    """Self-distillation's target: the one teacher's prediction, for images the teacher itself trained on."""
+
+    teacher: NoisePredictor
+
+    def __call__(self, step: int, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        return self.teacher(x_t, t)
+
+
+def check_single_teacher(
+    meta: dict[str, Any], *, members_sha256: str, split_fingerprint: str | None = None
+) -> None:
+    """Raise LeakageError unless the teacher learnt exactly the current split's members (a self-distilled
+    student must see the same images as its teacher, or the control compares different data)."""
+    if meta.get("subset") != "members":
+        raise LeakageError(f"the teacher was trained on subset {meta.get('subset')!r}, expected 'members'")
+    if meta.get("subset_sha256") != members_sha256:
+        raise LeakageError(
+            f"the teacher was trained on another split: its members hash {str(meta.get('subset_sha256'))[:12]}... "
+            f"differs from the current split's {members_sha256[:12]}..."
+        )
+    if split_fingerprint is not None and meta.get("split_fingerprint") != split_fingerprint:
+        raise LeakageError(
+            f"the teacher was trained on another split: split fingerprint {meta.get('split_fingerprint')!r} "
+            f"differs from the current {split_fingerprint!r}"
+        )
+
+
+def selfdistill_student(
+    *,
+    members: Tensor,
+    teacher: Teacher,
+    members_sha256: str,
+    split_fingerprint: str | None,
+    probe_members: Tensor,
+    probe_nonmembers: Tensor,
+    model_cfg: ModelConfig,
+    diffusion_cfg: DiffusionConfig,
+    train_cfg: TrainConfig,
+    distill_cfg: DistillConfig,
+    out_dir: Path,
+    state_dir: Path,
+    metadata: dict[str, Any],
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> dict[str, Any]:
+    """Distil a randomly initialised student from one teacher trained on every member (the control).
+
+    Batches are drawn uniformly from all members and the target is the teacher's prediction; everything else
+    (architecture, steps, optimiser, EMA, probe) is as in `distill_student`.
+    """
+    check_single_teacher(teacher.metadata, members_sha256=members_sha256, split_fingerprint=split_fingerprint)
+    accelerator = make_accelerator(train_cfg)
+    if isinstance(teacher.predictor, UNetPredictor):
+        teacher.predictor.unet.to(accelerator.device)
+    info = {k: teacher.metadata.get(k) for k in ("subset", "subset_sha256", "model_id")}
+    data = {"members_sha256": tensor_sha256(members), "teacher_metadata_sha256": run_hash(teacher.metadata)}
+    return run_and_save(
+        batches=RandomBatches(images=members, batch_size=train_cfg.batch_size, hflip=train_cfg.hflip),
+        target_fn=TeacherTargets(teacher=teacher.predictor),
+        image_shape=tuple(members.shape[1:]),
+        data=data,
+        probe_members=probe_members,
+        probe_nonmembers=probe_nonmembers,
+        model_cfg=model_cfg,
+        diffusion_cfg=diffusion_cfg,
+        train_cfg=train_cfg,
+        config={"distill": distill_cfg.to_dict()},
+        out_dir=out_dir,
+        state_dir=state_dir,
+        metadata={**metadata, "teachers": {"teacher": info}, "teacher_weights": distill_cfg.teacher_weights},
+        accelerator=accelerator,
+        on_step=on_step,
+    )
 
 
 def distill_student(

@@ -5,6 +5,7 @@
         unet_ema/        EMA weights       (a plain UNet2DModel too)
         scheduler/       DDPMScheduler.save_pretrained
         metadata.json    provenance (`provenance`), resolved config, loss curve, member/non-member probe
+        checkpoints/<step>/   the same layout for the weights kept during training (optional)
 
 Written by `write_model_dir` (atomically: a killed job never leaves a complete-looking directory), read by
 `load_unet` / `load_predictor` / `load_metadata`, and checked against the current split by
@@ -28,6 +29,16 @@ if TYPE_CHECKING:
 
 WEIGHT_DIRS = {"raw": "unet", "ema": "unet_ema"}
 METADATA = "metadata.json"
+CHECKPOINTS = "checkpoints"
+
+
+def target_dir(name: str, model_dir: str | Path) -> Path:
+    """The directory of target `name` given its model's directory: the model itself, or for a checkpoint
+    "<name>@<step>" its ``checkpoints/<step>`` (the workflow passes the model directory, which it tracks)."""
+    from dualmd.catalog import split_checkpoint
+
+    _, step = split_checkpoint(name)
+    return Path(model_dir) if step is None else Path(model_dir) / CHECKPOINTS / str(step)
 
 
 def provenance(split: Split, model_id: str, subset: str) -> dict[str, Any]:
@@ -47,20 +58,26 @@ def write_model_dir(
     ema_unet: UNet2DModel,
     scheduler: DDPMScheduler,
     metadata: dict[str, Any],
+    checkpoints: dict[int, dict[str, Any]] | None = None,
 ) -> None:
     """Write unet/, unet_ema/, scheduler/ and metadata.json, then move the directory into place.
 
-    Everything goes to a temporary sibling first, so a killed job never leaves a complete-looking `out_dir`.
+    `checkpoints` maps a training step to {"unet", "ema_unet", "metadata"} written as ``checkpoints/<step>/``
+    with the same scheduler. Everything goes to a temporary sibling first, so a killed job never leaves a
+    complete-looking `out_dir`.
     """
     out_dir = Path(out_dir)
     for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # left by a job killed while writing
         shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     tmp.mkdir(parents=True)
-    unet.save_pretrained(tmp / WEIGHT_DIRS["raw"])
-    ema_unet.save_pretrained(tmp / WEIGHT_DIRS["ema"])
-    scheduler.save_pretrained(tmp / "scheduler")
-    (tmp / METADATA).write_text(json.dumps(metadata, indent=1) + "\n")
+    for folder, parts in [(tmp, {"unet": unet, "ema_unet": ema_unet, "metadata": metadata})] + [
+        (tmp / CHECKPOINTS / str(step), parts) for step, parts in (checkpoints or {}).items()
+    ]:
+        parts["unet"].save_pretrained(folder / WEIGHT_DIRS["raw"])
+        parts["ema_unet"].save_pretrained(folder / WEIGHT_DIRS["ema"])
+        scheduler.save_pretrained(folder / "scheduler")
+        (folder / METADATA).write_text(json.dumps(parts["metadata"], indent=1) + "\n")
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a rerun replaces the old model (Snakemake deletes it beforehand anyway)
     os.replace(tmp, out_dir)

@@ -24,13 +24,14 @@ def score(
     """Score the members of each target and the non-members with `attack`; write `out_dir/<target>.npz`.
 
     Args:
-        targets: target name -> its model directory (model attacks) or its generated images (samples attacks).
+        targets: target name -> its model directory (model attacks; for a checkpoint "<name>@<step>" the
+            directory of its model) or its generated images (samples attacks).
     """
     from dualmd.attacks import attack_model, attack_samples, save_scores
     from dualmd.data.members import evaluation_set, load_split_images
     from dualmd.data.splits import load_split
     from dualmd.images import load_samples
-    from dualmd.models.directory import check_trained_on, load_predictor
+    from dualmd.models.directory import check_trained_on, load_predictor, target_dir
     from dualmd.stages import device
 
     spec = catalog.attack(attack)
@@ -40,6 +41,7 @@ def score(
     for name, path in targets.items():
         x, ids, is_member = evaluation_set(data, the_split, name)
         if spec.access == "model":
+            path = target_dir(name, path)
             check_trained_on(path, the_split, catalog.member_subset(name))
             predictor, schedule = load_predictor(path, cfg.weights, device())
             result = attack_model(

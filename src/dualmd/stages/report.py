@@ -11,9 +11,12 @@ log = logging.getLogger(__name__)
 
 def report(
     *,
+    config: Path,
+    scores: list[Path],
     attacks: list[Path],
     rocs: list[Path],
     utility: list[Path],
+    heldout: Path,
     copies: list[Path],
     t_error: Path,
     models: list[Path],
@@ -21,20 +24,41 @@ def report(
     out_dir: Path,
     loss_curves: Path,
 ) -> None:
-    """Every table of the report from the files the workflow declares as this stage's inputs, and nothing else."""
+    """Every table of the report from the files the workflow declares as this stage's inputs, and nothing else.
+
+    `scores` are the per-sample score files ``<attack>/<target>.npz`` of the model attacks on every model and
+    checkpoint: with the held-out losses they give the frontier and the matched-utility comparison, bootstrapped
+    with the `metrics` section's resamples and seed at its first FPR bound.
+    """
+    from dualmd.config import load_config
+    from dualmd.metrics import tpr_key
     from dualmd.models.directory import load_metadata
-    from dualmd.plots import plot_loss_curves
-    from dualmd.report import write_report
+    from dualmd.plots import plot_frontier, plot_loss_curves
+    from dualmd.report import frontier_tables, write_report
+
+    cfg = load_config(config).metrics
+    max_fpr = cfg.tpr_at_fpr[0]
+    frontier, matched = frontier_tables(
+        heldout_file=heldout,
+        score_files=scores,
+        num_bootstrap=max(cfg.num_bootstrap, 1),
+        seed=cfg.seed,
+        max_fpr=max_fpr,
+    )
 
     metrics = write_report(
         attack_files=attacks,
         roc_files=rocs,
         utility_files=utility,
+        heldout_file=heldout,
         copy_files=copies,
         t_error_file=t_error,
         model_dirs=models,
         split_meta=json.loads(Path(split_meta).read_text()),
         out_dir=out_dir,
+        frontier=frontier,
+        matched=matched,
     )
+    plot_frontier(frontier, tpr_column=tpr_key(max_fpr), out=Path(out_dir) / "frontier.png")
     plot_loss_curves([load_metadata(d) for d in models], out=loss_curves)
     log.info("report: %d metrics", len(metrics))

@@ -14,7 +14,8 @@ from dualmd.models.directory import provenance
 def train(
     *, config: Path, images: Path, split: Path, split_meta: Path, model: str, out: Path, state_dir: Path
 ) -> dict:
-    """Train target `model` (kind "trained") on its member subset and write its model directory."""
+    """Train target `model` (kind "trained") on its member subset and write its model directory (with the
+    checkpoints of `train.snapshot_fractions` when the catalog gives the target checkpoints)."""
     from dualmd.train import train_model
 
     target = catalog.target(model)
@@ -34,6 +35,7 @@ def train(
         out_dir=Path(out),
         state_dir=Path(state_dir),
         metadata=provenance(the_split, model, target.members),
+        snapshot_steps=cfg.train.snapshot_steps if target.checkpoints else (),
     )
 
 
@@ -48,25 +50,49 @@ def distill(
     out: Path,
     state_dir: Path,
 ) -> dict:
-    """DistillMD: check the teachers against the split, then train the student and write its directory.
+    """Distil a student from its teachers, checked against the split first, and write its directory.
 
-    `teachers` maps each of the target's teacher names (teacher1: D1, teacher2: D2) to a model directory;
-    a directory trained on another subset or split is refused before any step.
+    Two teachers (DistillMD): `teachers` maps teacher1 (D1) and teacher2 (D2) to model directories and each
+    half is regressed on the other half's teacher. One teacher (self-distillation, the control): the teacher
+    trained on every member gives the target for every member. A directory trained on another subset or split
+    is refused before any step.
     """
-    from dualmd.defense.distill import Teacher, distill_student
+    from dualmd.defense.distill import Teacher, distill_student, selfdistill_student
 
     target = catalog.target(model)
     if target.kind != "distilled":
         raise ValueError(f"{model!r} is a {target.kind} target, not a distilled one")
     if set(teachers) != set(target.models):
         raise ValueError(f"{model} distils from {list(target.models)}, got teachers {sorted(teachers)}")
+    if len(target.models) not in (1, 2):
+        raise ValueError(
+            f"{model}: distillation takes one or two teachers, the catalog names {target.models}"
+        )
     cfg = load_config(config)
     the_split = load_split(split, split_meta)
     data = load_split_images(images, the_split)
     limit = cfg.train.probe_num_images
-    first, second = (
-        Teacher.load(teachers[name], weights=cfg.distill.teacher_weights) for name in target.models
-    )
+    loaded = [Teacher.load(teachers[name], weights=cfg.distill.teacher_weights) for name in target.models]
+    common = {
+        "split_fingerprint": the_split.fingerprint(),
+        "probe_members": subset_images(data, the_split, target.members, limit),
+        "probe_nonmembers": subset_images(data, the_split, "nonmembers", limit),
+        "model_cfg": cfg.model,
+        "diffusion_cfg": cfg.diffusion,
+        "train_cfg": cfg.train,
+        "distill_cfg": cfg.distill,
+        "out_dir": Path(out),
+        "state_dir": Path(state_dir),
+        "metadata": provenance(the_split, model, target.members),
+    }
+    if len(loaded) == 1:
+        return selfdistill_student(
+            members=subset_images(data, the_split, target.members),
+            teacher=loaded[0],
+            members_sha256=the_split.sha256(target.members),
+            **common,
+        )
+    first, second = loaded
     return distill_student(
         half1=subset_images(data, the_split, "half1"),
         half2=subset_images(data, the_split, "half2"),
@@ -74,14 +100,5 @@ def distill(
         teacher2=second,
         half1_sha256=the_split.sha256("half1"),
         half2_sha256=the_split.sha256("half2"),
-        split_fingerprint=the_split.fingerprint(),
-        probe_members=subset_images(data, the_split, target.members, limit),
-        probe_nonmembers=subset_images(data, the_split, "nonmembers", limit),
-        model_cfg=cfg.model,
-        diffusion_cfg=cfg.diffusion,
-        train_cfg=cfg.train,
-        distill_cfg=cfg.distill,
-        out_dir=Path(out),
-        state_dir=Path(state_dir),
-        metadata=provenance(the_split, model, target.members),
+        **common,
     )

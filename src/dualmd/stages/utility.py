@@ -1,5 +1,4 @@
-"""Stages of `workflow/rules/evaluate.smk` on utility: reference features of the members, FID / IS of one
-sampler."""
+"""Stages of `workflow/rules/evaluate.smk` on utility: reference features, FID / KID / IS of one sampler."""
 
 from __future__ import annotations
 
@@ -12,20 +11,28 @@ from dualmd.stages import device
 
 
 def reference(*, config: Path, images: Path, split: Path, split_meta: Path, out: Path) -> None:
-    """Features of every member image under the configured FID network, saved once for all samplers."""
+    """Features of the reference set under the configured FID network, saved once for all samplers.
+
+    ``utility.reference``: "dataset" takes every image of the prepared dataset (the authors' choice: the whole
+    training set), "members" only the split's members.
+    """
     from dualmd.data.members import load_split_images, subset_images
     from dualmd.data.splits import load_split
     from dualmd.utility import ReferenceStats, compute_features, feature_net_name, save_reference
 
     cfg = load_config(config).utility
     the_split = load_split(split, split_meta)
-    members = subset_images(load_split_images(images, the_split), the_split, "members")
-    features = compute_features(members, cfg, device())
+    data = load_split_images(images, the_split)  # checks that the split indexes this dataset
+    chosen = (
+        subset_images(data, the_split, "members") if cfg.reference == "members" else data
+    )  # uint8 as stored
+    features = compute_features(chosen, cfg, device())
     save_reference(out, ReferenceStats.from_features(features, feature_net_name(cfg, device())))
 
 
 def utility(*, config: Path, reference: Path, samples: Path, info: Path, sampler: str, out: Path) -> None:
-    """FID / IS of one sampler's images against the member features, with the sampler's settings."""
+    """FID (with its interval), KID and IS of one sampler's images against the reference, with the sampler's
+    settings."""
     from dualmd.images import load_samples
     from dualmd.utility import compute_utility, load_reference
 

@@ -17,6 +17,7 @@ import diffusers
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from diffusers import UNet2DModel
 from torch import Tensor
 
 from dualmd.config import DiffusionConfig, ModelConfig, TrainConfig
@@ -32,6 +33,7 @@ from dualmd.train.loop import (
     fit,
     make_accelerator,
     noise_target,
+    snapshot_path,
 )
 
 __all__ = ["train_model", "run_and_save", "probe_losses", "fixed_noise", "StepInfo"]
@@ -52,6 +54,7 @@ def train_model(
     state_dir: Path,
     metadata: dict[str, Any],
     on_step: Callable[[StepInfo], None] | None = None,
+    snapshot_steps: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Train a DDPM from scratch on `images` (Algorithm 1) and write the model directory `out_dir`.
 
@@ -64,6 +67,7 @@ def train_model(
         state_dir: resumable training state (resumed when its run hash matches).
         metadata: caller's provenance (model_id, subset, subset_sha256, split_fingerprint, ...).
         on_step: test hook called after every iteration.
+        snapshot_steps: steps after which the weights are kept as ``checkpoints/<step>`` (`run_and_save`).
     Returns:
         The metadata written to `out_dir/metadata.json`.
     """
@@ -83,6 +87,7 @@ def train_model(
         metadata=metadata,
         accelerator=make_accelerator(train_cfg),
         on_step=on_step,
+        snapshot_steps=snapshot_steps,
     )
 
 
@@ -103,11 +108,14 @@ def run_and_save(
     metadata: dict[str, Any],
     accelerator: Accelerator,
     on_step: Callable[[StepInfo], None] | None = None,
+    snapshot_steps: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Train a fresh UNet with `batches`/`target_fn`, probe it and write the model directory.
 
     `data` identifies the training data (hashes) and `config` holds extra resolved sections (e.g. distill);
-    both enter the run hash that decides whether a saved state may be resumed.
+    both enter the run hash that decides whether a saved state may be resumed. The weights after each step in
+    `snapshot_steps` go to ``checkpoints/<step>/`` of the model directory, each a model directory of its own
+    (same provenance, ``checkpoint_step`` and ``num_train_steps`` = that step, no probe or loss curve).
     """
     channels, height, width = image_shape
     if height != width:
@@ -122,6 +130,12 @@ def run_and_save(
     set_seed(train_cfg.seed)  # the UNet's random initialisation
     unet = create_unet(model=model_cfg, image_size=height, channels=channels)
     scheduler = create_scheduler(diffusion_cfg)
+    description = {"config": _training_relevant(config), "data": data}
+    if (
+        snapshot_steps
+    ):  # a state without the snapshots of its earlier steps cannot serve a run that keeps them
+        description["snapshots"] = list(snapshot_steps)
+    hashed = run_hash(description)
     result = fit(
         unet=unet,
         schedule=Schedule.from_scheduler(scheduler),
@@ -130,8 +144,9 @@ def run_and_save(
         cfg=train_cfg,
         accelerator=accelerator,
         state_dir=state_dir,
-        run_hash=run_hash({"config": _training_relevant(config), "data": data}),
+        run_hash=hashed,
         on_step=on_step,
+        snapshot_steps=snapshot_steps,
     )
     probe = probe_losses(
         UNetPredictor(result.ema_unet),
@@ -162,8 +177,30 @@ def run_and_save(
         },
     }
     if accelerator.is_main_process:
+        checkpoints = {}
+        for step in snapshot_steps:
+            path = snapshot_path(state_dir, hashed, step)
+            if not (path / "unet_ema").is_dir():
+                raise FileNotFoundError(
+                    f"the weights kept after step {step} are missing from {path}; delete {state_dir} to retrain"
+                )
+            checkpoints[step] = {
+                "unet": UNet2DModel.from_pretrained(path / "unet"),
+                "ema_unet": UNet2DModel.from_pretrained(path / "unet_ema"),
+                "metadata": {
+                    **{k: v for k, v in meta.items() if k not in ("loss_curve", "probe", "wall_time_s")},
+                    "num_train_steps": step,
+                    "checkpoint_step": step,
+                    "loss_curve": [p for p in result.loss_curve if p[0] <= step],
+                },
+            }
         write_model_dir(
-            out_dir, unet=result.unet, ema_unet=result.ema_unet, scheduler=scheduler, metadata=meta
+            out_dir,
+            unet=result.unet,
+            ema_unet=result.ema_unet,
+            scheduler=scheduler,
+            metadata=meta,
+            checkpoints=checkpoints,
         )
     accelerator.wait_for_everyone()
     return meta

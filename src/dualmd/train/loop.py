@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -110,11 +112,14 @@ def fit(
     state_dir: Path,
     run_hash: str,
     on_step: Callable[[StepInfo], None] | None = None,
+    snapshot_steps: tuple[int, ...] = (),
 ) -> FitResult:
     """Run `cfg.num_train_steps` optimiser steps of min ||target - eps_theta(x_t, t)||^2, resuming if possible.
 
     x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps with t ~ U{0..T-1}, eps ~ N(0, I) (DDPM Eq. 4).
-    A state is saved under `state_dir` every `cfg.checkpoint_every_steps` steps and at the end.
+    A state is saved under `state_dir` every `cfg.checkpoint_every_steps` steps and at the end. After each step
+    in `snapshot_steps` the raw and EMA weights are saved under `snapshot_path(state_dir, run_hash, step)`,
+    where a resumed run finds the snapshots of its earlier sessions.
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     # Adam as in the paper (AdamW without weight decay is the same thing); linear warm-up, then constant.
@@ -159,6 +164,8 @@ def fit(
         if done % cfg.checkpoint_every_steps == 0 or done == cfg.num_train_steps:
             run.window_sum = float(window)
             _checkpoint(state_dir, run_hash, done, raw, ema, opt, lr_sched, gen, run, session_t0, accelerator)
+        if done in snapshot_steps and accelerator.is_main_process:
+            _snapshot(snapshot_path(state_dir, run_hash, done), raw, ema)
         if on_step is not None:
             on_step(StepInfo(step, x_0, t, eps, target, loss.detach()))
     bar.close()
@@ -174,6 +181,22 @@ def fit(
         train_time_s=run.elapsed_s + session_s,
         images_per_s=steps_run * cfg.batch_size / session_s if steps_run else 0.0,
     )
+
+
+def snapshot_path(state_dir: Path, run_hash: str, step: int) -> Path:
+    """Folder of the weights a run kept after `step` (unet/ and unet_ema/), beside its resumable state."""
+    return Path(state_dir) / f"snapshots-{run_hash[:16]}" / str(step)
+
+
+def _snapshot(path: Path, raw: UNet2DModel, ema: EMAModel) -> None:
+    ema_unet = copy.deepcopy(raw)
+    ema.copy_to(ema_unet.parameters())
+    tmp = path.parent / f".{path.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    raw.save_pretrained(tmp / "unet")
+    ema_unet.save_pretrained(tmp / "unet_ema")
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
 
 
 @dataclass

@@ -1,0 +1,245 @@
+"""The privacy-utility frontier: every model's leakage against its utility, and each defense against the
+undefended model at the same utility.
+
+Utility is the held-out denoising loss (`dualmd.heldout`, lower is better); leakage is an attack's AUC and its
+TPR at the first FPR bound of ``metrics.tpr_at_fpr``. The undefended model's checkpoints (``baseline@<step>``,
+then the final baseline) trace a curve: an early-stopped baseline is the cheapest "defense" there is. A
+defense's *matched-utility* comparison interpolates that curve linearly in utility between the two consecutive
+checkpoints (in training order) whose utilities bracket the defense's, and reports defense minus curve.
+
+Intervals come from one joint bootstrap: each resample draws the members and the non-members (stratified, with
+replacement) once, as counts per sample id, and every number of that resample (each target's held-out loss on
+the non-members, each attack's AUC and TPR on its members and the non-members) is computed on the same draw.
+So a difference between two targets keeps the correlation their shared images induce, and its interval is the
+percentile interval of the resampled differences. Verdicts:
+
+* "not bracketed": the defense's utility lies outside the curve's range (no like-for-like baseline);
+* "not better than early stopping": the difference's interval contains 0;
+* "leaks less than the baseline at equal utility" / "leaks more ...": the interval excludes 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sklearn.metrics
+
+from dualmd import catalog
+from dualmd.metrics import tpr_key
+from dualmd.scores import AttackResult
+
+#: Targets whose matched-utility comparison the report gives: every distilled model (defense or control).
+NOT_BRACKETED = "not bracketed"
+NOT_BETTER = "not better than early stopping"
+
+
+@dataclass(frozen=True)
+class Heldout:
+    """Per-non-member held-out losses of every model (the file `stages.heldout` writes)."""
+
+    sample_ids: np.ndarray  # (K,) non-member dataset indices
+    losses: Mapping[str, np.ndarray]  # target -> (K,) aligned with sample_ids
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Heldout:
+        ids = np.asarray(data["sample_ids"], dtype=np.int64)
+        losses = {name: np.asarray(m["per_sample"], dtype=np.float64) for name, m in data["models"].items()}
+        bad = [name for name, v in losses.items() if v.shape != ids.shape]
+        if bad:
+            raise ValueError(f"held-out losses of {bad} are not aligned with the {len(ids)} sample ids")
+        return cls(sample_ids=ids, losses=losses)
+
+
+def _weighted_metrics(result: AttackResult, weights: np.ndarray, max_fpr: float) -> tuple[float, float]:
+    """(AUC, TPR at FPR <= max_fpr) with each sample counted `weights` times (a bootstrap draw)."""
+    keep = weights > 0
+    labels, scores, w = result.is_member[keep], result.scores[keep], weights[keep]
+    fpr, tpr, _ = sklearn.metrics.roc_curve(labels, scores, sample_weight=w, drop_intermediate=False)
+    auc = float(np.trapezoid(tpr, fpr))
+    return auc, float(tpr[fpr <= max_fpr + 1e-12].max())
+
+
+class JointBootstrap:
+    """Counts per sample id for each resample: members and non-members drawn separately, with replacement."""
+
+    def __init__(self, member_ids: np.ndarray, nonmember_ids: np.ndarray, num_bootstrap: int, seed: int):
+        if num_bootstrap < 1:
+            raise ValueError(f"num_bootstrap must be >= 1, got {num_bootstrap}")
+        rng = np.random.default_rng(seed)
+        self.ids = np.concatenate([member_ids, nonmember_ids]).astype(np.int64)
+        self.position = {int(i): k for k, i in enumerate(self.ids)}
+        counts = np.zeros((num_bootstrap, len(self.ids)))
+        for start, ids in ((0, member_ids), (len(member_ids), nonmember_ids)):
+            draws = rng.integers(0, len(ids), (num_bootstrap, len(ids))) + start
+            for b in range(num_bootstrap):
+                counts[b] += np.bincount(draws[b], minlength=len(self.ids))
+        self.counts = counts  # (B, M + K)
+
+    def weights(self, sample_ids: np.ndarray) -> np.ndarray:
+        """(B, N) counts of the given ids in every resample."""
+        try:
+            cols = [self.position[int(i)] for i in sample_ids]
+        except KeyError as err:
+            raise ValueError(
+                f"sample id {err.args[0]} is neither a member nor a non-member of the split"
+            ) from err
+        return self.counts[:, cols]
+
+
+def frontier_table(
+    heldout: Heldout,
+    scores: Mapping[tuple[str, str], AttackResult],
+    bootstrap: JointBootstrap,
+    max_fpr: float,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], dict[str, np.ndarray]]]:
+    """One row per (target, attack) with a held-out loss and scores: utility and leakage with intervals.
+
+    Returns:
+        (table, resampled) where resampled[(target, attack)] holds the (B,) arrays "utility", "auc", "tpr"
+        that `matched_utility` differences.
+    """
+    tpr_col = tpr_key(max_fpr)
+    rows, resampled = [], {}
+    loss_weights = bootstrap.weights(heldout.sample_ids)
+    for (name, attack), result in scores.items():
+        if name not in heldout.losses:
+            continue
+        losses = heldout.losses[name]
+        utility_b = loss_weights @ losses / loss_weights.sum(axis=1)
+        w = bootstrap.weights(result.sample_ids)
+        metrics_b = np.array([_weighted_metrics(result, w[b], max_fpr) for b in range(len(w))])
+        point = _weighted_metrics(result, np.ones(len(result.scores)), max_fpr)
+        resampled[(name, attack)] = {"utility": utility_b, "auc": metrics_b[:, 0], "tpr": metrics_b[:, 1]}
+        base, step = catalog.split_checkpoint(name)
+        row = {"target": name, "model": base, "step": step, "utility_metric": "heldout_loss"}
+        for key, value, draws in (
+            ("utility", float(losses.mean()), utility_b),
+            ("auc", point[0], metrics_b[:, 0]),
+            (tpr_col, point[1], metrics_b[:, 1]),
+        ):
+            low, high = np.percentile(draws, [2.5, 97.5])
+            row.update({key: value, f"{key}_low": float(low), f"{key}_high": float(high)})
+        rows.append({"attack": attack, **row})
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = (
+            table.assign(_rank=table["target"].map(catalog.report_rank))
+            .sort_values(["attack", "_rank"], kind="stable")
+            .drop(columns="_rank")
+            .reset_index(drop=True)
+        )
+        first = [
+            "target",
+            "model",
+            "step",
+            "utility_metric",
+            "utility",
+            "utility_low",
+            "utility_high",
+            "attack",
+        ]
+        table = table[first + [c for c in table.columns if c not in first]]
+    return table, resampled
+
+
+def curve_names(names: list[str], model: str = "baseline") -> list[str]:
+    """The checkpoints of `model` in training order, then `model` itself (those present in `names`)."""
+    steps = sorted(s for n in names for b, s in [catalog.split_checkpoint(n)] if b == model and s is not None)
+    return [f"{model}{catalog.CHECKPOINT_SEP}{s}" for s in steps] + ([model] if model in names else [])
+
+
+def matched_utility(
+    table: pd.DataFrame,
+    resampled: Mapping[tuple[str, str], Mapping[str, np.ndarray]],
+    defenses: list[str],
+    max_fpr: float,
+    model: str = "baseline",
+) -> pd.DataFrame:
+    """Each defense against the undefended curve at the defense's utility, per attack and metric.
+
+    Columns: defense, attack, metric, defense_value, curve_value (interpolated), difference (defense - curve),
+    difference_low, difference_high, bracket ("baseline@300 .. baseline@600"), verdict.
+    """
+    rows = []
+    metrics = {"auc": "auc", tpr_key(max_fpr): "tpr"}
+    for attack, group in table.groupby("attack", sort=False):
+        points = group.set_index("target")
+        curve = curve_names(list(points.index), model)
+        for defense in defenses:
+            if defense not in points.index or len(curve) < 2:
+                continue
+            u = float(points.loc[defense, "utility"])
+            utilities = [float(points.loc[c, "utility"]) for c in curve]
+            pair = next(
+                (
+                    (i, i + 1)
+                    for i in range(len(curve) - 1)
+                    if min(utilities[i], utilities[i + 1]) <= u <= max(utilities[i], utilities[i + 1])
+                ),
+                None,
+            )
+            for column, key in metrics.items():
+                row = {"defense": defense, "attack": attack, "metric": column}
+                row["defense_value"] = float(points.loc[defense, column])
+                if pair is None:
+                    rows.append({**row, "verdict": NOT_BRACKETED})
+                    continue
+                a, b = (curve[i] for i in pair)
+                draws = {n: resampled[(n, attack)] for n in (a, b, defense)}
+
+                def interp(ua, ub, ma, mb, ud):
+                    share = np.divide(
+                        ud - ua, ub - ua, out=np.zeros_like(np.asarray(ud - ua, float)), where=ub != ua
+                    )
+                    return ma + (mb - ma) * share
+
+                curve_value = float(
+                    interp(
+                        utilities[pair[0]],
+                        utilities[pair[1]],
+                        float(points.loc[a, column]),
+                        float(points.loc[b, column]),
+                        u,
+                    )
+                )
+                diff_b = draws[defense][key] - interp(
+                    draws[a]["utility"],
+                    draws[b]["utility"],
+                    draws[a][key],
+                    draws[b][key],
+                    draws[defense]["utility"],
+                )
+                low, high = (float(v) for v in np.percentile(diff_b, [2.5, 97.5]))
+                if low <= 0 <= high:
+                    verdict = NOT_BETTER
+                elif high < 0:
+                    verdict = "leaks less than the baseline at equal utility"
+                else:
+                    verdict = "leaks more than the baseline at equal utility"
+                rows.append(
+                    {
+                        **row,
+                        "curve_value": curve_value,
+                        "difference": row["defense_value"] - curve_value,
+                        "difference_low": low,
+                        "difference_high": high,
+                        "bracket": f"{a} .. {b}",
+                        "verdict": verdict,
+                    }
+                )
+    columns = [
+        "defense",
+        "attack",
+        "metric",
+        "defense_value",
+        "curve_value",
+        "difference",
+        "difference_low",
+        "difference_high",
+        "bracket",
+        "verdict",
+    ]
+    return pd.DataFrame(rows, columns=columns)
