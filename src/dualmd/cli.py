@@ -111,6 +111,11 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "FID / KID / IS of one sampler",
         ("--config", "--reference", "--samples", "--info", "--sampler", "--out"),
     ),
+    "replicates": (
+        "replicates:replicates",
+        "summary of every replicate's attacks and utility across seeds",
+        ("--config", "--attacks", "--utility", "--out"),
+    ),
     "report": (
         "report:report",
         "tables, frontier, metrics.json, report.md and loss curves",

@@ -373,9 +373,9 @@ class MetricsConfig(_Section):
 @dataclass(frozen=True)
 class MemorizationConfig(_Section):
     SECTION = "memorization"
-    copy_threshold: float = (
-        1.0 / 3.0
-    )  # nearest / mean-of-k-nearest distance ratio under which a sample is a copy
+    copy_threshold: float = 1.0 / 3.0  # ratio (see copy_rule) under which a sample is a copy
+    # mean_k_ratio: d1 / mean(d1..dk) | second_nearest_ratio: d1 / d2 | carlini: d1 / (0.5 mean(d1..dk))
+    copy_rule: Literal["mean_k_ratio", "second_nearest_ratio", "carlini"] = "mean_k_ratio"
     k_nearest: int = 5
     num_pairs_shown: int = 16  # closest generated/member pairs in the grid
 

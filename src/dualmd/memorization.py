@@ -3,17 +3,20 @@
 t-error: SecMI's deterministic round-trip error (`dualmd.attacks.secmi`), positive, lower for memorized
 images; its separation of members from non-members is reported as an AUC.
 
-Copy detection (Carlini et al. 2023's relative l2 distance, as in the public CIFAR-10 re-implementation that
-includes the nearest neighbour in the mean): for a generated image g with member distances
-d_1 <= d_2 <= ... (flattened pixels),
+Copy detection: for a generated image g with member distances d_1 <= d_2 <= ... (flattened pixels), g counts as
+a copy when ratio(g) < threshold, under one of three rules (`COPY_RULES`, config ``memorization.copy_rule``):
 
-    ratio(g) = d_1 / ((1/k) * sum_{j=1..k} d_j)        in [0, 1]
+* ``mean_k_ratio`` (default): ratio = d_1 / ((1/k) sum_{j=1..k} d_j), in [0, 1]. With threshold 1/3 and k = 5,
+  d_1 must be below 2/7 of the mean of d_2..d_5.
+* ``second_nearest_ratio``: ratio = d_1 / d_2 (the nearest / second-nearest rule of DiffMemorize, Gu et al.;
+  threshold 1/3 there).
+* ``carlini``: ratio = d_1 / (alpha (1/n) sum_{j=1..n} d_j) with n = k nearest members and alpha = 0.5, Carlini
+  et al. 2023's relative l2 distance as the public CIFAR-10 re-implementation computes it (n = 50 there, the
+  nearest member included in the mean). The paper's threshold was not found in the retrieved sources, so the
+  threshold stays the user's choice. It equals ``mean_k_ratio`` / alpha: the same ordering, a doubled ratio.
 
-An exact copy of a member has ratio 0 (defined as 0 also when all k distances are 0, i.e. duplicated
-members); an image equidistant from its k nearest members has ratio 1. g counts as a copy when
-ratio < threshold (default 1/3: d_1 below a third of the mean, i.e. with k = 5, d_1 < 2/7 of the mean of
-d_2..d_5). Dividing by the local neighbour distance makes the rule scale-free and ignores images that are
-merely in a dense region.
+An exact copy has ratio 0 (also when every distance is 0, i.e. duplicated members). Dividing by a local
+neighbour distance makes each rule scale-free and ignores images that merely lie in a dense region.
 """
 
 from __future__ import annotations
@@ -59,20 +62,40 @@ def t_error_separation(t_err_members: np.ndarray, t_err_nonmembers: np.ndarray) 
     return auc(scores, is_member)
 
 
+#: Copy rules: name -> what the ratio divides the nearest member distance d_1 by.
+COPY_RULES = {
+    "mean_k_ratio": "the mean distance to the k nearest members",
+    "second_nearest_ratio": "the distance to the second-nearest member",
+    "carlini": "alpha times the mean distance to the k nearest members (Carlini et al. 2023)",
+}
+CARLINI_ALPHA = 0.5
+
+
 def copy_detection(
-    generated: Tensor, members: Tensor, *, k_nearest: int, threshold: float = 1.0 / 3.0, batch_size: int = 256
+    generated: Tensor,
+    members: Tensor,
+    *,
+    k_nearest: int,
+    threshold: float = 1.0 / 3.0,
+    rule: str = "mean_k_ratio",
+    batch_size: int = 256,
 ) -> dict[str, np.ndarray | float]:
-    """Flag generated images that copy a member (see the module docstring for the ratio).
+    """Flag generated images that copy a member (see the module docstring for the rules).
 
     Args:
         generated: (N_gen, C, H, W) generated images in [-1, 1].
         members: (N_mem, C, H, W) training images of the model, same scale, N_mem >= k_nearest.
-        k_nearest: neighbours in the denominator (>= 2; with 1 the ratio is always 1).
+        k_nearest: neighbours in the denominator (>= 2; with 1 the mean-of-k ratio is always 1); the
+            second-nearest rule needs only 2.
         threshold: ratio under which an image is a copy.
+        rule: a key of `COPY_RULES`.
     Returns:
         ratio (N_gen,) float64, nearest_distance (N_gen,) float64, nearest_member (N_gen,) int64 (index into
-        `members`), is_copy (N_gen,) bool, memorization_rate (float, fraction of copies), threshold, k_nearest.
+        `members`), is_copy (N_gen,) bool, memorization_rate (float, fraction of copies), threshold, k_nearest,
+        rule (str).
     """
+    if rule not in COPY_RULES:
+        raise ValueError(f"unknown copy rule {rule!r}; known: {list(COPY_RULES)}")
     if k_nearest < 2:
         raise ValueError(
             f"k_nearest must be >= 2 (the nearest distance is divided by the mean of k), got {k_nearest}"
@@ -81,9 +104,13 @@ def copy_detection(
 
     dist, idx = knn_distances(generated, members, k_nearest, batch_size)
     dist = dist.numpy()
-    mean_k = dist.mean(axis=1)
-    # 0/0 (the k nearest members are all identical to the image) is still an exact copy: ratio 0.
-    ratio = np.divide(dist[:, 0], mean_k, out=np.zeros_like(mean_k), where=mean_k > 0)
+    denominator = {
+        "mean_k_ratio": lambda: dist.mean(axis=1),
+        "second_nearest_ratio": lambda: dist[:, 1],
+        "carlini": lambda: CARLINI_ALPHA * dist.mean(axis=1),
+    }[rule]()
+    # 0/0 (the nearest members are all identical to the image) is still an exact copy: ratio 0.
+    ratio = np.divide(dist[:, 0], denominator, out=np.zeros_like(denominator), where=denominator > 0)
     is_copy = ratio < threshold
     return {
         "ratio": ratio,
@@ -93,6 +120,7 @@ def copy_detection(
         "memorization_rate": float(is_copy.mean()),
         "threshold": float(threshold),
         "k_nearest": int(k_nearest),
+        "rule": rule,
     }
 
 

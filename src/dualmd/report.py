@@ -160,7 +160,8 @@ def memorization_table(copy_files: Sequence[str | Path], t_error_file: str | Pat
                 "kind": "copy_rate",
                 "target": c["sampler"],
                 "value": c["copy_rate"],
-                "detail": f"{c['num_copies']}/{c['num_generated']} under ratio {c['threshold']:.3g}",
+                "detail": f"{c['num_copies']}/{c['num_generated']} under ratio {c['threshold']:.3g}"
+                + (f" ({c['rule']})" if "rule" in c else ""),
             }
         )
     df = pd.DataFrame(rows)

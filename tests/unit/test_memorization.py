@@ -33,6 +33,31 @@ def test_copy_ratio_by_hand():
     assert not copy_detection(torch.zeros(1, 1, 1, 1), members, k_nearest=3, threshold=0.5)["is_copy"][0]
 
 
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("mean_k_ratio", 1 / 2),  # 1 / mean(1, 2, 3)
+        ("second_nearest_ratio", 1 / 2),  # 1 / 2 (the third neighbour is ignored)
+        ("carlini", 1 / (0.5 * 2)),  # 1 / (alpha mean(1, 2, 3)), alpha = 1/2
+    ],
+)
+def test_each_copy_rule_by_hand(rule, expected):
+    members = torch.tensor([1.0, 2.0, 3.0, 10.0]).view(4, 1, 1, 1)
+    result = copy_detection(torch.zeros(1, 1, 1, 1), members, k_nearest=3, threshold=0.6, rule=rule)
+    assert result["ratio"][0] == pytest.approx(expected) and result["rule"] == rule
+    assert bool(result["is_copy"][0]) == (expected < 0.6)
+
+
+def test_second_nearest_rule_ignores_the_further_neighbours():
+    """Distances 1, 4, 4.5: d1 / d2 = 0.25 (a copy at 1/3) while d1 / mean(d1..d3) = 1 / 3.1667 = 0.316."""
+    members = torch.tensor([1.0, 4.0, 4.5]).view(3, 1, 1, 1)
+    second = copy_detection(torch.zeros(1, 1, 1, 1), members, k_nearest=3, rule="second_nearest_ratio")
+    mean_k = copy_detection(torch.zeros(1, 1, 1, 1), members, k_nearest=3, rule="mean_k_ratio")
+    assert second["ratio"][0] == pytest.approx(0.25) and mean_k["ratio"][0] == pytest.approx(1 / (9.5 / 3))
+    with pytest.raises(ValueError, match="unknown copy rule 'nearest'"):
+        copy_detection(torch.zeros(1, 1, 1, 1), members, k_nearest=3, rule="nearest")
+
+
 def test_copy_of_duplicated_members_counts_as_copy():
     members = torch.zeros(3, 1, 2, 2)  # the k nearest are all at distance 0
     result = copy_detection(torch.zeros(1, 1, 2, 2), members, k_nearest=2)

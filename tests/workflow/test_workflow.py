@@ -133,12 +133,11 @@ def test_lint_and_default_dry_run():
     assert jobs["score_model_attack_each"] == 5 + 3  # baseline@120, @300, @600
 
 
-def test_replicates_multiply_runs_not_rules(tmp_path):
-    extra = tmp_path / "replicates.yaml"
-    extra.write_text("runs:\n  replicates: 3\n")
-    jobs = planned_jobs(ROOT, "--forceall", "--configfile", str(extra))
+def test_replicates_config_multiplies_runs_not_rules():
+    jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/replicates.yaml")
     assert jobs["train_model"] == 3 * 3 and jobs["make_split"] == 3 and jobs["make_report"] == 3
     assert jobs["prepare_data"] == 1, "replicates share the dataset"
+    assert jobs["summarize_replicates"] == 1
 
 
 def test_paper_config_validates_and_dry_runs():
@@ -217,9 +216,16 @@ def test_end_to_end_outputs(finished_run):
         "roc.csv",
         "t_error.png",
         "loss_curves.png",
+        "frontier.csv",
+        "frontier.png",
+        "matched_utility.csv",
+        "../replicates.csv",
     ):
         assert (report / name).stat().st_size > 0, name
     assert planned_jobs(finished_run) == {}, "a finished run must have nothing left to do"
+    matched = list(csv.DictReader((report / "matched_utility.csv").open()))
+    assert {row["defense"] for row in matched} == {"student", "selfdistill"}  # every distilled model
+    assert all(row["verdict"] for row in matched)
     text = (report / "report.md").read_text()
     assert "secmi_stat" in text and "dualmd" in text and "student" in text
     snakemake("--report", "report.html", cwd=finished_run)
@@ -320,7 +326,13 @@ ATTACK_CHANGE = (
     [
         (
             *ATTACK_CHANGE,
-            {"write_stage_config": 1, "score_model_attack": 1, "evaluate_attack": 1, "make_report": 1},
+            {
+                "write_stage_config": 1,
+                "score_model_attack": 1,
+                "evaluate_attack": 1,
+                "make_report": 1,
+                "summarize_replicates": 1,
+            },
         ),
         (
             "num_inference_steps: 5",
@@ -333,12 +345,13 @@ ATTACK_CHANGE = (
                 "detect_copies": 6,
                 "score_utility": 6,
                 "make_report": 1,
+                "summarize_replicates": 1,
             },
         ),
         (
             "num_timesteps: 4",
             "num_timesteps: 5",
-            {"write_stage_config": 1, "score_heldout_loss": 1, "make_report": 1},
+            {"write_stage_config": 1, "score_heldout_loss": 1, "make_report": 1, "summarize_replicates": 1},
         ),
     ],
     ids=["attack-parameter", "sampling-parameter", "heldout-parameter"],
@@ -372,6 +385,7 @@ def test_reverting_a_change_reruns_it_again(moved_run):
         "score_model_attack": 1,
         "evaluate_attack": 1,
         "make_report": 1,
+        "summarize_replicates": 1,
     }
 
 
@@ -396,6 +410,7 @@ def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
         "detect_copies",
         "score_t_error",
         "make_report",
+        "summarize_replicates",
     }
 
 

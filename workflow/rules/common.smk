@@ -209,7 +209,7 @@ def per_target(pattern, names):
 
 def final_targets():
     """The report of every replicate (tables, metrics.json, every plot it shows) and the current configs."""
-    files = current_configs()
+    files = current_configs() + ["results/report/replicates.csv"]
     for run in RUNS:
         folder = f"results/report/{run}"
         files += [f"{folder}/metrics.json", f"{folder}/t_error.png"]

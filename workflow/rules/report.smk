@@ -74,3 +74,29 @@ rule make_report:
         "--heldout {input.heldout} --copies {input.copies} --t-error {input.t_error} --models {input.models} "
         "--split-meta {input.split_meta} --out-dir {params.out_dir} --loss-curves {output.loss_curves} "
         "--threads {threads} > {log} 2>&1"
+
+
+# Every replicate's attack and utility numbers side by side, with their mean and a 95% t-interval across seeds.
+rule summarize_replicates:
+    input:
+        cfg=config_path("metrics", RUNS[0]),
+        attacks=expand("results/report/{run}/attacks.csv", run=RUNS),
+        utility=expand("results/report/{run}/utility.csv", run=RUNS),
+        code=stage_code("replicates"),
+    output:
+        table=report(
+            "results/report/replicates.csv",
+            caption="../report/replicates.rst",
+            category="Tables",
+            labels={"table": "replicates"},
+        ),
+    log:
+        "logs/summarize_replicates.log",
+    benchmark:
+        "results/benchmarks/summarize_replicates.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    shell:
+        "python -m dualmd replicates --config {input.cfg} --attacks {input.attacks} "
+        "--utility {input.utility} --out {output.table} --threads {threads} > {log} 2>&1"

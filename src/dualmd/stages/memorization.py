@@ -74,7 +74,9 @@ def copies(
     the_split = load_split(split, split_meta)
     members = subset_images(load_split_images(images, the_split), the_split, catalog.member_subset(sampler))
     generated = load_samples(samples)
-    result = copy_detection(generated, members, k_nearest=cfg.k_nearest, threshold=cfg.copy_threshold)
+    result = copy_detection(
+        generated, members, k_nearest=cfg.k_nearest, threshold=cfg.copy_threshold, rule=cfg.copy_rule
+    )
     closest = closest_pairs(result, cfg.num_pairs_shown)
     # Two rows per block: generated images above, their nearest members below.
     save_grid(torch.cat([generated[closest[:, 0]], members[closest[:, 1]]]), pairs, nrow=len(closest))
@@ -83,6 +85,7 @@ def copies(
         {
             "sampler": sampler,
             "copy_rate": result["memorization_rate"],
+            "rule": result["rule"],
             "threshold": result["threshold"],
             "k_nearest": result["k_nearest"],
             "num_copies": int(result["is_copy"].sum()),
