@@ -31,7 +31,7 @@ from dualmd import catalog
 from dualmd.metrics import tpr_key
 from dualmd.scores import AttackResult
 
-#: Targets whose matched-utility comparison the report gives: every distilled model (defense or control).
+#: Verdicts of `matched_utility` that say no difference was shown.
 NOT_BRACKETED = "not bracketed"
 NOT_BETTER = "not better than early stopping"
 
@@ -151,6 +151,15 @@ def curve_names(names: list[str], model: str = "baseline") -> list[str]:
     return [f"{model}{catalog.CHECKPOINT_SEP}{s}" for s in steps] + ([model] if model in names else [])
 
 
+def _interpolate(first, second, utility):
+    """The metric of the line through (utility, metric) points `first` and `second` at `utility` (elementwise
+    for bootstrap arrays; the first point's metric where both utilities are equal)."""
+    (u1, m1), (u2, m2) = first, second
+    du = np.asarray(u2 - u1, dtype=np.float64)
+    share = np.divide(utility - u1, du, out=np.zeros(np.broadcast(du, utility).shape), where=du != 0)
+    return m1 + (m2 - m1) * share
+
+
 def matched_utility(
     table: pd.DataFrame,
     resampled: Mapping[tuple[str, str], Mapping[str, np.ndarray]],
@@ -189,27 +198,16 @@ def matched_utility(
                     continue
                 a, b = (curve[i] for i in pair)
                 draws = {n: resampled[(n, attack)] for n in (a, b, defense)}
-
-                def interp(ua, ub, ma, mb, ud):
-                    share = np.divide(
-                        ud - ua, ub - ua, out=np.zeros_like(np.asarray(ud - ua, float)), where=ub != ua
-                    )
-                    return ma + (mb - ma) * share
-
                 curve_value = float(
-                    interp(
-                        utilities[pair[0]],
-                        utilities[pair[1]],
-                        float(points.loc[a, column]),
-                        float(points.loc[b, column]),
+                    _interpolate(
+                        (utilities[pair[0]], float(points.loc[a, column])),
+                        (utilities[pair[1]], float(points.loc[b, column])),
                         u,
                     )
                 )
-                diff_b = draws[defense][key] - interp(
-                    draws[a]["utility"],
-                    draws[b]["utility"],
-                    draws[a][key],
-                    draws[b][key],
+                diff_b = draws[defense][key] - _interpolate(
+                    (draws[a]["utility"], draws[a][key]),
+                    (draws[b]["utility"], draws[b][key]),
                     draws[defense]["utility"],
                 )
                 low, high = (float(v) for v in np.percentile(diff_b, [2.5, 97.5]))
