@@ -213,6 +213,9 @@ class TrainConfig(_Section):
     warmup_steps: int = 100  # linear learning-rate warm-up
     grad_clip_norm: float = 1.0
     ema_decay: float = 0.999
+    # ramp: diffusers' EMAModel default, decay min(ema_decay, (1 + n) / (10 + n)) at step n;
+    # constant: ema_decay from the first step, as the authors' pytorch-ddpm code
+    ema_schedule: Literal["ramp", "constant"] = "ramp"
     hflip: bool = False  # random horizontal flip augmentation
     checkpoint_every_steps: int = 500  # resumable training state period
     log_every_steps: int = 50
@@ -261,6 +264,12 @@ class SampleConfig(_Section):
     scheduler: Literal["ddpm", "ddim"] = "ddim"
     num_inference_steps: int = 50  # DDPM with num_train_timesteps steps is the paper's ancestral sampler
     eta: float = 0.0  # DDIM only
+    # DDPM only: fixed_small = posterior variance beta~_t (diffusers' default), fixed_large = beta_t (the
+    # authors' pytorch-ddpm "fixedlarge")
+    variance_type: Literal["fixed_small", "fixed_large"] = "fixed_small"
+    # clip the predicted x_0 to [-1, 1] before the posterior mean (diffusers); false = pytorch-ddpm, which only
+    # clips the final image (every sampler here clips the final image)
+    clip_sample: bool = True
     weights: Weights = "ema"
     dualmd_alternation: Literal["timestep_parity", "step_index"] = "step_index"  # see dualmd.defense.dualmd
     batch_size: int = 256

@@ -1,15 +1,17 @@
 """Image generation for every sampler: one model, or the DualMD teacher pair, through one sampling loop.
 
 Samplers (DDPM, Ho et al. 2020, Alg. 2; DDIM, Song et al. 2021) are diffusers schedulers built with
-``from_config`` of the model's saved `DDPMScheduler` config, so they share its beta schedule, clipping
-(``clip_sample=True``: the predicted x_0 is clipped to [-1, 1], as in pytorch-ddpm) and variance:
+``from_config`` of the model's saved `DDPMScheduler` config, so they share its beta schedule; the sampling
+config (`SampleConfig`) sets what the samplers may do differently:
 
 * ``ddpm`` with ``num_inference_steps == num_train_timesteps`` is the paper's 1000-step ancestral sampler;
-  fewer steps use the scheduler's ``set_timesteps`` spacing. The variance is the scheduler's configured
-  ``variance_type``; our models are saved with diffusers' ``fixed_small`` (posterior variance beta~_t), whereas
-  the authors' pytorch-ddpm code samples with ``fixedlarge`` (beta_t). Both are valid DDPM samplers; FIDs
-  can differ slightly between them.
+  fewer steps use the scheduler's ``set_timesteps`` spacing. ``variance_type`` is ``fixed_small`` (the
+  posterior variance beta~_t, diffusers' default) or ``fixed_large`` (beta_t, the ``fixedlarge`` of the
+  authors' pytorch-ddpm code, which their FIDs use). Both are valid DDPM samplers; FIDs differ between them.
 * ``ddim`` takes ``eta`` (0 = deterministic).
+* ``clip_sample=True`` clips the predicted x_0 to [-1, 1] before the posterior mean (diffusers). pytorch-ddpm
+  computes the posterior mean from the unclipped prediction and clips only the final image, i.e.
+  ``clip_sample=False``. Every sampler here clips the final image.
 
 Randomness is per image, never per batch: image i draws its initial noise and every per-step noise from a CPU
 generator seeded with ``seed + i``, so images do not depend on the batch size or on the device.
@@ -60,12 +62,23 @@ def as_selector(predictor_or_selector: NoisePredictor | PredictorSelector) -> Pr
     return SinglePredictor(predictor_or_selector)  # type: ignore[arg-type]
 
 
-def build_scheduler(kind: str, base: DDPMScheduler | Any) -> SamplingScheduler:
-    """A fresh "ddpm" or "ddim" scheduler from the config of `base` (a scheduler or its config)."""
+def build_scheduler(kind: str, base: DDPMScheduler | Any, **overrides: Any) -> SamplingScheduler:
+    """A fresh "ddpm" or "ddim" scheduler from the config of `base` (a scheduler or its config).
+
+    `overrides` replace entries of that config (e.g. ``variance_type="fixed_large"``, ``clip_sample=False``).
+    """
     if kind not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {kind!r}; known: {sorted(SCHEDULERS)}")
     config = getattr(base, "config", base)
-    return SCHEDULERS[kind].from_config(config)
+    return SCHEDULERS[kind].from_config(config, **overrides)
+
+
+def scheduler_overrides(cfg: SampleConfig) -> dict[str, Any]:
+    """The entries of the training scheduler's config that the sampling config replaces (DDIM has no variance)."""
+    overrides: dict[str, Any] = {"clip_sample": cfg.clip_sample}
+    if cfg.scheduler == "ddpm":
+        overrides["variance_type"] = cfg.variance_type
+    return overrides
 
 
 def sampling_timesteps(scheduler: SamplingScheduler, num_inference_steps: int) -> list[int]:
@@ -159,7 +172,7 @@ def sample_images(
     Args:
         predictor_or_selector: one `NoisePredictor`, or a selector such as DualMD's teacher pair.
         scheduler: the model's training `DDPMScheduler` (only its config is used; it is not modified).
-        cfg: sampler kind, steps, eta, seed and batch size.
+        cfg: sampler kind, steps, eta, variance, x_0 clipping, seed and batch size.
         shape: (C, H, W) of one image.
         device: where x_t lives.
     Returns:
@@ -167,7 +180,7 @@ def sample_images(
     """
     return run_sampler(
         predictor_or_selector,
-        build_scheduler(cfg.scheduler, scheduler),
+        build_scheduler(cfg.scheduler, scheduler, **scheduler_overrides(cfg)),
         num_images=cfg.num_images,
         image_shape=shape,
         num_inference_steps=cfg.num_inference_steps,

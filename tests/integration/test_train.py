@@ -14,7 +14,7 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 from dualmd.config import DiffusionConfig, ModelConfig, TrainConfig
 from dualmd.train import fixed_noise, train_model
 from dualmd.train.checkpoint import STATE_FILE
-from dualmd.train.loop import RandomBatches, StepInfo, make_accelerator, random_hflip
+from dualmd.train.loop import RandomBatches, StepInfo, make_accelerator, make_ema, random_hflip
 
 MODEL = ModelConfig(block_out_channels=(8, 16), norm_num_groups=4)
 DIFFUSION = DiffusionConfig(num_train_timesteps=20)
@@ -113,8 +113,9 @@ def interrupt_at(step: int):
     return hook
 
 
-def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path):
-    cfg = replace(TRAIN, hflip=True)  # the flip draws must be resumed too
+@pytest.mark.parametrize("ema_schedule", ["ramp", "constant"])
+def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path, ema_schedule):
+    cfg = replace(TRAIN, hflip=True, ema_schedule=ema_schedule)  # the flip draws must be resumed too
     full = run(tmp_path, "full", cfg)
     with pytest.raises(Interrupt):
         run(tmp_path, "resumed", cfg, on_step=interrupt_at(7))  # the last state is that of step 5
@@ -128,6 +129,23 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_run(tmp_path):
         a, b = load_weights(tmp_path / "full", sub), load_weights(tmp_path / "resumed", sub)
         assert all(torch.equal(a[k], b[k]) for k in a), sub
     assert resumed["probe"] == full["probe"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "first_decay", "second_decay"), [("ramp", 0.0, 2 / 11), ("constant", 0.9, 0.9)]
+)
+def test_ema_schedule(schedule, first_decay, second_decay):
+    net = torch.nn.Linear(3, 2)
+    ema = make_ema(net, replace(TRAIN, ema_decay=0.9, ema_schedule=schedule))
+    start = [p.detach().clone() for p in net.parameters()]
+    expected = start
+    for decay, shift in ((first_decay, 1.0), (second_decay, -2.0)):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(shift)
+        ema.step(net.parameters())
+        expected = [decay * e + (1 - decay) * p for e, p in zip(expected, net.parameters(), strict=True)]
+        assert all(torch.allclose(s, e) for s, e in zip(ema.shadow_params, expected, strict=True))
 
 
 def test_state_of_another_config_is_not_resumed(tmp_path):

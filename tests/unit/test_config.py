@@ -60,6 +60,8 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         ({"train": {"snapshot_fractions": [0.5, 1.0]}}, "train.snapshot_fractions[1]: 1.0 is not in (0, 1)"),
         ({"utility": {"reference": "nonmembers"}}, "utility.reference"),
         ({"heldout": {"num_bootstrap": 0}}, "heldout.num_bootstrap: must be >= 1"),
+        ({"sample": {"variance_type": "learned"}}, "sample.variance_type"),
+        ({"train": {"ema_schedule": "warmup"}}, "train.ema_schedule"),
     ],
     ids=[
         "typo",
@@ -85,6 +87,8 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         "snapshot-fraction",
         "reference-set",
         "heldout-bootstrap",
+        "variance-type",
+        "ema-schedule",
     ],
 )
 def test_bad_config_names_the_key(raw, message):

@@ -12,7 +12,14 @@ from PIL import Image
 from dualmd.config import SampleConfig
 from dualmd.images import load_samples, save_samples
 from dualmd.models.adapter import UNetPredictor
-from dualmd.sample import SinglePredictor, build_scheduler, run_sampler, sample_images
+from dualmd.sample import (
+    SinglePredictor,
+    build_scheduler,
+    image_generators,
+    run_sampler,
+    sample_images,
+    scheduler_overrides,
+)
 from dualmd.samplers import generate
 
 TEACHER_VALUES = {"teacher1": 0.5, "teacher2": -0.5}
@@ -96,6 +103,59 @@ def test_build_scheduler_keeps_the_training_schedule(base_scheduler):
     assert torch.allclose(ddim.alphas_cumprod, base_scheduler.alphas_cumprod)
     with pytest.raises(ValueError, match="unknown scheduler"):
         build_scheduler("euler", base_scheduler)
+
+
+def pytorch_ddpm_sampler(eps_fn, alphas_bar: torch.Tensor, generators, shape) -> torch.Tensor:
+    """The authors' ancestral sampler written out (pytorch-ddpm, `fixedlarge`): posterior mean from the
+    unclipped x_0 prediction, variance beta_t, no noise at t = 0, final clip. beta_t is recovered from
+    alphas_bar as diffusers does, so that both round the same way in float32."""
+    alphas_bar_prev = torch.cat([torch.ones(1), alphas_bar[:-1]])
+    betas = 1 - alphas_bar / alphas_bar_prev
+    coef_x0 = betas * alphas_bar_prev.sqrt() / (1 - alphas_bar)
+    coef_xt = (1 - alphas_bar_prev) * (1 - betas).sqrt() / (1 - alphas_bar)
+    x = torch.cat([torch.randn((1, *shape), generator=g) for g in generators])
+    for t in reversed(range(len(betas))):
+        eps = eps_fn(x, t)
+        x0 = (x - (1 - alphas_bar[t]).sqrt() * eps) / alphas_bar[t].sqrt()
+        mean = coef_x0[t] * x0 + coef_xt[t] * x
+        noise = torch.cat([torch.randn((1, *shape), generator=g) for g in generators]) if t > 0 else 0
+        x = mean + betas[t].sqrt() * noise
+    return x.clamp(-1, 1)
+
+
+def test_ddpm_fixed_large_without_x0_clip_is_the_authors_sampler(base_scheduler):
+    class Linear:
+        def __call__(self, x, t):
+            return 0.9 * x + 0.01 * t.view(-1, 1, 1, 1)
+
+    cfg = SampleConfig(
+        num_images=3, scheduler="ddpm", num_inference_steps=20, variance_type="fixed_large", clip_sample=False
+    )
+    ours = sample_images(Linear(), base_scheduler, cfg, (1, 4, 4))
+    theirs = pytorch_ddpm_sampler(
+        lambda x, t: 0.9 * x + 0.01 * t, base_scheduler.alphas_cumprod, image_generators(0, 0, 3), (1, 4, 4)
+    )
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    # each option changes the images: diffusers' defaults are fixed_small variance and a clipped x_0
+    for change in ({"variance_type": "fixed_small"}, {"clip_sample": True}):
+        other = sample_images(
+            Linear(), base_scheduler, SampleConfig(**{**cfg.to_dict(), **change}), (1, 4, 4)
+        )
+        assert not torch.allclose(other, ours, atol=1e-3), change
+
+
+def test_sampling_options_reach_the_scheduler(base_scheduler):
+    ddpm = build_scheduler(
+        "ddpm",
+        base_scheduler,
+        **scheduler_overrides(SampleConfig(scheduler="ddpm", variance_type="fixed_large", clip_sample=False)),
+    )
+    assert ddpm.config.variance_type == "fixed_large" and ddpm.config.clip_sample is False
+    ddim_overrides = scheduler_overrides(
+        SampleConfig(scheduler="ddim", variance_type="fixed_large", clip_sample=False)
+    )
+    assert ddim_overrides == {"clip_sample": False}  # DDIM's variance comes from eta alone
+    assert base_scheduler.config.variance_type == "fixed_small" and base_scheduler.config.clip_sample
 
 
 def test_single_predictor_is_used_at_every_step():

@@ -128,7 +128,7 @@ def fit(
     # The lr schedule is NOT prepared: accelerate would step it once per process, and our step is global.
     unet, opt = accelerator.prepare(unet, opt)
     raw = accelerator.unwrap_model(unet)
-    ema = EMAModel(raw.parameters(), decay=cfg.ema_decay, foreach=True)
+    ema = make_ema(raw, cfg)
     run = _Progress(loss_curve=[], window_sum=0.0, window_count=0, elapsed_s=0.0)
     start = _restore(load_state(state_dir, run_hash), raw, ema, opt, lr_sched, gen, run, accelerator.device)
     window = torch.tensor(run.window_sum, device=accelerator.device)
@@ -181,6 +181,26 @@ def fit(
         train_time_s=run.elapsed_s + session_s,
         images_per_s=steps_run * cfg.batch_size / session_s if steps_run else 0.0,
     )
+
+
+def make_ema(unet: UNet2DModel, cfg: TrainConfig) -> EMAModel:
+    """diffusers' `EMAModel` of `unet`'s parameters with the decay schedule `cfg.ema_schedule`.
+
+    "ramp" is `EMAModel`'s default: update k uses decay 0 for k = 1 (a copy of the weights), then
+    min(ema_decay, k / (9 + k)).
+    "constant" applies ema_decay from the first step, as the authors' code (an EMA initialised with the
+    starting weights): `update_after_step=-1` makes the first update count as step 1 and `min_decay` pins the
+    decay.
+    """
+    if cfg.ema_schedule == "constant":
+        return EMAModel(
+            unet.parameters(),
+            decay=cfg.ema_decay,
+            min_decay=cfg.ema_decay,
+            update_after_step=-1,
+            foreach=True,
+        )
+    return EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=True)
 
 
 def snapshot_path(state_dir: Path, run_hash: str, step: int) -> Path:
