@@ -16,6 +16,10 @@ A *target* is anything an attack scores and a sampler draws from:
 A target's *members* are the images it is scored on as members; non-members are always the split's non-member
 set. Adding a target is one entry here (and, for a new kind, one stage function).
 
+*Controls* are optional targets a config adds by value (`control_targets`): a DP-SGD baseline
+``dpsgd_eps<ε>`` is the baseline trained with differentially private SGD at privacy budget ε, on every member.
+Their names carry their parameters, so `target` resolves them without the config.
+
 A target with ``checkpoints=True`` also saves its weights during its own training run at the fractions of its
 steps in ``train.snapshot_fractions``; each snapshot is a target of its own, ``<name>@<step>`` (e.g.
 ``baseline@120``), with the same members, stored under ``<model dir>/checkpoints/<step>``. They trace the
@@ -24,6 +28,8 @@ undefended model's privacy-utility curve at no extra training cost.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +46,7 @@ class Target:
     members: str  # split subset scored as its members: "members", "half1" or "half2"
     models: tuple[str, ...] = ()  # distilled: its teachers; pair: the models it alternates
     checkpoints: bool = False  # snapshots during training become targets "<name>@<step>"
+    dp_epsilon: float | None = None  # trained with DP-SGD at this epsilon (delta = 1 / number of members)
 
     @property
     def has_weights(self) -> bool:
@@ -90,14 +97,33 @@ MEMBER_SUBSETS = ("members", "half1", "half2")
 
 #: Separates a target's name from a training step in the name of one of its checkpoints.
 CHECKPOINT_SEP = "@"
+#: Name prefix of the DP-SGD baselines, followed by epsilon ("dpsgd_eps10").
+DP_PREFIX = "dpsgd_eps"
+_DP_NAME = re.compile(rf"{DP_PREFIX}(\d+(?:\.\d+)?)")
+
+
+def dp_target(epsilon: float) -> Target:
+    """The DP-SGD baseline at privacy budget `epsilon`: trained like the baseline, on every member."""
+    name = f"{DP_PREFIX}{epsilon:g}"
+    if not epsilon > 0 or not _DP_NAME.fullmatch(name):
+        raise ValueError(f"a DP-SGD target needs epsilon > 0 written without an exponent, got {epsilon}")
+    return Target(name, "trained", members="members", dp_epsilon=float(epsilon))
+
+
+def control_targets(dp_epsilons: Sequence[float] = ()) -> list[str]:
+    """Names of the optional control targets of a config, in report order."""
+    return [dp_target(e).name for e in dp_epsilons]
 
 
 def target(name: str) -> Target:
-    """The target called `name` (a checkpoint "<name>@<step>" gives its model's target); unknown names raise
-    ValueError listing the known ones."""
+    """The target called `name` (a checkpoint "<name>@<step>" gives its model's target; a control's name gives
+    the control); unknown names raise ValueError listing the known ones."""
     base, step = split_checkpoint(name)
+    dp = _DP_NAME.fullmatch(base)
+    if dp and step is None and dp_target(float(dp.group(1))).name == base:
+        return dp_target(float(dp.group(1)))
     if base not in TARGETS or (step is not None and not TARGETS[base].checkpoints):
-        raise ValueError(f"unknown target {name!r}; known: {list(TARGETS)}")
+        raise ValueError(f"unknown target {name!r}; known: {list(TARGETS)} and {DP_PREFIX}<epsilon>")
     return TARGETS[base]
 
 
@@ -117,9 +143,20 @@ def checkpoint_targets(steps: tuple[int, ...]) -> list[str]:
 
 
 def report_rank(name: str) -> tuple[int, float]:
-    """Sort key of the report: targets in catalog order, a model's checkpoints by step just before it."""
+    """Sort key of the report: targets in catalog order, a model's checkpoints by step just before it, then
+    the DP-SGD controls by decreasing epsilon (increasing privacy)."""
     base, step = split_checkpoint(name)
-    return list(TARGETS).index(target(base).name), float("inf") if step is None else float(step)
+    found = target(base)
+    if found.dp_epsilon is not None:
+        return len(TARGETS), -found.dp_epsilon
+    return list(TARGETS).index(found.name), float("inf") if step is None else float(step)
+
+
+def compared_to_curve(name: str) -> bool:
+    """True for the models the frontier compares with the undefended curve at matched utility: every
+    distilled model and every DP-SGD baseline."""
+    found = target(name)
+    return found.kind == "distilled" or found.dp_epsilon is not None
 
 
 def attack(name: str) -> AttackSpec:

@@ -444,6 +444,27 @@ class RunsConfig(_Section):
         _require(self.replicates >= 1, f"{prefix}.replicates", "must be >= 1")
 
 
+@dataclass(frozen=True)
+class ControlsConfig(_Section):
+    """Optional control targets (`dualmd.catalog.control_targets`); no stage reads this section, it only adds
+    targets to the workflow."""
+
+    SECTION = "controls"
+    # one DP-SGD baseline "dpsgd_eps<e>" per entry: the baseline's recipe with per-sample clipping at
+    # train.grad_clip_norm, Gaussian noise and Poisson sampling, (e, 1/N)-DP for N members (dualmd.train.dp)
+    dp_epsilons: tuple[float, ...] = ()
+
+    def _validate(self, prefix: str) -> None:
+        for i, e in enumerate(self.dp_epsilons):
+            try:
+                catalog.dp_target(e)
+            except ValueError as err:
+                raise ConfigError(f"{prefix}.dp_epsilons[{i}]: {err}") from None
+        _require(
+            len(set(self.dp_epsilons)) == len(self.dp_epsilons), f"{prefix}.dp_epsilons", "holds duplicates"
+        )
+
+
 # Sections whose value is itself a section are filled recursively.
 _NESTED = {
     "secmi": SecMIConfig,
@@ -475,6 +496,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "utility": UtilityConfig,
     "heldout": HeldoutConfig,
     "runs": RunsConfig,
+    "controls": ControlsConfig,
 }
 
 
@@ -495,6 +517,7 @@ class ExperimentConfig:
     utility: UtilityConfig = field(default_factory=UtilityConfig)
     heldout: HeldoutConfig = field(default_factory=HeldoutConfig)
     runs: RunsConfig = field(default_factory=RunsConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> ExperimentConfig:
@@ -598,6 +621,11 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 _ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed")
 #: Seeds that differ between replicates: replicate r adds r to each.
 REPLICATE_SEEDS = (("split", "seed"), ("split", "half_seed"), ("train", "seed"))
+
+
+def control_targets(experiment: ExperimentConfig) -> list[str]:
+    """Every optional control target of the experiment ("dpsgd_eps10", ...), from its `controls` section."""
+    return catalog.control_targets(experiment.controls.dp_epsilons)
 
 
 def checkpoint_targets(experiment: ExperimentConfig) -> list[str]:

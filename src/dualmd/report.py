@@ -302,7 +302,8 @@ def frontier_tables(
     seed: int,
     max_fpr: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The frontier (`dualmd.frontier.frontier_table`) and every distilled model's matched-utility comparison,
+    """The frontier (`dualmd.frontier.frontier_table`) and the matched-utility comparison of every distilled
+    model and DP-SGD baseline (`dualmd.catalog.compared_to_curve`),
     from the held-out losses and the per-sample score files ``<attack>/<target>.npz`` of the model attacks."""
     from dualmd.frontier import Heldout, JointBootstrap, frontier_table, matched_utility
     from dualmd.scores import load_scores
@@ -312,7 +313,8 @@ def frontier_tables(
     member_ids = np.unique(np.concatenate([r.sample_ids[r.is_member] for r in scores.values()]))
     bootstrap = JointBootstrap(member_ids, heldout.sample_ids, num_bootstrap, seed)
     table, resampled = frontier_table(heldout, scores, bootstrap, max_fpr)
-    matched = matched_utility(table, resampled, catalog.names("distilled"), max_fpr)
+    compared = [name for name in dict.fromkeys(table["target"]) if catalog.compared_to_curve(name)]
+    matched = matched_utility(table, resampled, compared, max_fpr)
     return table, matched
 
 

@@ -67,3 +67,31 @@ def test_checkpoint_names_resolve_to_their_model():
         "dualmd",
         "selfdistill",
     ]
+
+
+def test_dp_controls_are_named_by_their_epsilon_and_resolve_without_the_config():
+    assert catalog.control_targets([10, 0.5, 100.0]) == ["dpsgd_eps10", "dpsgd_eps0.5", "dpsgd_eps100"]
+    dp = catalog.target("dpsgd_eps0.5")
+    assert (dp.kind, dp.members, dp.dp_epsilon, dp.has_weights, dp.checkpoints) == (
+        "trained",
+        "members",
+        0.5,
+        True,
+        False,
+    )
+    assert catalog.member_subset("dpsgd_eps10") == "members"
+    for bad in ("dpsgd_eps", "dpsgd_eps10.0", "dpsgd_eps1e-05", "dpsgd_eps10@5"):  # one spelling per epsilon
+        with pytest.raises(ValueError, match="unknown target"):
+            catalog.target(bad)
+    with pytest.raises(ValueError, match="without an exponent"):
+        catalog.dp_target(1e-7)
+    names = ["dpsgd_eps10", "selfdistill", "dpsgd_eps100", "baseline", "dpsgd_eps0.5"]
+    assert sorted(names, key=catalog.report_rank) == [
+        "baseline",
+        "selfdistill",
+        "dpsgd_eps100",
+        "dpsgd_eps10",
+        "dpsgd_eps0.5",
+    ]
+    compared = [n for n in ["baseline", "baseline@120", "student", "dualmd", "selfdistill", "dpsgd_eps10"]]
+    assert [n for n in compared if catalog.compared_to_curve(n)] == ["student", "selfdistill", "dpsgd_eps10"]

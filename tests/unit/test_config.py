@@ -62,6 +62,12 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         ({"heldout": {"num_bootstrap": 0}}, "heldout.num_bootstrap: must be >= 1"),
         ({"sample": {"variance_type": "learned"}}, "sample.variance_type"),
         ({"train": {"ema_schedule": "warmup"}}, "train.ema_schedule"),
+        (
+            {"controls": {"dp_epsilons": [10, 0]}},
+            "controls.dp_epsilons[1]: a DP-SGD target needs epsilon > 0",
+        ),
+        ({"controls": {"dp_epsilons": [1e-7]}}, "controls.dp_epsilons[0]"),
+        ({"controls": {"dp_epsilons": [10, 10.0]}}, "controls.dp_epsilons: holds duplicates"),
     ],
     ids=[
         "typo",
@@ -89,6 +95,9 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         "heldout-bootstrap",
         "variance-type",
         "ema-schedule",
+        "dp-epsilon",
+        "dp-epsilon-exponent",
+        "dp-duplicates",
     ],
 )
 def test_bad_config_names_the_key(raw, message):

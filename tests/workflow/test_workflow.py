@@ -140,6 +140,18 @@ def test_replicates_config_multiplies_runs_not_rules():
     assert jobs["summarize_replicates"] == 1
 
 
+def test_ablation_config_adds_dp_baselines_that_every_stage_reaches():
+    jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/ablation.yaml")
+    assert jobs["train_model"] == 3 + 2 and jobs["distill_model"] == 2
+    assert jobs["sample_images"] == 6 + 2 and jobs["score_model_attack_each"] == 8 + 2
+    assert jobs["score_model_attack"] == 4 and jobs["score_heldout_loss"] == 1 and jobs["make_report"] == 1
+    dry = snakemake(
+        "-n", "--forceall", "--cores", "2", "--configfile", "config/ablation.yaml", cwd=ROOT
+    ).stdout
+    for name in ("dpsgd_eps10", "dpsgd_eps100"):
+        assert f"results/models/rep0/{name}" in dry and f"results/utility/rep0/{name}.json" in dry
+
+
 def test_paper_config_validates_and_dry_runs():
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/paper-cifar10.yaml")
     assert jobs["train_model"] == 3 and jobs["distill_model"] == 2 and jobs["score_model_attack"] == 4

@@ -1,6 +1,7 @@
 # Config validation, the run dimension, stage configs, wildcard constraints and path helpers shared by every rule
 # file. Targets and attacks come from dualmd.catalog; no rule file names one.
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from dualmd.config import (  # noqa: E402
     ExperimentConfig,
     checkpoint_targets,
     config_digest,
+    control_targets,
     dump_stage_config,
     replicate,
     stage_config,
@@ -32,8 +34,10 @@ MODEL_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "model"]
 SAMPLE_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "samples"]
 PER_TARGET_ATTACKS = [a for a in MODEL_ATTACKS if catalog.attack(a).job_per_target]
 SHARED_JOB_ATTACKS = [a for a in MODEL_ATTACKS if not catalog.attack(a).job_per_target]
-MODELS = catalog.models()
-SAMPLERS = catalog.samplers()
+# Optional controls of the config (DP-SGD baselines "dpsgd_eps<e>"): trained models like the catalog's own.
+CONTROLS = control_targets(EXPERIMENT)
+MODELS = catalog.models() + [c for c in CONTROLS if catalog.target(c).has_weights]
+SAMPLERS = catalog.samplers() + CONTROLS
 # Weights kept during a model's training ("baseline@120", ...): scored like models, stored inside the model's
 # directory (the workflow tracks the directory, the stage resolves the checkpoint in it).
 CHECKPOINTS = checkpoint_targets(EXPERIMENT)
@@ -46,10 +50,16 @@ wildcard_constraints:
     run=r"rep\d+",
     scope=r"shared|rep\d+",
     digest=r"[0-9a-f]{12}",
-    trained="|".join(catalog.names("trained")),
+    trained="|".join(
+        map(
+            re.escape,
+            catalog.names("trained")
+            + [c for c in CONTROLS if catalog.target(c).kind == "trained"],
+        )
+    ),
     distilled="|".join(catalog.names("distilled")),
-    model="|".join(MODEL_TARGETS),
-    sampler="|".join(SAMPLERS),
+    model="|".join(map(re.escape, MODEL_TARGETS)),
+    sampler="|".join(map(re.escape, SAMPLERS)),
     attack="|".join(catalog.ATTACKS),
     stage="|".join(stage_names()),
 
@@ -188,11 +198,8 @@ def sample_target_args(wildcards, input):
 
 def attack_scores(wildcards):
     """Score files of one attack: one per target it reaches."""
-    return [
-        f"results/scores/{wildcards.run}/{wildcards.attack}/{t}.npz"
-        for t in catalog.attack_targets(wildcards.attack)
-        + (CHECKPOINTS if catalog.attack(wildcards.attack).access == "model" else [])
-    ]
+    reached = MODEL_TARGETS if catalog.attack(wildcards.attack).access == "model" else SAMPLERS
+    return [f"results/scores/{wildcards.run}/{wildcards.attack}/{t}.npz" for t in reached]
 
 
 def model_attack_score_files(wildcards):

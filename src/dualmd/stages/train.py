@@ -15,7 +15,8 @@ def train(
     *, config: Path, images: Path, split: Path, split_meta: Path, model: str, out: Path, state_dir: Path
 ) -> dict:
     """Train target `model` (kind "trained") on its member subset and write its model directory (with the
-    checkpoints of `train.snapshot_fractions` when the catalog gives the target checkpoints)."""
+    checkpoints of `train.snapshot_fractions` when the catalog gives the target checkpoints; with DP-SGD for a
+    DP-SGD control)."""
     from dualmd.train import train_model
 
     target = catalog.target(model)
@@ -36,6 +37,7 @@ def train(
         state_dir=Path(state_dir),
         metadata=provenance(the_split, model, target.members),
         snapshot_steps=cfg.train.snapshot_steps if target.checkpoints else (),
+        dp_epsilon=target.dp_epsilon,
     )
 
 

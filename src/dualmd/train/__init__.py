@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import accelerate
 import diffusers
@@ -36,6 +36,9 @@ from dualmd.train.loop import (
     snapshot_path,
 )
 
+if TYPE_CHECKING:
+    from dualmd.train.dp import DPSpec
+
 __all__ = ["train_model", "run_and_save", "probe_losses", "fixed_noise", "StepInfo"]
 
 #: Seed of the probe noise: image i always gets the noise of seed PROBE_SEED + i, in every model.
@@ -55,6 +58,7 @@ def train_model(
     metadata: dict[str, Any],
     on_step: Callable[[StepInfo], None] | None = None,
     snapshot_steps: tuple[int, ...] = (),
+    dp_epsilon: float | None = None,
 ) -> dict[str, Any]:
     """Train a DDPM from scratch on `images` (Algorithm 1) and write the model directory `out_dir`.
 
@@ -68,11 +72,28 @@ def train_model(
         metadata: caller's provenance (model_id, subset, subset_sha256, split_fingerprint, ...).
         on_step: test hook called after every iteration.
         snapshot_steps: steps after which the weights are kept as ``checkpoints/<step>`` (`run_and_save`).
+        dp_epsilon: train with DP-SGD (`dualmd.train.dp`) for (dp_epsilon, 1 / len(images))-DP: Poisson batches
+            of expected size train_cfg.batch_size, per-sample clipping at train_cfg.grad_clip_norm.
     Returns:
-        The metadata written to `out_dir/metadata.json`.
+        The metadata written to `out_dir/metadata.json` (with ``dp``, the privacy parameters, for DP-SGD).
     """
+    batches: BatchSource = RandomBatches(
+        images=images, batch_size=train_cfg.batch_size, hflip=train_cfg.hflip
+    )
+    dp = None
+    if dp_epsilon is not None:
+        from dualmd.train.dp import DPSpec, PoissonBatches
+
+        dp = DPSpec.calibrate(
+            epsilon=dp_epsilon,
+            num_examples=len(images),
+            batch_size=train_cfg.batch_size,
+            num_steps=train_cfg.num_train_steps,
+            max_grad_norm=train_cfg.grad_clip_norm,
+        )
+        batches = PoissonBatches(images=images, sample_rate=dp.sample_rate, hflip=train_cfg.hflip)
     return run_and_save(
-        batches=RandomBatches(images=images, batch_size=train_cfg.batch_size, hflip=train_cfg.hflip),
+        batches=batches,
         target_fn=noise_target,
         image_shape=tuple(images.shape[1:]),
         data={"images_sha256": tensor_sha256(images)},
@@ -88,6 +109,7 @@ def train_model(
         accelerator=make_accelerator(train_cfg),
         on_step=on_step,
         snapshot_steps=snapshot_steps,
+        dp=dp,
     )
 
 
@@ -109,6 +131,7 @@ def run_and_save(
     accelerator: Accelerator,
     on_step: Callable[[StepInfo], None] | None = None,
     snapshot_steps: tuple[int, ...] = (),
+    dp: DPSpec | None = None,
 ) -> dict[str, Any]:
     """Train a fresh UNet with `batches`/`target_fn`, probe it and write the model directory.
 
@@ -116,6 +139,7 @@ def run_and_save(
     both enter the run hash that decides whether a saved state may be resumed. The weights after each step in
     `snapshot_steps` go to ``checkpoints/<step>/`` of the model directory, each a model directory of its own
     (same provenance, ``checkpoint_step`` and ``num_train_steps`` = that step, no probe or loss curve).
+    With `dp` the steps are DP-SGD steps (`dualmd.train.loop.fit`) and the metadata records ``dp``.
     """
     channels, height, width = image_shape
     if height != width:
@@ -135,6 +159,8 @@ def run_and_save(
         snapshot_steps
     ):  # a state without the snapshots of its earlier steps cannot serve a run that keeps them
         description["snapshots"] = list(snapshot_steps)
+    if dp is not None:
+        description["dp"] = dp.to_dict()
     hashed = run_hash(description)
     result = fit(
         unet=unet,
@@ -147,6 +173,7 @@ def run_and_save(
         run_hash=hashed,
         on_step=on_step,
         snapshot_steps=snapshot_steps,
+        dp=dp,
     )
     probe = probe_losses(
         UNetPredictor(result.ema_unet),
@@ -164,6 +191,7 @@ def run_and_save(
         "loss_curve": result.loss_curve,
         "probe": probe,
         "resumed_from_step": result.start_step,
+        **({"dp": dp.to_dict()} if dp is not None else {}),
         "wall_time_s": round(result.train_time_s, 2),
         "images_per_s": round(result.images_per_s, 1),
         "device": str(accelerator.device),

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from tqdm.auto import tqdm
 from dualmd.config import TrainConfig
 from dualmd.models.adapter import Schedule
 from dualmd.train.checkpoint import load_state, save_state
+
+if TYPE_CHECKING:
+    from dualmd.train.dp import DPSpec
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,7 @@ def fit(
     run_hash: str,
     on_step: Callable[[StepInfo], None] | None = None,
     snapshot_steps: tuple[int, ...] = (),
+    dp: DPSpec | None = None,
 ) -> FitResult:
     """Run `cfg.num_train_steps` optimiser steps of min ||target - eps_theta(x_t, t)||^2, resuming if possible.
 
@@ -120,14 +124,25 @@ def fit(
     A state is saved under `state_dir` every `cfg.checkpoint_every_steps` steps and at the end. After each step
     in `snapshot_steps` the raw and EMA weights are saved under `snapshot_path(state_dir, run_hash, step)`,
     where a resumed run finds the snapshots of its earlier sessions.
+
+    With `dp`, the step is DP-SGD (`dualmd.train.dp`): per-sample clipping at dp.max_grad_norm and Gaussian
+    noise replace the global gradient clipping; `batches` should then be Poisson batches of that rate.
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     # Adam as in the paper (AdamW without weight decay is the same thing); linear warm-up, then constant.
     opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr)
+    if dp is not None:
+        from dualmd.train import dp as dpsgd
+
+        if accelerator.num_processes > 1:
+            raise ValueError(
+                "DP-SGD runs in one process (its Poisson batches are not split across processes)"
+            )
+        unet, opt = dpsgd.make_private(unet, opt, dp, expected_batch_size=cfg.batch_size)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
     # The lr schedule is NOT prepared: accelerate would step it once per process, and our step is global.
     unet, opt = accelerator.prepare(unet, opt)
-    raw = accelerator.unwrap_model(unet)
+    raw = getattr(accelerator.unwrap_model(unet), "_module", accelerator.unwrap_model(unet))  # DP: the UNet
     ema = make_ema(raw, cfg)
     run = _Progress(loss_curve=[], window_sum=0.0, window_count=0, elapsed_s=0.0)
     start = _restore(load_state(state_dir, run_hash), raw, ema, opt, lr_sched, gen, run, accelerator.device)
@@ -149,7 +164,7 @@ def fit(
                 target = target_fn(step, x_t, t, eps)
             loss = F.mse_loss(unet(x_t, t).sample.float(), target.float())  # loss in fp32 under autocast
             accelerator.backward(loss)
-            if accelerator.sync_gradients:
+            if accelerator.sync_gradients and dp is None:
                 accelerator.clip_grad_norm_(unet.parameters(), cfg.grad_clip_norm)
             opt.step()
             lr_sched.step()
@@ -169,6 +184,8 @@ def fit(
         if on_step is not None:
             on_step(StepInfo(step, x_0, t, eps, target, loss.detach()))
     bar.close()
+    if dp is not None:
+        dpsgd.release(accelerator.unwrap_model(unet))
     session_s = time.perf_counter() - session_t0
     ema_unet = copy.deepcopy(raw)
     ema.copy_to(ema_unet.parameters())
