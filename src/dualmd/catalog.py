@@ -16,9 +16,14 @@ A *target* is anything an attack scores and a sampler draws from:
 A target's *members* are the images it is scored on as members; non-members are always the split's non-member
 set. Adding a target is one entry here (and, for a new kind, one stage function).
 
-*Controls* are optional targets a config adds by value (`control_targets`): a DP-SGD baseline
-``dpsgd_eps<ε>`` is the baseline trained with differentially private SGD at privacy budget ε, on every member.
-Their names carry their parameters, so `target` resolves them without the config.
+*Controls* are optional targets a config adds by value (`control_targets`); their names carry their
+parameters, so `target` resolves them without the config:
+
+- a DP-SGD baseline ``dpsgd_eps<ε>`` is the baseline trained with differentially private SGD at privacy
+  budget ε, on every member;
+- the overlap ablation at p percent trains ``teacher1_ov<p>`` on D1 plus the first p% of D2 (split subset
+  ``half1_ov<p>``), ``teacher2_ov<p>`` likewise, and distils ``student_ov<p>`` from them with DistillMD's rule
+  (a D1 batch regresses on teacher 2, which now saw p% of D1). At 100% both teachers saw every member.
 
 A target with ``checkpoints=True`` also saves its weights during its own training run at the fractions of its
 steps in ``train.snapshot_fractions``; each snapshot is a target of its own, ``<name>@<step>`` (e.g.
@@ -100,6 +105,9 @@ CHECKPOINT_SEP = "@"
 #: Name prefix of the DP-SGD baselines, followed by epsilon ("dpsgd_eps10").
 DP_PREFIX = "dpsgd_eps"
 _DP_NAME = re.compile(rf"{DP_PREFIX}(\d+(?:\.\d+)?)")
+#: Suffix of the overlap ablation's targets, followed by the overlap in percent ("student_ov50").
+OVERLAP_SEP = "_ov"
+_OVERLAP_NAME = re.compile(rf"(teacher1|teacher2|student){OVERLAP_SEP}(\d{{1,3}})")
 
 
 def dp_target(epsilon: float) -> Target:
@@ -110,9 +118,22 @@ def dp_target(epsilon: float) -> Target:
     return Target(name, "trained", members="members", dp_epsilon=float(epsilon))
 
 
-def control_targets(dp_epsilons: Sequence[float] = ()) -> list[str]:
+def overlap_targets(percent: int) -> tuple[Target, Target, Target]:
+    """Teacher 1, teacher 2 and student of the overlap ablation at `percent` % (1 to 100)."""
+    if not (isinstance(percent, int) and 1 <= percent <= 100):
+        raise ValueError(f"an overlap is a whole percentage from 1 to 100, got {percent!r}")
+    t1, t2 = f"teacher1{OVERLAP_SEP}{percent}", f"teacher2{OVERLAP_SEP}{percent}"
+    return (
+        Target(t1, "trained", members=f"half1{OVERLAP_SEP}{percent}"),
+        Target(t2, "trained", members=f"half2{OVERLAP_SEP}{percent}"),
+        Target(f"student{OVERLAP_SEP}{percent}", "distilled", members="members", models=(t1, t2)),
+    )
+
+
+def control_targets(dp_epsilons: Sequence[float] = (), overlap_percents: Sequence[int] = ()) -> list[str]:
     """Names of the optional control targets of a config, in report order."""
-    return [dp_target(e).name for e in dp_epsilons]
+    overlaps = [t.name for p in overlap_percents for t in overlap_targets(p)]
+    return overlaps + [dp_target(e).name for e in dp_epsilons]
 
 
 def target(name: str) -> Target:
@@ -122,8 +143,19 @@ def target(name: str) -> Target:
     dp = _DP_NAME.fullmatch(base)
     if dp and step is None and dp_target(float(dp.group(1))).name == base:
         return dp_target(float(dp.group(1)))
+    overlap = _OVERLAP_NAME.fullmatch(base)
+    if (
+        overlap
+        and step is None
+        and 1 <= int(overlap.group(2)) <= 100
+        and str(int(overlap.group(2))) == overlap.group(2)
+    ):
+        return {t.name: t for t in overlap_targets(int(overlap.group(2)))}[base]
     if base not in TARGETS or (step is not None and not TARGETS[base].checkpoints):
-        raise ValueError(f"unknown target {name!r}; known: {list(TARGETS)} and {DP_PREFIX}<epsilon>")
+        raise ValueError(
+            f"unknown target {name!r}; known: {list(TARGETS)}, {DP_PREFIX}<epsilon> and "
+            f"teacher1|teacher2|student{OVERLAP_SEP}<percent>"
+        )
     return TARGETS[base]
 
 
@@ -144,11 +176,17 @@ def checkpoint_targets(steps: tuple[int, ...]) -> list[str]:
 
 def report_rank(name: str) -> tuple[int, float]:
     """Sort key of the report: targets in catalog order, a model's checkpoints by step just before it, then
-    the DP-SGD controls by decreasing epsilon (increasing privacy)."""
+    the overlap ablation by overlap (teachers, then student), then the DP-SGD controls by decreasing epsilon
+    (increasing privacy)."""
     base, step = split_checkpoint(name)
     found = target(base)
+    overlap = _OVERLAP_NAME.fullmatch(found.name)
+    if overlap:
+        return len(TARGETS), int(overlap.group(2)) + ("teacher1", "teacher2", "student").index(
+            overlap.group(1)
+        ) / 10
     if found.dp_epsilon is not None:
-        return len(TARGETS), -found.dp_epsilon
+        return len(TARGETS) + 1, -found.dp_epsilon
     return list(TARGETS).index(found.name), float("inf") if step is None else float(step)
 
 

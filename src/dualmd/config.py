@@ -453,8 +453,24 @@ class ControlsConfig(_Section):
     # one DP-SGD baseline "dpsgd_eps<e>" per entry: the baseline's recipe with per-sample clipping at
     # train.grad_clip_norm, Gaussian noise and Poisson sampling, (e, 1/N)-DP for N members (dualmd.train.dp)
     dp_epsilons: tuple[float, ...] = ()
+    # overlap ablation: per fraction r, teachers teacher<i>_ov<100r> train on D_i plus a fraction r of the other
+    # half and student_ov<100r> is distilled from them with DistillMD's rule (0 is the default student)
+    overlaps: tuple[float, ...] = ()
+
+    @property
+    def overlap_percents(self) -> tuple[int, ...]:
+        return tuple(round(100 * r) for r in self.overlaps)
 
     def _validate(self, prefix: str) -> None:
+        for i, r in enumerate(self.overlaps):
+            _require(
+                0 < r <= 1 and abs(100 * r - round(100 * r)) < 1e-9,
+                f"{prefix}.overlaps[{i}]",
+                f"{r} is not a whole percentage in (0, 1]",
+            )
+        _require(
+            len(set(self.overlap_percents)) == len(self.overlaps), f"{prefix}.overlaps", "holds duplicates"
+        )
         for i, e in enumerate(self.dp_epsilons):
             try:
                 catalog.dp_target(e)
@@ -624,8 +640,10 @@ REPLICATE_SEEDS = (("split", "seed"), ("split", "half_seed"), ("train", "seed"))
 
 
 def control_targets(experiment: ExperimentConfig) -> list[str]:
-    """Every optional control target of the experiment ("dpsgd_eps10", ...), from its `controls` section."""
-    return catalog.control_targets(experiment.controls.dp_epsilons)
+    """Every optional control target of the experiment ("student_ov50", "dpsgd_eps10", ...), from its
+    `controls` section."""
+    controls = experiment.controls
+    return catalog.control_targets(controls.dp_epsilons, controls.overlap_percents)
 
 
 def checkpoint_targets(experiment: ExperimentConfig) -> list[str]:

@@ -98,6 +98,20 @@ def test_check_teachers_refuses_leaking_pairs(meta1, meta2, fingerprint, message
         check_teachers(meta1, meta2, half1_sha256=SHA1, half2_sha256=SHA2, split_fingerprint=fingerprint)
 
 
+def test_check_teachers_of_the_overlap_ablation_name_their_subsets():
+    ov1, ov2 = {**META1, "subset": "half1_ov50"}, {**META2, "subset": "half2_ov50"}
+    subsets = ("half1_ov50", "half2_ov50")
+    check_teachers(ov1, ov2, half1_sha256=SHA1, half2_sha256=SHA2, subsets=subsets)
+    with pytest.raises(LeakageError, match="teacher1 was trained on subset 'half1', expected 'half1_ov50'"):
+        check_teachers(META1, ov2, half1_sha256=SHA1, half2_sha256=SHA2, subsets=subsets)
+    with pytest.raises(LeakageError, match="swapped: teacher1 was trained on half2_ov50"):
+        check_teachers(ov2, ov1, half1_sha256=SHA1, half2_sha256=SHA2, subsets=subsets)
+    with pytest.raises(
+        LeakageError, match="expected 'half1'"
+    ):  # an overlap teacher never passes as a default one
+        check_teachers(ov1, ov2, half1_sha256=SHA1, half2_sha256=SHA2)
+
+
 def test_distill_refuses_swapped_teachers_before_training(tmp_path):
     with pytest.raises(LeakageError, match="swapped"):
         distill(tmp_path, constant_teacher(1.0, META2), constant_teacher(-1.0, META1))

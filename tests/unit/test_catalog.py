@@ -95,3 +95,25 @@ def test_dp_controls_are_named_by_their_epsilon_and_resolve_without_the_config()
     ]
     compared = [n for n in ["baseline", "baseline@120", "student", "dualmd", "selfdistill", "dpsgd_eps10"]]
     assert [n for n in compared if catalog.compared_to_curve(n)] == ["student", "selfdistill", "dpsgd_eps10"]
+
+
+def test_overlap_ablation_targets():
+    assert catalog.control_targets([10], [50]) == [
+        "teacher1_ov50",
+        "teacher2_ov50",
+        "student_ov50",
+        "dpsgd_eps10",
+    ]
+    t1, t2, student = (catalog.target(n) for n in ("teacher1_ov50", "teacher2_ov50", "student_ov50"))
+    assert (t1.kind, t1.members, t2.members) == ("trained", "half1_ov50", "half2_ov50")
+    assert (student.kind, student.members, student.models) == (
+        "distilled",
+        "members",
+        ("teacher1_ov50", "teacher2_ov50"),
+    )
+    assert catalog.compared_to_curve("student_ov50") and not catalog.compared_to_curve("teacher1_ov50")
+    for bad in ("student_ov0", "student_ov050", "student_ov101", "dualmd_ov50", "student_ov50@3"):
+        with pytest.raises(ValueError, match="unknown target"):
+            catalog.target(bad)
+    with pytest.raises(ValueError, match="whole percentage"):
+        catalog.overlap_targets(0)

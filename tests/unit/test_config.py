@@ -68,6 +68,8 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         ),
         ({"controls": {"dp_epsilons": [1e-7]}}, "controls.dp_epsilons[0]"),
         ({"controls": {"dp_epsilons": [10, 10.0]}}, "controls.dp_epsilons: holds duplicates"),
+        ({"controls": {"overlaps": [0.5, 0.125]}}, "controls.overlaps[1]: 0.125 is not a whole percentage"),
+        ({"controls": {"overlaps": [0.5, 0.50]}}, "controls.overlaps: holds duplicates"),
     ],
     ids=[
         "typo",
@@ -98,6 +100,8 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         "dp-epsilon",
         "dp-epsilon-exponent",
         "dp-duplicates",
+        "overlap-fraction",
+        "overlap-duplicates",
     ],
 )
 def test_bad_config_names_the_key(raw, message):

@@ -159,6 +159,19 @@ def test_unknown_subset_name_is_an_error():
         make_split(20, _cfg(num_images=8)).subset("train")
 
 
+def test_overlap_subsets_add_the_first_part_of_the_other_half():
+    split = _split([0, 1, 2, 3, 4, 5, 6], [7, 8], [3, 0, 5], [6, 1, 4, 2])
+    assert split.subset("half1_ov50").tolist() == [3, 0, 5, 6, 1]  # D1, then floor(50% of 4) images of D2
+    assert split.subset("half2_ov34").tolist() == [6, 1, 4, 2, 3]  # floor(34% of 3) = 1
+    assert sorted(split.subset("half1_ov100")) == sorted(split.subset("half2_ov100")) == list(range(7))
+    assert split.sha256("half1_ov50") == subset_sha256(np.array([3, 0, 5, 6, 1]))
+    for bad in ("half1_ov0", "half2_ov101"):
+        with pytest.raises(SplitError, match="overlap must be 1 to 100 percent"):
+            split.subset(bad)
+    with pytest.raises(SplitError, match="unknown split subset 'half3_ov5'"):
+        split.subset("half3_ov5")
+
+
 def test_sidecar_tampering_is_caught(tmp_path):
     save_split(make_split(50, _cfg(num_images=20)), tmp_path / "s.npz", tmp_path / "s.json")
     sidecar = json.loads((tmp_path / "s.json").read_text())

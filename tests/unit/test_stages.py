@@ -88,9 +88,19 @@ EXPECTED_MEMBERS = {
     "teacher2": HALF2,
     "student": MEMBERS,
     "dualmd": MEMBERS,
+    "teacher1_ov67": sorted(HALF1 + HALF2[:2]),  # overlap ablation: D1 and floor(67% of 3) = 2 images of D2
+    "teacher2_ov100": MEMBERS,  # D2 and all of D1
+    "dpsgd_eps10": MEMBERS,
 }
 # The split subset each model directory records as its training data.
-TRAINED_ON = {"baseline": "members", "teacher1": "half1", "teacher2": "half2", "student": "members"}
+TRAINED_ON = {
+    "baseline": "members",
+    "teacher1": "half1",
+    "teacher2": "half2",
+    "student": "members",
+    "teacher1_ov67": "half1_ov67",
+    "teacher2_ov100": "half2_ov100",
+}
 
 
 @pytest.fixture
@@ -143,7 +153,7 @@ def test_attack_stage_model_attack_uses_each_models_training_subset(tmp_path, at
     directory's recorded training subset must be the one scored as its members."""
     split, paths = attack_inputs
     targets = {}
-    for seed, name in enumerate(["baseline", "teacher1", "teacher2", "student"]):
+    for seed, name in enumerate(TRAINED_ON):
         targets[name] = tiny_model_dir(tmp_path / "models" / name, seed)
         meta = provenance(split, name, TRAINED_ON[name])
         (targets[name] / "metadata.json").write_text(json.dumps(meta))

@@ -140,15 +140,16 @@ def test_replicates_config_multiplies_runs_not_rules():
     assert jobs["summarize_replicates"] == 1
 
 
-def test_ablation_config_adds_dp_baselines_that_every_stage_reaches():
+def test_ablation_config_adds_controls_that_every_stage_reaches():
+    """Two overlaps (two teachers and a student each) and two DP-SGD baselines."""
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/ablation.yaml")
-    assert jobs["train_model"] == 3 + 2 and jobs["distill_model"] == 2
-    assert jobs["sample_images"] == 6 + 2 and jobs["score_model_attack_each"] == 8 + 2
+    assert jobs["train_model"] == 3 + 2 * 2 + 2 and jobs["distill_model"] == 2 + 2
+    assert jobs["sample_images"] == 6 + 2 * 3 + 2 and jobs["score_model_attack_each"] == 8 + 2 * 3 + 2
     assert jobs["score_model_attack"] == 4 and jobs["score_heldout_loss"] == 1 and jobs["make_report"] == 1
-    dry = snakemake(
-        "-n", "--forceall", "--cores", "2", "--configfile", "config/ablation.yaml", cwd=ROOT
-    ).stdout
-    for name in ("dpsgd_eps10", "dpsgd_eps100"):
+    args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/ablation.yaml")
+    dry = snakemake(*args, cwd=ROOT).stdout
+    assert "--model student_ov50 --teacher teacher1_ov50=results/models/rep0/teacher1_ov50" in dry
+    for name in ("teacher2_ov100", "student_ov100", "dpsgd_eps10", "dpsgd_eps100"):
         assert f"results/models/rep0/{name}" in dry and f"results/utility/rep0/{name}.json" in dry
 
 

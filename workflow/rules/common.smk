@@ -34,8 +34,16 @@ MODEL_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "model"]
 SAMPLE_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "samples"]
 PER_TARGET_ATTACKS = [a for a in MODEL_ATTACKS if catalog.attack(a).job_per_target]
 SHARED_JOB_ATTACKS = [a for a in MODEL_ATTACKS if not catalog.attack(a).job_per_target]
-# Optional controls of the config (DP-SGD baselines "dpsgd_eps<e>"): trained models like the catalog's own.
+# Optional controls of the config (overlap ablation "teacher1_ov50"..., DP-SGD baselines "dpsgd_eps10"): models
+# like the catalog's own.
 CONTROLS = control_targets(EXPERIMENT)
+
+
+def kind_names(kind):
+    """The catalog's targets of one kind and the config's controls of that kind."""
+    return catalog.names(kind) + [c for c in CONTROLS if catalog.target(c).kind == kind]
+
+
 MODELS = catalog.models() + [c for c in CONTROLS if catalog.target(c).has_weights]
 SAMPLERS = catalog.samplers() + CONTROLS
 # Weights kept during a model's training ("baseline@120", ...): scored like models, stored inside the model's
@@ -50,14 +58,8 @@ wildcard_constraints:
     run=r"rep\d+",
     scope=r"shared|rep\d+",
     digest=r"[0-9a-f]{12}",
-    trained="|".join(
-        map(
-            re.escape,
-            catalog.names("trained")
-            + [c for c in CONTROLS if catalog.target(c).kind == "trained"],
-        )
-    ),
-    distilled="|".join(catalog.names("distilled")),
+    trained="|".join(map(re.escape, kind_names("trained"))),
+    distilled="|".join(map(re.escape, kind_names("distilled"))),
     model="|".join(map(re.escape, MODEL_TARGETS)),
     sampler="|".join(map(re.escape, SAMPLERS)),
     attack="|".join(catalog.ATTACKS),

@@ -3,7 +3,8 @@
 A split is an artefact: it is made once (`make_split`), saved (`save_split`: an .npz plus a JSON sidecar
 with the hash of every subset) and every model and attack reads it back (`load_split`), never re-deriving
 it. Subsets are int64 index arrays into the dataset, named "members", "nonmembers", "half1" (D1, teacher 1)
-and "half2" (D2, teacher 2).
+and "half2" (D2, teacher 2). The overlap ablation derives more from these: "half1_ov<p>" is D1 followed by the
+first floor(p |D2| / 100) images of D2 (in the split's order), "half2_ov<p>" likewise (p in 1..100).
 
 Errors: `SplitError` (a ValueError) for every broken invariant, bad or missing file and tampered sidecar.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,8 @@ SUBSETS: tuple[str, ...] = ("members", "nonmembers", "half1", "half2")
 # Subset name -> array key in the .npz file.
 _KEYS = {"members": "member_idx", "nonmembers": "nonmember_idx", "half1": "half1_idx", "half2": "half2_idx"}
 _META_KEY = "meta_json"  # the meta dict as a JSON string, so an .npz alone can be re-checked
+# Derived subsets of the overlap ablation: a half plus a percentage of the other half.
+_OVERLAP = re.compile(r"(half1|half2)_ov(\d{1,3})")
 # SecMI's split format (mia_evals/member_splits/*.npz).
 SECMI_MEMBERS, SECMI_NONMEMBERS = "mia_train_idxs", "mia_eval_idxs"
 
@@ -80,9 +84,21 @@ class Split:
         return int(self.meta["num_dataset_images"])
 
     def subset(self, name: str) -> np.ndarray:
-        """The (read-only) int64 index array of subset `name` ("members", "nonmembers", "half1", "half2")."""
+        """The (read-only) int64 index array of subset `name` ("members", "nonmembers", "half1", "half2", or
+        an overlap subset "half1_ov<p>" / "half2_ov<p>")."""
+        overlap = _OVERLAP.fullmatch(name)
+        if overlap:
+            own, percent = overlap.group(1), int(overlap.group(2))
+            if not 1 <= percent <= 100:
+                raise SplitError(f"split subset {name!r}: the overlap must be 1 to 100 percent")
+            other = self.half2_idx if own == "half1" else self.half1_idx
+            idx = np.concatenate([self.subset(own), other[: percent * other.size // 100]])
+            idx.setflags(write=False)
+            return idx
         if name not in _KEYS:
-            raise SplitError(f"unknown split subset {name!r}; known: {list(SUBSETS)}")
+            raise SplitError(
+                f"unknown split subset {name!r}; known: {list(SUBSETS)} and half<1|2>_ov<percent>"
+            )
         return getattr(self, _KEYS[name])
 
     def sha256(self, name: str) -> str:

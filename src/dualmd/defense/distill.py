@@ -58,24 +58,26 @@ def check_teachers(
     half1_sha256: str,
     half2_sha256: str,
     split_fingerprint: str | None = None,
+    subsets: tuple[str, str] = ("half1", "half2"),
 ) -> None:
     """Raise LeakageError unless teacher 1 learnt exactly D1 and teacher 2 exactly D2 of the current split.
 
     Args:
         teacher1_meta, teacher2_meta: metadata.json of each teacher (keys subset, subset_sha256 and, when
             `split_fingerprint` is given, split_fingerprint).
-        half1_sha256, half2_sha256: subset hashes of D1 and D2 in the current split.
+        half1_sha256, half2_sha256: hashes of the subsets the teachers must have learnt, in the current split.
         split_fingerprint: fingerprint of the current split, or None to skip that check.
+        subsets: the names of those subsets: D1 and D2, or the overlap ablation's "half1_ov<p>", "half2_ov<p>".
     """
-    subsets = (teacher1_meta.get("subset"), teacher2_meta.get("subset"))
-    if subsets == ("half2", "half1"):
+    names = (teacher1_meta.get("subset"), teacher2_meta.get("subset"))
+    if names == subsets[::-1]:
         raise LeakageError(
-            "teachers are swapped: teacher1 was trained on half2 and teacher2 on half1; "
-            "teacher1 must be the model of D1 (half1) and teacher2 the model of D2 (half2)"
+            f"teachers are swapped: teacher1 was trained on {subsets[1]} and teacher2 on {subsets[0]}; "
+            f"teacher1 must be the model of {subsets[0]} and teacher2 the model of {subsets[1]}"
         )
     expected = {
-        "teacher1": ("half1", half1_sha256, teacher1_meta),
-        "teacher2": ("half2", half2_sha256, teacher2_meta),
+        "teacher1": (subsets[0], half1_sha256, teacher1_meta),
+        "teacher2": (subsets[1], half2_sha256, teacher2_meta),
     }
     for name, (subset, sha, meta) in expected.items():
         if meta.get("subset") != subset:
@@ -205,6 +207,7 @@ def distill_student(
     half1_sha256: str,
     half2_sha256: str,
     split_fingerprint: str | None,
+    teacher_subsets: tuple[str, str] = ("half1", "half2"),
     probe_members: Tensor,
     probe_nonmembers: Tensor,
     model_cfg: ModelConfig,
@@ -221,7 +224,8 @@ def distill_student(
     Args:
         half1, half2: (N1, C, H, W), (N2, C, H, W) float32 in [-1, 1], the member halves D1 and D2.
         teacher1, teacher2: the models of D1 and D2 (checked with `check_teachers` first).
-        half1_sha256, half2_sha256, split_fingerprint: identity of the current split's halves.
+        half1_sha256, half2_sha256, split_fingerprint: identity of the subsets the teachers learnt, named
+            `teacher_subsets` (the halves, or the overlap ablation's "half1_ov<p>", "half2_ov<p>").
         probe_members, probe_nonmembers: images for the overfitting probe (members = D1 and D2).
         model_cfg, diffusion_cfg, train_cfg: as for the baseline (same architecture and number of steps).
         distill_cfg: records which teacher weights (raw or EMA) `teacher1`/`teacher2` hold.
@@ -235,6 +239,7 @@ def distill_student(
         half1_sha256=half1_sha256,
         half2_sha256=half2_sha256,
         split_fingerprint=split_fingerprint,
+        subsets=teacher_subsets,
     )
     if half1.shape[1:] != half2.shape[1:]:
         raise ValueError(f"D1 images {tuple(half1.shape[1:])} and D2 images {tuple(half2.shape[1:])} differ")

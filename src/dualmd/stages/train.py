@@ -95,12 +95,15 @@ def distill(
             **common,
         )
     first, second = loaded
+    # D1 and D2 for the default student; the overlap ablation's teachers learnt each half plus part of the other
+    learnt = tuple(catalog.target(name).members for name in target.models)
     return distill_student(
         half1=subset_images(data, the_split, "half1"),
         half2=subset_images(data, the_split, "half2"),
         teacher1=first,
         teacher2=second,
-        half1_sha256=the_split.sha256("half1"),
-        half2_sha256=the_split.sha256("half2"),
+        half1_sha256=the_split.sha256(learnt[0]),
+        half2_sha256=the_split.sha256(learnt[1]),
+        teacher_subsets=learnt,
         **common,
     )
