@@ -249,7 +249,8 @@ def write_report(
     frontier: pd.DataFrame | None = None,
     matched: pd.DataFrame | None = None,
 ) -> dict:
-    """Write attacks/utility/memorization/training tables (CSV + MD), metrics.json, roc.csv and report.md.
+    """Write attacks/utility/memorization/training tables (CSV + MD), metrics.json, roc.csv, report.md and
+    verdicts.rst (the matched-utility lines that the HTML report's landing page includes).
 
     Returns:
         The flat metrics dictionary written to metrics.json.
@@ -274,7 +275,28 @@ def write_report(
     metrics = flat_metrics(tables["attacks"], tables["utility"], tables["memorization"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     (out / "report.md").write_text(_markdown(tables, split_meta))
+    (out / "verdicts.rst").write_text(verdicts_rst(tables.get("matched_utility")))
     return metrics
+
+
+def verdicts_rst(matched: pd.DataFrame | None) -> str:
+    """The matched-utility comparison as a reStructuredText bullet list: one line per compared model, attack
+    and metric, with the difference, its interval and the verdict (names as literals, so that no underscore
+    reads as a link)."""
+    if matched is None or matched.empty:
+        return "No distilled model or DP-SGD baseline and baseline curve to compare.\n"
+    lines = []
+    for _, r in matched.iterrows():
+        head = f"- ``{r['defense']}``, ``{r['attack']}`` {r['metric']}:"
+        if pd.isna(r.get("difference")):
+            lines.append(f"{head} **{r['verdict']}**")
+        else:
+            lines.append(
+                f"{head} {r['defense_value']:.3f} vs {r['curve_value']:.3f} on the baseline curve, difference "
+                f"{r['difference']:+.3f} [{r['difference_low']:+.3f}, {r['difference_high']:+.3f}]: "
+                f"**{r['verdict']}**"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def _matched_lines(matched: pd.DataFrame) -> str:

@@ -567,3 +567,38 @@ def test_write_report_error_names_the_bad_input_file(inputs, tmp_path, key, dama
     with pytest.raises(error, match=str(path.name)) as info:
         write_report(**inputs, out_dir=tmp_path / "report")
     assert str(path) in str(info.value)
+
+
+def test_verdicts_rst_renders_every_comparison_as_a_list_item():
+    from docutils.core import publish_parts
+
+    from dualmd.report import verdicts_rst
+
+    matched = pd.DataFrame(
+        [
+            {
+                "defense": "student_ov50",
+                "attack": "secmi_stat",
+                "metric": "auc",
+                "defense_value": 0.61,
+                "curve_value": 0.7,
+                "difference": -0.09,
+                "difference_low": -0.15,
+                "difference_high": -0.02,
+                "bracket": "baseline@120-baseline@300",
+                "verdict": "leaks less than the baseline at equal utility",
+            },
+            {"defense": "dpsgd_eps10", "attack": "pia", "metric": "auc", "verdict": "not bracketed"},
+        ]
+    )
+    text = verdicts_rst(matched)
+    assert text.splitlines() == [
+        "- ``student_ov50``, ``secmi_stat`` auc: 0.610 vs 0.700 on the baseline curve, difference -0.090 "
+        "[-0.150, -0.020]: **leaks less than the baseline at equal utility**",
+        "- ``dpsgd_eps10``, ``pia`` auc: **not bracketed**",
+    ]
+    html = publish_parts(text, writer_name="html", settings_overrides={"report_level": 1, "halt_level": 2})
+    assert html["body"].count("<li>") == 2 and "system-message" not in html["body"]
+    assert "No distilled model" in verdicts_rst(None) and "No distilled model" in verdicts_rst(
+        matched.iloc[:0]
+    )

@@ -243,6 +243,10 @@ def test_end_to_end_outputs(finished_run):
     assert "secmi_stat" in text and "dualmd" in text and "student" in text
     snakemake("--report", "report.html", cwd=finished_run)
     html = (finished_run / "report.html").read_text()
+    # the landing page includes the matched-utility verdicts of every distilled model
+    assert "Matched utility, replicate rep0" in html
+    for row in matched:
+        assert row["verdict"] in html and f"{row['defense']}</span>" in html
     for name in (
         "attacks.csv",
         "utility.csv",

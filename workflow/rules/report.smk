@@ -18,6 +18,8 @@ rule make_report:
         metrics="results/report/{run}/metrics.json",
         markdown="results/report/{run}/report.md",
         roc="results/report/{run}/roc.csv",
+        # the matched-utility lines, included by the HTML report's landing page (workflow/report/workflow.rst)
+        verdicts="results/report/{run}/verdicts.rst",
         attacks=report(
             "results/report/{run}/attacks.csv",
             caption="../report/attacks.rst",
