@@ -20,7 +20,6 @@ from dualmd.attacks.base import (
     batch_slices,
     check_inputs,
     check_labels,
-    fraction_count,  # noqa: F401  (re-exported: the workflow tests count held-out samples with it)
     model_device,
     register,
     train_test_split,
