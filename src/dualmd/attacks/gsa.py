@@ -126,7 +126,9 @@ def gradient_features(
     return torch.cat(parts)
 
 
-def fit_classifier(features: np.ndarray, is_member: np.ndarray, cfg: GSAConfig, seed: int):
+def fit_classifier(
+    features: np.ndarray, is_member: np.ndarray, cfg: GSAConfig, seed: int
+) -> GradientBoostingClassifier:
     """A `GradientBoostingClassifier` fitted to (features (n, L), is_member (n,)); deterministic given `seed`."""
     clf = GradientBoostingClassifier(
         n_estimators=cfg.num_estimators,
