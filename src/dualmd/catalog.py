@@ -86,6 +86,8 @@ _ATTACKS = (
     AttackSpec("secmi_nn", "model", reads=("secmi", "secmi_nn"), job_per_target=True),  # trains a ResNet-18
     AttackSpec("pia", "model", reads=("pia",)),
     AttackSpec("pian", "model", reads=("pia",)),
+    AttackSpec("sima", "model", reads=("sima",)),
+    AttackSpec("gsa", "model", reads=("gsa",)),  # per-sample gradients and a boosted-tree classifier
     AttackSpec("nn_distance", "samples", reads=("nn_distance",)),
 )
 

@@ -332,6 +332,45 @@ class LossAttackConfig(_Section):
         _require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one timestep")
 
 
+#: GSA's timesteps: K = 10 evenly spaced over T = 1000, t_j = j * T / K - 1 (Pang et al.'s sampling_frequency).
+GSA_TIMESTEPS = (99, 199, 299, 399, 499, 599, 699, 799, 899, 999)
+
+
+@dataclass(frozen=True)
+class GSAConfig(_Section):
+    SECTION = "attack.gsa"
+    # gsa1: gradient of the loss averaged over the timesteps | gsa2: per-timestep gradient norms, averaged
+    variant: Literal["gsa1", "gsa2"] = "gsa1"
+    timesteps: tuple[int, ...] = GSA_TIMESTEPS  # one noise draw per (image, timestep)
+    train_fraction: float = 0.2  # slice of members and non-members that trains the classifier (as secmi_nn)
+    num_estimators: int = 200  # boosting stages (GSA's XGBClassifier(n_estimators=200))
+    max_depth: int = 3  # depth of each regression tree
+    learning_rate: float = 0.1  # shrinkage of each stage
+    batch_size: int = 64  # images per vmap call: memory holds batch_size per-sample gradients
+
+    def _validate(self, prefix: str) -> None:
+        _require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one timestep")
+        _require(
+            len(set(self.timesteps)) == len(self.timesteps), f"{prefix}.timesteps", "lists a timestep twice"
+        )
+        _require(0.0 < self.train_fraction < 1.0, f"{prefix}.train_fraction", "must be in (0, 1)")
+        _require(self.num_estimators >= 1, f"{prefix}.num_estimators", "must be >= 1")
+        _require(self.max_depth >= 1, f"{prefix}.max_depth", "must be >= 1")
+        _require(self.learning_rate > 0, f"{prefix}.learning_rate", "must be > 0")
+        _require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class SimAConfig(_Section):
+    SECTION = "attack.sima"
+    timestep: int = 20  # attack timestep fixed a priori: small, the model sees the (almost) clean image
+    sweep_timesteps: tuple[int, ...] = (0, 10, 20, 50, 100, 150, 200)  # reported separately
+    lp: float = 4.0  # the score is minus sum_i |eps_theta(x_0, t)_i|^lp (SimA's code: 4)
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.lp > 0, f"{prefix}.lp", "must be > 0")
+
+
 @dataclass(frozen=True)
 class NNDistanceConfig(_Section):
     SECTION = "attack.nn_distance"
@@ -355,6 +394,8 @@ class AttackConfig(_Section):
     pia: PIAConfig = field(default_factory=PIAConfig)
     loss: LossAttackConfig = field(default_factory=LossAttackConfig)
     nn_distance: NNDistanceConfig = field(default_factory=NNDistanceConfig)
+    gsa: GSAConfig = field(default_factory=GSAConfig)
+    sima: SimAConfig = field(default_factory=SimAConfig)
 
     def _validate(self, prefix: str) -> None:
         unknown = [n for n in self.names if n not in catalog.ATTACKS]
@@ -488,6 +529,8 @@ _NESTED = {
     "pia": PIAConfig,
     "loss": LossAttackConfig,
     "nn_distance": NNDistanceConfig,
+    "gsa": GSAConfig,
+    "sima": SimAConfig,
 }
 
 
@@ -567,6 +610,9 @@ class ExperimentConfig:
                 "attack.pia.timestep": [a.pia.timestep],
                 "attack.pia.sweep_timesteps": list(a.pia.sweep_timesteps),
                 "attack.loss.timesteps": list(a.loss.timesteps),
+                "attack.gsa.timesteps": list(a.gsa.timesteps),
+                "attack.sima.timestep": [a.sima.timestep],
+                "attack.sima.sweep_timesteps": list(a.sima.sweep_timesteps),
             }
             for key, values in timesteps.items():
                 for t in values:

@@ -13,6 +13,8 @@ the non-members, each attack's AUC and TPR on its members and the non-members) i
 So a difference between two targets keeps the correlation their shared images induce, and its interval is the
 percentile interval of the resampled differences. Verdicts:
 
+* "not resolvable": the TPR's FPR bound is below 1 / (number of non-members the attack scored), so the TPR
+  would be the one at zero false positives (`dualmd.metrics.is_resolvable`); its cells are NaN;
 * "not bracketed": the defense's utility lies outside the curve's range (no like-for-like baseline);
 * "not better than early stopping": the difference's interval contains 0;
 * "leaks less than the baseline at equal utility" / "leaks more ...": the interval excludes 0.
@@ -28,12 +30,13 @@ import pandas as pd
 import sklearn.metrics
 
 from dualmd import catalog
-from dualmd.metrics import tpr_key
+from dualmd.metrics import is_resolvable, min_nonmembers, tpr_key
 from dualmd.scores import AttackResult
 
 #: Verdicts of `matched_utility` that say no difference was shown.
 NOT_BRACKETED = "not bracketed"
 NOT_BETTER = "not better than early stopping"
+NOT_RESOLVABLE = "not resolvable"
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ def frontier_table(
         w = bootstrap.weights(result.sample_ids)
         metrics_b = np.array([_weighted_metrics(result, w[b], max_fpr) for b in range(len(w))])
         point = _weighted_metrics(result, np.ones(len(result.scores)), max_fpr)
+        if not is_resolvable(max_fpr, int((~result.is_member).sum())):
+            metrics_b[:, 1], point = np.nan, (point[0], np.nan)
         resampled[(name, attack)] = {"utility": utility_b, "auc": metrics_b[:, 0], "tpr": metrics_b[:, 1]}
         base, step = catalog.split_checkpoint(name)
         row = {"target": name, "model": base, "step": step, "utility_metric": "heldout_loss"}
@@ -120,7 +125,7 @@ def frontier_table(
             ("auc", point[0], metrics_b[:, 0]),
             (tpr_col, point[1], metrics_b[:, 1]),
         ):
-            low, high = np.percentile(draws, [2.5, 97.5])
+            low, high = np.percentile(draws, [2.5, 97.5])  # NaN for an unresolvable TPR
             row.update({key: value, f"{key}_low": float(low), f"{key}_high": float(high)})
         rows.append({"attack": attack, **row})
     table = pd.DataFrame(rows)
@@ -193,6 +198,14 @@ def matched_utility(
             for column, key in metrics.items():
                 row = {"defense": defense, "attack": attack, "metric": column}
                 row["defense_value"] = float(points.loc[defense, column])
+                if np.isnan(row["defense_value"]):  # a TPR whose bound the non-members cannot resolve
+                    rows.append(
+                        {
+                            **row,
+                            "verdict": f"{NOT_RESOLVABLE} (needs ≥ {min_nonmembers(max_fpr)} non-members)",
+                        }
+                    )
+                    continue
                 if pair is None:
                     rows.append({**row, "verdict": NOT_BRACKETED})
                     continue

@@ -7,11 +7,14 @@ ROC curve over all distinct thresholds (never a hand-made threshold grid, SecMI'
 * ASR: best balanced accuracy over all thresholds, max (TPR + 1 - FPR) / 2 (the attack-success rate of SecMI and
   SimA; the threshold is chosen on the evaluated data, so it is an oracle upper bound, as in those papers).
 * TPR@FPR: the highest TPR among thresholds whose FPR does not exceed the bound (LiRA, ml_privacy_meter), not the
-  TPR at the nearest FPR (SecMI, GSA), which may exceed the bound.
+  TPR at the nearest FPR (SecMI, GSA), which may exceed the bound. With n non-members the smallest non-zero FPR is
+  1/n: a bound below it admits only thresholds that flag no non-member, so the number would be the TPR at zero
+  false positives, not at the bound. `summarize` reports such a bound as NaN (`is_resolvable`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -76,6 +79,18 @@ def tpr_at_fpr(scores: np.ndarray, is_member: np.ndarray, max_fpr: float) -> flo
     return float(tpr[fpr <= max_fpr].max())  # the curve starts at (0, 0), so the selection is never empty
 
 
+def min_nonmembers(max_fpr: float) -> int:
+    """The fewest non-members at which one false positive is within `max_fpr`: ceil(1 / max_fpr)."""
+    if not 0.0 < max_fpr <= 1.0:
+        raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}")
+    return math.ceil(1.0 / max_fpr - 1e-9)  # the tolerance keeps 1 / 0.001 at 1000
+
+
+def is_resolvable(max_fpr: float, num_nonmembers: int) -> bool:
+    """Whether TPR at FPR <= `max_fpr` measures anything beyond zero false positives: 1 / num_nonmembers <= max_fpr."""
+    return num_nonmembers >= min_nonmembers(max_fpr)
+
+
 def _resamples(scores: np.ndarray, labels: np.ndarray, num_bootstrap: int, seed: int):
     """Yield `num_bootstrap` stratified resamples (scores, labels): members and non-members drawn separately."""
     if num_bootstrap < 1:
@@ -113,9 +128,21 @@ def bootstrap_ci(
     return _interval([metric_fn(s, m) for s, m in _resamples(scores, labels, num_bootstrap, seed)])
 
 
+_TPR_PREFIX = "tpr_at_fpr_"
+
+
 def tpr_key(max_fpr: float) -> str:
     """Flat key of TPR at an FPR bound, e.g. 0.01 -> "tpr_at_fpr_0.01" (JSON/CSV friendly)."""
-    return f"tpr_at_fpr_{max_fpr:g}"
+    return f"{_TPR_PREFIX}{max_fpr:g}"
+
+
+def tpr_bound(key: str) -> float | None:
+    """The FPR bound of a `tpr_key` ("tpr_at_fpr_0.01" -> 0.01); None for any other key."""
+    rest = key.removeprefix(_TPR_PREFIX)
+    try:
+        return float(rest) if rest != key else None
+    except ValueError:
+        return None
 
 
 def _point_metrics(scores: np.ndarray, labels: np.ndarray, fprs: tuple[float, ...]) -> dict[str, float]:
@@ -132,6 +159,7 @@ def summarize(scores: np.ndarray, is_member: np.ndarray, cfg: MetricsConfig) -> 
     Keys: auc, asr, tpr_at_fpr_<alpha> for each alpha in cfg.tpr_at_fpr (see `tpr_key`), each with
     "<key>_low" / "<key>_high" (95 % stratified bootstrap with cfg.num_bootstrap resamples and cfg.seed; the
     same resamples serve every metric; omitted when num_bootstrap is 0), plus num_members and num_nonmembers.
+    A TPR whose bound is below 1 / num_nonmembers is NaN, its interval too (see `is_resolvable`).
     """
     scores, labels = check_scores(scores, is_member)
     if cfg.num_bootstrap < 0:
@@ -139,7 +167,10 @@ def summarize(scores: np.ndarray, is_member: np.ndarray, cfg: MetricsConfig) -> 
     bad = [a for a in cfg.tpr_at_fpr if not 0.0 < a < 1.0]
     if bad:
         raise ValueError(f"metrics.tpr_at_fpr: {bad} not in (0, 1)")
+    num_nonmembers = int((~labels).sum())
+    unresolved = {tpr_key(a) for a in cfg.tpr_at_fpr if not is_resolvable(a, num_nonmembers)}
     point = _point_metrics(scores, labels, cfg.tpr_at_fpr)
+    point.update(dict.fromkeys(unresolved, math.nan))
     out: dict[str, float | int] = {}
     if cfg.num_bootstrap > 0:
         # One ROC per resample for all metrics: ~4x faster than bootstrapping each metric on its own.
@@ -150,7 +181,9 @@ def summarize(scores: np.ndarray, is_member: np.ndarray, cfg: MetricsConfig) -> 
     for key, value in point.items():
         out[key] = value
         if cfg.num_bootstrap > 0:
-            out[f"{key}_low"], out[f"{key}_high"] = _interval([b[key] for b in boot])
+            out[f"{key}_low"], out[f"{key}_high"] = (
+                (math.nan, math.nan) if key in unresolved else _interval([b[key] for b in boot])
+            )
     out["num_members"] = int(labels.sum())
-    out["num_nonmembers"] = int((~labels).sum())
+    out["num_nonmembers"] = num_nonmembers
     return out

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dualmd import catalog
+from dualmd.metrics import min_nonmembers, tpr_bound
 
 #: Rows of the attack table come in this order: undefended first, then the defenses.
 TARGET_ORDER = list(catalog.TARGETS)
@@ -60,25 +61,38 @@ def _metric_rank(column: str) -> tuple:
 
 
 def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
-    """Metric columns as "value [low, high]" strings: the readable form of the attack table."""
+    """Metric columns as "value [low, high]" strings: the readable form of the attack table.
+
+    A missing TPR (its FPR bound is below 1 / number of non-members, `dualmd.metrics.is_resolvable`) reads
+    "n/a (needs ≥ N non-members)"; TPR columns without an interval are rendered the same way.
+    """
     out = df[[c for c in df.columns if not c.endswith(("_low", "_high"))]].copy()
     for col in list(out.columns):
         if f"{col}_low" in df and f"{col}_high" in df:
             triples = zip(df[col], df[f"{col}_low"], df[f"{col}_high"], strict=True)
-            out[col] = [_with_interval(v, lo, hi) for v, lo, hi in triples]
+            out[col] = [_with_interval(v, lo, hi, _missing(col)) for v, lo, hi in triples]
+        elif tpr_bound(col) is not None:
+            out[col] = [_with_interval(v, None, None, _missing(col)) for v in df[col]]
     return out
 
 
-def _with_interval(value, low, high) -> str:
+def _missing(column: str) -> str:
+    """What a cell says when its value is absent: for a TPR, how many non-members its FPR bound needs."""
+    bound = tpr_bound(column)
+    return "n/a" if bound is None else f"n/a (needs ≥ {min_nonmembers(bound)} non-members)"
+
+
+def _with_interval(value, low, high, missing: str = "n/a") -> str:
     if pd.isna(value):
-        return "n/a"
+        return missing
     if pd.isna(low) or pd.isna(high):
         return f"{value:.3f}"
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def pia_sweep_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
-    """AUC and TPR@1%FPR of PIA/PIAN at every sweep timestep (reported apart from the a-priori timestep)."""
+    """AUC and TPR at the first FPR bound of every attack with a timestep sweep (PIA, PIAN, SimA; the loss attack's
+    per-timestep scores) at each of its timesteps, reported apart from the a-priori timestep."""
     rows = []
     for path in metric_files:
         m = _read_json(path)
@@ -269,7 +283,7 @@ def write_report(
     roc = combined_roc(roc_files)  # every input is read before the first output is written
     for name, df in tables.items():
         df.to_csv(out / f"{name}.csv", index=False)
-        shown = with_intervals(df) if name in ("attacks", "utility", "frontier") else df
+        shown = with_intervals(df) if name in ("attacks", "utility", "frontier", "pia_sweep") else df
         (out / f"{name}.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
     roc.to_csv(out / "roc.csv", index=False)
     metrics = flat_metrics(tables["attacks"], tables["utility"], tables["memorization"])
@@ -366,7 +380,8 @@ def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict) -> str:
         ]
     if not tables["pia_sweep"].empty:
         parts += [
-            "\n## PIA / PIAN timestep sweep (not used to pick the reported timestep)\n",
-            tables["pia_sweep"].to_markdown(index=False, floatfmt=".3f"),
+            "\n## Timestep sweeps of PIA, PIAN, SimA and the loss attack (not used to pick the reported"
+            " timestep)\n",
+            with_intervals(tables["pia_sweep"]).to_markdown(index=False, floatfmt=".3f"),
         ]
     return "\n".join(parts) + "\n"

@@ -18,7 +18,7 @@ class AttackResult:
     """Per-sample output of one attack run.
 
     Attributes:
-        sample_ids: (N,) int64 ids of the scored samples (secmi_nn returns only its held-out 80 %).
+        sample_ids: (N,) int64 ids of the scored samples (secmi_nn and gsa return only their held-out 80 %).
         is_member: (N,) bool ground truth, aligned with `sample_ids`.
         scores: (N,) float64, higher = more likely a member.
         extra: named (N,) arrays aligned with `sample_ids`: per-timestep scores of a sweep ("t20", ...;

@@ -8,6 +8,7 @@ import torch
 import yaml
 from conftest import tiny_unet
 from diffusers import DDPMScheduler
+from torch import nn
 
 from dualmd.attacks import (
     ATTACKS,
@@ -18,29 +19,37 @@ from dualmd.attacks import (
     load_scores,
     save_scores,
 )
-from dualmd.attacks.base import per_sample_noise
+from dualmd.attacks.base import per_sample_noise, train_test_split
+from dualmd.attacks.gsa import gradient_features
 from dualmd.attacks.pia import PIAN
 from dualmd.attacks.secmi import ddim_step, round_trip
-from dualmd.attacks.secmi_nn import train_test_split
 from dualmd.config import (
     AttackConfig,
+    GSAConfig,
     LossAttackConfig,
+    ModelConfig,
     NNDistanceConfig,
     PIAConfig,
     SecMIConfig,
     SecMINNConfig,
+    SimAConfig,
 )
 from dualmd.metrics import auc
-from dualmd.models.adapter import Schedule, UNetPredictor
+from dualmd.models.adapter import EpsNetwork, Schedule, UNetPredictor
 from dualmd.models.directory import check_model_matches_split
+from dualmd.models.unet import create_unet
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 NAMES = sorted(ATTACKS)
+# Attacks that train a classifier on a labelled slice and score only the rest.
+SLICE_ATTACKS = ("gsa", "secmi_nn")
 # Short sweeps keep the contract tests fast; secmi_nn trains 2 epochs (its own AUC test trains more).
 FAST = dict(
     pia=PIAConfig(timestep=200, sweep_timesteps=(100, 200)),
     loss=LossAttackConfig(timesteps=(50, 200)),
     secmi_nn=SecMINNConfig(num_epochs=2),
+    gsa=GSAConfig(timesteps=(50, 200), num_estimators=20),
+    sima=SimAConfig(timestep=20, sweep_timesteps=(0, 20, 100)),
 )
 
 
@@ -58,27 +67,31 @@ def make_images(num_per_class: int, seed: int = 0):
     return images, sample_ids, is_member
 
 
-class MemorizingPredictor:
+class MemorizingPredictor(nn.Module):
     """A fake model that memorized its members: it identifies the known image y nearest to x_t / sqrt(alpha_bar_t)
     and returns the exact noise (x_t - sqrt(alpha_bar_t) y) / sqrt(1 - alpha_bar_t), plus a deterministic
     perturbation that is 10x larger for non-members (a model that fits its members better than unseen data).
+    The output is multiplied by a parameter `gain` (1), so gradient attacks see weights whose loss gradient is
+    larger on non-members.
     """
 
     def __init__(self, schedule: Schedule, members: torch.Tensor, nonmembers: torch.Tensor):
+        super().__init__()
         self.schedule = schedule
+        self.gain = nn.Parameter(torch.ones(()))
         self.known = torch.cat([members, nonmembers]).double()
         self.scale = torch.cat(
             [torch.full((len(members),), 0.05), torch.full((len(nonmembers),), 0.5)]
         ).double()
 
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x = x_t.double()
         a = self.schedule.alpha_bar(t, x)
         nearest = ((x[:, None] - a.sqrt()[:, None] * self.known[None]) ** 2).flatten(2).sum(-1).argmin(1)
         eps = (x - a.sqrt() * self.known[nearest]) / (1 - a).sqrt()
         # Depends on x_t and t, so a DDIM round trip does not cancel it (SecMI would see no error otherwise).
         wobble = torch.sin(3 * x + t.view(-1, 1, 1, 1).double() / 100)
-        return (eps + self.scale[nearest].view(-1, 1, 1, 1) * wobble).float()
+        return (eps + self.scale[nearest].view(-1, 1, 1, 1) * wobble).float() * self.gain
 
 
 def tiny_predictor(seed: int = 0) -> UNetPredictor:
@@ -104,7 +117,7 @@ def by_id(result: AttackResult) -> dict[int, float]:
 
 
 def test_registry_holds_exactly_the_documented_attacks():
-    assert NAMES == ["loss", "nn_distance", "pia", "pian", "secmi_nn", "secmi_stat"]
+    assert NAMES == ["gsa", "loss", "nn_distance", "pia", "pian", "secmi_nn", "secmi_stat", "sima"]
 
 
 def test_registry_matches_config_schema_enum():
@@ -148,7 +161,7 @@ def test_contract_shape_finite_deterministic_batch_independent(name, schedule):
         name, AttackConfig(batch_size=16, **FAST), model, schedule, images, ids, is_member, generated
     )
 
-    expected = 16 if name != "secmi_nn" else 2 * (8 - 1)  # secmi_nn scores what it did not train on
+    expected = 16 if name not in SLICE_ATTACKS else 2 * (8 - 1)  # they score what they did not train on
     assert first.scores.shape == (expected,)
     assert np.isfinite(first.scores).all()
     assert first.attack == name
@@ -157,15 +170,15 @@ def test_contract_shape_finite_deterministic_batch_independent(name, schedule):
     assert first.is_member.tolist() == [member_of[i] for i in first.sample_ids.tolist()]
     np.testing.assert_array_equal(first.scores, again.scores)  # seeded: bit-identical on a rerun
     np.testing.assert_array_equal(first.sample_ids, big.sample_ids)
-    # secmi_nn trains a classifier on round-trip differences, which amplifies float32 noise of batched convs.
-    rtol = 5e-3 if name == "secmi_nn" else 1e-4
+    # A classifier trained on model outputs amplifies float32 noise of batched convs.
+    rtol = 5e-3 if name in SLICE_ATTACKS else 1e-4
     np.testing.assert_allclose(first.scores, big.scores, rtol=rtol, atol=1e-6)
     for key, values in first.extra.items():
         assert values.shape == (expected,) and np.isfinite(values).all(), key
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in NAMES if n != "secmi_nn"], ids=[n for n in NAMES if n != "secmi_nn"]
+    "name", [n for n in NAMES if n not in SLICE_ATTACKS], ids=[n for n in NAMES if n not in SLICE_ATTACKS]
 )
 def test_contract_scores_do_not_depend_on_order_or_company(name, schedule):
     images, ids, is_member = make_images(8)
@@ -352,13 +365,168 @@ def test_nn_distance_is_minus_mean_l2_to_the_k_nearest_generated(k, expected):
 
 def test_secmi_nn_trains_on_the_leading_fifth_of_each_class():
     is_member = np.array([True, False] * 10)  # 10 members at even positions, 10 non-members at odd
-    train, test = train_test_split(is_member, 0.2)
+    train, test = train_test_split(is_member, 0.2, "secmi_nn")
     np.testing.assert_array_equal(
         train, [0, 1, 2, 3]
     )  # first 2 members (0, 2) and first 2 non-members (1, 3)
     np.testing.assert_array_equal(test, np.arange(4, 20))
-    with pytest.raises(ValueError, match="empty training"):
-        train_test_split(np.array([True, False, False]), 0.2)
+    with pytest.raises(ValueError, match="secmi_nn: train_fraction=0.2 leaves an empty training"):
+        train_test_split(np.array([True, False, False]), 0.2, "secmi_nn")
+
+
+# --- GSA -----------------------------------------------------------------------------------------------------
+
+
+class LinearEps(nn.Module):
+    """eps_theta(x_t, t) = w x_t + b, b broadcast over the image width: two parameter tensors, () and (2,)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(0.7))
+        self.b = nn.Parameter(torch.tensor([-0.2, 0.1]))
+
+    def forward(self, x_t, t):
+        return self.w * x_t + self.b
+
+
+@pytest.mark.parametrize("variant", ["gsa1", "gsa2"])
+def test_gsa_features_match_hand_derived_gradients_of_a_linear_model(variant, schedule):
+    """L_j = mean_pixels (w x_j + b - eps_j)^2, so dL_j/dw = mean 2 r x_j and dL_j/db_k = mean over column k of 2 r
+    times its share of pixels (1/2). gsa1 takes norms of the gradient of mean_j L_j, gsa2 the mean of the norms."""
+    images = torch.rand(3, 1, 2, 2, generator=torch.Generator().manual_seed(0)).double() * 2 - 1
+    ids, timesteps = np.array([5, 8, 13]), (10, 500)
+    cfg = GSAConfig(variant=variant, timesteps=timesteps, batch_size=2)
+    feats = gradient_features(LinearEps(), schedule, images.float(), ids, cfg, seed=3).numpy()
+    w, b = 0.7, np.array([-0.2, 0.1])
+    x_0 = images.numpy()
+    grads = []  # per timestep: (dL/dw (3,), dL/db (3, 2))
+    for t in timesteps:
+        eps = per_sample_noise(3, ids, (1, 2, 2), t).double().numpy()
+        a = float(schedule.alphas_cumprod[t])
+        x_t = a**0.5 * x_0 + (1 - a) ** 0.5 * eps
+        r = w * x_t + b - eps  # (3, 1, 2, 2)
+        grads.append(((2 * r * x_t).mean(axis=(1, 2, 3)), (2 * r).mean(axis=(1, 2)) / 2))
+    if variant == "gsa1":
+        d_w = np.mean([g[0] for g in grads], axis=0)
+        d_b = np.mean([g[1] for g in grads], axis=0)
+        expected = np.stack([np.abs(d_w), np.linalg.norm(d_b, axis=1)], axis=1)
+    else:
+        expected = np.mean(
+            [np.stack([np.abs(g[0]), np.linalg.norm(g[1], axis=1)], axis=1) for g in grads], axis=0
+        )
+    np.testing.assert_allclose(feats, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["gsa1", "gsa2"])
+def test_gsa_vmap_features_equal_a_loop_of_per_sample_backward_passes(variant, schedule):
+    """The batched torch.func gradients of the tiny UNet (GroupNorm, mid-block attention) equal one autograd
+    backward pass per image, and do not depend on the vmap batch size."""
+    unet = tiny_unet(1).eval()
+    images, ids, _ = make_images(3)
+    timesteps = (30, 400)
+    feats = gradient_features(
+        UNetPredictor(unet),
+        schedule,
+        images,
+        ids,
+        GSAConfig(variant=variant, timesteps=timesteps, batch_size=4),
+        0,
+    )
+    steps = torch.tensor(timesteps)
+    noise = torch.stack([per_sample_noise(0, ids, (1, 8, 8), t) for t in timesteps], dim=1)
+    expected = []
+    for i in range(len(images)):
+        losses = []
+        for j in range(len(timesteps)):
+            x_t = schedule.q_sample(images[i : i + 1], steps[j : j + 1], noise[i, j : j + 1])
+            losses.append((unet(x_t, steps[j : j + 1]).sample - noise[i, j : j + 1]).square().mean())
+        if variant == "gsa1":
+            grads = torch.autograd.grad(torch.stack(losses).mean(), list(unet.parameters()))
+            expected.append(torch.stack([g.norm() for g in grads]))
+        else:
+            per_t = [
+                torch.stack([g.norm() for g in torch.autograd.grad(loss, list(unet.parameters()))])
+                for loss in losses
+            ]
+            expected.append(torch.stack(per_t).mean(dim=0))
+    assert feats.shape == (6, len(list(unet.parameters())))
+    torch.testing.assert_close(feats, torch.stack(expected).double(), rtol=1e-4, atol=1e-6)
+    one_by_one = gradient_features(
+        UNetPredictor(unet),
+        schedule,
+        images,
+        ids,
+        GSAConfig(variant=variant, timesteps=timesteps, batch_size=1),
+        0,
+    )
+    torch.testing.assert_close(one_by_one, feats, rtol=1e-4, atol=1e-6)
+
+
+def test_gsa_runs_with_dropout_off_and_restores_the_training_mode(schedule):
+    """A network handed over in training mode (dropout 0.5) gives the eval-mode features, twice the same, and is
+    left in training mode."""
+    torch.manual_seed(0)
+    model = ModelConfig(block_out_channels=(8, 16), norm_num_groups=4, dropout=0.5)
+    network = EpsNetwork(create_unet(model=model, image_size=8, channels=1)).train()
+    images, ids, _ = make_images(2)
+    cfg = GSAConfig(timesteps=(50, 300))
+    first = gradient_features(network, schedule, images, ids, cfg, 0)
+    torch.testing.assert_close(gradient_features(network, schedule, images, ids, cfg, 0), first)
+    assert network.training
+    evaluated = gradient_features(UNetPredictor(network.unet), schedule, images, ids, cfg, 0)
+    torch.testing.assert_close(evaluated, first)
+
+
+def test_gsa_scores_are_a_classifier_fitted_on_the_leading_slice(schedule):
+    """The scores are the log-odds of a GradientBoostingClassifier fitted on the features of the training slice
+    (first 20 % of members and of non-members), evaluated on the rest."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    images, ids, is_member = make_images(10)
+    model = MemorizingPredictor(schedule, images[is_member], images[~is_member])
+    cfg = AttackConfig(seed=2, gsa=GSAConfig(timesteps=(50, 200), num_estimators=30, max_depth=2))
+    result = build_attack("gsa", cfg).run(model, schedule, images, ids, is_member)
+    train, test = train_test_split(is_member, 0.2, "gsa")
+    np.testing.assert_array_equal(result.sample_ids, ids[test])
+    np.testing.assert_array_equal(result.is_member, is_member[test])
+    feats = gradient_features(model, schedule, images, ids, cfg.gsa, seed=2).numpy()
+    clf = GradientBoostingClassifier(n_estimators=30, max_depth=2, learning_rate=0.1, random_state=2)
+    clf.fit(feats[train], is_member[train])
+    np.testing.assert_allclose(result.scores, clf.decision_function(feats[test]))
+    np.testing.assert_allclose(result.extra["grad_norm"], np.linalg.norm(feats[test], axis=1))
+
+
+def test_gsa_needs_a_predictor_with_weights(schedule):
+    images, ids, is_member = make_images(5)
+    with pytest.raises(TypeError, match="exposes no network parameters"):
+        build_attack("gsa", AttackConfig()).run(lambda x, t: x, schedule, images, ids, is_member)
+
+
+# --- SimA ----------------------------------------------------------------------------------------------------
+
+
+def test_sima_score_is_minus_the_l4_norm_of_the_prediction_on_the_clean_image(schedule):
+    """eps_theta(x, t) = (1 + t / 100) x: score_t = -(1 + t / 100)^4 sum x_0^4; queried on x_0 itself."""
+    images, ids, is_member = make_images(2)
+    calls = []
+
+    def model(x, t):
+        calls.append((x.clone(), t.clone()))
+        return (1 + t.view(-1, 1, 1, 1) / 100) * x
+
+    cfg = AttackConfig(sima=SimAConfig(timestep=20, sweep_timesteps=(0, 20, 150)))
+    result = build_attack("sima", cfg).run(model, schedule, images, ids, is_member)
+    fourth = (images.double() ** 4).flatten(1).sum(1).numpy()
+    for t in (0, 20, 150):
+        np.testing.assert_allclose(result.extra[f"t{t}"], -((1 + t / 100) ** 4) * fourth, rtol=1e-6)
+    np.testing.assert_array_equal(result.scores, result.extra["t20"])  # the a-priori timestep gives the score
+    assert [int(t[0]) for _, t in calls] == [
+        20,
+        0,
+        150,
+    ]  # one query per distinct timestep, attack timestep first
+    for x, _ in calls:
+        torch.testing.assert_close(x, images)  # the clean image, no noise added
 
 
 # --- score files and provenance ------------------------------------------------------------------------------

@@ -23,6 +23,12 @@ from dualmd.config import (
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+# Attack timesteps that fit a 100-step schedule (the defaults assume 1000 steps).
+SHORT = {
+    "pia": {"timestep": 50, "sweep_timesteps": [20]},
+    "loss": {"timesteps": [50]},
+    "gsa": {"timesteps": [9, 99]},
+}
 
 
 @pytest.mark.parametrize(
@@ -70,6 +76,25 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         ({"controls": {"dp_epsilons": [10, 10.0]}}, "controls.dp_epsilons: holds duplicates"),
         ({"controls": {"overlaps": [0.5, 0.125]}}, "controls.overlaps[1]: 0.125 is not a whole percentage"),
         ({"controls": {"overlaps": [0.5, 0.50]}}, "controls.overlaps: holds duplicates"),
+        (
+            {"attack": {"gsa": {"variant": "gsa3"}}},
+            "attack.gsa.variant: 'gsa3' is not one of ['gsa1', 'gsa2']",
+        ),
+        ({"attack": {"gsa": {"timesteps": [99, 99]}}}, "attack.gsa.timesteps: lists a timestep twice"),
+        ({"attack": {"gsa": {"train_fraction": 1.0}}}, "attack.gsa.train_fraction: must be in (0, 1)"),
+        ({"attack": {"gsa": {"num_trees": 10}}}, "attack.gsa: unknown key(s) ['num_trees']"),
+        (
+            {
+                "diffusion": {"num_train_timesteps": 100},
+                "attack": {**SHORT, "gsa": {"timesteps": [9, 99, 199]}},
+            },
+            "attack.gsa.timesteps: 199 is not in [0, 100)",
+        ),
+        (
+            {"diffusion": {"num_train_timesteps": 100}, "attack": {**SHORT, "sima": {"timestep": 10}}},
+            "attack.sima.sweep_timesteps: 100 is not in [0, 100)",
+        ),
+        ({"attack": {"sima": {"lp": 0}}}, "attack.sima.lp: must be > 0"),
     ],
     ids=[
         "typo",
@@ -102,6 +127,13 @@ SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text
         "dp-duplicates",
         "overlap-fraction",
         "overlap-duplicates",
+        "gsa-variant",
+        "gsa-duplicate-timestep",
+        "gsa-train-fraction",
+        "gsa-unknown-key",
+        "gsa-timestep-range",
+        "sima-default-sweep-beyond-a-short-schedule",
+        "sima-norm",
     ],
 )
 def test_bad_config_names_the_key(raw, message):

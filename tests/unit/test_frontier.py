@@ -12,6 +12,7 @@ from dualmd.config import MetricsConfig
 from dualmd.frontier import (
     NOT_BETTER,
     NOT_BRACKETED,
+    NOT_RESOLVABLE,
     Heldout,
     JointBootstrap,
     curve_names,
@@ -120,6 +121,26 @@ def test_matched_utility_says_not_bracketed_and_not_better_than_early_stopping()
     matched = matched_utility(table, resampled, ["student"], max_fpr=0.01)
     row = matched[matched["metric"] == "auc"].iloc[0]
     assert row["difference"] == pytest.approx(0.0, abs=1e-12) and row["verdict"] == NOT_BETTER
+
+
+def test_tpr_below_one_over_the_nonmembers_is_nan_and_its_comparison_not_resolvable():
+    """5 non-members resolve FPR steps of 1/5: TPR at FPR <= 0.1 is not a number; AUC is unaffected."""
+    scores = result([0.9, 0.8, 0.3, 0.7, 0.1, 0.8, 0.2, 0.4, 0.0], [*MEMBERS, *NONMEMBERS], [1] * 4 + [0] * 5)
+    heldout = Heldout(sample_ids=NONMEMBERS, losses={"baseline": np.linspace(0.1, 0.5, 5)})
+    boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=10, seed=0)
+    table, resampled = frontier_table(heldout, {("baseline", "loss"): scores}, boot, max_fpr=0.1)
+    row = table.iloc[0]
+    assert np.isnan([row["tpr_at_fpr_0.1"], row["tpr_at_fpr_0.1_low"], row["tpr_at_fpr_0.1_high"]]).all()
+    assert row["auc"] == pytest.approx(auc(scores.scores, scores.is_member))
+    assert np.isnan(resampled[("baseline", "loss")]["tpr"]).all()
+
+    hand, draws = hand_table(defense_utility=0.625)
+    hand["tpr_at_fpr_0.01"] = np.nan
+    matched = matched_utility(hand, draws, ["student"], max_fpr=0.01)
+    tpr_row = matched[matched["metric"] == "tpr_at_fpr_0.01"].iloc[0]
+    assert tpr_row["verdict"] == f"{NOT_RESOLVABLE} (needs ≥ 100 non-members)"
+    assert np.isnan(tpr_row["difference"])
+    assert matched[matched["metric"] == "auc"].iloc[0]["verdict"] != NOT_RESOLVABLE
 
 
 def test_curve_is_the_checkpoints_in_training_order_then_the_model():

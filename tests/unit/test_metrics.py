@@ -6,7 +6,18 @@ import numpy as np
 import pytest
 
 from dualmd.config import MetricsConfig
-from dualmd.metrics import asr, auc, bootstrap_ci, roc, summarize, tpr_at_fpr, tpr_key
+from dualmd.metrics import (
+    asr,
+    auc,
+    bootstrap_ci,
+    is_resolvable,
+    min_nonmembers,
+    roc,
+    summarize,
+    tpr_at_fpr,
+    tpr_bound,
+    tpr_key,
+)
 
 # Four samples; ranking by score: M(0.9) N(0.8) M(0.7) N(0.1).
 SCORES = np.array([0.9, 0.8, 0.7, 0.1])
@@ -98,13 +109,45 @@ def test_summarize_keys_values_and_json():
                         "num_members", "num_nonmembers"}  # fmt: skip
     assert out["auc"] == pytest.approx(0.75)
     assert out["asr"] == pytest.approx(0.75)
-    assert out["tpr_at_fpr_0.01"] == 0.5
+    # 2 non-members resolve FPR steps of 1/2 only: TPR@1% would be the TPR at zero false positives (0.5).
+    assert tpr_at_fpr(SCORES, IS_MEMBER, 0.01) == 0.5
+    assert np.isnan([out["tpr_at_fpr_0.01"], out["tpr_at_fpr_0.01_low"], out["tpr_at_fpr_0.01_high"]]).all()
     assert out["tpr_at_fpr_0.5"] == 1.0
     assert (out["num_members"], out["num_nonmembers"]) == (2, 2)
-    assert all(out[f"{k}_low"] <= out[f"{k}_high"] for k in point)
+    assert all(out[f"{k}_low"] <= out[f"{k}_high"] for k in point if k != "tpr_at_fpr_0.01")
     # Same resamples as the single-metric bootstrap.
     assert (out["auc_low"], out["auc_high"]) == bootstrap_ci(SCORES, IS_MEMBER, auc, 20, 0)
-    json.dumps(out, allow_nan=False)
+    json.dumps({k: v for k, v in out.items() if not k.startswith("tpr_at_fpr_0.01")}, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("max_fpr", "needed"),
+    [(0.5, 2), (0.01, 100), (0.001, 1000), (0.003, 334), (0.3, 4)],
+    ids=["half", "1pct", "0.1pct", "not-a-reciprocal", "0.3"],
+)
+def test_min_nonmembers_is_the_first_count_whose_one_false_positive_fits_the_bound(max_fpr, needed):
+    assert min_nonmembers(max_fpr) == needed
+    assert 1 / needed <= max_fpr < 1 / (needed - 1)
+    assert is_resolvable(max_fpr, needed) and not is_resolvable(max_fpr, needed - 1)
+
+
+def test_tpr_at_a_bound_becomes_a_number_exactly_at_one_over_the_nonmember_count():
+    """100 non-members resolve 1 % FPR (one false positive allowed), 99 do not; the member count is irrelevant."""
+    cfg = MetricsConfig(tpr_at_fpr=(0.01,), num_bootstrap=10, seed=0)
+    for num_nonmembers, resolved in ((99, False), (100, True)):
+        scores = np.r_[np.linspace(1.0, 2.0, 7), np.linspace(0.0, 1.5, num_nonmembers)]
+        is_member = np.r_[np.ones(7, bool), np.zeros(num_nonmembers, bool)]
+        out = summarize(scores, is_member, cfg)
+        assert np.isfinite(out["tpr_at_fpr_0.01"]) == resolved, num_nonmembers
+        assert np.isfinite(out["tpr_at_fpr_0.01_low"]) == resolved, num_nonmembers
+        if resolved:  # FPR 1/100 admits the threshold at the top non-member (1.5): members 1.5 .. 2.0, 4 of 7
+            assert out["tpr_at_fpr_0.01"] == pytest.approx(4 / 7)
+        assert out["auc"] == pytest.approx(auc(scores, is_member))
+
+
+def test_tpr_bound_inverts_tpr_key():
+    assert [tpr_bound(tpr_key(a)) for a in (0.01, 0.001, 0.25)] == [0.01, 0.001, 0.25]
+    assert tpr_bound("auc") is None and tpr_bound("tpr_at_fpr_0.01_low") is None
 
 
 def test_summarize_without_bootstrap_has_no_interval_keys():
@@ -124,7 +167,8 @@ def test_all_equal_scores_are_chance_level():
     assert tpr_at_fpr(scores, is_member, max_fpr=0.99) == 0.0  # any bound < 1 allows only "flag nobody"
     assert tpr_at_fpr(scores, is_member, max_fpr=1.0) == 1.0
     out = summarize(scores, is_member, MetricsConfig(tpr_at_fpr=(0.01, 0.5, 0.99), num_bootstrap=30, seed=0))
-    expected = {"auc": 0.5, "asr": 0.5, "tpr_at_fpr_0.01": 0.0, "tpr_at_fpr_0.5": 0.0, "tpr_at_fpr_0.99": 0.0}
+    assert np.isnan(out["tpr_at_fpr_0.01"])  # 4 non-members cannot resolve 1 % FPR
+    expected = {"auc": 0.5, "asr": 0.5, "tpr_at_fpr_0.5": 0.0, "tpr_at_fpr_0.99": 0.0}
     for key, value in expected.items():
         # every resample draws the same score for everybody, so the interval is the point
         assert (out[key], out[f"{key}_low"], out[f"{key}_high"]) == (value, value, value), key
@@ -149,8 +193,9 @@ def test_member_tied_with_top_nonmember_counts_nothing_below_one_over_n():
     bounds = (0.001, 0.1, 0.2499)
     for max_fpr in (0.0, *bounds):
         assert tpr_at_fpr(TOP_TIE_SCORES, TOP_TIE_IS_MEMBER, max_fpr) == 0.0, max_fpr
+    # ... which is why the summary does not report these bounds at all with 4 non-members
     out = summarize(TOP_TIE_SCORES, TOP_TIE_IS_MEMBER, MetricsConfig(tpr_at_fpr=bounds, num_bootstrap=0))
-    assert [out[tpr_key(a)] for a in bounds] == [0.0, 0.0, 0.0]
+    assert np.isnan([out[tpr_key(a)] for a in bounds]).all()
 
 
 def test_tpr_at_fpr_bound_at_one_over_n_after_a_top_tie():

@@ -325,6 +325,41 @@ def test_with_intervals_writes_value_low_high_with_three_decimals(inputs):
     assert shown.iloc[1]["tpr_at_fpr_0.01"] == "0.000 [0.000, 0.031]"
 
 
+def test_an_unresolvable_tpr_says_how_many_nonmembers_it_needs(tmp_path):
+    """300 non-members resolve 1 % FPR but not 0.1 %: that cell is NaN, reads "n/a (needs ≥ 1000 non-members)" in
+    the Markdown, is empty in the CSV and absent from metrics.json."""
+    path = tmp_path / "gsa.json"
+    path.write_text(
+        json.dumps(
+            {
+                "attack": "gsa",
+                "rows": [
+                    {
+                        "target": "baseline",
+                        "num_members": 100,
+                        "num_nonmembers": 300,
+                        "auc": 0.75,
+                        "tpr_at_fpr_0.01": 0.125,
+                        "tpr_at_fpr_0.001": math.nan,
+                        "sweep": {"20": {"auc": 0.5, "tpr_at_fpr_0.01": math.nan}},
+                    }
+                ],
+            }
+        )
+    )
+    table = attack_table([path])
+    assert math.isnan(table.loc[0, "tpr_at_fpr_0.001"])
+    shown = with_intervals(table).iloc[0]
+    assert shown["tpr_at_fpr_0.001"] == "n/a (needs ≥ 1000 non-members)"
+    assert shown["tpr_at_fpr_0.01"] == "0.125"
+    assert (
+        with_intervals(pia_sweep_table([path])).loc[0, "tpr_at_fpr_0.01"] == "n/a (needs ≥ 100 non-members)"
+    )
+    flat = flat_metrics(table, pd.DataFrame(columns=["target"]), pd.DataFrame(columns=["kind", "target"]))
+    assert flat["attack/gsa/baseline/tpr_at_fpr_0.01"] == 0.125
+    assert "attack/gsa/baseline/tpr_at_fpr_0.001" not in flat
+
+
 def test_pia_sweep_table_lists_timesteps_in_numeric_order(inputs):
     expected = pd.DataFrame(
         {
@@ -500,7 +535,7 @@ def test_write_report_files_metrics_json_and_markdown(inputs, tmp_path):
     assert report_md.startswith("# dualmd report\n")
     assert "Split: {'members': 40, 'nonmembers': 32, 'half1': 20, 'half2': 20}" in report_md
     sections = _sections(report_md)
-    assert list(sections) == ["Membership", "Utility", "Memorization", "Training", "PIA"]
+    assert list(sections) == ["Membership", "Utility", "Memorization", "Training", "Timestep"]
     for cell in ("0.812 [0.700, 0.900]", "0.688 [0.562, 0.812]", "0.000 [0.000, 0.031]", "teacher1"):
         assert cell in sections["Membership"]
     for cell in (
@@ -527,7 +562,7 @@ def test_write_report_files_metrics_json_and_markdown(inputs, tmp_path):
     for cell in ("0.125", "12.5", "300", "half1"):
         assert cell in sections["Training"]
     for cell in ("0.625", "0.062", "100"):
-        assert cell in sections["PIA"]
+        assert cell in sections["Timestep"]
 
 
 def test_write_report_leaves_out_the_sweep_section_without_sweeps(inputs, tmp_path):
@@ -597,7 +632,7 @@ def test_verdicts_rst_renders_every_comparison_as_a_list_item():
         "[-0.150, -0.020]: **leaks less than the baseline at equal utility**",
         "- ``dpsgd_eps10``, ``pia`` auc: **not bracketed**",
     ]
-    html = publish_parts(text, writer_name="html", settings_overrides={"report_level": 1, "halt_level": 2})
+    html = publish_parts(text, writer="html", settings_overrides={"report_level": 1, "halt_level": 2})
     assert html["body"].count("<li>") == 2 and "system-message" not in html["body"]
     assert "No distilled model" in verdicts_rst(None) and "No distilled model" in verdicts_rst(
         matched.iloc[:0]

@@ -128,8 +128,9 @@ def test_lint_and_default_dry_run():
     jobs = planned_jobs(ROOT, "--forceall")
     assert jobs["train_model"] == 3 and jobs["distill_model"] == 2  # the DistillMD student and the control
     assert jobs["sample_images"] == 6 and jobs["make_report"] == 1 and jobs["score_heldout_loss"] == 1
-    # one scoring job per cheap attack, whatever the number of targets; one per model and checkpoint for secmi_nn
-    assert jobs["score_model_attack"] == 4 and jobs["score_sample_attack"] == 1
+    # one scoring job per cheap attack (loss, secmi_stat, pia, pian, sima, gsa), whatever the number of targets;
+    # one per model and checkpoint for secmi_nn
+    assert jobs["score_model_attack"] == 6 and jobs["score_sample_attack"] == 1
     assert jobs["score_model_attack_each"] == 5 + 3  # baseline@120, @300, @600
 
 
@@ -145,7 +146,7 @@ def test_ablation_config_adds_controls_that_every_stage_reaches():
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/ablation.yaml")
     assert jobs["train_model"] == 3 + 2 * 2 + 2 and jobs["distill_model"] == 2 + 2
     assert jobs["sample_images"] == 6 + 2 * 3 + 2 and jobs["score_model_attack_each"] == 8 + 2 * 3 + 2
-    assert jobs["score_model_attack"] == 4 and jobs["score_heldout_loss"] == 1 and jobs["make_report"] == 1
+    assert jobs["score_model_attack"] == 6 and jobs["score_heldout_loss"] == 1 and jobs["make_report"] == 1
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/ablation.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
     assert "--model student_ov50 --teacher teacher1_ov50=results/models/rep0/teacher1_ov50" in dry
@@ -265,7 +266,7 @@ def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
     held-out loss, with the member counts the split implies: teachers are scored on their own half, the other
     targets on all members."""
     from dualmd import catalog
-    from dualmd.attacks.secmi_nn import fraction_count
+    from dualmd.attacks.base import fraction_count
     from dualmd.config import checkpoint_targets, load_config
 
     cfg = load_config(finished_run / "config/config.yaml")
@@ -281,8 +282,11 @@ def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
     found_pairs = {tuple(k.split("/")[1:3]) for k in metrics if k.startswith("attack/")}
     assert found_pairs == expected_pairs
 
-    def held_out(num: int, attack: str) -> int:  # secmi_nn scores the part its classifier did not train on
-        return num - fraction_count(num, cfg.attack.secmi_nn.train_fraction) if attack == "secmi_nn" else num
+    # secmi_nn and gsa score the part their classifier did not train on
+    train_fractions = {"secmi_nn": cfg.attack.secmi_nn.train_fraction, "gsa": cfg.attack.gsa.train_fraction}
+
+    def held_out(num: int, attack: str) -> int:
+        return num - fraction_count(num, train_fractions[attack]) if attack in train_fractions else num
 
     table = list(csv.DictReader((finished_run / "results/report/rep0/attacks.csv").open()))
     assert {(row["attack"], row["target"]) for row in table} == expected_pairs
@@ -383,7 +387,7 @@ def test_training_steps_rerun_training_and_everything_downstream(moved_run):
     jobs = planned_jobs(moved_run)
     assert jobs["train_model"] == 3 and jobs["distill_model"] == 2 and jobs["sample_images"] == 6
     assert (
-        jobs["score_model_attack"] == 4 and jobs["score_model_attack_each"] == 5 + 3
+        jobs["score_model_attack"] == 6 and jobs["score_model_attack_each"] == 5 + 3
     )  # and baseline@1, 3, 6
     assert jobs["score_heldout_loss"] == 1
     assert jobs["make_report"] == 1

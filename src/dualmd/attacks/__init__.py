@@ -10,7 +10,7 @@ import numpy as np
 from torch import Tensor
 
 # Imported for their side effect: each module registers its attack(s) in ATTACKS.
-from dualmd.attacks import loss, nn_distance, pia, secmi, secmi_nn  # noqa: F401
+from dualmd.attacks import gsa, loss, nn_distance, pia, secmi, secmi_nn, sima  # noqa: F401
 from dualmd.attacks.base import (
     ATTACKS,
     Attack,
@@ -64,7 +64,7 @@ def attack_model(
         sample_ids: (N,) distinct non-negative ints (dataset indices), seeding per-sample noise.
         is_member: (N,) bool.
     Returns:
-        Per-sample scores (secmi_nn: only the samples outside its training slice).
+        Per-sample scores (secmi_nn, gsa: only the samples outside their training slice).
     """
     attack = build_attack(name, cfg)
     if attack.requires != "model":

@@ -15,6 +15,7 @@ Two kinds of attack:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
@@ -188,6 +189,29 @@ def check_labels(is_member: np.ndarray, num: int) -> np.ndarray:
     if labels.all():
         raise ValueError("the non-member set is empty: an attack needs non-members to be evaluated against")
     return labels
+
+
+# --- the labelled-slice protocol (secmi_nn, gsa) -------------------------------------------------------------
+
+
+def fraction_count(num: int, fraction: float) -> int:
+    """floor(num * fraction): the size of SecMI's leading training slice (train_portion)."""
+    return int(math.floor(num * fraction + 1e-9))
+
+
+def train_test_split(is_member: np.ndarray, fraction: float, attack: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the training slice (first `fraction` of members and of non-members, in the given order, as
+    SecMI's `nns_attack`) and of the rest, which alone is scored; `attack` names the attack in errors."""
+    member_pos, nonmember_pos = np.flatnonzero(is_member), np.flatnonzero(~is_member)
+    n_m, n_n = fraction_count(len(member_pos), fraction), fraction_count(len(nonmember_pos), fraction)
+    if min(n_m, n_n) < 1 or n_m == len(member_pos) or n_n == len(nonmember_pos):
+        raise ValueError(
+            f"{attack}: train_fraction={fraction} leaves an empty training or test set with "
+            f"{len(member_pos)} members and {len(nonmember_pos)} non-members"
+        )
+    train = np.sort(np.concatenate([member_pos[:n_m], nonmember_pos[:n_n]]))
+    test = np.setdiff1d(np.arange(len(is_member)), train)
+    return train, test
 
 
 # --- batching and randomness --------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ samples than the input. The labels of the training slice make this a "shadow env
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -24,6 +22,7 @@ from dualmd.attacks.base import (
     check_labels,
     model_device,
     register,
+    train_test_split,
 )
 from dualmd.attacks.secmi import round_trip
 from dualmd.config import SecMINNConfig
@@ -91,25 +90,6 @@ def train_classifier(features: Tensor, targets: Tensor, cfg: SecMINNConfig, seed
     return net.eval()
 
 
-def fraction_count(num: int, fraction: float) -> int:
-    """floor(num * fraction): the size of SecMI's leading training slice (train_portion)."""
-    return int(math.floor(num * fraction + 1e-9))
-
-
-def train_test_split(is_member: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the training slice (first `fraction` of members and of non-members) and of the rest."""
-    member_pos, nonmember_pos = np.flatnonzero(is_member), np.flatnonzero(~is_member)
-    n_m, n_n = fraction_count(len(member_pos), fraction), fraction_count(len(nonmember_pos), fraction)
-    if min(n_m, n_n) < 1 or n_m == len(member_pos) or n_n == len(nonmember_pos):
-        raise ValueError(
-            f"secmi_nn: train_fraction={fraction} leaves an empty training or test set with "
-            f"{len(member_pos)} members and {len(nonmember_pos)} non-members"
-        )
-    train = np.sort(np.concatenate([member_pos[:n_m], nonmember_pos[:n_n]]))
-    test = np.setdiff1d(np.arange(len(is_member)), train)
-    return train, test
-
-
 @register("secmi_nn")
 class SecMINN(Attack):
     """SecMI_NN; `run` returns scores for the held-out (1 - train_fraction) of members and non-members."""
@@ -127,7 +107,7 @@ class SecMINN(Attack):
         """Fit on the leading slice, score the rest (higher = member: the regression target of members is 1)."""
         ids = check_inputs(images, sample_ids)
         is_member = check_labels(is_member, len(images))
-        train, test = train_test_split(is_member, self.cfg.secmi_nn.train_fraction)
+        train, test = train_test_split(is_member, self.cfg.secmi_nn.train_fraction, self.name)
         maps = error_maps(model, schedule, images, self.cfg.secmi, self.cfg.batch_size)
         t_err = maps[test].double().square().flatten(1).sum(dim=1)  # SecMI_stat's statistic, as a diagnostic
         # Deviation from SecMI: all maps are divided by one constant, their RMS on the training slice. Round-trip

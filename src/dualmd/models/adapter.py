@@ -3,6 +3,9 @@
 `NoisePredictor` is anything that maps (x_t, t) to the predicted noise eps in
 x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * eps. A diffusers UNet, a fake in tests and the
 DualMD pair all satisfy it. The noise schedule travels separately as a `Schedule`.
+
+Gradient-based attacks need the parameters behind a predictor: `eps_network` gives them as an `nn.Module` with
+the same (x_t, t) -> eps signature, for `torch.func.functional_call`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler, UNet2DModel
@@ -66,3 +69,28 @@ class UNetPredictor:
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
         dev = self.device
         return self.unet(x_t.to(dev), t.to(dev)).sample.to(x_t.device)
+
+
+class EpsNetwork(nn.Module):
+    """A diffusers UNet as a module (x_t, t) -> eps (its `.sample`); its parameters are named "unet.<name>"."""
+
+    def __init__(self, unet: UNet2DModel):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.unet(x_t, t).sample
+
+
+def eps_network(predictor: NoisePredictor) -> nn.Module:
+    """The differentiable module behind `predictor`: a `UNetPredictor`'s UNet, or the predictor itself when it is
+    an `nn.Module` (e.g. a test fake). Anything else (the DualMD pair, a wrapper without weights) raises TypeError.
+    """
+    if isinstance(predictor, UNetPredictor):
+        return EpsNetwork(predictor.unet)
+    if isinstance(predictor, nn.Module):
+        return predictor
+    raise TypeError(
+        f"{type(predictor).__name__} exposes no network parameters: a gradient attack needs a UNetPredictor "
+        "or an nn.Module noise predictor"
+    )

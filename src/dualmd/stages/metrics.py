@@ -9,14 +9,16 @@ from dualmd.files import write_json
 
 
 def _sweep(result, cfg) -> dict[str, dict[str, float]]:
-    """AUC and TPR at the first FPR bound at each timestep of a sweep (extra arrays named "t<step>")."""
-    from dualmd.metrics import auc, tpr_at_fpr, tpr_key
+    """AUC and TPR at the first FPR bound at each timestep of a sweep (extra arrays named "t<step>"); the TPR is
+    NaN when the bound is below 1 / (number of non-members), as in `dualmd.metrics.summarize`."""
+    from dualmd.metrics import auc, is_resolvable, tpr_at_fpr, tpr_key
 
     alpha = cfg.tpr_at_fpr[0]
+    resolvable = is_resolvable(alpha, int((~result.is_member).sum()))
     return {
         key[1:]: {
             "auc": auc(values, result.is_member),
-            tpr_key(alpha): tpr_at_fpr(values, result.is_member, alpha),
+            tpr_key(alpha): tpr_at_fpr(values, result.is_member, alpha) if resolvable else float("nan"),
         }
         for key, values in result.extra.items()
         if key.startswith("t") and key[1:].isdigit()
