@@ -344,10 +344,18 @@ def cancel_when_checkpointed(state: Path, proc: subprocess.Popen, env: dict[str,
 def test_cancelled_training_job_is_resubmitted_and_resumes_to_the_uninterrupted_weights(
     tiny_runs, slurm, tmp_path
 ):
-    threads = [f"--set-threads={rule}={n}" for rule, n in cluster_profile()["set-threads"].items()]
+    threads = [f"{rule}={n}" for rule, n in cluster_profile()["set-threads"].items()]
     uninterrupted = long_training_copy(tiny_runs.slurm, tmp_path / "uninterrupted")
+    # one --set-threads with every pair: a second --set-threads would replace the first
     local = start_snakemake(
-        BASELINE, "--cores", "2", *threads, cwd=uninterrupted, env={}, log=tmp_path / "local.log"
+        BASELINE,
+        "--cores",
+        "2",
+        "--set-threads",
+        *threads,
+        cwd=uninterrupted,
+        env={},
+        log=tmp_path / "local.log",
     )
     project = long_training_copy(tiny_runs.slurm, tmp_path / "cancelled")
     proc = start_snakemake(*SLURM_PROFILES, BASELINE, cwd=project, env=slurm, log=tmp_path / "slurm.log")
