@@ -1,5 +1,5 @@
-"""Shared fixtures, the tiny builders every test file uses, and the markers that keep slow, GPU and Inception
-tests out of the default run.
+"""Shared fixtures, the tiny builders every test file uses, and the markers that keep slow, GPU, Inception and
+cluster tests out of the default run.
 
 Test files import the builders directly (``from conftest import tiny_unet``): pytest puts this folder on the
 import path.
@@ -43,6 +43,12 @@ def pytest_collection_modifyitems(config, items):
         has_inception = inception_available()
     except ImportError:
         has_inception = False
+    # cluster tests install system packages and start daemons: they run only when `-m` names them
+    if "cluster" not in (config.option.markexpr or ""):
+        cluster = [item for item in items if "cluster" in item.keywords]
+        if cluster:
+            config.hook.pytest_deselected(items=cluster)
+            items[:] = [item for item in items if "cluster" not in item.keywords]
     for item in items:
         if "slow" in item.keywords and not run_slow:
             item.add_marker(pytest.mark.skip(reason="slow test: set DUALMD_RUN_SLOW=1"))

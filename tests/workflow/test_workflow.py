@@ -9,104 +9,29 @@ against copies of it.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).parents[2]
-PROJECT_FILES = [
-    "Snakefile",
-    "workflow",
-    "config",
-    "profiles",
-    "src",
-    "dvc.yaml",
-    "pyproject.toml",
-    "resources",
-]
-TRAINING_RULES = {"prepare_data", "make_split", "train_model", "distill_model"}
-# The README's "Sharing a run with DVC" commands for everyone else, run verbatim by the DVC test.
-README_PULL = ["dvc pull", "snakemake --touch --cores 1 dvc_artifacts"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # rules call `python -m dualmd`: the interpreter running the tests must come first on PATH
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
-    return env
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
-
-
-def snakemake(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "snakemake", *args], cwd=cwd, check=check)
-
-
-def parse_job_stats(out: str) -> dict[str, int]:
-    """Rule -> number of jobs from Snakemake's "Job stats" table ({} only for "Nothing to be done").
-
-    Raises AssertionError when the output holds neither, or a table whose counts do not add up to its total.
-    """
-    if "Nothing to be done" in out:
-        return {}
-    if "Job stats:" not in out:
-        raise AssertionError(f"no job table in the dry run's output:\n{out[-3000:]}")
-    table = out.split("Job stats:", 1)[1]
-    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-    total = jobs.pop("total", None)
-    if total is None or sum(jobs.values()) != total:
-        raise AssertionError(f"unparsable job table (total {total}, rows {jobs}):\n{table[:3000]}")
-    jobs.pop("all", None)  # target rules are not work
-    jobs.pop("dvc_artifacts", None)
-    return jobs
-
-
-def planned_jobs(cwd: Path, *args: str) -> dict[str, int]:
-    """Rule -> number of jobs a dry run plans."""
-    return parse_job_stats(snakemake("-n", "--cores", "2", *args, cwd=cwd).stdout)
-
-
-def copy_project(dest: Path, config: Path) -> Path:
-    dest.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    shutil.copy2(config, dest / "config" / "config.yaml")
-    return dest
-
-
-def tree_hashes(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not any(part in skip for part in p.relative_to(root).parts)
-    }
-
-
-def edit_config(project: Path, old: str, new: str) -> None:
-    cfg = project / "config/config.yaml"
-    text = cfg.read_text()
-    assert old in text, f"{old!r} not in the test config"
-    cfg.write_text(text.replace(old, new))
+from projects import (
+    README_PULL,
+    ROOT,
+    TEST_CONFIG,
+    TRAINING_RULES,
+    assert_pulled_like,
+    clone_and_pull,
+    copy_project,
+    dvc_run,
+    edit_config,
+    parse_job_stats,
+    planned_jobs,
+    run,
+    snakemake,
+    tree_hashes,
+)
 
 
 def test_parse_job_stats_fails_loudly():
@@ -178,7 +103,7 @@ def test_rule_files_name_no_target_or_attack():
 
 
 def test_broken_config_fails_before_any_job(tmp_path):
-    project = copy_project(tmp_path / "p", ROOT / ".test/config/config.yaml")
+    project = copy_project(tmp_path / "p", TEST_CONFIG)
     edit_config(project, "num_train_steps: 12", "num_train_steps: 12\n  learning_rate: 0.1")
     proc = snakemake("--cores", "2", cwd=project, check=False)
     assert proc.returncode != 0
@@ -196,7 +121,7 @@ def test_broken_config_fails_before_any_job(tmp_path):
     ids=["k-nearest", "more-fid-images-than-samples", "timestep-out-of-range"],
 )
 def test_ranges_that_would_fail_in_a_job_fail_at_validation(tmp_path, old, new, key):
-    project = copy_project(tmp_path / "p", ROOT / ".test/config/config.yaml")
+    project = copy_project(tmp_path / "p", TEST_CONFIG)
     edit_config(project, old, new)
     proc = snakemake("-n", "--cores", "2", cwd=project, check=False)
     assert proc.returncode != 0
@@ -206,17 +131,7 @@ def test_ranges_that_would_fail_in_a_job_fail_at_validation(tmp_path, old, new, 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     """The tiny config run end to end through `dvc repro` in a fresh git + DVC repository."""
-    project = copy_project(tmp_path_factory.mktemp("run") / "project", ROOT / ".test/config/config.yaml")
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "ci@example.org"],
-        ["git", "config", "user.name", "ci"],
-    ):
-        run(cmd, cwd=project)
-    run(["dvc", "init", "-q"], cwd=project)
-    run(["dvc", "config", "core.analytics", "false"], cwd=project)
-    run(["dvc", "repro"], cwd=project)
-    return project
+    return dvc_run(tmp_path_factory.mktemp("run") / "project")
 
 
 def test_end_to_end_outputs(finished_run):
@@ -436,27 +351,9 @@ def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
 
 
 def test_dvc_pull_then_change_reruns_that_attack_and_no_training(finished_run, tmp_path):
-    remote = tmp_path / "remote"
-    run(["dvc", "remote", "add", "-d", "local", str(remote)], cwd=finished_run)
-    run(["git", "add", "-A"], cwd=finished_run)
-    run(["git", "commit", "-qm", "run"], cwd=finished_run)
-    run(["dvc", "push"], cwd=finished_run)
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(finished_run), str(clone)], cwd=tmp_path)
-    for command in README_PULL:
-        program, *args = command.split()
-        if program == "snakemake":
-            snakemake(*args, cwd=clone)
-        else:
-            run([program, *args], cwd=clone)
-    for tracked in ("results/split", "results/models", "results/data", "results/configs"):
-        assert tree_hashes(clone / tracked) == tree_hashes(finished_run / tracked), (
-            f"{tracked} differs after pull"
-        )
-    unchanged = planned_jobs(clone)
-    assert unchanged, "outputs not under DVC (samples, scores) must be recomputed"
-    assert not TRAINING_RULES & set(unchanged), f"a pulled clone must not retrain: {unchanged}"
-    assert "write_stage_config" not in unchanged, "the pulled stage configs are current"
+    run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], cwd=finished_run)
+    clone = clone_and_pull(finished_run, tmp_path / "clone")
+    unchanged = assert_pulled_like(clone, finished_run)
     edit_config(clone, *ATTACK_CHANGE)
     changed = planned_jobs(clone)
     assert not TRAINING_RULES & set(changed), f"an attack parameter must not retrain: {changed}"
