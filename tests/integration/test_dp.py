@@ -12,7 +12,8 @@ from conftest import tiny_unet
 from test_train import TRAIN, Interrupt, interrupt_at, load_weights, run
 
 from dualmd.train.checkpoint import STATE_FILE
-from dualmd.train.dp import DPSpec, PoissonBatches, make_private
+from dualmd.train.dp import DPSpec, make_private
+from dualmd.train.loop import PoissonBatches
 
 
 def per_image_loss(unet, x, t, eps):

@@ -27,6 +27,7 @@ from dualmd.models.unet import create_scheduler, create_unet
 from dualmd.train.checkpoint import run_hash, tensor_sha256
 from dualmd.train.loop import (
     BatchSource,
+    PoissonBatches,
     RandomBatches,
     StepInfo,
     TargetFn,
@@ -82,7 +83,7 @@ def train_model(
     )
     dp = None
     if dp_epsilon is not None:
-        from dualmd.train.dp import DPSpec, PoissonBatches
+        from dualmd.train.dp import DPSpec
 
         dp = DPSpec.calibrate(
             epsilon=dp_epsilon,

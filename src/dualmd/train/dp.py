@@ -3,10 +3,10 @@
 A DP-SGD run is the baseline's recipe (same UNet, steps, Adam, warm-up, EMA) with three changes, which together
 make the released weights (epsilon, delta)-differentially private with respect to the training images:
 
-* batches are Poisson samples (`PoissonBatches`): each image enters each batch independently with probability
-  q = batch_size / N, so the batch size varies around batch_size;
+* batches are Poisson samples (`dualmd.train.loop.PoissonBatches`): each image enters each batch
+  independently with probability q = batch_size / N, so the batch size varies around batch_size;
 * each image's gradient is clipped to norm C (`train.grad_clip_norm`, which bounds the global gradient norm
-  in ordinary training) -- Opacus' `GradSampleModule` computes per-sample gradients with hooks;
+  in ordinary training) -- Opacus' `GradSampleModule` computes the per-sample gradients;
 * Gaussian noise of standard deviation sigma * C is added to the sum of clipped gradients, which is then
   divided by the expected batch size (Opacus' `DPOptimizer` wrapping the run's Adam).
 
@@ -29,9 +29,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
-
-from dualmd.train.loop import random_hflip
 
 #: Privacy accountant of the noise calibration and of the reported epsilon.
 ACCOUNTANT = "rdp"
@@ -82,27 +79,6 @@ class DPSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "accountant": ACCOUNTANT, "spent_epsilon": self.spent_epsilon()}
-
-
-@dataclass(frozen=True)
-class PoissonBatches:
-    """Batches in which each of `images` (N, C, H, W) appears independently with probability `sample_rate`."""
-
-    images: Tensor
-    sample_rate: float
-    hflip: bool = False
-
-    def __call__(self, step: int, generator: torch.Generator) -> Tensor:
-        chosen = torch.rand(len(self.images), generator=generator) < self.sample_rate
-        if not chosen.any():
-            # (1 - q)^N: below 1e-30 for every configuration the validation accepts (q * N = batch_size >= 1
-            # and N >= 2 still allows it, so it is checked rather than assumed).
-            raise RuntimeError(
-                f"step {step}: the Poisson batch is empty (rate {self.sample_rate}, {len(self.images)} images); "
-                "raise train.batch_size"
-            )
-        x_0 = self.images[chosen]
-        return random_hflip(x_0, generator) if self.hflip else x_0
 
 
 def make_private(

@@ -78,6 +78,27 @@ class RandomBatches:
 
 
 @dataclass(frozen=True)
+class PoissonBatches:
+    """Batches in which each of `images` (N, C, H, W) appears independently with probability `sample_rate`."""
+
+    images: Tensor
+    sample_rate: float
+    hflip: bool = False
+
+    def __call__(self, step: int, generator: torch.Generator) -> Tensor:
+        chosen = torch.rand(len(self.images), generator=generator) < self.sample_rate
+        if not chosen.any():
+            # (1 - q)^N: below 1e-30 for every configuration the validation accepts (q * N = batch_size >= 1
+            # and N >= 2 still allows it, so it is checked rather than assumed).
+            raise RuntimeError(
+                f"step {step}: the Poisson batch is empty (rate {self.sample_rate}, {len(self.images)} images); "
+                "raise train.batch_size"
+            )
+        x_0 = self.images[chosen]
+        return random_hflip(x_0, generator) if self.hflip else x_0
+
+
+@dataclass(frozen=True)
 class StepInfo:
     """What one iteration saw (this process's slice of the batch); handed to the `on_step` test hook."""
 
