@@ -294,38 +294,34 @@ def write_report(
 
 
 def verdicts_rst(matched: pd.DataFrame | None) -> str:
-    """The matched-utility comparison as a reStructuredText bullet list: one line per compared model, attack
-    and metric, with the difference, its interval and the verdict (names as literals, so that no underscore
-    reads as a link)."""
+    """The matched-utility comparison as a reStructuredText bullet list (names as literals, so that no underscore
+    reads as a link), for the HTML report's landing page."""
     if matched is None or matched.empty:
         return "No distilled model or DP-SGD baseline and baseline curve to compare.\n"
-    lines = []
-    for _, r in matched.iterrows():
-        head = f"- ``{r['defense']}``, ``{r['attack']}`` {r['metric']}:"
-        if pd.isna(r.get("difference")):
-            lines.append(f"{head} **{r['verdict']}**")
-        else:
-            lines.append(
-                f"{head} {r['defense_value']:.3f} vs {r['curve_value']:.3f} on the baseline curve, difference "
-                f"{r['difference']:+.3f} [{r['difference_low']:+.3f}, {r['difference_high']:+.3f}]: "
-                f"**{r['verdict']}**"
-            )
-    return "\n".join(lines) + "\n"
+    return _comparison_lines(matched, rst=True)
 
 
 def _matched_lines(matched: pd.DataFrame) -> str:
-    """One line per defense, attack and metric: the difference with its interval and the verdict."""
+    """One Markdown line per defense, attack and metric: the difference with its interval and the verdict."""
     if matched.empty:
         return "No distilled model and baseline curve to compare.\n"
+    return _comparison_lines(matched, rst=False)
+
+
+def _comparison_lines(matched: pd.DataFrame, *, rst: bool) -> str:
     lines = []
     for _, r in matched.iterrows():
+        if rst:
+            head, verdict = f"- ``{r['defense']}``, ``{r['attack']}`` {r['metric']}:", f"**{r['verdict']}**"
+        else:
+            head, verdict = f"- **{r['defense']}**, {r['attack']} {r['metric']}:", r["verdict"]
         if pd.isna(r.get("difference")):
-            lines.append(f"- **{r['defense']}**, {r['attack']} {r['metric']}: {r['verdict']}")
+            lines.append(f"{head} {verdict}")
         else:
             lines.append(
-                f"- **{r['defense']}**, {r['attack']} {r['metric']}: {r['defense_value']:.3f} vs "
-                f"{r['curve_value']:.3f} on the baseline curve ({r['bracket']}), difference "
-                f"{r['difference']:+.3f} [{r['difference_low']:+.3f}, {r['difference_high']:+.3f}]: {r['verdict']}"
+                f"{head} {r['defense_value']:.3f} vs {r['curve_value']:.3f} on the baseline curve "
+                f"({r['bracket']}), difference {r['difference']:+.3f} "
+                f"[{r['difference_low']:+.3f}, {r['difference_high']:+.3f}]: {verdict}"
             )
     return "\n".join(lines) + "\n"
 

@@ -628,8 +628,8 @@ def test_verdicts_rst_renders_every_comparison_as_a_list_item():
     )
     text = verdicts_rst(matched)
     assert text.splitlines() == [
-        "- ``student_ov50``, ``secmi_stat`` auc: 0.610 vs 0.700 on the baseline curve, difference -0.090 "
-        "[-0.150, -0.020]: **leaks less than the baseline at equal utility**",
+        "- ``student_ov50``, ``secmi_stat`` auc: 0.610 vs 0.700 on the baseline curve (baseline@120-baseline@300), "
+        "difference -0.090 [-0.150, -0.020]: **leaks less than the baseline at equal utility**",
         "- ``dpsgd_eps10``, ``pia`` auc: **not bracketed**",
     ]
     html = publish_parts(text, writer="html", settings_overrides={"report_level": 1, "halt_level": 2})
