@@ -13,26 +13,16 @@ The classifier is not timed (it sees L numbers per image: a second or two per mo
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
 import torch
+from bench_secmi import best_of  # benchmarks/ is on the path of a script run from it
 
 from dualmd.attacks.gsa import gradient_features
 from dualmd.config import DiffusionConfig, GSAConfig, ModelConfig
 from dualmd.models.adapter import Schedule, UNetPredictor
 from dualmd.models.unet import create_scheduler, create_unet
-
-
-def best_of(fn, repeats: int) -> float:
-    """Minimum wall time of `repeats` runs of fn() (the least disturbed run)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -77,8 +77,6 @@ def reference_run(tiny_runs) -> Path:
 @pytest.fixture
 def s3_endpoint(tmp_path) -> Iterator[str]:
     """An S3 API (moto in server mode) on a free port of 127.0.0.1 holding one empty bucket; stopped afterwards."""
-    import boto3
-
     port = free_port()
     with open(tmp_path / "moto.log", "w") as log:
         proc = subprocess.Popen(
@@ -89,31 +87,28 @@ def s3_endpoint(tmp_path) -> Iterator[str]:
     try:
         wait_for_port(port, proc)
         url = f"http://127.0.0.1:{port}"
-        client = boto3.client(
-            "s3",
-            endpoint_url=url,
-            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
-            region_name=S3_ENV["AWS_DEFAULT_REGION"],
-        )
-        client.create_bucket(Bucket=BUCKET)
+        s3_client(url).create_bucket(Bucket=BUCKET)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-def bucket_keys(url: str) -> list[str]:
+def s3_client(url: str):
+    """A boto3 S3 client of the test server at `url`, with the tests' fake credentials."""
     import boto3
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=url,
         aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
         region_name=S3_ENV["AWS_DEFAULT_REGION"],
     )
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+
+
+def bucket_keys(url: str) -> list[str]:
+    pages = s3_client(url).get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 

@@ -160,8 +160,9 @@ def run_and_save(
         snapshot_steps
     ):  # a state without the snapshots of its earlier steps cannot serve a run that keeps them
         description["snapshots"] = list(snapshot_steps)
-    if dp is not None:
-        description["dp"] = dp.to_dict()
+    dp_record = dp.to_dict() if dp is not None else None  # the privacy parameters and the epsilon spent
+    if dp_record is not None:
+        description["dp"] = dp_record
     hashed = run_hash(description)
     result = fit(
         unet=unet,
@@ -192,7 +193,7 @@ def run_and_save(
         "loss_curve": result.loss_curve,
         "probe": probe,
         "resumed_from_step": result.start_step,
-        **({"dp": dp.to_dict()} if dp is not None else {}),
+        **({"dp": dp_record} if dp_record is not None else {}),
         "wall_time_s": round(result.train_time_s, 2),
         "images_per_s": round(result.images_per_s, 1),
         "device": str(accelerator.device),

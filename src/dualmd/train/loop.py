@@ -163,7 +163,8 @@ def fit(
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
     # The lr schedule is NOT prepared: accelerate would step it once per process, and our step is global.
     unet, opt = accelerator.prepare(unet, opt)
-    raw = getattr(accelerator.unwrap_model(unet), "_module", accelerator.unwrap_model(unet))  # DP: the UNet
+    raw = accelerator.unwrap_model(unet)
+    raw = getattr(raw, "_module", raw)  # DP-SGD: the UNet inside Opacus' GradSampleModule
     ema = make_ema(raw, cfg)
     run = _Progress(loss_curve=[], window_sum=0.0, window_count=0, elapsed_s=0.0)
     start = _restore(load_state(state_dir, run_hash), raw, ema, opt, lr_sched, gen, run, accelerator.device)
