@@ -142,17 +142,9 @@ def target(name: str) -> Target:
     """The target called `name` (a checkpoint "<name>@<step>" gives its model's target; a control's name gives
     the control); unknown names raise ValueError listing the known ones."""
     base, step = split_checkpoint(name)
-    dp = _DP_NAME.fullmatch(base)
-    if dp and step is None and dp_target(float(dp.group(1))).name == base:
-        return dp_target(float(dp.group(1)))
-    overlap = _OVERLAP_NAME.fullmatch(base)
-    if (
-        overlap
-        and step is None
-        and 1 <= int(overlap.group(2)) <= 100
-        and str(int(overlap.group(2))) == overlap.group(2)
-    ):
-        return {t.name: t for t in overlap_targets(int(overlap.group(2)))}[base]
+    control = _control(base) if step is None else None
+    if control is not None:
+        return control
     if base not in TARGETS or (step is not None and not TARGETS[base].checkpoints):
         raise ValueError(
             f"unknown target {name!r}; known: {list(TARGETS)}, {DP_PREFIX}<epsilon> and "
@@ -174,6 +166,21 @@ def split_checkpoint(name: str) -> tuple[str, int | None]:
 def checkpoint_targets(steps: tuple[int, ...]) -> list[str]:
     """Names of the checkpoints at `steps` of every target that keeps them, in report order."""
     return [f"{t.name}{CHECKPOINT_SEP}{step}" for t in _TARGETS if t.checkpoints for step in steps]
+
+
+def _control(name: str) -> Target | None:
+    """The control called `name`, or None: its parameters are read off the name, which must then be the name
+    the control of those parameters has (one spelling per control: "dpsgd_eps10", not "dpsgd_eps10.0")."""
+    try:
+        if dp := _DP_NAME.fullmatch(name):
+            candidates: tuple[Target, ...] = (dp_target(float(dp.group(1))),)
+        elif overlap := _OVERLAP_NAME.fullmatch(name):
+            candidates = overlap_targets(int(overlap.group(2)))
+        else:
+            return None
+    except ValueError:  # parameters out of range
+        return None
+    return next((t for t in candidates if t.name == name), None)
 
 
 def report_rank(name: str) -> tuple[int, float]:

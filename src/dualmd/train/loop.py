@@ -88,8 +88,8 @@ class PoissonBatches:
     def __call__(self, step: int, generator: torch.Generator) -> Tensor:
         chosen = torch.rand(len(self.images), generator=generator) < self.sample_rate
         if not chosen.any():
-            # (1 - q)^N: below 1e-30 for every configuration the validation accepts (q * N = batch_size >= 1
-            # and N >= 2 still allows it, so it is checked rather than assumed).
+            # Probability (1 - q)^N, about exp(-batch_size): negligible at the default batch of 64, but a batch
+            # size of 1 allows it, so it is checked rather than assumed.
             raise RuntimeError(
                 f"step {step}: the Poisson batch is empty (rate {self.sample_rate}, {len(self.images)} images); "
                 "raise train.batch_size"
