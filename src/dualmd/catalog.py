@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 TargetKind = Literal["trained", "distilled", "pair"]
-Access = Literal["model", "samples"]
+Access = Literal["model", "samples", "sampler", "pair"]
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,19 @@ class AttackSpec:
     """One registered attack: what it needs and which nested `attack.<section>` config blocks it reads."""
 
     name: str
-    access: Access  # "model": queries a target's noise predictor; "samples": sees only generated images
+    # "model": queries a target's noise predictor (white-box); "samples": sees only generated images;
+    # "sampler": queries a sampler's denoising chain from a point it chooses (black-box, every sampler, DualMD
+    # through its alternating teachers); "pair": white-box on each model of a pair sampler (DualMD's teachers)
+    access: Access
     reads: tuple[str, ...]
     # Workflow granularity. Cheap attacks score every target in one job, so that adding a target adds no
     # process start-up; an attack whose work per target dwarfs the start-up gets one job per target, which
     # starts as soon as that target exists instead of waiting for the last one.
     job_per_target: bool = False
+    # Keys of the `sample` section it reads: a sampler attack queries the sampler the sample stage runs.
+    sample_keys: tuple[str, ...] = ()
+    # A key of its own section that names a model attack it runs; that attack's sections are read too.
+    wraps: str | None = None
 
 
 _TARGETS = (
@@ -89,6 +96,9 @@ _ATTACKS = (
     AttackSpec("sima", "model", reads=("sima",)),
     AttackSpec("gsa", "model", reads=("gsa",)),  # per-sample gradients and a boosted-tree classifier
     AttackSpec("nn_distance", "samples", reads=("nn_distance",)),
+    # noise, denoise with the sampler, compare: the sampler's weights and DualMD's alternation rule
+    AttackSpec("recon", "sampler", reads=("recon",), sample_keys=("weights", "dualmd_alternation")),
+    AttackSpec("teacher_max", "pair", reads=("teacher_max",), wraps="statistic"),  # max over the teachers
 )
 
 #: Every target by name, in report order: the undefended baseline first, then the teachers, the defenses and
@@ -240,8 +250,12 @@ def sampler_models(name: str) -> tuple[str, ...]:
 
 
 def attack_targets(name: str) -> list[str]:
-    """Targets an attack scores: every model for a model attack, every sampler for a samples attack."""
-    return models() if attack(name).access == "model" else samplers()
+    """Targets an attack scores: every model for a model attack, every sampler for a samples or sampler
+    attack, every pair (DualMD) for a pair attack."""
+    access = attack(name).access
+    if access == "model":
+        return models()
+    return names("pair") if access == "pair" else samplers()
 
 
 def attack_names(access: Access) -> list[str]:

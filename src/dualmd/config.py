@@ -381,6 +381,45 @@ class NNDistanceConfig(_Section):
 
 
 @dataclass(frozen=True)
+class ReconConfig(_Section):
+    """The reconstruction attack (`dualmd.attacks.recon`): grids chosen on a labelled slice."""
+
+    SECTION = "attack.recon"
+    timesteps: tuple[int, ...] = (50, 100, 200)  # candidate noising timesteps t (one is chosen)
+    num_queries: tuple[int, ...] = (1, 2)  # candidate numbers of queries averaged (one is chosen)
+    num_steps: int = 4  # deterministic DDIM steps from t back to the clean image
+    train_fraction: float = 0.2  # slice of members and non-members that chooses t and the queries
+
+    def _validate(self, prefix: str) -> None:
+        _require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one timestep")
+        _require(
+            len(set(self.timesteps)) == len(self.timesteps), f"{prefix}.timesteps", "lists a timestep twice"
+        )
+        _require(len(self.num_queries) >= 1, f"{prefix}.num_queries", "needs at least one count")
+        _require(min(self.num_queries, default=1) >= 1, f"{prefix}.num_queries", "counts must be >= 1")
+        _require(self.num_steps >= 1, f"{prefix}.num_steps", "must be >= 1")
+        # the chain t > ... > 0 takes num_steps distinct integer timesteps
+        _require(
+            min(self.timesteps, default=1) >= self.num_steps,
+            f"{prefix}.timesteps",
+            f"every timestep must be >= num_steps ({self.num_steps})",
+        )
+        _require(0.0 < self.train_fraction < 1.0, f"{prefix}.train_fraction", "must be in (0, 1)")
+
+
+#: Model attacks `teacher_max` can run on each teacher: one score per image, no labelled slice.
+TeacherStatistic = Literal["loss", "secmi_stat", "pia", "pian", "sima"]
+
+
+@dataclass(frozen=True)
+class TeacherMaxConfig(_Section):
+    """The white-box attack on both DualMD teachers (`dualmd.attacks.teacher_max`)."""
+
+    SECTION = "attack.teacher_max"
+    statistic: TeacherStatistic = "pia"  # the model attack scored on each teacher (its own section applies)
+
+
+@dataclass(frozen=True)
 class AttackConfig(_Section):
     """Which attacks run and their parameters."""
 
@@ -396,6 +435,8 @@ class AttackConfig(_Section):
     nn_distance: NNDistanceConfig = field(default_factory=NNDistanceConfig)
     gsa: GSAConfig = field(default_factory=GSAConfig)
     sima: SimAConfig = field(default_factory=SimAConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
+    teacher_max: TeacherMaxConfig = field(default_factory=TeacherMaxConfig)
 
     def _validate(self, prefix: str) -> None:
         unknown = [n for n in self.names if n not in catalog.ATTACKS]
@@ -418,6 +459,29 @@ class MetricsConfig(_Section):
         for i, alpha in enumerate(self.tpr_at_fpr):
             _require(0.0 < alpha < 1.0, f"{prefix}.tpr_at_fpr[{i}]", f"{alpha} is not in (0, 1)")
         _require(self.num_bootstrap >= 0, f"{prefix}.num_bootstrap", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class SetInferenceConfig(_Section):
+    """Set-level membership inference (`dualmd.set_inference`): a Mann-Whitney U test on n members against n
+    non-members, for n = 2, 4, 8, ... up to the available counts."""
+
+    SECTION = "set_inference"
+    # the attack whose scores are tested; None: the strongest against each target (TPR at the first FPR bound
+    # of `metrics.tpr_at_fpr`, then AUC)
+    attack: str | None = None
+    num_repeats: int = 100  # random draws of the two sets per n; the median p-value is reported
+    max_p: float = 0.01  # the smallest n whose median p-value is below this is reported
+    seed: int = 0  # seed of the draws
+
+    def _validate(self, prefix: str) -> None:
+        _require(
+            self.attack is None or self.attack in catalog.ATTACKS,
+            f"{prefix}.attack",
+            f"unknown attack {self.attack!r}; known: {list(catalog.ATTACKS)}",
+        )
+        _require(self.num_repeats >= 1, f"{prefix}.num_repeats", "must be >= 1")
+        _require(0.0 < self.max_p < 1.0, f"{prefix}.max_p", "must be in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -531,6 +595,8 @@ _NESTED = {
     "nn_distance": NNDistanceConfig,
     "gsa": GSAConfig,
     "sima": SimAConfig,
+    "recon": ReconConfig,
+    "teacher_max": TeacherMaxConfig,
 }
 
 
@@ -551,6 +617,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "sample": SampleConfig,
     "attack": AttackConfig,
     "metrics": MetricsConfig,
+    "set_inference": SetInferenceConfig,
     "memorization": MemorizationConfig,
     "utility": UtilityConfig,
     "heldout": HeldoutConfig,
@@ -572,6 +639,7 @@ class ExperimentConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    set_inference: SetInferenceConfig = field(default_factory=SetInferenceConfig)
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
     heldout: HeldoutConfig = field(default_factory=HeldoutConfig)
@@ -613,6 +681,7 @@ class ExperimentConfig:
                 "attack.gsa.timesteps": list(a.gsa.timesteps),
                 "attack.sima.timestep": [a.sima.timestep],
                 "attack.sima.sweep_timesteps": list(a.sima.sweep_timesteps),
+                "attack.recon.timesteps": list(a.recon.timesteps),
             }
             for key, values in timesteps.items():
                 for t in values:
@@ -668,7 +737,8 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 #: The config sections each stage reads. A stage's resolved config (`stage_config`) is its input file, so a
 #: stage reruns exactly when one of these sections changes; attack stages (`attack_<name>`) read the shared
-#: attack keys and the nested sections of `catalog.ATTACKS[name].reads`.
+#: attack keys and the nested sections of `catalog.ATTACKS[name].reads` (plus those of the attack a wrapping
+#: attack runs, `AttackSpec.wraps`, and the `sample` keys a sampler attack reads, `AttackSpec.sample_keys`).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("dataset",),
     "split": ("split",),
@@ -676,6 +746,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "distill": ("model", "diffusion", "train", "distill"),
     "sample": ("sample",),
     "metrics": ("metrics",),
+    "set_inference": ("set_inference", "metrics"),
     "memorization": ("memorization",),
     "utility": ("utility",),
     "heldout": ("heldout",),
@@ -714,10 +785,16 @@ def replicate(experiment: ExperimentConfig, index: int) -> ExperimentConfig:
 def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
     """The resolved sections one stage reads, as plain data (what `results/configs/.../<stage>.*.yaml` holds)."""
     if stage.startswith("attack_"):
-        name = catalog.attack(stage.removeprefix("attack_")).name
+        spec = catalog.attack(stage.removeprefix("attack_"))
         full = experiment.attack.to_dict()
-        keys = _ATTACK_SHARED_KEYS + catalog.ATTACKS[name].reads
-        return {"attack": {"names": [name], **{k: full[k] for k in keys}}}
+        keys = _ATTACK_SHARED_KEYS + spec.reads
+        if spec.wraps is not None:  # e.g. teacher_max runs the attack named by its `statistic`
+            keys += catalog.attack(full[spec.reads[0]][spec.wraps]).reads
+        cfg: dict[str, Any] = {"attack": {"names": [spec.name], **{k: full[k] for k in dict.fromkeys(keys)}}}
+        if spec.sample_keys:  # a sampler attack queries the sampler of the sample stage
+            sample = experiment.sample.to_dict()
+            cfg["sample"] = {k: sample[k] for k in spec.sample_keys}
+        return cfg
     if stage not in STAGE_SECTIONS:
         raise ConfigError(f"unknown stage {stage!r}; known: {stage_names()}")
     return {s: getattr(experiment, s).to_dict() for s in STAGE_SECTIONS[stage]}

@@ -32,27 +32,55 @@ def generate(
         info: provenance (sampler, scheduler, steps, eta, variance_type, weights, seed, and for dualmd the
         alternation rule and the teacher used at each step as a string such as "1212...").
     """
-    target = catalog.target(sampler)
+    selector, base, shape = load_sampler(
+        sampler, model_dirs, weights=cfg.weights, alternation=cfg.dualmd_alternation, device=device
+    )
+    images = sample_images(selector, base, cfg, shape, device=device)
+    model_ids = list(catalog.sampler_models(sampler))
+    info = _sampling_info(sampler, base, cfg, model_ids, model_dirs)
+    if catalog.target(sampler).kind == "pair":
+        steps = sampling_timesteps(build_scheduler(cfg.scheduler, base), cfg.num_inference_steps)
+        info["alternation"] = cfg.dualmd_alternation
+        info["teacher_sequence"] = "".join(str(k) for k in teacher_sequence(steps, cfg.dualmd_alternation))
+    return images, info
+
+
+def load_sampler(
+    sampler: str,
+    model_dirs: dict[str, Path],
+    *,
+    weights: str,
+    alternation: str,
+    device: str | torch.device = "cpu",
+) -> tuple[NoisePredictor | PredictorSelector, DDPMScheduler, tuple[int, int, int]]:
+    """The denoiser of `sampler` as the sampling loop runs it: one model's predictor, or DualMD's teachers
+    alternating by `alternation` (`AlternatingTeachers`).
+
+    Args:
+        sampler: a target of `dualmd.catalog`.
+        model_dirs: model id -> trained-model directory; needs the ids `sampler` uses.
+        weights: "raw" or "ema".
+        alternation: DualMD's rule, "step_index" or "timestep_parity" (ignored for a single model).
+        device: where the UNets run.
+    Returns:
+        (predictor or selector, the models' shared training scheduler, (C, H, W) of one image).
+    """
     model_ids = list(catalog.sampler_models(sampler))
     missing = [m for m in model_ids if m not in model_dirs]
     if missing:
         raise ValueError(f"sampler {sampler!r} needs model directories for {missing}")
     base = _shared_scheduler([Path(model_dirs[m]) for m in model_ids])
-    unets = [load_unet(model_dirs[m], cfg.weights, device) for m in model_ids]
+    unets = [load_unet(model_dirs[m], weights, device) for m in model_ids]
     predictors = [UNetPredictor(u) for u in unets]
     selector: NoisePredictor | PredictorSelector = predictors[0]
-    if target.kind == "pair":
+    if catalog.target(sampler).kind == "pair":
         selector = AlternatingTeachers(
-            teacher1=predictors[0], teacher2=predictors[1], alternation=cfg.dualmd_alternation
+            teacher1=predictors[0],
+            teacher2=predictors[1],
+            alternation=alternation,  # type: ignore[arg-type]
         )
     shape = (unets[0].config.in_channels, unets[0].config.sample_size, unets[0].config.sample_size)
-    images = sample_images(selector, base, cfg, shape, device=device)
-    info = _sampling_info(sampler, base, cfg, model_ids, model_dirs)
-    if target.kind == "pair":
-        steps = sampling_timesteps(build_scheduler(cfg.scheduler, base), cfg.num_inference_steps)
-        info["alternation"] = cfg.dualmd_alternation
-        info["teacher_sequence"] = "".join(str(k) for k in teacher_sequence(steps, cfg.dualmd_alternation))
-    return images, info
+    return selector, base, shape
 
 
 def _shared_scheduler(model_dirs: list[Path]) -> DDPMScheduler:

@@ -14,6 +14,8 @@ from dualmd.attacks import (
     ATTACKS,
     AttackResult,
     attack_model,
+    attack_pair,
+    attack_sampler,
     attack_samples,
     build_attack,
     load_scores,
@@ -22,18 +24,24 @@ from dualmd.attacks import (
 from dualmd.attacks.base import per_sample_noise, train_test_split
 from dualmd.attacks.gsa import gradient_features
 from dualmd.attacks.pia import PIAN
+from dualmd.attacks.recon import chain_timesteps, choose_setting, reconstruct
 from dualmd.attacks.secmi import ddim_step, round_trip
 from dualmd.config import (
     AttackConfig,
+    ConfigError,
+    ExperimentConfig,
     GSAConfig,
     LossAttackConfig,
     ModelConfig,
     NNDistanceConfig,
     PIAConfig,
+    ReconConfig,
     SecMIConfig,
     SecMINNConfig,
     SimAConfig,
+    TeacherMaxConfig,
 )
+from dualmd.defense.dualmd import AlternatingTeachers, teacher_sequence
 from dualmd.metrics import auc
 from dualmd.models.adapter import EpsNetwork, Schedule, UNetPredictor
 from dualmd.models.directory import check_model_matches_split
@@ -42,7 +50,7 @@ from dualmd.models.unet import create_unet
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 NAMES = sorted(ATTACKS)
 # Attacks that train a classifier on a labelled slice and score only the rest.
-SLICE_ATTACKS = ("gsa", "secmi_nn")
+SLICE_ATTACKS = ("gsa", "recon", "secmi_nn")
 # Short sweeps keep the contract tests fast; secmi_nn trains 2 epochs (its own AUC test trains more).
 FAST = dict(
     pia=PIAConfig(timestep=200, sweep_timesteps=(100, 200)),
@@ -50,6 +58,7 @@ FAST = dict(
     secmi_nn=SecMINNConfig(num_epochs=2),
     gsa=GSAConfig(timesteps=(50, 200), num_estimators=20),
     sima=SimAConfig(timestep=20, sweep_timesteps=(0, 20, 100)),
+    recon=ReconConfig(timesteps=(20, 100), num_queries=(1, 2), num_steps=2),
 )
 
 
@@ -99,10 +108,20 @@ def tiny_predictor(seed: int = 0) -> UNetPredictor:
 
 
 def run_attack(name, cfg, model, schedule, images, ids, is_member, generated) -> AttackResult:
-    """Dispatch on what the attack needs, as the CLI does."""
-    if ATTACKS[name].requires == "samples":
+    """Dispatch on what the attack needs, as the CLI does; a sampler is the model alone, a pair twice the model."""
+    requires = ATTACKS[name].requires
+    if requires == "samples":
         return attack_samples(
             name, cfg, generated=generated, images=images, sample_ids=ids, is_member=is_member
+        )
+    if requires == "sampler":
+        return attack_sampler(
+            name, cfg, sampler=model, schedule=schedule, images=images, sample_ids=ids, is_member=is_member
+        )
+    if requires == "pair":
+        models = {"teacher1": model, "teacher2": model}
+        return attack_pair(
+            name, cfg, models=models, schedule=schedule, images=images, sample_ids=ids, is_member=is_member
         )
     return attack_model(
         name, cfg, predictor=model, schedule=schedule, images=images, sample_ids=ids, is_member=is_member
@@ -117,7 +136,18 @@ def by_id(result: AttackResult) -> dict[int, float]:
 
 
 def test_registry_holds_exactly_the_documented_attacks():
-    assert NAMES == ["gsa", "loss", "nn_distance", "pia", "pian", "secmi_nn", "secmi_stat", "sima"]
+    assert NAMES == [
+        "gsa",
+        "loss",
+        "nn_distance",
+        "pia",
+        "pian",
+        "recon",
+        "secmi_nn",
+        "secmi_stat",
+        "sima",
+        "teacher_max",
+    ]
 
 
 def test_registry_matches_config_schema_enum():
@@ -527,6 +557,131 @@ def test_sima_score_is_minus_the_l4_norm_of_the_prediction_on_the_clean_image(sc
     ]  # one query per distinct timestep, attack timestep first
     for x, _ in calls:
         torch.testing.assert_close(x, images)  # the clean image, no noise added
+
+
+# --- recon ---------------------------------------------------------------------------------------------------
+
+
+def test_recon_chain_is_evenly_spaced_from_t():
+    assert chain_timesteps(100, 4) == [100, 75, 50, 25]
+    assert chain_timesteps(50, 4) == [50, 38, 25, 13]
+    assert chain_timesteps(7, 1) == [7]
+
+
+def test_recon_with_a_zero_predictor_reconstructs_x_t_over_sqrt_alpha_bar(schedule):
+    """eps_theta = 0: every DDIM step rescales x by sqrt(a_next / a_s), so x^_0 = x_t / sqrt(a_t) = x_0 +
+    sqrt((1 - a_t) / a_t) eps and the distance is sqrt((1 - a_t) / a_t) ||eps||, averaged over the queries."""
+    images, ids, is_member = make_images(10)
+    images = images / 2  # in [-0.5, 0.5]: the small noise below never reaches the clipping at +-1
+    cfg = AttackConfig(seed=4, recon=ReconConfig(timesteps=(10, 30), num_queries=(1, 3), num_steps=3))
+    result = attack_sampler(
+        "recon",
+        cfg,
+        sampler=lambda x, t: torch.zeros_like(x),
+        schedule=schedule,
+        images=images,
+        sample_ids=ids,
+        is_member=is_member,
+    )
+    _, test = train_test_split(is_member, 0.2, "recon")
+    np.testing.assert_array_equal(result.sample_ids, ids[test])
+    by_setting = {}
+    for t in (10, 30):
+        a = float(schedule.alphas_cumprod[t])
+        norms = np.stack([per_sample_noise(4, ids, (1, 8, 8), t, j).double().flatten(1).norm(dim=1).numpy()
+                          for j in range(3)])  # fmt: skip
+        for q in (1, 3):
+            by_setting[(t, q)] = -(((1 - a) / a) ** 0.5) * norms[:q].mean(axis=0)
+        np.testing.assert_allclose(result.extra[f"t{t}"], by_setting[(t, 3)][test], rtol=1e-6)
+    chosen = (int(result.extra["timestep"][0]), int(result.extra["num_queries"][0]))
+    np.testing.assert_allclose(result.scores, by_setting[chosen][test], rtol=1e-6)
+
+
+def test_recon_chooses_the_setting_with_the_best_auc_on_the_slice():
+    is_member = np.array([False, False, True, True])
+    scores = {
+        (50, 1): np.array([0.4, 0.3, 0.2, 0.1]),  # AUC 0
+        (100, 1): np.array([0.1, 0.3, 0.2, 0.4]),  # AUC 0.75
+        (100, 2): np.array([0.1, 0.2, 0.3, 0.4]),  # AUC 1
+        (200, 2): np.array([0.0, 0.1, 0.5, 0.6]),  # AUC 1 too: the first best wins
+    }
+    assert choose_setting(scores, is_member) == (100, 2)
+
+
+def test_recon_denoises_dualmd_through_its_alternating_teachers(schedule):
+    """The chain 100 -> 75 -> 50 -> 25 -> clean queries the teachers exactly as DualMD's sampler assigns them."""
+    calls = []
+
+    def teacher(k):
+        def predict(x, t):
+            calls.append((k, int(t[0])))
+            return torch.zeros_like(x)
+
+        return predict
+
+    pair = AlternatingTeachers(teacher1=teacher(1), teacher2=teacher(2), alternation="step_index")
+    x_t = torch.rand(2, 1, 8, 8) * 2 - 1
+    reconstruct(pair, schedule, x_t, 100, 4)
+    assert calls == [(1, 100), (2, 75), (1, 50), (2, 25)]
+    assert [k for k, _ in calls] == teacher_sequence([100, 75, 50, 25], "step_index")
+
+
+# --- teacher_max --------------------------------------------------------------------------------------------
+
+
+def test_teacher_max_keeps_the_larger_statistic_of_the_two_teachers(schedule):
+    """SimA statistic, teacher 1 predicts x (score -sum x^4), teacher 2 a constant 0.5 (score -64 * 0.5^4 = -4):
+    faint images (x / 5) score higher on teacher 1, the others on teacher 2."""
+    images, ids, is_member = make_images(4)
+    images[:4] = images[:4] / 5
+    cfg = AttackConfig(
+        teacher_max=TeacherMaxConfig(statistic="sima"), sima=SimAConfig(timestep=20, sweep_timesteps=())
+    )
+    models = {"teacher1": lambda x, t: x.clone(), "teacher2": lambda x, t: torch.full_like(x, 0.5)}
+    result = attack_pair(
+        "teacher_max",
+        cfg,
+        models=models,
+        schedule=schedule,
+        images=images,
+        sample_ids=ids,
+        is_member=is_member,
+    )
+    fourth = (images.double() ** 4).flatten(1).sum(1).numpy()
+    np.testing.assert_allclose(result.extra["teacher1"], -fourth, rtol=1e-6)
+    np.testing.assert_allclose(result.extra["teacher2"], np.full(8, -4.0), rtol=1e-6)
+    np.testing.assert_allclose(result.scores, np.maximum(-fourth, -4.0), rtol=1e-6)
+    assert (result.scores[:4] > -4).all() and (result.scores[4:] == -4).all()  # both teachers win somewhere
+
+
+def test_teacher_max_finds_the_members_each_teacher_saw(schedule):
+    """Each teacher memorized one half of the members (the other half is unseen, like the non-members): alone, a
+    teacher misses half of the members; the maximum over both finds them all."""
+    images, ids, is_member = make_images(32)
+    members, nonmembers = images[is_member], images[~is_member]
+    half1, half2 = members[:16], members[16:]
+    models = {
+        "teacher1": MemorizingPredictor(schedule, half1, torch.cat([half2, nonmembers])),
+        "teacher2": MemorizingPredictor(schedule, half2, torch.cat([half1, nonmembers])),
+    }
+    cfg = AttackConfig(batch_size=16, **FAST)
+    result = attack_pair(
+        "teacher_max",
+        cfg,
+        models=models,
+        schedule=schedule,
+        images=images,
+        sample_ids=ids,
+        is_member=is_member,
+    )
+    assert auc(result.scores, is_member) > 0.95
+    for name in models:  # one teacher alone: half the members look unseen (AUC about 0.75)
+        assert auc(result.extra[name], is_member) < 0.9
+
+
+def test_teacher_max_refuses_a_statistic_that_scores_a_slice():
+    with pytest.raises(ConfigError, match="attack.teacher_max.statistic"):
+        ExperimentConfig.from_mapping({"attack": {"teacher_max": {"statistic": "gsa"}}})
 
 
 # --- score files and provenance ------------------------------------------------------------------------------

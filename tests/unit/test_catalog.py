@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from dualmd import catalog
 from dualmd.attacks import ATTACKS as REGISTERED
-from dualmd.config import AttackConfig
+from dualmd.config import AttackConfig, SampleConfig
 
 
 def test_targets_members_and_models():
@@ -44,6 +46,15 @@ def test_catalog_and_registry_agree():
             assert hasattr(AttackConfig(), section), (name, section)
     assert catalog.attack_targets("pia") == catalog.models()
     assert catalog.attack_targets("nn_distance") == catalog.samplers()
+    # recon queries every sampler's denoising chain (DualMD's through both teachers); teacher_max holds the
+    # teachers of DualMD only
+    assert catalog.attack_targets("recon") == catalog.samplers()
+    assert catalog.attack_targets("teacher_max") == ["dualmd"] == catalog.names("pair")
+    assert catalog.attack_names("sampler") == ["recon"] and catalog.attack_names("pair") == ["teacher_max"]
+    for spec in catalog.ATTACKS.values():
+        assert set(spec.sample_keys) <= {f.name for f in fields(SampleConfig)}, spec.name
+        if spec.wraps is not None:  # names a key of its own section
+            assert hasattr(getattr(AttackConfig(), spec.reads[0]), spec.wraps), spec.name
     assert catalog.T_ERROR_ATTACK in catalog.attack_names("model")
 
 

@@ -28,6 +28,8 @@ SHORT = {
     "pia": {"timestep": 50, "sweep_timesteps": [20]},
     "loss": {"timesteps": [50]},
     "gsa": {"timesteps": [9, 99]},
+    "recon": {"timesteps": [50]},
+    "sima": {"sweep_timesteps": [0, 20]},
 }
 
 
@@ -95,6 +97,26 @@ SHORT = {
             "attack.sima.sweep_timesteps: 100 is not in [0, 100)",
         ),
         ({"attack": {"sima": {"lp": 0}}}, "attack.sima.lp: must be > 0"),
+        (
+            {
+                "diffusion": {"num_train_timesteps": 100},
+                "attack": {**SHORT, "recon": {"timesteps": [50, 150]}},
+            },
+            "attack.recon.timesteps: 150 is not in [0, 100)",
+        ),
+        (
+            {"attack": {"recon": {"timesteps": [2, 50], "num_steps": 4}}},
+            "attack.recon.timesteps: every timestep must be >= num_steps (4)",
+        ),
+        ({"attack": {"recon": {"num_queries": [1, 0]}}}, "attack.recon.num_queries: counts must be >= 1"),
+        ({"attack": {"recon": {"train_fraction": 0}}}, "attack.recon.train_fraction: must be in (0, 1)"),
+        (
+            {"attack": {"teacher_max": {"statistic": "gsa"}}},
+            "attack.teacher_max.statistic: 'gsa' is not one of",
+        ),
+        ({"set_inference": {"attack": "lira"}}, "set_inference.attack: unknown attack 'lira'"),
+        ({"set_inference": {"max_p": 1.0}}, "set_inference.max_p: must be in (0, 1)"),
+        ({"set_inference": {"num_repeats": 0}}, "set_inference.num_repeats: must be >= 1"),
     ],
     ids=[
         "typo",
@@ -134,12 +156,53 @@ SHORT = {
         "gsa-timestep-range",
         "sima-default-sweep-beyond-a-short-schedule",
         "sima-norm",
+        "recon-timestep-range",
+        "recon-chain-longer-than-t",
+        "recon-queries",
+        "recon-train-fraction",
+        "teacher-max-statistic",
+        "set-inference-attack",
+        "set-inference-max-p",
+        "set-inference-repeats",
     ],
 )
 def test_bad_config_names_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
         ExperimentConfig.from_mapping(raw)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({"attack": {"recon": {"timesteps": [0, 50]}}}, "['attack']['recon']['timesteps'][0]"),
+        ({"attack": {"recon": {"num_queries": [0]}}}, "['attack']['recon']['num_queries'][0]"),
+        ({"attack": {"recon": {"num_steps": 0}}}, "['attack']['recon']['num_steps']"),
+        ({"attack": {"recon": {"train_fraction": 1}}}, "['attack']['recon']['train_fraction']"),
+        ({"attack": {"teacher_max": {"statistic": "gsa"}}}, "['attack']['teacher_max']['statistic']"),
+        ({"set_inference": {"attack": "lira"}}, "['set_inference']['attack']"),
+        ({"set_inference": {"num_repeats": 0}}, "['set_inference']['num_repeats']"),
+        ({"set_inference": {"max_p": 0}}, "['set_inference']['max_p']"),
+    ],
+    ids=[
+        "recon-timestep",
+        "recon-queries",
+        "recon-steps",
+        "recon-train-fraction",
+        "teacher-max-statistic",
+        "set-inference-attack",
+        "set-inference-repeats",
+        "set-inference-max-p",
+    ],
+)
+def test_schema_refuses_bad_values_naming_the_key(raw, path):
+    """The workflow's first layer (Snakemake's `validate` against the schema) names the offending key too."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    with pytest.raises(WorkflowError) as err:
+        validate(raw, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    assert path in str(err.value)
 
 
 def test_default_config_file_loads_and_every_key_is_commented():
@@ -168,6 +231,10 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def load_config_text(text: str) -> ExperimentConfig:
+    return ExperimentConfig.from_mapping(yaml.safe_load(text))
 
 
 def _schema_defaults(props: dict) -> dict:
@@ -209,6 +276,11 @@ def test_stage_config_holds_exactly_the_sections_a_stage_reads():
         )
     pia = stage_config(experiment, "attack_pian")["attack"]
     assert pia["names"] == ["pian"] and set(pia) == {"names", "weights", "batch_size", "seed", "pia"}
+    # recon queries the sampler the sample stage runs: its weights and DualMD's alternation, nothing else
+    recon = stage_config(experiment, "attack_recon")
+    assert recon["sample"] == {"weights": "ema", "dualmd_alternation": "step_index"}
+    assert set(recon["attack"]) == {"names", "weights", "batch_size", "seed", "recon"}
+    assert load_config_text(dump_stage_config(recon)).sample.dualmd_alternation == "step_index"
 
 
 def test_a_changed_section_changes_only_the_digests_of_the_stages_that_read_it():
@@ -220,7 +292,13 @@ def test_a_changed_section_changes_only_the_digests_of_the_stages_that_read_it()
         if config_digest(stage_config(base, stage)) != config_digest(stage_config(changed, stage))
     }
     readers = {f"attack_{a.name}" for a in catalog.ATTACKS.values() if "pia" in a.reads}
-    assert moved == readers == {"attack_pia", "attack_pian"}
+    # teacher_max runs its statistic, PIA by default, and reads PIA's section through it
+    assert moved == readers | {"attack_teacher_max"} == {"attack_pia", "attack_pian", "attack_teacher_max"}
+    loss_statistic = ExperimentConfig.from_mapping({"attack": {"teacher_max": {"statistic": "loss"}}})
+    assert set(stage_config(loss_statistic, "attack_teacher_max")["attack"]) == {
+        *("names", "weights", "batch_size", "seed"),
+        *("teacher_max", "loss"),
+    }
     # key order and defaults written out do not matter, only values
     assert config_digest({"b": 1, "a": [1, 2]}) == config_digest({"a": [1, 2], "b": 1})
 

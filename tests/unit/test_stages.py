@@ -159,3 +159,43 @@ def test_attack_stage_model_attack_uses_each_models_training_subset(tmp_path, at
         (targets[name] / "metadata.json").write_text(json.dumps(meta))
     score(attack="loss", targets=targets, out_dir=tmp_path / "scores", **paths)
     check_membership(tmp_path / "scores", targets)
+
+
+def test_sampler_and_pair_attacks_find_each_targets_models_in_the_models_folder(tmp_path, attack_inputs):
+    """recon goes through each sampler (dualmd: both teachers), teacher_max scores dualmd on both teachers; the
+    stage takes the models from the folder named by --target and checks each against the split. recon scores only
+    what its labelled slice (1 member and 1 non-member of 6 each) did not choose its setting on."""
+    split, paths = attack_inputs
+    folder = tmp_path / "models"
+    for seed, name in enumerate(("baseline", "teacher1", "teacher2")):
+        tiny_model_dir(folder / name, seed)
+        (folder / name / "metadata.json").write_text(json.dumps(provenance(split, name, TRAINED_ON[name])))
+    config = {
+        "attack": {
+            "batch_size": 4,
+            "recon": {"timesteps": [5, 10], "num_queries": [1], "num_steps": 2},
+            "pia": {"timestep": 5, "sweep_timesteps": [5]},
+        }
+    }
+    paths["config"].write_text(yaml.safe_dump(config))
+    targets = {"baseline": folder, "dualmd": folder}
+    score(attack="recon", targets=targets, out_dir=tmp_path / "recon", **paths)
+    for name in targets:
+        result = load_scores(tmp_path / "recon" / f"{name}.npz")
+        assert set(result.sample_ids[result.is_member]) < set(EXPECTED_MEMBERS[name]), name
+        assert len(result.sample_ids) == 5 + 5 and set(result.extra) == {
+            "t5",
+            "t10",
+            "timestep",
+            "num_queries",
+        }
+    score(attack="teacher_max", targets={"dualmd": folder}, out_dir=tmp_path / "max", **paths)
+    check_membership(tmp_path / "max", ["dualmd"])
+    result = load_scores(tmp_path / "max" / "dualmd.npz")
+    np.testing.assert_array_equal(
+        result.scores, np.maximum(result.extra["teacher1"], result.extra["teacher2"])
+    )
+    # a teacher directory trained on the wrong half is refused
+    (folder / "teacher2" / "metadata.json").write_text(json.dumps(provenance(split, "teacher2", "half1")))
+    with pytest.raises(ValueError, match="half1"):
+        score(attack="teacher_max", targets={"dualmd": folder}, out_dir=tmp_path / "bad", **paths)

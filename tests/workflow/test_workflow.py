@@ -48,6 +48,8 @@ def test_parse_job_stats_fails_loudly():
 
 
 def test_lint_and_default_dry_run():
+    from dualmd import catalog
+
     lint = snakemake("--lint", cwd=ROOT, check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     jobs = planned_jobs(ROOT, "--forceall")
@@ -57,6 +59,12 @@ def test_lint_and_default_dry_run():
     # one per model and checkpoint for secmi_nn
     assert jobs["score_model_attack"] == 6 and jobs["score_sample_attack"] == 1
     assert jobs["score_model_attack_each"] == 5 + 3  # baseline@120, @300, @600
+    # recon through every sampler and teacher_max on DualMD's teachers: one job each
+    assert jobs["score_sampler_attack"] == 1 and jobs["score_pair_attack"] == 1
+    dry = snakemake("-n", "--forceall", "--cores", "2", "-p", cwd=ROOT).stdout
+    samplers = " ".join(f"--target {s}=results/models/rep0" for s in catalog.samplers())
+    assert "--attack recon --images" in dry and samplers in dry
+    assert "--attack teacher_max --images" in dry and "--target dualmd=results/models/rep0 --out-dir" in dry
 
 
 def test_replicates_config_multiplies_runs_not_rules():
@@ -198,8 +206,12 @@ def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
     found_pairs = {tuple(k.split("/")[1:3]) for k in metrics if k.startswith("attack/")}
     assert found_pairs == expected_pairs
 
-    # secmi_nn and gsa score the part their classifier did not train on
-    train_fractions = {"secmi_nn": cfg.attack.secmi_nn.train_fraction, "gsa": cfg.attack.gsa.train_fraction}
+    # secmi_nn and gsa score the part their classifier did not train on, recon the part it did not choose on
+    train_fractions = {
+        "secmi_nn": cfg.attack.secmi_nn.train_fraction,
+        "gsa": cfg.attack.gsa.train_fraction,
+        "recon": cfg.attack.recon.train_fraction,
+    }
 
     def held_out(num: int, attack: str) -> int:
         return num - fraction_count(num, train_fractions[attack]) if attack in train_fractions else num
@@ -343,6 +355,8 @@ def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
         "score_model_attack",
         "score_model_attack_each",
         "score_sample_attack",
+        "score_sampler_attack",
+        "score_pair_attack",
         "evaluate_attack",
         "detect_copies",
         "score_t_error",

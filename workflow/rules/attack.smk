@@ -52,6 +52,33 @@ use rule score_model_attack as score_sample_attack with:
         out_dir="results/scores/{run}/{attack}",
 
 
+# Sampler attacks through every sampler's denoising chain (DualMD's through both teachers, alternating as it
+# samples), one job per attack; the inputs are the model directories every sampler draws with.
+use rule score_model_attack as score_sampler_attack with:
+    input:
+        cfg=config_file("attack_{attack}"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        targets=sampler_attack_models,
+        code=stage_code("attack"),
+    output:
+        scores=per_target("results/scores/{run}/{attack}/{target}.npz", SAMPLERS),
+    wildcard_constraints:
+        attack="|".join(SAMPLER_ATTACKS) or "(?!)",
+    params:
+        targets=sampler_target_args,
+        out_dir="results/scores/{run}/{attack}",
+
+
+# Pair attacks, white-box on both models of every pair sampler (DualMD's teachers).
+use rule score_sampler_attack as score_pair_attack with:
+    output:
+        scores=per_target("results/scores/{run}/{attack}/{target}.npz", PAIRS),
+    wildcard_constraints:
+        attack="|".join(PAIR_ATTACKS) or "(?!)",
+
+
 # The same for an attack with one job per model (catalog.AttackSpec.job_per_target): each model's scores start as
 # soon as that model is trained.
 use rule score_model_attack as score_model_attack_each with:

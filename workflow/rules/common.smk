@@ -34,6 +34,9 @@ MODEL_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "model"]
 SAMPLE_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "samples"]
 PER_TARGET_ATTACKS = [a for a in MODEL_ATTACKS if catalog.attack(a).job_per_target]
 SHARED_JOB_ATTACKS = [a for a in MODEL_ATTACKS if not catalog.attack(a).job_per_target]
+# Attacks through a sampler's denoising chain, and attacks on both models of a pair sampler.
+SAMPLER_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "sampler"]
+PAIR_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "pair"]
 # Optional controls of the config (overlap ablation "teacher1_ov50"..., DP-SGD baselines "dpsgd_eps10"): models
 # like the catalog's own.
 CONTROLS = control_targets(EXPERIMENT)
@@ -50,6 +53,7 @@ SAMPLERS = catalog.samplers() + CONTROLS
 # directory (the workflow tracks the directory, the stage resolves the checkpoint in it).
 CHECKPOINTS = checkpoint_targets(EXPERIMENT)
 MODEL_TARGETS = MODELS + CHECKPOINTS
+PAIRS = kind_names("pair")
 # Stage configs not tied to one replicate live under this scope.
 SHARED = "shared"
 
@@ -198,10 +202,32 @@ def sample_target_args(wildcards, input):
     return " ".join(f"--target {Path(p).parent.name}={p}" for p in input.targets)
 
 
+def reached_targets(attack):
+    """Targets an attack scores: models and checkpoints, samplers, or pairs (by its access)."""
+    access = catalog.attack(attack).access
+    if access == "model":
+        return MODEL_TARGETS
+    return PAIRS if access == "pair" else SAMPLERS
+
+
+def sampler_attack_models(wildcards):
+    """Model directories of every target a sampler or pair attack reaches (DualMD: both teachers)."""
+    needed = [catalog.sampler_models(t) for t in reached_targets(wildcards.attack)]
+    return [f"results/models/{wildcards.run}/{m}" for m in dict.fromkeys(sum(needed, ()))]
+
+
+def sampler_target_args(wildcards, input):
+    """`--target NAME=<the run's models folder>` per target; the stage takes the target's models from it."""
+    folder = f"results/models/{wildcards.run}"
+    return " ".join(f"--target {t}={folder}" for t in reached_targets(wildcards.attack))
+
+
 def attack_scores(wildcards):
     """Score files of one attack: one per target it reaches."""
-    reached = MODEL_TARGETS if catalog.attack(wildcards.attack).access == "model" else SAMPLERS
-    return [f"results/scores/{wildcards.run}/{wildcards.attack}/{t}.npz" for t in reached]
+    return [
+        f"results/scores/{wildcards.run}/{wildcards.attack}/{t}.npz"
+        for t in reached_targets(wildcards.attack)
+    ]
 
 
 def model_attack_score_files(wildcards):

@@ -1,7 +1,8 @@
 """Membership-inference attacks: a registry, one module per attack, and the entry points the CLI calls.
 
 Scores are "higher = more likely a member" (see `dualmd.attacks.base`). White-box attacks (`requires ==
-"model"`) query a `NoisePredictor`; black-box attacks (`requires == "samples"`) see only generated images.
+"model"`) query a `NoisePredictor`; black-box attacks see only generated images (`requires == "samples"`) or only
+what the sampler returns from a noisy image (`"sampler"`); `"pair"` attacks query each model of a pair sampler.
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ import numpy as np
 from torch import Tensor
 
 # Imported for their side effect: each module registers its attack(s) in ATTACKS.
-from dualmd.attacks import gsa, loss, nn_distance, pia, secmi, secmi_nn, sima  # noqa: F401
+from dualmd.attacks import (  # noqa: F401
+    gsa,
+    loss,
+    nn_distance,
+    pia,
+    recon,
+    secmi,
+    secmi_nn,
+    sima,
+    teacher_max,
+)
 from dualmd.attacks.base import (
     ATTACKS,
     Attack,
@@ -23,6 +34,7 @@ from dualmd.attacks.base import (
 )
 from dualmd.config import AttackConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
+from dualmd.sample import PredictorSelector
 
 __all__ = [
     "ATTACKS",
@@ -31,12 +43,22 @@ __all__ = [
     "ModelAttack",
     "SampleAttack",
     "attack_model",
+    "attack_pair",
+    "attack_sampler",
     "attack_samples",
     "build_attack",
     "load_scores",
     "register",
     "save_scores",
 ]
+
+
+def _built(name: str, cfg: AttackConfig, requires: str) -> Attack:
+    """`build_attack`, refusing an attack of another kind with the entry point it needs."""
+    attack = build_attack(name, cfg)
+    if attack.requires != requires:
+        raise ValueError(f"attack {name!r} needs {attack.requires!r} access: use {_ENTRY[attack.requires]}")
+    return attack
 
 
 def build_attack(name: str, cfg: AttackConfig) -> Attack:
@@ -66,9 +88,7 @@ def attack_model(
     Returns:
         Per-sample scores (secmi_nn, gsa: only the samples outside their training slice).
     """
-    attack = build_attack(name, cfg)
-    if attack.requires != "model":
-        raise ValueError(f"attack {name!r} needs generated samples, not a model: use attack_samples")
+    attack = _built(name, cfg, "model")
     return attack.run(predictor, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
 
 
@@ -83,7 +103,50 @@ def attack_samples(
 ) -> AttackResult:
     """Run black-box attack `name` from generated images (N_gen, C, H, W) in [-1, 1]; other args as
     `attack_model`."""
-    attack = build_attack(name, cfg)
-    if attack.requires != "samples":
-        raise ValueError(f"attack {name!r} needs a model, not generated samples: use attack_model")
+    attack = _built(name, cfg, "samples")
     return attack.run(generated, images, sample_ids, is_member)  # type: ignore[call-arg]
+
+
+def attack_sampler(
+    name: str,
+    cfg: AttackConfig,
+    *,
+    sampler: NoisePredictor | PredictorSelector,
+    schedule: Schedule,
+    images: Tensor,
+    sample_ids: np.ndarray,
+    is_member: np.ndarray,
+) -> AttackResult:
+    """Run black-box attack `name` through a sampler's denoising chain.
+
+    Args:
+        sampler: one model's predictor, or the selector of a pair (`dualmd.samplers.load_sampler`).
+        schedule: the sampler's noise schedule; other args as `attack_model`.
+    """
+    attack = _built(name, cfg, "sampler")
+    return attack.run(sampler, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
+
+
+def attack_pair(
+    name: str,
+    cfg: AttackConfig,
+    *,
+    models: dict[str, NoisePredictor],
+    schedule: Schedule,
+    images: Tensor,
+    sample_ids: np.ndarray,
+    is_member: np.ndarray,
+) -> AttackResult:
+    """Run white-box attack `name` on every model of a pair sampler (name -> predictor, e.g. DualMD's teachers);
+    other args as `attack_model`."""
+    attack = _built(name, cfg, "pair")
+    return attack.run(models, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
+
+
+#: The entry point of each kind of attack.
+_ENTRY = {
+    "model": "attack_model",
+    "samples": "attack_samples",
+    "sampler": "attack_sampler",
+    "pair": "attack_pair",
+}

@@ -25,7 +25,9 @@ def score(
 
     Args:
         targets: target name -> its model directory (model attacks; for a checkpoint "<name>@<step>" the
-            directory of its model) or its generated images (samples attacks).
+            directory of its model), its generated images (samples attacks), or the folder holding the run's
+            model directories (sampler and pair attacks: the target's models, `catalog.sampler_models`, are
+            its subfolders).
     """
     from dualmd.attacks import attack_model, attack_samples, save_scores
     from dualmd.data.members import evaluation_set, load_split_images
@@ -35,7 +37,8 @@ def score(
     from dualmd.stages import device
 
     spec = catalog.attack(attack)
-    cfg = load_config(config).attack
+    experiment = load_config(config)
+    cfg = experiment.attack
     the_split = load_split(split, split_meta)
     data = load_split_images(images, the_split)
     for name, path in targets.items():
@@ -53,9 +56,38 @@ def score(
                 sample_ids=ids,
                 is_member=is_member,
             )
-        else:
+        elif spec.access == "samples":
             result = attack_samples(
                 attack, cfg, generated=load_samples(path), images=x, sample_ids=ids, is_member=is_member
             )
+        else:
+            result = _attack_models_of(attack, name, Path(path), the_split, experiment, x, ids, is_member)
         save_scores(result, Path(out_dir) / f"{name}.npz")
         log.info("%s on %s: %d samples scored", attack, name, len(result.scores))
+
+
+def _attack_models_of(attack, name, models_root, the_split, experiment, images, sample_ids, is_member):
+    """A sampler attack through the sampler of target `name`, or a pair attack on each of its models; the models
+    are the subfolders of `models_root` named in the catalog, each checked against the split first."""
+    from dualmd.attacks import attack_pair, attack_sampler
+    from dualmd.models.adapter import Schedule
+    from dualmd.models.directory import check_trained_on, load_predictor
+    from dualmd.samplers import load_sampler
+    from dualmd.stages import device
+
+    cfg = experiment.attack
+    dirs = {m: models_root / m for m in catalog.sampler_models(name)}
+    for model, path in dirs.items():
+        check_trained_on(path, the_split, catalog.member_subset(model))
+    common = dict(images=images, sample_ids=sample_ids, is_member=is_member)
+    if catalog.attack(attack).access == "pair":
+        loaded = {m: load_predictor(path, cfg.weights, device()) for m, path in dirs.items()}
+        models = {m: predictor for m, (predictor, _) in loaded.items()}
+        schedule = next(iter(loaded.values()))[1]
+        return attack_pair(attack, cfg, models=models, schedule=schedule, **common)
+    # the sampler under attack is the one the sample stage runs: its weights and DualMD's alternation rule
+    sample = experiment.sample
+    sampler, base, _ = load_sampler(
+        name, dirs, weights=sample.weights, alternation=sample.dualmd_alternation, device=device()
+    )
+    return attack_sampler(attack, cfg, sampler=sampler, schedule=Schedule.from_scheduler(base), **common)
