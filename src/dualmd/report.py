@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dualmd import catalog
-from dualmd.metrics import min_nonmembers, tpr_bound
+from dualmd.metrics import min_nonmembers, tpr_bound, tpr_key
 
 #: Rows of the attack table come in this order: undefended first, then the defenses.
 TARGET_ORDER = list(catalog.TARGETS)
@@ -88,6 +88,53 @@ def _with_interval(value, low, high, missing: str = "n/a") -> str:
     if pd.isna(low) or pd.isna(high):
         return f"{value:.3f}"
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def strongest_attacks(attacks: pd.DataFrame, max_fpr: float = 0.01) -> pd.DataFrame:
+    """The strongest attack against each target: the highest TPR at `max_fpr`, ties (and targets whose TPR is
+    missing, too few non-members) broken by AUC, then by attack name. A missing TPR ranks below every number.
+
+    Args:
+        attacks: `attack_table` rows (attack, target, auc, tpr_at_fpr_<max_fpr>, ...).
+        max_fpr: the FPR bound of the ranking (the first of `metrics.tpr_at_fpr`).
+    Returns:
+        One row per target, in report order: target, attack, its TPR and AUC, and num_attacks (how many attacks
+        reached the target).
+    """
+    tpr = tpr_key(max_fpr)
+    columns = ["target", "attack", tpr, "auc", "num_attacks"]
+    if attacks.empty:
+        return pd.DataFrame(columns=columns)
+    if tpr not in attacks:  # a bound the metrics were not computed at: every TPR is missing
+        attacks = attacks.assign(**{tpr: np.nan})
+    ranked = attacks.assign(
+        _tpr=attacks[tpr].fillna(-np.inf),
+        num_attacks=attacks.groupby("target")["attack"].transform("size"),
+    ).sort_values(["_tpr", "auc", "attack"], ascending=[False, False, True], kind="stable")
+    best = ranked.drop_duplicates("target")
+    return (
+        best.assign(_rank=best["target"].map(catalog.report_rank))
+        .sort_values("_rank")
+        .reset_index(drop=True)[columns]
+    )
+
+
+def strongest_lines(strongest: pd.DataFrame, *, rst: bool) -> str:
+    """One line per target naming its strongest attack with its TPR and AUC (Markdown or reStructuredText)."""
+    if strongest.empty:
+        return "No attack was evaluated.\n"
+    tpr = next(c for c in strongest.columns if tpr_bound(c) is not None)
+    lines = []
+    for _, r in strongest.iterrows():
+        target, attack = (
+            (f"``{r['target']}``", f"``{r['attack']}``") if rst else (f"**{r['target']}**", r["attack"])
+        )
+        value = "n/a" if pd.isna(r[tpr]) else f"{r[tpr]:.3f}"
+        lines.append(
+            f"- {target}: {attack} (TPR at {100 * tpr_bound(tpr):g}% FPR {value}, AUC {r['auc']:.3f}; "
+            f"strongest of {int(r['num_attacks'])})"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def pia_sweep_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
@@ -262,17 +309,21 @@ def write_report(
     heldout_file: str | Path | None = None,
     frontier: pd.DataFrame | None = None,
     matched: pd.DataFrame | None = None,
+    max_fpr: float = 0.01,
 ) -> dict:
-    """Write attacks/utility/memorization/training tables (CSV + MD), metrics.json, roc.csv, report.md and
-    verdicts.rst (the matched-utility lines that the HTML report's landing page includes).
+    """Write attacks/strongest_attacks/utility/memorization/training tables (CSV + MD), metrics.json, roc.csv,
+    report.md, verdicts.rst (the matched-utility lines) and strongest.rst (the strongest attack against each
+    target by TPR at `max_fpr`, then AUC), which the HTML report's landing page includes.
 
     Returns:
         The flat metrics dictionary written to metrics.json.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    attacks = attack_table(attack_files)
     tables = {
-        "attacks": attack_table(attack_files),
+        "attacks": attacks,
+        "strongest_attacks": strongest_attacks(attacks, max_fpr),
         "pia_sweep": pia_sweep_table(attack_files),
         "utility": utility_table(utility_files, heldout_file),
         "memorization": memorization_table(copy_files, t_error_file),
@@ -290,6 +341,7 @@ def write_report(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     (out / "report.md").write_text(_markdown(tables, split_meta))
     (out / "verdicts.rst").write_text(verdicts_rst(tables.get("matched_utility")))
+    (out / "strongest.rst").write_text(strongest_lines(tables["strongest_attacks"], rst=True))
     return metrics
 
 
@@ -357,6 +409,8 @@ def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict) -> str:
         f"Split: {counts} (SHA-256 of each subset in the split's split.json).\n",
         "## Membership inference (members = positive class; 95% bootstrap intervals)\n",
         with_intervals(tables["attacks"]).to_markdown(index=False),
+        "\n## Strongest attack against each target (highest TPR at the first FPR bound, then AUC)\n",
+        strongest_lines(tables["strongest_attacks"], rst=False),
         "\n## Utility (held-out loss: per-pixel eps-MSE on the non-members, lower is better; FID / KID of"
         " each sampler against the reference set; 95% bootstrap intervals, KID with its standard error)\n",
         with_intervals(tables["utility"]).to_markdown(index=False, floatfmt=".4g"),

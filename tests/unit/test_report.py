@@ -19,6 +19,8 @@ from dualmd.report import (
     flat_metrics,
     memorization_table,
     pia_sweep_table,
+    strongest_attacks,
+    strongest_lines,
     training_table,
     utility_table,
     with_intervals,
@@ -535,7 +537,16 @@ def test_write_report_files_metrics_json_and_markdown(inputs, tmp_path):
     assert report_md.startswith("# dualmd report\n")
     assert "Split: {'members': 40, 'nonmembers': 32, 'half1': 20, 'half2': 20}" in report_md
     sections = _sections(report_md)
-    assert list(sections) == ["Membership", "Utility", "Memorization", "Training", "Timestep"]
+    assert list(sections) == ["Membership", "Strongest", "Utility", "Memorization", "Training", "Timestep"]
+    # the strongest attack against each target, in catalog order, also as the landing page's lines
+    strongest = pd.read_csv(out / "strongest_attacks.csv")
+    assert strongest[["target", "attack"]].values.tolist() == [
+        ["baseline", "pia"],
+        ["teacher1", "loss"],
+        ["dualmd", "loss"],
+    ]
+    assert "- **baseline**: pia (TPR at 1% FPR 0.250, AUC 0.812; strongest of 1)" in sections["Strongest"]
+    assert "- ``dualmd``: ``loss`` (TPR at 1% FPR 0.000" in (out / "strongest.rst").read_text()
     for cell in ("0.812 [0.700, 0.900]", "0.688 [0.562, 0.812]", "0.000 [0.000, 0.031]", "teacher1"):
         assert cell in sections["Membership"]
     for cell in (
@@ -565,11 +576,45 @@ def test_write_report_files_metrics_json_and_markdown(inputs, tmp_path):
         assert cell in sections["Timestep"]
 
 
+def test_strongest_attack_ranks_by_tpr_at_the_bound_then_auc_then_name():
+    nan = float("nan")
+    rows = [  # (attack, target, TPR at 1% FPR, AUC)
+        ("loss", "baseline", 0.25, 0.75),
+        ("pia", "baseline", 0.5, 0.625),
+        ("recon", "baseline", 0.5, 0.6875),  # ties pia's TPR, higher AUC: strongest
+        ("loss", "student", nan, 0.875),
+        ("pia", "student", 0.0, 0.5625),  # a measured TPR beats a missing one, whatever the AUCs
+        ("nn_distance", "dualmd", nan, 0.5),
+        ("recon", "dualmd", nan, 0.625),  # no TPR resolvable: the AUC decides
+        ("pia", "teacher1", 0.125, 0.625),
+        ("loss", "teacher1", 0.125, 0.625),  # a full tie: the first name
+    ]
+    table = pd.DataFrame(rows, columns=["attack", "target", "tpr_at_fpr_0.01", "auc"])
+    best = strongest_attacks(table, max_fpr=0.01)
+    assert best[["target", "attack"]].values.tolist() == [
+        ["baseline", "recon"],
+        ["teacher1", "loss"],
+        ["student", "pia"],
+        ["dualmd", "recon"],
+    ]
+    assert best["num_attacks"].tolist() == [3, 2, 2, 2]
+    assert best["tpr_at_fpr_0.01"].tolist()[:3] == [0.5, 0.125, 0.0] and math.isnan(
+        best["tpr_at_fpr_0.01"][3]
+    )
+    lines = strongest_lines(best, rst=False).splitlines()
+    assert lines[0] == "- **baseline**: recon (TPR at 1% FPR 0.500, AUC 0.688; strongest of 3)"
+    assert lines[3] == "- **dualmd**: recon (TPR at 1% FPR n/a, AUC 0.625; strongest of 2)"
+    # ranked at another bound when asked: a table without that column ranks by AUC alone
+    assert strongest_attacks(table, max_fpr=0.001)["attack"].tolist() == ["loss", "loss", "loss", "recon"]
+    assert strongest_attacks(table.iloc[:0]).empty
+
+
 def test_write_report_leaves_out_the_sweep_section_without_sweeps(inputs, tmp_path):
     inputs["attack_files"] = [f for f in inputs["attack_files"] if f.stem == "loss"]
     write_report(**inputs, out_dir=tmp_path / "report")
     assert list(_sections((tmp_path / "report" / "report.md").read_text())) == [
         "Membership",
+        "Strongest",
         "Utility",
         "Memorization",
         "Training",

@@ -156,6 +156,7 @@ def test_end_to_end_outputs(finished_run):
         "frontier.csv",
         "frontier.png",
         "matched_utility.csv",
+        "strongest_attacks.csv",
         "../replicates.csv",
     ):
         assert (report / name).stat().st_size > 0, name
@@ -165,18 +166,28 @@ def test_end_to_end_outputs(finished_run):
     assert all(row["verdict"] for row in matched)
     text = (report / "report.md").read_text()
     assert "secmi_stat" in text and "dualmd" in text and "student" in text
+    # the strongest attack against every target, by name, in the report and on the landing page
+    strongest = {
+        row["target"]: row["attack"] for row in csv.DictReader((report / "strongest_attacks.csv").open())
+    }
+    assert set(strongest) >= {"baseline", "student", "dualmd", "selfdistill"}
+    assert f"- **dualmd**: {strongest['dualmd']} (TPR at 1% FPR" in text
     snakemake("--report", "report.html", cwd=finished_run)
     html = (finished_run / "report.html").read_text()
     # the landing page includes the matched-utility verdicts of every distilled model
     assert "Matched utility, replicate rep0" in html
+    assert "Strongest attack against each target, replicate rep0" in html
     for row in matched:
         # the verdict up to its parenthesis: the page stores "≥" escaped; a name is a literal, <tt> or <span>
         assert row["verdict"].split(" (")[0] in html and f">{row['defense']}</" in html
     for name in (
         "attacks.csv",
+        "strongest_attacks.csv",
         "utility.csv",
         "memorization.csv",
         "roc_pia.png",
+        "roc_recon.png",
+        "roc_teacher_max.png",
         "t_error.png",
         "grid.png",
         "pairs.png",

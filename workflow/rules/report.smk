@@ -20,11 +20,19 @@ rule make_report:
         roc="results/report/{run}/roc.csv",
         # the matched-utility lines, included by the HTML report's landing page (workflow/report/workflow.rst)
         verdicts="results/report/{run}/verdicts.rst",
+        # the strongest attack against each target, also included by the landing page
+        strongest="results/report/{run}/strongest.rst",
         attacks=report(
             "results/report/{run}/attacks.csv",
             caption="../report/attacks.rst",
             category="Tables",
             labels={"run": "{run}", "table": "attacks"},
+        ),
+        strongest_attacks=report(
+            "results/report/{run}/strongest_attacks.csv",
+            caption="../report/strongest_attacks.rst",
+            category="Tables",
+            labels={"run": "{run}", "table": "strongest attacks"},
         ),
         utility=report(
             "results/report/{run}/utility.csv",

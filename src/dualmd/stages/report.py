@@ -58,6 +58,7 @@ def report(
         out_dir=out_dir,
         frontier=frontier,
         matched=matched,
+        max_fpr=max_fpr,
     )
     plot_frontier(frontier, tpr_column=tpr_key(max_fpr), out=Path(out_dir) / "frontier.png")
     plot_loss_curves([load_metadata(d) for d in models], out=loss_curves)
