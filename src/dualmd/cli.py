@@ -111,6 +111,11 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "FID / KID / IS of one sampler",
         ("--config", "--reference", "--samples", "--info", "--sampler", "--out"),
     ),
+    "set-inference": (
+        "set_inference:set_inference",
+        "set-level inference: Mann-Whitney tests on n members vs n non-members per target",
+        ("--config", "--attacks", "--scores", "--out"),
+    ),
     "replicates": (
         "replicates:replicates",
         "summary of every replicate's attacks and utility across seeds",

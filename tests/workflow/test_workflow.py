@@ -61,6 +61,7 @@ def test_lint_and_default_dry_run():
     assert jobs["score_model_attack_each"] == 5 + 3  # baseline@120, @300, @600
     # recon through every sampler and teacher_max on DualMD's teachers: one job each
     assert jobs["score_sampler_attack"] == 1 and jobs["score_pair_attack"] == 1
+    assert jobs["infer_set_membership"] == 1
     dry = snakemake("-n", "--forceall", "--cores", "2", "-p", cwd=ROOT).stdout
     samplers = " ".join(f"--target {s}=results/models/rep0" for s in catalog.samplers())
     assert "--attack recon --images" in dry and samplers in dry
@@ -157,6 +158,7 @@ def test_end_to_end_outputs(finished_run):
         "frontier.png",
         "matched_utility.csv",
         "strongest_attacks.csv",
+        "set_inference.csv",
         "../replicates.csv",
     ):
         assert (report / name).stat().st_size > 0, name
@@ -177,6 +179,10 @@ def test_end_to_end_outputs(finished_run):
     # the landing page includes the matched-utility verdicts of every distilled model
     assert "Matched utility, replicate rep0" in html
     assert "Strongest attack against each target, replicate rep0" in html
+    assert "Set-level inference, replicate rep0" in html and "set_inference.csv" in html
+    sets = list(csv.DictReader((report / "set_inference.csv").open()))
+    assert {"baseline", "student", "selfdistill"} <= {row["target"] for row in sets}
+    assert all(0 < float(row["median_p"]) <= 1 for row in sets)
     for row in matched:
         # the verdict up to its parenthesis: the page stores "≥" escaped; a name is a literal, <tt> or <span>
         assert row["verdict"].split(" (")[0] in html and f">{row['defense']}</" in html
@@ -290,6 +296,7 @@ ATTACK_CHANGE = (
                 "write_stage_config": 1,
                 "score_model_attack": 1,
                 "evaluate_attack": 1,
+                "infer_set_membership": 1,
                 "make_report": 1,
                 "summarize_replicates": 1,
             },
@@ -302,6 +309,7 @@ ATTACK_CHANGE = (
                 "sample_images": 6,
                 "score_sample_attack": 1,
                 "evaluate_attack": 1,
+                "infer_set_membership": 1,
                 "detect_copies": 6,
                 "score_utility": 6,
                 "make_report": 1,
@@ -344,6 +352,7 @@ def test_reverting_a_change_reruns_it_again(moved_run):
         "write_stage_config": 1,
         "score_model_attack": 1,
         "evaluate_attack": 1,
+        "infer_set_membership": 1,
         "make_report": 1,
         "summarize_replicates": 1,
     }
@@ -369,6 +378,7 @@ def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
         "score_sampler_attack",
         "score_pair_attack",
         "evaluate_attack",
+        "infer_set_membership",
         "detect_copies",
         "score_t_error",
         "make_report",

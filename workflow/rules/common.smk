@@ -237,6 +237,16 @@ def model_attack_score_files(wildcards):
     ]
 
 
+def weighted_target_scores(wildcards):
+    """Per-sample scores of every attack on every target with weights (the set-level inference's input)."""
+    return [
+        f"results/scores/{wildcards.run}/{a}/{t}.npz"
+        for a in ATTACKS
+        for t in reached_targets(a)
+        if catalog.target(t).has_weights
+    ]
+
+
 def per_target(pattern, names):
     """`pattern` (with {run} left as a wildcard) for each target name."""
     return [pattern.replace("{target}", name) for name in names]
@@ -247,7 +257,7 @@ def final_targets():
     files = current_configs() + ["results/report/replicates.csv"]
     for run in RUNS:
         folder = f"results/report/{run}"
-        files += [f"{folder}/metrics.json", f"{folder}/t_error.png"]
+        files += [f"{folder}/metrics.json", f"{folder}/t_error.png", f"{folder}/set_inference.csv"]
         files += [f"{folder}/roc_{a}.png" for a in ATTACKS]
     return files
 

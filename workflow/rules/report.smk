@@ -86,6 +86,35 @@ rule make_report:
         "--threads {threads} > {log} 2>&1"
 
 
+# Set-level inference against every target with weights: one-sided Mann-Whitney U tests of n members against n
+# non-members (n = 2, 4, 8, ...) on the scores of the strongest attack against it (or the configured attack);
+# the median p-value per n and the smallest n below set_inference.max_p. The .rst lines go to the landing page.
+rule infer_set_membership:
+    input:
+        cfg=config_file("set_inference"),
+        attacks=expand("results/metrics/{{run}}/{attack}.json", attack=ATTACKS),
+        scores=weighted_target_scores,
+        code=stage_code("set_inference"),
+    output:
+        table=report(
+            "results/report/{run}/set_inference.csv",
+            caption="../report/set_inference.rst",
+            category="Tables",
+            labels={"run": "{run}", "table": "set inference"},
+        ),
+        lines="results/report/{run}/set_inference.rst",
+    log:
+        "logs/{run}/infer_set_membership.log",
+    benchmark:
+        "results/benchmarks/{run}/infer_set_membership.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    shell:
+        "python -m dualmd set-inference --config {input.cfg} --attacks {input.attacks} --scores {input.scores} "
+        "--out {output.table} --threads {threads} > {log} 2>&1"
+
+
 # Every replicate's attack and utility numbers side by side, with their mean and a 95% t-interval across seeds.
 rule summarize_replicates:
     input:
