@@ -46,7 +46,9 @@ SHORT = {
         ({"bogus": {}}, "unknown config section(s) ['bogus']"),
         ({"train": [1, 2]}, "train: expected a mapping"),
         ({"memorization": {"k_nearest": 1}}, "memorization.k_nearest: must be >= 2"),
-        ({"attack": {"names": ["loss", "lira"]}}, "attack.names: unknown attack(s) ['lira']"),
+        ({"attack": {"names": ["loss", "carlini"]}}, "attack.names: unknown attack(s) ['carlini']"),
+        ({"attack": {"lira": {"num_reference": 1}}}, "attack.lira.num_reference: must be from 2 to 9999"),
+        ({"attack": {"lira": {"statistic": "gsa"}}}, "attack.lira.statistic: 'gsa' is not one of"),
         ({"attack": {"names": ["loss", "loss"]}}, "attack.names: lists an attack twice"),
         (
             {"sample": {"num_images": 8}, "utility": {"num_images": 16}},
@@ -110,6 +112,8 @@ SHORT = {
         "section-not-mapping",
         "copy-ratio-k",
         "unknown-attack",
+        "lira-one-reference",
+        "lira-statistic",
         "duplicate-attack",
         "fid-images-exceed-samples",
         "attack-timestep-range",
@@ -220,7 +224,8 @@ def test_a_changed_section_changes_only_the_digests_of_the_stages_that_read_it()
         if config_digest(stage_config(base, stage)) != config_digest(stage_config(changed, stage))
     }
     readers = {f"attack_{a.name}" for a in catalog.ATTACKS.values() if "pia" in a.reads}
-    assert moved == readers == {"attack_pia", "attack_pian"}
+    # lira reads the section of every statistic it may calibrate
+    assert moved == readers == {"attack_pia", "attack_pian", "attack_lira"}
     # key order and defaults written out do not matter, only values
     assert config_digest({"b": 1, "a": [1, 2]}) == config_digest({"a": [1, 2], "b": 1})
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
+from dualmd import catalog
+
 # Imported for their side effect: each module registers its attack(s) in ATTACKS.
-from dualmd.attacks import gsa, loss, nn_distance, pia, secmi, secmi_nn, sima  # noqa: F401
+from dualmd.attacks import gsa, lira, loss, nn_distance, pia, secmi, secmi_nn, sima  # noqa: F401
 from dualmd.attacks.base import (
     ATTACKS,
     Attack,
@@ -21,6 +23,7 @@ from dualmd.attacks.base import (
     register,
     save_scores,
 )
+from dualmd.attacks.lira import ReferenceStatistics, reference_statistics
 from dualmd.config import AttackConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
 
@@ -29,11 +32,13 @@ __all__ = [
     "Attack",
     "AttackResult",
     "ModelAttack",
+    "ReferenceStatistics",
     "SampleAttack",
     "attack_model",
     "attack_samples",
     "build_attack",
     "load_scores",
+    "reference_statistics",
     "register",
     "save_scores",
 ]
@@ -55,6 +60,7 @@ def attack_model(
     images: Tensor,
     sample_ids: np.ndarray,
     is_member: np.ndarray,
+    references: ReferenceStatistics | None = None,
 ) -> AttackResult:
     """Run white-box attack `name` on a model.
 
@@ -63,12 +69,19 @@ def attack_model(
         images: (N, C, H, W) float in [-1, 1], members and non-members.
         sample_ids: (N,) distinct non-negative ints (dataset indices), seeding per-sample noise.
         is_member: (N,) bool.
+        references: the reference models' statistics, for an attack calibrated by them (lira) and no other.
     Returns:
         Per-sample scores (secmi_nn, gsa: only the samples outside their training slice).
     """
     attack = build_attack(name, cfg)
     if attack.requires != "model":
         raise ValueError(f"attack {name!r} needs generated samples, not a model: use attack_samples")
+    if catalog.attack(name).references:
+        if references is None:
+            raise ValueError(f"attack {name!r} is calibrated by reference models: pass their statistics")
+        attack = attack.with_references(references)  # type: ignore[attr-defined]
+    elif references is not None:
+        raise ValueError(f"attack {name!r} takes no reference models")
     return attack.run(predictor, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
 
 
