@@ -25,6 +25,10 @@ parameters, so `target` resolves them without the config:
   ``half1_ov<p>``), ``teacher2_ov<p>`` likewise, and distils ``student_ov<p>`` from them with DistillMD's rule
   (a D1 batch regresses on teacher 2, which now saw p% of D1). At 100% both teachers saw every member.
 
+LiRA's *reference models* ``reference<k>`` (k = 1, 2, ...) are trained targets that no attack scores and no
+sampler draws: the baseline's recipe on split subset ``ref<k>``, a random half of a population of dataset images
+outside the split (`dualmd.data.splits`). The `lira` attack calibrates each candidate's statistic against them.
+
 A target with ``checkpoints=True`` also saves its weights during its own training run at the fractions of its
 steps in ``train.snapshot_fractions``; each snapshot is a target of its own, ``<name>@<step>`` (e.g.
 ``baseline@120``), with the same members, stored under ``<model dir>/checkpoints/<step>``. They trace the
@@ -77,6 +81,8 @@ class AttackSpec:
     sample_keys: tuple[str, ...] = ()
     # A key of its own section that names a model attack it runs; that attack's sections are read too.
     wraps: str | None = None
+    # The attack also queries LiRA's reference models (`reference_targets`), one set shared by every target.
+    references: bool = False
 
 
 _TARGETS = (
@@ -99,6 +105,8 @@ _ATTACKS = (
     # noise, denoise with the sampler, compare: the sampler's weights and DualMD's alternation rule
     AttackSpec("recon", "sampler", reads=("recon",), sample_keys=("weights", "dualmd_alternation")),
     AttackSpec("teacher_max", "pair", reads=("teacher_max",), wraps="statistic"),  # max over the teachers
+    # calibrated by reference models; runs the attack named by its `statistic`
+    AttackSpec("lira", "model", reads=("lira",), wraps="statistic", references=True),
 )
 
 #: Every target by name, in report order: the undefended baseline first, then the teachers, the defenses and
@@ -120,6 +128,9 @@ _DP_NAME = re.compile(rf"{DP_PREFIX}(\d+(?:\.\d+)?)")
 #: Suffix of the overlap ablation's targets, followed by the overlap in percent ("student_ov50").
 OVERLAP_SEP = "_ov"
 _OVERLAP_NAME = re.compile(rf"(teacher1|teacher2|student){OVERLAP_SEP}(\d{{1,3}})")
+#: Name prefix of LiRA's reference models, followed by k >= 1 ("reference3").
+REFERENCE_PREFIX = "reference"
+_REFERENCE_NAME = re.compile(rf"{REFERENCE_PREFIX}([1-9]\d{{0,3}})")
 
 
 def dp_target(epsilon: float) -> Target:
@@ -142,6 +153,18 @@ def overlap_targets(percent: int) -> tuple[Target, Target, Target]:
     )
 
 
+def reference_target(k: int) -> Target:
+    """LiRA's reference model k (1-based): the baseline's recipe on split subset ``ref<k>``."""
+    if not (isinstance(k, int) and 1 <= k <= 9999):
+        raise ValueError(f"a reference model number is an integer from 1 to 9999, got {k!r}")
+    return Target(f"{REFERENCE_PREFIX}{k}", "trained", members=f"ref{k}")
+
+
+def reference_targets(num: int) -> list[str]:
+    """Names of the first `num` reference models."""
+    return [reference_target(k).name for k in range(1, num + 1)]
+
+
 def control_targets(dp_epsilons: Sequence[float] = (), overlap_percents: Sequence[int] = ()) -> list[str]:
     """Names of the optional control targets of a config, in report order."""
     overlaps = [t.name for p in overlap_percents for t in overlap_targets(p)]
@@ -158,7 +181,7 @@ def target(name: str) -> Target:
     if base not in TARGETS or (step is not None and not TARGETS[base].checkpoints):
         raise ValueError(
             f"unknown target {name!r}; known: {list(TARGETS)}, {DP_PREFIX}<epsilon> and "
-            f"teacher1|teacher2|student{OVERLAP_SEP}<percent>"
+            f"teacher1|teacher2|student{OVERLAP_SEP}<percent> and {REFERENCE_PREFIX}<k>"
         )
     return TARGETS[base]
 
@@ -186,6 +209,8 @@ def _control(name: str) -> Target | None:
             candidates: tuple[Target, ...] = (dp_target(float(dp.group(1))),)
         elif overlap := _OVERLAP_NAME.fullmatch(name):
             candidates = overlap_targets(int(overlap.group(2)))
+        elif reference := _REFERENCE_NAME.fullmatch(name):
+            candidates = (reference_target(int(reference.group(1))),)
         else:
             return None
     except ValueError:  # parameters out of range

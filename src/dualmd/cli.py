@@ -47,7 +47,10 @@ _NAMED = {
     "--teacher": ("teachers", "NAME=DIR of a teacher (repeat)"),
     "--model-dir": ("models", "NAME=DIR of a model the sampler uses (repeat)"),
     "--target": ("targets", "NAME=PATH: model directory or generated images of a target (repeat)"),
+    "--reference-model": ("references", "NAME=DIR of a LiRA reference model (repeat; lira only)"),
 }
+# Named options a stage may go without.
+_OPTIONAL = {"--reference-model"}
 
 #: Subcommand -> (stage function "module:function", help, options).
 STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -79,7 +82,16 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "attack": (
         "attack:score",
         "per-sample membership scores of one attack on each target",
-        ("--config", "--attack", "--images", "--split", "--split-meta", "--target", "--out-dir"),
+        (
+            "--config",
+            "--attack",
+            "--images",
+            "--split",
+            "--split-meta",
+            "--target",
+            "--out-dir",
+            "--reference-model",
+        ),
     ),
     "evaluate": (
         "metrics:evaluate",
@@ -145,7 +157,10 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
 def _add_option(parser: argparse.ArgumentParser, flag: str) -> None:
     if flag in _NAMED:
         dest, help_text = _NAMED[flag]
-        parser.add_argument(flag, dest=dest, type=_named_path, action="append", required=True, help=help_text)
+        required = flag not in _OPTIONAL
+        parser.add_argument(
+            flag, dest=dest, type=_named_path, action="append", required=required, help=help_text
+        )
     elif flag in _LISTS:
         parser.add_argument(flag, type=Path, nargs="+", required=True)
     else:
@@ -182,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     module, function = args.pop("function").split(":")
     del args["stage"]
     for dest in args.pop("named"):
-        args[dest] = dict(args[dest])
+        args[dest] = dict(args[dest] or ())
     from dualmd.config import ConfigError
 
     stage = getattr(importlib.import_module(f"dualmd.stages.{module}"), function)

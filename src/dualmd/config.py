@@ -372,6 +372,22 @@ class SimAConfig(_Section):
 
 
 @dataclass(frozen=True)
+class LiraConfig(_Section):
+    SECTION = "attack.lira"
+    num_reference: int = (
+        4  # reference models reference1..K, each on a random half of the reference population
+    )
+    statistic: Literal["loss", "pia", "pian", "sima"] = (
+        "loss"  # per-candidate statistic, configured by its section
+    )
+    global_variance: bool = True  # one pooled out-variance for every candidate (advised for few references)
+
+    def _validate(self, prefix: str) -> None:
+        # a per-candidate variance needs two reference statistics; the pooled one needs two as well
+        _require(2 <= self.num_reference <= 9999, f"{prefix}.num_reference", "must be from 2 to 9999")
+
+
+@dataclass(frozen=True)
 class NNDistanceConfig(_Section):
     SECTION = "attack.nn_distance"
     k: int = 1  # mean distance to the k nearest generated samples
@@ -424,7 +440,8 @@ class AttackConfig(_Section):
     """Which attacks run and their parameters."""
 
     SECTION = "attack"
-    names: tuple[str, ...] = tuple(catalog.ATTACKS)
+    # every attack but those that need reference models trained for them (config/attacks-strong.yaml adds lira)
+    names: tuple[str, ...] = tuple(a for a, spec in catalog.ATTACKS.items() if not spec.references)
     weights: Weights = "ema"  # white-box attacks: which weights of a model are attacked
     batch_size: int = 256
     seed: int = 0  # per-sample noise seeds derive from this and the sample id
@@ -437,6 +454,7 @@ class AttackConfig(_Section):
     sima: SimAConfig = field(default_factory=SimAConfig)
     recon: ReconConfig = field(default_factory=ReconConfig)
     teacher_max: TeacherMaxConfig = field(default_factory=TeacherMaxConfig)
+    lira: LiraConfig = field(default_factory=LiraConfig)
 
     def _validate(self, prefix: str) -> None:
         unknown = [n for n in self.names if n not in catalog.ATTACKS]
@@ -597,6 +615,7 @@ _NESTED = {
     "sima": SimAConfig,
     "recon": ReconConfig,
     "teacher_max": TeacherMaxConfig,
+    "lira": LiraConfig,
 }
 
 

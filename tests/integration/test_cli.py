@@ -10,8 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+
+from dualmd.scores import load_scores
 
 TINY = {
     "model": {"block_out_channels": [16, 32], "norm_num_groups": 8},
@@ -172,3 +175,50 @@ def test_distill_refuses_swapped_teachers(data, tmp_path):
     assert proc.returncode == 2
     assert "teachers are swapped" in proc.stderr
     assert not (tmp_path / "student").exists()
+
+
+def test_lira_calibrates_with_reference_models_trained_outside_the_split(data, tmp_path):
+    """Two reference models train on their `ref<k>` halves (64 images, 8 members: 16 outside images needed);
+    lira scores the target against them, and refuses a reference that trained on the split's members."""
+    cfg_split = write_yaml(tmp_path / "split.yaml", {"split": {"num_images": 32, "member_fraction": 0.25}})
+    split, split_meta = tmp_path / "split.npz", tmp_path / "split.json"
+    dualmd(
+        "split", "--config", cfg_split, "--images", data / "images.npz", "--out", split, "--meta", split_meta
+    )
+    cfg = write_yaml(tmp_path / "train.yaml", {**TINY, "train": {**TINY["train"], "num_train_steps": 3}})
+    models = {}
+    for name in ("baseline", "reference1", "reference2"):
+        models[name] = tmp_path / name
+        args = train_args(data, cfg, models[name], tmp_path / f"state_{name}", model_id=name)
+        args[args.index("--split") + 1], args[args.index("--split-meta") + 1] = split, split_meta
+        dualmd(*args)
+    meta = json.loads((models["reference1"] / "metadata.json").read_text())
+    assert meta["subset"] == "ref1"
+    attack_cfg = write_yaml(
+        tmp_path / "attack.yaml",
+        {"attack": {"names": ["lira"], "loss": {"timesteps": [50]}, "lira": {"num_reference": 2}}},
+    )
+    common = ["attack", "--config", attack_cfg, "--attack", "lira", "--images", data / "images.npz"]
+    common += ["--split", split, "--split-meta", split_meta, "--target", f"baseline={models['baseline']}"]
+    refs = [f"reference{k}={models[f'reference{k}']}" for k in (1, 2)]
+    dualmd(
+        *common, "--out-dir", tmp_path / "scores", "--reference-model", refs[0], "--reference-model", refs[1]
+    )
+    result = load_scores(tmp_path / "scores" / "baseline.npz")
+    assert result.attack == "lira" and result.scores.shape == (32,) and np.isfinite(result.scores).all()
+
+    proc = dualmd(*common, "--out-dir", tmp_path / "bad", "--reference-model", refs[0], check=False)
+    assert proc.returncode == 2 and "num_reference = 2 needs reference models" in proc.stderr
+    swapped = f"reference2={models['baseline']}"
+    proc = dualmd(
+        *common,
+        "--out-dir",
+        tmp_path / "bad",
+        "--reference-model",
+        refs[0],
+        "--reference-model",
+        swapped,
+        check=False,
+    )
+    assert proc.returncode == 2 and "ref2" in proc.stderr
+    assert not (tmp_path / "bad").exists()

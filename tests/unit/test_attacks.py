@@ -13,16 +13,19 @@ from torch import nn
 from dualmd.attacks import (
     ATTACKS,
     AttackResult,
+    ReferenceStatistics,
     attack_model,
     attack_pair,
     attack_sampler,
     attack_samples,
     build_attack,
     load_scores,
+    reference_statistics,
     save_scores,
 )
 from dualmd.attacks.base import per_sample_noise, train_test_split
 from dualmd.attacks.gsa import gradient_features
+from dualmd.attacks.lira import offline_lira
 from dualmd.attacks.pia import PIAN
 from dualmd.attacks.recon import chain_timesteps, choose_setting, reconstruct
 from dualmd.attacks.secmi import ddim_step, round_trip
@@ -31,6 +34,7 @@ from dualmd.config import (
     ConfigError,
     ExperimentConfig,
     GSAConfig,
+    LiraConfig,
     LossAttackConfig,
     ModelConfig,
     NNDistanceConfig,
@@ -107,8 +111,14 @@ def tiny_predictor(seed: int = 0) -> UNetPredictor:
     return UNetPredictor(tiny_unet(seed))
 
 
-def run_attack(name, cfg, model, schedule, images, ids, is_member, generated) -> AttackResult:
-    """Dispatch on what the attack needs, as the CLI does; a sampler is the model alone, a pair twice the model."""
+def REFERENCES() -> list[UNetPredictor]:  # noqa: N802  (a constant-like factory of fresh predictors)
+    """Three untrained reference models, different from `tiny_predictor()`."""
+    return [tiny_predictor(seed) for seed in (1, 2, 3)]
+
+
+def run_attack(name, cfg, model, schedule, images, ids, is_member, generated, references=()) -> AttackResult:
+    """Dispatch on what the attack needs, as the CLI does; a sampler is the model alone, a pair twice the model;
+    `references` (predictors, or their statistics) calibrate lira."""
     requires = ATTACKS[name].requires
     if requires == "samples":
         return attack_samples(
@@ -123,8 +133,20 @@ def run_attack(name, cfg, model, schedule, images, ids, is_member, generated) ->
         return attack_pair(
             name, cfg, models=models, schedule=schedule, images=images, sample_ids=ids, is_member=is_member
         )
+    calibration = None
+    if name == "lira" and isinstance(references, ReferenceStatistics):
+        calibration = references
+    elif name == "lira":
+        calibration = reference_statistics(cfg, [(r, schedule) for r in references], images, ids)
     return attack_model(
-        name, cfg, predictor=model, schedule=schedule, images=images, sample_ids=ids, is_member=is_member
+        name,
+        cfg,
+        predictor=model,
+        schedule=schedule,
+        images=images,
+        sample_ids=ids,
+        is_member=is_member,
+        references=calibration,
     )
 
 
@@ -138,6 +160,7 @@ def by_id(result: AttackResult) -> dict[int, float]:
 def test_registry_holds_exactly_the_documented_attacks():
     assert NAMES == [
         "gsa",
+        "lira",
         "loss",
         "nn_distance",
         "pia",
@@ -158,8 +181,8 @@ def test_registry_matches_config_schema_enum():
 
 
 def test_unknown_attack_name_lists_known_ones():
-    with pytest.raises(ValueError, match="unknown attack 'lira'.*secmi_stat"):
-        build_attack("lira", AttackConfig())
+    with pytest.raises(ValueError, match="unknown attack 'carlini'.*secmi_stat"):
+        build_attack("carlini", AttackConfig())
 
 
 def test_entry_points_refuse_the_wrong_kind_of_attack(schedule):
@@ -181,14 +204,15 @@ def test_contract_shape_finite_deterministic_batch_independent(name, schedule):
     images, ids, is_member = make_images(8)
     model = tiny_predictor()
     generated = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    refs = REFERENCES()
     first = run_attack(
-        name, AttackConfig(batch_size=4, **FAST), model, schedule, images, ids, is_member, generated
+        name, AttackConfig(batch_size=4, **FAST), model, schedule, images, ids, is_member, generated, refs
     )
     again = run_attack(
-        name, AttackConfig(batch_size=4, **FAST), model, schedule, images, ids, is_member, generated
+        name, AttackConfig(batch_size=4, **FAST), model, schedule, images, ids, is_member, generated, refs
     )
     big = run_attack(
-        name, AttackConfig(batch_size=16, **FAST), model, schedule, images, ids, is_member, generated
+        name, AttackConfig(batch_size=16, **FAST), model, schedule, images, ids, is_member, generated, refs
     )
 
     expected = 16 if name not in SLICE_ATTACKS else 2 * (8 - 1)  # they score what they did not train on
@@ -215,9 +239,13 @@ def test_contract_scores_do_not_depend_on_order_or_company(name, schedule):
     model = tiny_predictor()
     generated = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
     cfg = AttackConfig(batch_size=5, **FAST)
-    full = by_id(run_attack(name, cfg, model, schedule, images, ids, is_member, generated))
+    # lira: the references score every candidate once (their pooled variance is a property of that set)
+    refs = reference_statistics(cfg, [(r, schedule) for r in REFERENCES()], images, ids)
+    full = by_id(run_attack(name, cfg, model, schedule, images, ids, is_member, generated, refs))
     perm = np.random.default_rng(0).permutation(len(ids))[:10]  # shuffled subset, scored in other batches
-    part = by_id(run_attack(name, cfg, model, schedule, images[perm], ids[perm], is_member[perm], generated))
+    part = by_id(
+        run_attack(name, cfg, model, schedule, images[perm], ids[perm], is_member[perm], generated, refs)
+    )
     for sid, value in part.items():
         assert value == pytest.approx(full[sid], rel=1e-4, abs=1e-6), sid
 
@@ -228,7 +256,12 @@ def test_contract_members_of_a_memorizing_model_score_higher(name, schedule):
     model = MemorizingPredictor(schedule, images[is_member], images[~is_member])
     generated = images[is_member].clone()  # black-box: the model regurgitates its members
     cfg = AttackConfig(batch_size=16, **{**FAST, "secmi_nn": SecMINNConfig(num_epochs=5)})
-    result = run_attack(name, cfg, model, schedule, images, ids, is_member, generated)
+    # Reference models of the same kind that memorized other images: every candidate is out for them.
+    others = [torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(s)) * 2 - 1 for s in (5, 6)]
+    refs = [MemorizingPredictor(schedule, other, images) for other in others]
+    for ref, gain in zip(refs, (0.9, 1.1), strict=True):  # models of one recipe differ a little
+        ref.gain.data.fill_(gain)
+    result = run_attack(name, cfg, model, schedule, images, ids, is_member, generated, refs)
     members, nonmembers = result.scores[result.is_member], result.scores[~result.is_member]
     assert members.mean() > nonmembers.mean()
     assert auc(result.scores, result.is_member) > 0.9
@@ -682,6 +715,57 @@ def test_teacher_max_finds_the_members_each_teacher_saw(schedule):
 def test_teacher_max_refuses_a_statistic_that_scores_a_slice():
     with pytest.raises(ConfigError, match="attack.teacher_max.statistic"):
         ExperimentConfig.from_mapping({"attack": {"teacher_max": {"statistic": "gsa"}}})
+
+
+# --- LiRA ----------------------------------------------------------------------------------------------------
+
+
+def test_lira_is_the_z_score_against_the_references_per_candidate_or_pooled():
+    """Candidates 10, 20, 30; statistic on 3 references: [[1, 2, 0], [3, 2, 0], [5, 2, 3]]."""
+    refs = ReferenceStatistics(np.array([10, 20, 30]), np.array([[1.0, 2, 0], [3, 2, 0], [5, 2, 3]]), "loss")
+    # per candidate: means 3, 2, 1; variances (ddof 1) 4, 0, 3; pooled std sqrt((4 + 0 + 3) / 3)
+    assert refs.pooled_std == pytest.approx(np.sqrt(7 / 3))
+    mean, std = refs.out_distribution(np.array([30, 10]), global_variance=False)
+    np.testing.assert_allclose(mean, [1, 3])
+    np.testing.assert_allclose(std, [np.sqrt(3), 2])
+    mean, std = refs.out_distribution(np.array([20]), global_variance=True)
+    np.testing.assert_allclose(std, [np.sqrt(7 / 3)])
+    z = offline_lira(torch.tensor([7.0, 0.0]), torch.tensor([3.0, 2.0]), torch.tensor([2.0, 1.0]))
+    assert z.tolist() == [2.0, -2.0]  # (7 - 3) / 2, (0 - 2) / 1
+    with pytest.raises(ValueError, match="identical statistics for 1 candidate"):
+        refs.out_distribution(np.array([20, 10]), global_variance=False)
+    with pytest.raises(ValueError, match="no reference statistic for sample ids \\[40\\]"):
+        refs.out_distribution(np.array([10, 40]), global_variance=True)
+    with pytest.raises(ValueError, match="at least two reference models"):
+        ReferenceStatistics(np.array([1, 2]), np.array([[1.0, 2.0]]), "loss")
+
+
+def test_lira_scores_the_statistic_against_its_references(schedule):
+    """lira's score equals (loss score on the target - mean over references) / pooled std, from the same noise."""
+    images, ids, is_member = make_images(4)
+    cfg = AttackConfig(loss=LossAttackConfig(timesteps=(50, 200)), lira=LiraConfig(num_reference=3))
+    target, refs = tiny_predictor(), REFERENCES()
+    loss = [build_attack("loss", cfg).score(m, schedule, images, ids) for m in (target, *refs)]
+    pooled = np.sqrt(np.var(np.stack(loss[1:]), axis=0, ddof=1).mean())
+    result = run_attack("lira", cfg, target, schedule, images, ids, is_member, None, refs)
+    np.testing.assert_allclose(result.extra["statistic"], loss[0])
+    np.testing.assert_allclose(result.scores, (loss[0] - np.mean(loss[1:], axis=0)) / pooled, rtol=1e-9)
+
+
+def test_lira_needs_references_and_no_other_attack_takes_them(schedule):
+    images, ids, is_member = make_images(2)
+    cfg = AttackConfig(lira=LiraConfig(statistic="pia"))
+    refs = reference_statistics(cfg, [(tiny_predictor(s), schedule) for s in (1, 2)], images, ids)
+    common = dict(
+        predictor=tiny_predictor(), schedule=schedule, images=images, sample_ids=ids, is_member=is_member
+    )
+    with pytest.raises(ValueError, match="calibrated by reference models"):
+        attack_model("lira", cfg, **common)
+    with pytest.raises(ValueError, match="takes no reference models"):
+        attack_model("pia", cfg, references=refs, **common)
+    with pytest.raises(ValueError, match="attack.lira.statistic is 'loss'"):
+        attack_model("lira", AttackConfig(), references=refs, **common)
+    assert attack_model("lira", cfg, references=refs, **common).scores.shape == (4,)
 
 
 # --- score files and provenance ------------------------------------------------------------------------------

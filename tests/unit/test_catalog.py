@@ -128,3 +128,15 @@ def test_overlap_ablation_targets():
             catalog.target(bad)
     with pytest.raises(ValueError, match="whole percentage"):
         catalog.overlap_targets(0)
+
+
+def test_reference_models_are_trained_targets_no_attack_or_sampler_reaches():
+    assert catalog.reference_targets(3) == ["reference1", "reference2", "reference3"]
+    ref = catalog.target("reference2")
+    assert (ref.kind, ref.members, ref.models) == ("trained", "ref2", ())
+    assert "reference1" not in catalog.models() + catalog.samplers()
+    assert not catalog.compared_to_curve("reference1")
+    assert [a for a in catalog.ATTACKS if catalog.attack(a).references] == ["lira"]
+    for bad in ("reference0", "reference01", "reference1@10"):
+        with pytest.raises(ValueError, match="unknown target"):
+            catalog.target(bad)

@@ -172,6 +172,31 @@ def test_overlap_subsets_add_the_first_part_of_the_other_half():
         split.subset("half3_ov5")
 
 
+def test_reference_halves_come_from_outside_the_split():
+    """LiRA's reference models never see a member or a non-member, and the same split gives the same sets."""
+    split = make_split(200, _cfg(num_images=40, member_fraction=0.25, seed=3))  # 10 members, 160 outside
+    population = split.reference_population()
+    assert population.size == 20 and np.unique(population).size == 20
+    assert not set(population) & set(np.concatenate([split.member_idx, split.nonmember_idx]))
+    ref1, ref2 = split.subset("ref1"), split.subset("ref2")
+    assert ref1.size == ref2.size == split.member_idx.size
+    assert set(ref1) <= set(population) and set(ref2) <= set(population)
+    assert not np.array_equal(ref1, ref2)  # each reference model draws its own half
+    again = make_split(200, _cfg(num_images=40, member_fraction=0.25, seed=3))
+    assert again.subset("ref1").tolist() == ref1.tolist() and split.sha256("ref2") == again.sha256("ref2")
+    other = make_split(200, _cfg(num_images=40, member_fraction=0.25, seed=4))
+    assert not np.array_equal(other.reference_population(), population)
+    for bad in ("ref0", "ref01", "refx"):
+        with pytest.raises(SplitError, match="unknown split subset"):
+            split.subset(bad)
+
+
+def test_reference_population_needs_twice_the_members_outside_the_split():
+    split = make_split(45, _cfg(num_images=40, member_fraction=0.25))  # 10 members, 5 images outside
+    with pytest.raises(SplitError, match="needs 2 x 10 = 20 dataset images outside the split, but only 5"):
+        split.subset("ref1")
+
+
 def test_sidecar_tampering_is_caught(tmp_path):
     save_split(make_split(50, _cfg(num_images=20)), tmp_path / "s.npz", tmp_path / "s.json")
     sidecar = json.loads((tmp_path / "s.json").read_text())

@@ -88,6 +88,22 @@ def test_ablation_config_adds_controls_that_every_stage_reaches():
         assert f"results/models/rep0/{name}" in dry and f"results/utility/rep0/{name}.json" in dry
 
 
+def test_strong_attacks_config_trains_reference_models_only_for_lira():
+    """Four reference models train like the baseline; one lira job scores every model against them; they are
+    neither sampled nor attacked themselves."""
+    jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/attacks-strong.yaml")
+    assert jobs["train_model"] == 3 + 4 and jobs["score_model_attack"] == 6 + 1
+    assert (
+        jobs["sample_images"] == 6 and jobs["score_model_attack_each"] == 8 and jobs["evaluate_attack"] == 11
+    )
+    args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/attacks-strong.yaml")
+    dry = snakemake(*args, cwd=ROOT).stdout
+    refs = " ".join(f"--reference-model reference{k}=results/models/rep0/reference{k}" for k in range(1, 5))
+    assert "--attack lira " in dry and refs in dry
+    assert dry.count("--reference-model reference1=") == 1  # only lira's job reads them
+    assert "--model reference3 --out results/models/rep0/reference3" in dry
+
+
 def test_paper_config_validates_and_dry_runs():
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/paper-cifar10.yaml")
     assert jobs["train_model"] == 3 and jobs["distill_model"] == 2 and jobs["score_model_attack"] == 4

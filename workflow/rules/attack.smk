@@ -9,6 +9,7 @@ rule score_model_attack:
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         targets=model_attack_targets,
+        references=reference_dirs,
         code=stage_code("attack"),
     output:
         scores=per_target("results/scores/{run}/{attack}/{target}.npz", MODEL_TARGETS),

@@ -40,6 +40,12 @@ PAIR_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "pair"]
 # Optional controls of the config (overlap ablation "teacher1_ov50"..., DP-SGD baselines "dpsgd_eps10"): models
 # like the catalog's own.
 CONTROLS = control_targets(EXPERIMENT)
+# LiRA's reference models ("reference1", ...): trained like the baseline on data outside the split, read only by
+# the attacks they calibrate.
+REFERENCE_ATTACKS = [a for a in MODEL_ATTACKS if catalog.attack(a).references]
+REFERENCES = (
+    catalog.reference_targets(EXPERIMENT.attack.lira.num_reference) if REFERENCE_ATTACKS else []
+)
 
 
 def kind_names(kind):
@@ -62,7 +68,7 @@ wildcard_constraints:
     run=r"rep\d+",
     scope=r"shared|rep\d+",
     digest=r"[0-9a-f]{12}",
-    trained="|".join(map(re.escape, kind_names("trained"))),
+    trained="|".join(map(re.escape, kind_names("trained") + REFERENCES)),
     distilled="|".join(map(re.escape, kind_names("distilled"))),
     model="|".join(map(re.escape, MODEL_TARGETS)),
     sampler="|".join(map(re.escape, SAMPLERS)),
@@ -179,6 +185,13 @@ def model_attack_targets(wildcards):
     return [f"results/models/{wildcards.run}/{m}" for m in MODELS]
 
 
+def reference_dirs(wildcards):
+    """LiRA's reference models, for an attack they calibrate; nothing for any other."""
+    if wildcards.attack not in REFERENCE_ATTACKS:
+        return []
+    return [f"results/models/{wildcards.run}/{name}" for name in REFERENCES]
+
+
 def model_dir(run, name):
     """Directory of a model target, or of the model whose checkpoint `name` is."""
     return f"results/models/{run}/{catalog.split_checkpoint(name)[0]}"
@@ -187,7 +200,9 @@ def model_dir(run, name):
 def model_target_args(wildcards, input):
     """`--target NAME=DIR` for one model target (a per-target job) or for every model target and checkpoint."""
     names = [wildcards.model] if "model" in wildcards.keys() else MODEL_TARGETS
-    return " ".join(f"--target {name}={model_dir(wildcards.run, name)}" for name in names)
+    targets = " ".join(f"--target {name}={model_dir(wildcards.run, name)}" for name in names)
+    references = list(getattr(input, "references", []))  # only the shared job of an attack has them
+    return f"{targets} {named_args('--reference-model', references)}" if references else targets
 
 
 def one_model_dir(wildcards):

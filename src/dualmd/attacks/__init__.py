@@ -10,9 +10,12 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
+from dualmd import catalog
+
 # Imported for their side effect: each module registers its attack(s) in ATTACKS.
 from dualmd.attacks import (  # noqa: F401
     gsa,
+    lira,
     loss,
     nn_distance,
     pia,
@@ -32,6 +35,7 @@ from dualmd.attacks.base import (
     register,
     save_scores,
 )
+from dualmd.attacks.lira import ReferenceStatistics, reference_statistics
 from dualmd.config import AttackConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
 from dualmd.sample import PredictorSelector
@@ -41,6 +45,7 @@ __all__ = [
     "Attack",
     "AttackResult",
     "ModelAttack",
+    "ReferenceStatistics",
     "SampleAttack",
     "attack_model",
     "attack_pair",
@@ -48,6 +53,7 @@ __all__ = [
     "attack_samples",
     "build_attack",
     "load_scores",
+    "reference_statistics",
     "register",
     "save_scores",
 ]
@@ -77,6 +83,7 @@ def attack_model(
     images: Tensor,
     sample_ids: np.ndarray,
     is_member: np.ndarray,
+    references: ReferenceStatistics | None = None,
 ) -> AttackResult:
     """Run white-box attack `name` on a model.
 
@@ -85,10 +92,17 @@ def attack_model(
         images: (N, C, H, W) float in [-1, 1], members and non-members.
         sample_ids: (N,) distinct non-negative ints (dataset indices), seeding per-sample noise.
         is_member: (N,) bool.
+        references: the reference models' statistics, for an attack calibrated by them (lira) and no other.
     Returns:
         Per-sample scores (secmi_nn, gsa: only the samples outside their training slice).
     """
     attack = _built(name, cfg, "model")
+    if catalog.attack(name).references:
+        if references is None:
+            raise ValueError(f"attack {name!r} is calibrated by reference models: pass their statistics")
+        attack = attack.with_references(references)  # type: ignore[attr-defined]
+    elif references is not None:
+        raise ValueError(f"attack {name!r} takes no reference models")
     return attack.run(predictor, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
 
 

@@ -4,7 +4,10 @@ A split is an artefact: it is made once (`make_split`), saved (`save_split`: an 
 with the hash of every subset) and every model and attack reads it back (`load_split`), never re-deriving
 it. Subsets are int64 index arrays into the dataset, named "members", "nonmembers", "half1" (D1, teacher 1)
 and "half2" (D2, teacher 2). The overlap ablation derives more from these: "half1_ov<p>" is D1 followed by the
-first floor(p |D2| / 100) images of D2 (in the split's order), "half2_ov<p>" likewise (p in 1..100).
+first floor(p |D2| / 100) images of D2 (in the split's order), "half2_ov<p>" likewise (p in 1..100). LiRA's
+reference models train on "ref<k>" (k >= 1): a random half of the *reference population*, the first 2|members|
+dataset images outside the split in a permutation seeded by the split's fingerprint, so no reference model sees a
+member or a non-member.
 
 Errors: `SplitError` (a ValueError) for every broken invariant, bad or missing file and tampered sidecar.
 """
@@ -32,6 +35,8 @@ _KEYS = {"members": "member_idx", "nonmembers": "nonmember_idx", "half1": "half1
 _META_KEY = "meta_json"  # the meta dict as a JSON string, so an .npz alone can be re-checked
 # Derived subsets of the overlap ablation: a half plus a percentage of the other half.
 _OVERLAP = re.compile(r"(half1|half2)_ov(\d{1,3})")
+# Training sets of LiRA's reference models: a random half of the reference population.
+_REFERENCE = re.compile(r"ref([1-9]\d{0,3})")
 # SecMI's split format (mia_evals/member_splits/*.npz).
 SECMI_MEMBERS, SECMI_NONMEMBERS = "mia_train_idxs", "mia_eval_idxs"
 
@@ -86,6 +91,9 @@ class Split:
     def subset(self, name: str) -> np.ndarray:
         """The (read-only) int64 index array of subset `name` ("members", "nonmembers", "half1", "half2", or
         an overlap subset "half1_ov<p>" / "half2_ov<p>")."""
+        reference = _REFERENCE.fullmatch(name)
+        if reference:
+            return self._reference_half(int(reference.group(1)))
         overlap = _OVERLAP.fullmatch(name)
         if overlap:
             own, percent = overlap.group(1), int(overlap.group(2))
@@ -97,9 +105,40 @@ class Split:
             return idx
         if name not in _KEYS:
             raise SplitError(
-                f"unknown split subset {name!r}; known: {list(SUBSETS)} and half<1|2>_ov<percent>"
+                f"unknown split subset {name!r}; known: {list(SUBSETS)}, half<1|2>_ov<percent> and ref<k>"
             )
         return getattr(self, _KEYS[name])
+
+    def reference_population(self) -> np.ndarray:
+        """2 |members| dataset images outside the split (neither member nor non-member), the pool LiRA's
+        reference models draw their training sets from: the first ones of a permutation of the outside images
+        seeded by the split's fingerprint, so the same split always gives the same population.
+
+        Raises:
+            SplitError: the dataset has fewer than 2 |members| images outside the split.
+        """
+        inside = np.concatenate([self.member_idx, self.nonmember_idx])
+        outside = np.setdiff1d(np.arange(self.num_dataset_images, dtype=np.int64), inside)
+        size = 2 * self.member_idx.size
+        if outside.size < size:
+            raise SplitError(
+                f"LiRA's reference population needs 2 x {self.member_idx.size} = {size} dataset images outside "
+                f"the split, but only {outside.size} of the {self.num_dataset_images} are outside it; lower "
+                "split.num_images or use a larger dataset"
+            )
+        rng = np.random.default_rng([int(self.fingerprint()[:16], 16), 0])
+        population = outside[rng.permutation(outside.size)[:size]]
+        population.setflags(write=False)
+        return population
+
+    def _reference_half(self, k: int) -> np.ndarray:
+        """Training set of reference model k: |members| images of the reference population, drawn by a
+        generator seeded by the split's fingerprint and k."""
+        population = self.reference_population()
+        rng = np.random.default_rng([int(self.fingerprint()[:16], 16), k])
+        half = population[np.sort(rng.permutation(population.size)[: self.member_idx.size])]
+        half.setflags(write=False)
+        return half
 
     def sha256(self, name: str) -> str:
         """`subset_sha256` of subset `name`."""

@@ -20,6 +20,7 @@ def score(
     split_meta: Path,
     targets: dict[str, Path],
     out_dir: Path,
+    references: dict[str, Path] | None = None,
 ) -> None:
     """Score the members of each target and the non-members with `attack`; write `out_dir/<target>.npz`.
 
@@ -28,6 +29,9 @@ def score(
             directory of its model), its generated images (samples attacks), or the folder holding the run's
             model directories (sampler and pair attacks: the target's models, `catalog.sampler_models`, are
             its subfolders).
+        references: reference model name ("reference1", ...) -> its directory, for an attack calibrated by
+            reference models (lira): exactly `attack.lira.num_reference` of them, each checked to have trained
+            on its subset of this split.
     """
     from dualmd.attacks import attack_model, attack_samples, save_scores
     from dualmd.data.members import evaluation_set, load_split_images
@@ -41,6 +45,11 @@ def score(
     cfg = experiment.attack
     the_split = load_split(split, split_meta)
     data = load_split_images(images, the_split)
+    calibration = None
+    if spec.references:
+        calibration = _reference_statistics(cfg, references or {}, the_split, data, device())
+    elif references:
+        raise ValueError(f"attack {attack!r} takes no reference models, got {sorted(references)}")
     for name, path in targets.items():
         x, ids, is_member = evaluation_set(data, the_split, name)
         if spec.access == "model":
@@ -55,6 +64,7 @@ def score(
                 images=x,
                 sample_ids=ids,
                 is_member=is_member,
+                references=calibration,
             )
         elif spec.access == "samples":
             result = attack_samples(
@@ -91,3 +101,25 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
         name, dirs, weights=sample.weights, alternation=sample.dualmd_alternation, device=device()
     )
     return attack_sampler(attack, cfg, sampler=sampler, schedule=Schedule.from_scheduler(base), **common)
+
+
+def _reference_statistics(cfg, references: dict[str, Path], the_split, data, device):
+    """The configured statistic of every member and non-member on each reference model of the config."""
+    from dualmd.attacks import reference_statistics
+    from dualmd.data.datasets import to_model_range
+    from dualmd.models.directory import check_trained_on, load_predictor
+
+    expected = catalog.reference_targets(cfg.lira.num_reference)
+    if sorted(references) != sorted(expected):
+        raise ValueError(
+            f"attack.lira.num_reference = {cfg.lira.num_reference} needs reference models {expected}, "
+            f"got {sorted(references)}"
+        )
+    loaded = []
+    for name in expected:
+        check_trained_on(references[name], the_split, catalog.member_subset(name))
+        loaded.append(load_predictor(references[name], cfg.weights, device))
+    ids, _ = the_split.evaluation_indices()
+    stats = reference_statistics(cfg, loaded, to_model_range(data[ids]), ids)
+    log.info("%s on %d reference models: %d candidates", cfg.lira.statistic, len(loaded), len(ids))
+    return stats
