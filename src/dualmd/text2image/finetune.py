@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import diffusers
 import torch
+from accelerate import Accelerator
 from diffusers import UNet2DConditionModel
 from torch import Tensor
 
@@ -153,6 +154,7 @@ def train_conditional(
     train_cfg: TrainConfig,
     state_dir: Path,
     description: dict[str, Any],
+    accelerator: Accelerator | None = None,
 ) -> FitResult:
     """Train `unet` in place with `fit` (VAE and text encoder stay frozen; they are not optimised).
 
@@ -168,7 +170,7 @@ def train_conditional(
         batches=batches,
         target_fn=target_fn,
         cfg=train_cfg,
-        accelerator=make_accelerator(train_cfg),
+        accelerator=accelerator or make_accelerator(train_cfg),
         state_dir=state_dir,
         run_hash=run_hash({"train": train_cfg.to_dict(), **description}),
     )
@@ -242,9 +244,9 @@ def distill_unet(
         half1=latent_source(parts, half1, half1_ids, sampler, batch_size=train_cfg.batch_size, bank=bank),
         half2=latent_source(parts, half2, half2_ids, sampler, batch_size=train_cfg.batch_size, bank=bank),
     )
-    targets = CrossTeacherTargets(
-        teacher1=ConditionalTeacher(teacher1), teacher2=ConditionalTeacher(teacher2)
-    )
+    accelerator = make_accelerator(train_cfg)
+    teachers = [ConditionalTeacher(t.to(accelerator.device)) for t in (teacher1, teacher2)]
+    targets = CrossTeacherTargets(teacher1=teachers[0], teacher2=teachers[1])
     data = {
         "half1_sha256": tensor_sha256(half1),
         "half2_sha256": tensor_sha256(half2),
@@ -260,6 +262,7 @@ def distill_unet(
         train_cfg=train_cfg,
         state_dir=state_dir,
         description={"data": data, "init": "pretrained", "distill": True},
+        accelerator=accelerator,
     )
     return write_finetuned(out_dir, parts, result, {**metadata, "data": data}, train_cfg)
 
