@@ -6,21 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dualmd.config import DatasetConfig, TrainConfig
+from dualmd.config import DatasetConfig
 from dualmd.data.datasets import load_dataset, to_model_range
 from dualmd.text2image.captions import load_digit_captions
 from dualmd.text2image.components import load_components
 from dualmd.text2image.pretrain import build_tiny_pipeline
-
-NUM_IMAGES = 96
-#: Dataset ids of the population (pretraining) and of the private set (members and non-members).
-POPULATION, PRIVATE = range(0, 64), range(64, 96)
-
-
-def short_run(steps: int, **overrides) -> TrainConfig:
-    """A TrainConfig of `steps` steps with small batches and no checkpoints in between."""
-    base = {"num_train_steps": steps, "batch_size": 16, "lr": 1e-3, "warmup_steps": 5, "log_every_steps": 10}
-    return TrainConfig(**{**base, "checkpoint_every_steps": 10_000, **overrides})
+from text2image.t2i_helpers import NUM_IMAGES, POPULATION, short_run
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 import json
 
 import torch
-from conftest import PRIVATE, short_run
 from diffusers import StableDiffusionPipeline
 
 from dualmd.defense.distill import CrossTeacherTargets
@@ -19,6 +18,7 @@ from dualmd.text2image.finetune import (
     load_finetuned_unet,
 )
 from dualmd.train.loop import Conditioned
+from text2image.t2i_helpers import PRIVATE, short_run
 
 MEMBERS = list(PRIVATE)[:16]
 
