@@ -2,20 +2,20 @@
 
 import json
 
+import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
-from dualmd.defense.distill import CrossTeacherTargets
+from dualmd.defense.distill import CrossTeacherTargets, LeakageError
+from dualmd.text2image.batches import AlternatingSources, CaptionBank, latent_source
 from dualmd.text2image.captions import CaptionSampler
 from dualmd.text2image.components import encode_prompts, tiny_cond_unet
 from dualmd.text2image.finetune import (
-    AlternatingSources,
-    CaptionBank,
     ConditionalTeacher,
     distill_unet,
     finetune_unet,
-    latent_source,
     load_finetuned_unet,
+    load_teachers,
 )
 from dualmd.train.loop import Conditioned
 from text2image.t2i_helpers import PRIVATE, short_run
@@ -110,3 +110,44 @@ def test_distilled_student_starts_from_the_pretrained_unet_and_saves_a_pipeline(
     gap_rnd = sum((student.state_dict()[k] - v).abs().sum() for k, v in rnd.items())
     assert gap_pre < 0.01 * gap_rnd
     assert StableDiffusionPipeline.from_pretrained(tmp_path / "student", safety_checker=None).unet is not None
+
+
+def test_teachers_load_only_for_the_halves_they_learnt(parts, digits32, tmp_path):
+    images, captions = digits32
+    sampler = CaptionSampler(captions=captions, seed=0)
+    halves = {"half1": MEMBERS[:8], "half2": MEMBERS[8:]}
+    for name, ids in halves.items():
+        finetune_unet(
+            parts=parts,
+            images=images[ids],
+            image_ids=ids,
+            sampler=sampler,
+            train_cfg=short_run(1),
+            out_dir=tmp_path / name,
+            state_dir=tmp_path / f"state_{name}",
+            metadata={"model_id": name, "subset": name, "subset_sha256": f"sha-{name}"},
+        )
+    unet1, unet2 = load_teachers(
+        tmp_path / "half1",
+        tmp_path / "half2",
+        weights="raw",
+        half1_sha256="sha-half1",
+        half2_sha256="sha-half2",
+    )
+    assert not torch.equal(unet1.conv_in.weight, unet2.conv_in.weight)
+    with pytest.raises(LeakageError, match="swapped"):
+        load_teachers(
+            tmp_path / "half2",
+            tmp_path / "half1",
+            weights="raw",
+            half1_sha256="sha-half1",
+            half2_sha256="sha-half2",
+        )
+    with pytest.raises(LeakageError, match="another split"):
+        load_teachers(
+            tmp_path / "half1",
+            tmp_path / "half2",
+            weights="raw",
+            half1_sha256="sha-new",
+            half2_sha256="sha-half2",
+        )

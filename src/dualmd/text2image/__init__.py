@@ -6,6 +6,7 @@ Modules:
     captions    template captions of the digits, `metadata.jsonl` captions, prompt diversification
     tokenizer   the tiny CLIP BPE vocabulary shipped in `tiny_tokenizer/` and the builder that writes it
     components  tiny SD-shaped components built in code, and saving/loading a pipeline folder
+    batches     batch sources of VAE latents with the states of the drawn captions
     pretrain    VAE and conditional-UNet pretraining on the population outside the private set
     finetune    baseline/teacher fine-tuning and the DistillMD student in latent space
     pipeline    `DualMDStableDiffusionPipeline`: two fine-tuned UNets alternating at every DDIM step

@@ -9,10 +9,8 @@ Three runs share `train_conditional`, differing only in the batch source, the ta
   alternating between the halves D1 and D2, and the target of a D1 batch is teacher 2's caption-conditioned
   prediction (teacher 1's for D2), Algorithm 2 with the caption as condition.
 
-A batch is `Conditioned`: latents z_0 = scaling_factor * (mu + sigma * n) drawn from the frozen VAE's posterior of
-each image (as SD training samples its latents), and the text states of the caption the `CaptionSampler` picks for
-(seed, step, image id), with caption dropout to the empty prompt for classifier-free guidance. Text states come
-from a `CaptionBank` encoded once, since the text encoder is frozen.
+Batches come from `dualmd.text2image.batches` (latents sampled from the frozen VAE's posterior, the states of the
+caption drawn for (seed, step, image id), caption dropout).
 
 Every fine-tuned model is written as a `StableDiffusionPipeline` folder (`save_pipeline`) whose ``unet/`` holds
 the EMA weights; ``unet_raw/`` holds the raw weights and ``metadata.json`` the provenance.
@@ -23,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,77 +31,16 @@ from diffusers import UNet2DConditionModel
 from torch import Tensor
 
 from dualmd.config import TrainConfig
-from dualmd.defense.distill import CrossTeacherTargets
+from dualmd.defense.distill import CrossTeacherTargets, check_teachers
 from dualmd.models.adapter import Schedule
+from dualmd.text2image.batches import AlternatingSources, CaptionBank, latent_source
 from dualmd.text2image.captions import CaptionSampler
-from dualmd.text2image.components import Components, encode_images, encode_prompts, save_pipeline
+from dualmd.text2image.components import Components, save_pipeline
 from dualmd.train.checkpoint import run_hash, tensor_sha256
-from dualmd.train.loop import (
-    BatchSource,
-    Conditioned,
-    FitResult,
-    TargetFn,
-    fit,
-    make_accelerator,
-    noise_target,
-)
+from dualmd.train.loop import BatchSource, FitResult, TargetFn, fit, make_accelerator, noise_target
 
 RAW_UNET_DIR = "unet_raw"
 METADATA = "metadata.json"
-
-
-@dataclass(frozen=True)
-class CaptionBank:
-    """Frozen text-encoder states of a fixed set of captions (the empty prompt included)."""
-
-    index: dict[str, int]
-    states: Tensor  # (num_captions, L, D)
-
-    @classmethod
-    def encode(cls, parts: Components, captions: Sequence[Sequence[str]]) -> CaptionBank:
-        """Encode every distinct caption of `captions` (per image, its captions) and the empty prompt."""
-        texts = list(dict.fromkeys(["", *(c for per_image in captions for c in per_image)]))
-        states = torch.cat([encode_prompts(parts, texts[i : i + 256]) for i in range(0, len(texts), 256)])
-        return cls(index={t: i for i, t in enumerate(texts)}, states=states.cpu())
-
-    def __call__(self, prompts: Sequence[str]) -> Tensor:
-        """States (B, L, D) of the prompts; a prompt outside the bank raises KeyError naming it."""
-        missing = [p for p in prompts if p not in self.index]
-        if missing:
-            raise KeyError(f"prompt {missing[0]!r} is not in the caption bank")
-        return self.states[[self.index[p] for p in prompts]]
-
-
-@dataclass(frozen=True)
-class CaptionedLatents:
-    """`BatchSource` of conditional latents: `batch_size` images drawn uniformly with replacement, their latents
-    sampled from the VAE posterior and their captions from `sampler` (dataset ids `image_ids`)."""
-
-    mean: Tensor  # (N, 4, h, w) posterior mean, unscaled
-    std: Tensor  # (N, 4, h, w)
-    scaling_factor: float
-    image_ids: Tensor  # (N,) long, dataset ids (seed the caption draws)
-    sampler: CaptionSampler
-    bank: CaptionBank
-    batch_size: int
-
-    def __call__(self, step: int, generator: torch.Generator) -> Conditioned:
-        idx = torch.randint(len(self.mean), (self.batch_size,), generator=generator)
-        noise = torch.randn(self.mean[idx].shape, generator=generator)
-        z_0 = (self.mean[idx] + self.std[idx] * noise) * self.scaling_factor
-        prompts = self.sampler(step, self.image_ids[idx].tolist())
-        return Conditioned(x_0=z_0, encoder_hidden_states=self.bank(prompts))
-
-
-@dataclass(frozen=True)
-class AlternatingSources:
-    """Algorithm 2's data order for any batch sources: even iterations draw from `half1`, odd from `half2`."""
-
-    half1: BatchSource
-    half2: BatchSource
-
-    def __call__(self, step: int, generator: torch.Generator) -> Tensor | Conditioned:
-        return (self.half1 if step % 2 == 0 else self.half2)(step, generator)
 
 
 class ConditionalTeacher:
@@ -116,33 +52,6 @@ class ConditionalTeacher:
     @torch.no_grad()
     def __call__(self, x_t: Tensor, t: Tensor, *, encoder_hidden_states: Tensor) -> Tensor:
         return self.unet(x_t, t, encoder_hidden_states=encoder_hidden_states).sample
-
-
-def latent_source(
-    parts: Components,
-    images: Tensor,
-    image_ids: Sequence[int],
-    sampler: CaptionSampler,
-    *,
-    batch_size: int,
-    bank: CaptionBank | None = None,
-) -> CaptionedLatents:
-    """The batch source of `images` (N, C, H, W) in [-1, 1] with dataset ids `image_ids` (N,).
-
-    The VAE posterior is computed once; `bank` (default: every caption of `sampler`) holds the text states.
-    """
-    if len(images) != len(image_ids):
-        raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
-    mean, std = encode_images(parts.vae, images)
-    return CaptionedLatents(
-        mean=mean,
-        std=std,
-        scaling_factor=float(parts.vae.config.scaling_factor),
-        image_ids=torch.as_tensor(list(image_ids), dtype=torch.long),
-        sampler=sampler,
-        bank=bank if bank is not None else CaptionBank.encode(parts, sampler.captions),
-        batch_size=batch_size,
-    )
 
 
 def train_conditional(
@@ -234,7 +143,7 @@ def distill_unet(
 
     Args:
         half1, half2: (N1, C, H, W), (N2, C, H, W) images of D1 and D2; half1_ids, half2_ids: their dataset ids.
-        teacher1, teacher2: the UNets fine-tuned on D1 and on D2 (the caller checks their provenance).
+        teacher1, teacher2: the UNets fine-tuned on D1 and on D2 (`load_teachers` checks their provenance).
         Other arguments as `finetune_unet`; the student gets the same number of steps as the baseline.
     Returns:
         The metadata written.
@@ -290,6 +199,35 @@ def load_finetuned_unet(folder: str | Path, weights: Literal["raw", "ema"] = "em
     """The EMA (unet/) or raw (unet_raw/) UNet of a folder written by `write_finetuned`."""
     sub = "unet" if weights == "ema" else RAW_UNET_DIR
     return UNet2DConditionModel.from_pretrained(Path(folder) / sub).eval()
+
+
+def load_metadata(folder: str | Path) -> dict[str, Any]:
+    """The metadata.json of a folder written by `write_finetuned`."""
+    path = Path(folder) / METADATA
+    if not path.is_file():
+        raise FileNotFoundError(f"no {METADATA} in {folder}: not a fine-tuned pipeline folder")
+    return json.loads(path.read_text())
+
+
+def load_teachers(
+    teacher1: str | Path,
+    teacher2: str | Path,
+    *,
+    weights: Literal["raw", "ema"],
+    half1_sha256: str,
+    half2_sha256: str,
+    split_fingerprint: str | None = None,
+) -> tuple[UNet2DConditionModel, UNet2DConditionModel]:
+    """The teachers' UNets, after `dualmd.defense.distill.check_teachers` has confirmed from their metadata that
+    teacher 1 learnt exactly D1 and teacher 2 exactly D2 of the current split (LeakageError otherwise)."""
+    check_teachers(
+        load_metadata(teacher1),
+        load_metadata(teacher2),
+        half1_sha256=half1_sha256,
+        half2_sha256=half2_sha256,
+        split_fingerprint=split_fingerprint,
+    )
+    return load_finetuned_unet(teacher1, weights), load_finetuned_unet(teacher2, weights)
 
 
 def _sampler_record(sampler: CaptionSampler) -> dict[str, Any]:

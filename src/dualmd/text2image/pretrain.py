@@ -24,9 +24,10 @@ from diffusers import AutoencoderKL
 from torch import Tensor
 
 from dualmd.config import TrainConfig
+from dualmd.text2image.batches import latent_source
 from dualmd.text2image.captions import CaptionSampler
 from dualmd.text2image.components import Components, encode_images, save_pipeline, tiny_components
-from dualmd.text2image.finetune import latent_source, train_conditional
+from dualmd.text2image.finetune import train_conditional
 from dualmd.train.checkpoint import tensor_sha256
 from dualmd.train.loop import noise_target
 
