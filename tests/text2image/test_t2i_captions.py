@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dualmd.config import DatasetConfig
 from dualmd.data.datasets import DatasetError, DatasetNotFoundError, image_folder_captions, read_captions
 from dualmd.text2image.captions import (
     DIGIT_NAMES,
     TEMPLATES,
     CaptionSampler,
     caption_words,
+    dataset_captions,
     digit_captions,
     load_digit_captions,
 )
@@ -97,3 +99,17 @@ def test_bad_caption_files_name_file_and_line(tmp_path, lines, message):
 def test_missing_caption_file(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="metadata.jsonl does not exist"):
         read_captions(tmp_path / "metadata.jsonl")
+
+
+def test_dataset_captions_follow_the_dataset(tmp_path):
+    assert dataset_captions(DatasetConfig(name="digits", max_images=10)) == load_digit_captions(10)
+    root = _folder(
+        tmp_path,
+        [
+            json.dumps({"file_name": "a.png", "text": "a"}),
+            json.dumps({"file_name": "sub/b.png", "text": "b"}),
+        ],
+    )
+    assert dataset_captions(DatasetConfig(name="image_folder", root=str(root))) == [("a",), ("b",)]
+    with pytest.raises(ValueError, match="has no captions"):
+        dataset_captions(DatasetConfig(name="cifar10", root=str(tmp_path)))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dualmd.config import DatasetConfig
 from dualmd.noise import sample_seed
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -95,6 +96,21 @@ def load_digit_captions(max_images: int | None = None) -> list[tuple[str, ...]]:
     digits = load_digits()
     n = len(digits.images) if max_images is None else max_images
     return digit_captions(digits.images, digits.target)[:n]
+
+
+def dataset_captions(cfg: DatasetConfig) -> list[tuple[str, ...]]:
+    """The captions of every image `dualmd.data.datasets.load_dataset(cfg)` returns, in the same order.
+
+    digits: the template captions (`load_digit_captions`); image_folder: its `metadata.jsonl`. Other datasets
+    have no captions (ValueError).
+    """
+    if cfg.name == "digits":
+        return load_digit_captions(cfg.max_images)
+    if cfg.name == "image_folder":
+        from dualmd.data.datasets import image_folder_captions
+
+        return image_folder_captions(str(cfg.root), cfg.max_images)
+    raise ValueError(f"dataset {cfg.name!r} has no captions; text2image needs digits or image_folder")
 
 
 @dataclass(frozen=True)
