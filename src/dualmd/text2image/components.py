@@ -13,6 +13,9 @@ text_encoder/, tokenizer/, unet/, scheduler/); `load_components` reads the parts
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,8 @@ from torch import Tensor
 
 from dualmd.text2image.tokenizer import MAX_LENGTH, TOKENIZER_DIR, load_tokenizer
 
+#: Provenance file of a pipeline folder written by this package.
+METADATA = "metadata.json"
 #: Stable Diffusion's forward process (scaled-linear betas 0.00085 -> 0.012 over 1000 steps).
 SD_SCHEDULE = {
     "num_train_timesteps": 1000,
@@ -134,9 +139,24 @@ def tiny_components(*, channels: int = 3, image_size: int = 32, seed: int = 0) -
     )
 
 
-def save_pipeline(folder: str | Path, parts: Components, unet: UNet2DConditionModel | None = None) -> Path:
-    """Write a `StableDiffusionPipeline` folder (no safety checker) of `parts`, with `unet` in place of
-    `parts.unet` when given; the scheduler saved is DDIM (SD's sampler) on the training schedule."""
+def save_pipeline(
+    folder: str | Path,
+    parts: Components,
+    unet: UNet2DConditionModel | None = None,
+    *,
+    extra_unets: dict[str, UNet2DConditionModel] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a `StableDiffusionPipeline` folder (no safety checker) of `parts`, atomically.
+
+    Args:
+        folder: the folder written; it appears (replacing an older one) only once complete.
+        parts: the components; the scheduler saved is DDIM (SD's sampler) on the training schedule.
+        unet: saved in place of `parts.unet` (e.g. the EMA weights of a fine-tuned model).
+        extra_unets: more UNets saved in subfolders of these names (ignored by diffusers' loader).
+        metadata: written as metadata.json.
+    """
+    folder = Path(folder)
     pipe = StableDiffusionPipeline(
         vae=parts.vae,
         text_encoder=parts.text_encoder,
@@ -147,8 +167,16 @@ def save_pipeline(folder: str | Path, parts: Components, unet: UNet2DConditionMo
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(folder)
-    return Path(folder)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp)
+    for name, extra in (extra_unets or {}).items():
+        extra.save_pretrained(tmp / name)
+    if metadata is not None:
+        (tmp / METADATA).write_text(json.dumps(metadata, indent=1) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
 
 
 def load_components(folder: str | Path, *, device: str | torch.device = "cpu") -> Components:

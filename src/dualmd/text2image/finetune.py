@@ -35,12 +35,11 @@ from dualmd.defense.distill import CrossTeacherTargets, check_teachers
 from dualmd.models.adapter import Schedule
 from dualmd.text2image.batches import AlternatingSources, CaptionBank, latent_source
 from dualmd.text2image.captions import CaptionSampler
-from dualmd.text2image.components import Components, save_pipeline
+from dualmd.text2image.components import METADATA, Components, save_pipeline
 from dualmd.train.checkpoint import run_hash, tensor_sha256
 from dualmd.train.loop import BatchSource, FitResult, TargetFn, fit, make_accelerator, noise_target
 
 RAW_UNET_DIR = "unet_raw"
-METADATA = "metadata.json"
 
 
 class ConditionalTeacher:
@@ -188,10 +187,9 @@ def write_finetuned(
         "wall_time_s": round(result.train_time_s, 2),
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
     }
-    out_dir = Path(out_dir)
-    save_pipeline(out_dir, parts, unet=result.ema_unet)
-    result.unet.save_pretrained(out_dir / RAW_UNET_DIR)
-    (out_dir / METADATA).write_text(json.dumps(meta, indent=1) + "\n")
+    save_pipeline(
+        out_dir, parts, unet=result.ema_unet, extra_unets={RAW_UNET_DIR: result.unet}, metadata=meta
+    )
     return meta
 
 

@@ -9,7 +9,7 @@ what it means for SD: a pretrained model adapting to a small private set.
    population's latents, the rule that gave SD its 0.18215.
 2. `pretrain_unet`: a randomly initialised conditional UNet trained on the population's latents and captions
    with the eps target and caption dropout, through the same loop as fine-tuning.
-3. `build_tiny_pipeline`: both, then the pipeline folder (`save_pipeline`).
+3. `build_tiny_pipeline`: both, then the pipeline folder (`save_pipeline`, with both runs in metadata.json).
 """
 
 from __future__ import annotations
@@ -137,5 +137,6 @@ def build_tiny_pipeline(
     vae_record = pretrain_vae(parts.vae, images, num_steps=vae_steps, seed=seed)
     sampler = CaptionSampler(captions=captions, seed=seed, diversify=True, dropout=caption_dropout)
     unet_record = pretrain_unet(parts, images, image_ids, sampler, unet_cfg, state_dir)
-    save_pipeline(out_dir, parts)
-    return parts, {"vae": vae_record, "unet": unet_record}
+    record = {"pretrain": {"vae": vae_record, "unet": unet_record}, "population_size": len(images)}
+    save_pipeline(out_dir, parts, metadata=record)
+    return parts, record["pretrain"]
