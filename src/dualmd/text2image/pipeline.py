@@ -104,6 +104,7 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         guidance_scale: float = 7.5,
         eta: float = 0.0,
         seed: int = 0,
+        batch_size: int = 64,
         alternation: Alternation = "step_index",
         output_type: Literal["pt", "pil", "latent"] = "pt",
     ) -> Tensor | list[Image.Image]:
@@ -115,19 +116,55 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
             guidance_scale: classifier-free guidance scale s (1 = no guidance, only the conditional prediction).
             eta: DDIM noise scale (0 = deterministic).
             seed: image i uses a generator seeded with seed + i.
+            batch_size: images per denoising pass (does not change the images).
             alternation: "step_index" or "timestep_parity" (`dualmd.defense.dualmd`).
             output_type: "pt" -> (B, C, H, W) float32 CPU tensor in [-1, 1]; "pil" -> B PIL images;
                 "latent" -> the final latents (B, 4, h, w), scaled as the UNet sees them.
         """
+        if output_type not in ("pt", "pil", "latent"):
+            raise ValueError(f"unknown output_type {output_type!r}; use 'pt', 'pil' or 'latent'")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        timesteps = [int(t) for t in self.scheduler.timesteps]
+        plan = teacher_sequence(timesteps, alternation)
+        latents = torch.cat(
+            [
+                self._denoise(prompts[i : i + batch_size], i, seed, plan, timesteps, guidance_scale, eta)
+                for i in range(0, len(prompts), batch_size)
+            ]
+        )
+        if output_type == "latent":
+            return latents
+        images = torch.cat(
+            [
+                self.vae.decode(z.to(self.device) / self.vae.config.scaling_factor).sample.float().cpu()
+                for z in latents.split(batch_size)
+            ]
+        ).clamp(-1, 1)
+        return images if output_type == "pt" else to_pil(images)
+
+    def _denoise(
+        self,
+        prompts: list[str],
+        start: int,
+        seed: int,
+        plan: list[int],
+        timesteps: list[int],
+        guidance_scale: float,
+        eta: float,
+    ) -> Tensor:
+        """The final latents (b, 4, h, w) on the CPU of images start ... start + b - 1 (one generator each)."""
         guided = guidance_scale > 1.0
         cond = self.encode_prompt(prompts)
         states = torch.cat([self.encode_prompt([""] * len(prompts)), cond]) if guided else cond
-        latents, generators = self._initial_latents(len(prompts), seed)
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        timesteps = [int(t) for t in self.scheduler.timesteps]
+        config = self.unet1.config
+        shape = (1, config.in_channels, config.sample_size, config.sample_size)
+        generators = image_generators(seed, start, len(prompts))
+        # Drawn image by image on the CPU: an image's noise depends on its seed only, not on batch or device.
+        latents = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
+        latents = latents * self.scheduler.init_noise_sigma
         unets = {1: self.unet1, 2: self.unet2}
-        for k, t in zip(teacher_sequence(timesteps, alternation), timesteps, strict=True):
+        for k, t in zip(plan, timesteps, strict=True):
             x_in = torch.cat([latents] * 2) if guided else latents
             x_in = self.scheduler.scale_model_input(x_in, t)
             eps = unets[k](x_in, t, encoder_hidden_states=states).sample
@@ -135,22 +172,7 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
                 eps_uncond, eps_cond = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             latents = self.scheduler.step(eps, t, latents, eta=eta, generator=generators).prev_sample
-        if output_type == "latent":
-            return latents.float().cpu()
-        images = self.vae.decode(latents / self.vae.config.scaling_factor).sample.float().cpu().clamp(-1, 1)
-        if output_type == "pt":
-            return images
-        if output_type == "pil":
-            return to_pil(images)
-        raise ValueError(f"unknown output_type {output_type!r}; use 'pt', 'pil' or 'latent'")
-
-    def _initial_latents(self, num_images: int, seed: int) -> tuple[Tensor, list[torch.Generator]]:
-        config = self.unet1.config
-        shape = (1, config.in_channels, config.sample_size, config.sample_size)
-        generators = image_generators(seed, 0, num_images)
-        # Drawn image by image on the CPU: an image's noise depends on its seed only, not on batch or device.
-        latents = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
-        return latents * self.scheduler.init_noise_sigma, generators
+        return latents.float().cpu()
 
 
 __all__ = ["DualMDStableDiffusionPipeline"]
