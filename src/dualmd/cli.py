@@ -151,6 +151,11 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
             "--state-dir",
         ),
     ),
+    "t2i-sample": (
+        "text2image:sample",
+        "generate images with one text-to-image sampler (a model, or the DualMD pair)",
+        ("--config", "--split", "--split-meta", "--sampler", "--model-dir", "--out", "--info", "--grid"),
+    ),
     "t2i-attack": (
         "text2image:score",
         "white-box attack scores on text-to-image targets (latents, caption as condition)",

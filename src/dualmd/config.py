@@ -536,15 +536,13 @@ class Text2ImageConfig(_Section):
         False  # draw one of an image's captions at each use; else its first caption
     )
     caption_dropout: float = 0.1  # probability of the empty prompt in training (classifier-free guidance)
-    guidance_scale: float = 7.5  # classifier-free guidance scale of sampling
-    num_inference_steps: int = 50  # DDIM steps of sampling
+    guidance_scale: float = 7.5  # classifier-free guidance scale of sampling (steps, seed...: section sample)
     pretrain_vae_steps: int = 1000  # tiny stand-in only: VAE steps on the images outside the split
     pretrain_unet_steps: int = 2000  # tiny stand-in only: conditional-UNet steps on those images
 
     def _validate(self, prefix: str) -> None:
         _require(0.0 <= self.caption_dropout < 1.0, f"{prefix}.caption_dropout", "must be in [0, 1)")
         _require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
-        _require(self.num_inference_steps >= 1, f"{prefix}.num_inference_steps", "must be >= 1")
         _require(self.pretrain_vae_steps >= 1, f"{prefix}.pretrain_vae_steps", "must be >= 1")
         _require(self.pretrain_unet_steps >= 1, f"{prefix}.pretrain_unet_steps", "must be >= 1")
 
@@ -685,6 +683,12 @@ class ExperimentConfig:
                 self.dataset.image_size % 8 == 0,
                 "dataset.image_size",
                 f"{self.dataset.image_size} is not a multiple of 8 (4x VAE downsampling, then a 2-level UNet)",
+            )
+        if "sample" in given and "text2image" in given and self.text2image.enabled:
+            _require(
+                self.sample.scheduler == "ddim",
+                "sample.scheduler",
+                "text2image samples with DDIM (the sampler of Stable Diffusion pipelines and of DualMD's)",
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -50,8 +50,12 @@ def test_defaults_are_off_and_the_schema_fills_the_same_defaults():
             {"dataset": {"image_size": 28}, "text2image": {"enabled": True}},
             "dataset.image_size: 28 is not a multiple of 8",
         ),
+        (
+            {"sample": {"scheduler": "ddpm"}, "text2image": {"enabled": True}},
+            "sample.scheduler: text2image samples",
+        ),
     ],
-    ids=["dropout", "guidance", "typo", "no-captions", "size"],
+    ids=["dropout", "guidance", "typo", "no-captions", "size", "ddpm"],
 )
 def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
     with pytest.raises(ConfigError) as err:

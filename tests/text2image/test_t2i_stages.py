@@ -17,6 +17,7 @@ CONFIG = {
     "split": {"num_images": 24, "member_fraction": 0.5},
     "train": {"num_train_steps": 2, "batch_size": 4, "warmup_steps": 1, "log_every_steps": 1},
     "text2image": {"enabled": True, "pretrain_vae_steps": 2, "pretrain_unet_steps": 2},
+    "sample": {"num_images": 5, "num_inference_steps": 3, "batch_size": 4},
     "attack": {"names": ["loss"], "batch_size": 8, "loss": {"timesteps": [100]}},
 }
 
@@ -96,6 +97,13 @@ def run(tmp_path_factory):
         ["t2i-attack", "--config", str(cfg), "--attack", "loss", *data, "--out-dir", str(root / "scores")]
         + ["--target", f"baseline={root / 'baseline'}", "--target", f"teacher1={root / 'teacher1'}"]
     )
+    for sampler in ("baseline", "dualmd"):
+        main(
+            ["t2i-sample", "--config", str(cfg), "--split", str(root / "split.npz"), "--split-meta"]
+            + [str(root / "split.json"), "--sampler", sampler, "--out", str(root / f"{sampler}.npz")]
+            + ["--info", str(root / f"{sampler}.json"), "--grid", str(root / f"{sampler}.png")]
+            + [f"--model-dir={m}={root / m}" for m in ("baseline", "teacher1", "teacher2")]
+        )
     return root
 
 
@@ -134,3 +142,13 @@ def test_the_stages_refuse_a_config_without_text2image(run, tmp_path):
             + [str(run / "split.npz"), "--split-meta", str(run / "split.json"), "--out", str(tmp_path / "p")]
             + ["--state-dir", str(tmp_path / "s")]
         )
+
+
+def test_samplers_prompt_with_member_captions_and_dualmd_alternates(run):
+    from dualmd.images import load_samples
+
+    for sampler in ("baseline", "dualmd"):
+        assert load_samples(run / f"{sampler}.npz").shape == (5, 3, 32, 32)
+    info = json.loads((run / "dualmd.json").read_text())
+    assert info["teacher_sequence"] == "121" and len(info["prompts"]) == 5
+    assert "teacher_sequence" not in json.loads((run / "baseline.json").read_text())

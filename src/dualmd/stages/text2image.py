@@ -1,5 +1,6 @@
 """Stages of the text-to-image experiment (`dualmd.text2image`): pretrain the tiny stand-in, fine-tune the
-baseline and the teachers, distil the DistillMD student, and score white-box attacks on latents.
+baseline and the teachers, distil the DistillMD student, generate images with each sampler (DualMD included),
+and score white-box attacks on latents.
 
 Captions come from the dataset config (`dualmd.text2image.captions.dataset_captions`: digit templates or an
 image folder's metadata.jsonl), in the order of the dataset array. The pretrained pipeline is the folder of
@@ -177,6 +178,41 @@ def score(
         )
         save_scores(result, Path(out_dir) / f"{name}.npz")
         log.info("%s on %s: %d samples scored", attack, name, len(result.scores))
+
+
+def sample(
+    *,
+    config: Path,
+    split: Path,
+    split_meta: Path,
+    sampler: str,
+    models: dict[str, Path],
+    out: Path,
+    info: Path,
+    grid: Path,
+) -> None:
+    """Generate `sample.num_images` images with `sampler`, prompted with the members' original captions (cycled,
+    in split order): an .npz in [-1, 1], the sampling provenance and a PNG grid."""
+    from dualmd.data.splits import load_split
+    from dualmd.files import write_json
+    from dualmd.images import save_samples
+    from dualmd.stages import device
+    from dualmd.text2image.generate import generate
+
+    cfg = _config(config)
+    captions = _captions(cfg)
+    members = load_split(split, split_meta).member_idx
+    prompts = [captions[members[i % len(members)]][0] for i in range(cfg.sample.num_images)]
+    images, details = generate(
+        sampler,
+        {k: Path(v) for k, v in models.items()},
+        prompts,
+        cfg.sample,
+        guidance_scale=cfg.text2image.guidance_scale,
+        device=device(),
+    )
+    save_samples(images, out, grid, nrow=16)
+    write_json(info, {**details, "prompts": prompts, "config": cfg.sample.to_dict()})
 
 
 def population(num_dataset_images: int, *taken: np.ndarray) -> np.ndarray:

@@ -10,5 +10,6 @@ Modules:
     pretrain    VAE and conditional-UNet pretraining on the population outside the private set
     finetune    baseline/teacher fine-tuning and the DistillMD student in latent space
     pipeline    `DualMDStableDiffusionPipeline`: two fine-tuned UNets alternating at every DDIM step
+    generate    images of a sampler (one model, or the DualMD pair) through that pipeline's loop
     attack      the conditional noise-predictor adapter and the white-box attacks run through it
 """
