@@ -84,7 +84,8 @@ def latent_source(
 ) -> CaptionedLatents:
     """The batch source of `images` (N, C, H, W) in [-1, 1] with dataset ids `image_ids` (N,).
 
-    The VAE posterior is computed once; `bank` (default: every caption of `sampler`) holds the text states.
+    The VAE posterior is computed once; `bank` (default: the captions of these images only, since the states of
+    a real text encoder are large: SD's are 77 x 768 floats per caption) holds the text states.
     """
     if len(images) != len(image_ids):
         raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
@@ -95,6 +96,8 @@ def latent_source(
         scaling_factor=float(parts.vae.config.scaling_factor),
         image_ids=torch.as_tensor(list(image_ids), dtype=torch.long),
         sampler=sampler,
-        bank=bank if bank is not None else CaptionBank.encode(parts, sampler.captions),
+        bank=bank
+        if bank is not None
+        else CaptionBank.encode(parts, [sampler.captions[i] for i in image_ids]),
         batch_size=batch_size,
     )

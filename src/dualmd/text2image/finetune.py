@@ -147,7 +147,7 @@ def distill_unet(
     Returns:
         The metadata written.
     """
-    bank = CaptionBank.encode(parts, sampler.captions)
+    bank = CaptionBank.encode(parts, [sampler.captions[i] for i in [*half1_ids, *half2_ids]])
     batches = AlternatingSources(
         half1=latent_source(parts, half1, half1_ids, sampler, batch_size=train_cfg.batch_size, bank=bank),
         half2=latent_source(parts, half2, half2_ids, sampler, batch_size=train_cfg.batch_size, bank=bank),
