@@ -151,3 +151,39 @@ def test_teachers_load_only_for_the_halves_they_learnt(parts, digits32, tmp_path
             half1_sha256="sha-new",
             half2_sha256="sha-half2",
         )
+
+
+def test_a_resumed_conditional_run_reproduces_an_uninterrupted_one(parts, digits32, tmp_path):
+    import copy
+
+    from dualmd.models.adapter import Schedule
+    from dualmd.train.loop import fit, make_accelerator, noise_target
+
+    images, captions = digits32
+    sampler = CaptionSampler(captions=captions, seed=5, dropout=0.3)
+    source = latent_source(parts, images[MEMBERS], MEMBERS, sampler, batch_size=4)
+    cfg = short_run(4, checkpoint_every_steps=2)
+
+    def train(state_dir, on_step=None):
+        return fit(
+            unet=copy.deepcopy(parts.unet),
+            schedule=Schedule.from_scheduler(parts.scheduler),
+            batches=source,
+            target_fn=noise_target,
+            cfg=cfg,
+            accelerator=make_accelerator(cfg),
+            state_dir=state_dir,
+            run_hash="resume-test",
+            on_step=on_step,
+        ).unet.state_dict()
+
+    whole = train(tmp_path / "whole")
+
+    def stop_after_checkpoint(info):
+        if info.step == 1:  # the state of step 2 is saved before the hook runs
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "resumed", stop_after_checkpoint)
+    resumed = train(tmp_path / "resumed")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
