@@ -53,11 +53,6 @@ class Components:
     unet: UNet2DConditionModel
     scheduler: DDPMScheduler
 
-    @property
-    def latent_scale(self) -> int:
-        """Image pixels per latent pixel along each side."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
 
 def tiny_vae(*, channels: int = 3, image_size: int = 32, seed: int = 0) -> AutoencoderKL:
     """A seeded three-level `AutoencoderKL`: (B, channels, S, S) images <-> (B, 4, S/4, S/4) latents."""
