@@ -165,7 +165,8 @@ def score(
     for name, path in targets.items():
         check_trained_on(path, the_split, catalog.member_subset(name))
         x, ids, is_member = evaluation_set(data, the_split, name)
-        parts = load_components(path, device=device())
+        parts = load_components(path, device=device())  # its unet/ holds the EMA weights
+        unet = parts.unet if cfg.attack.weights == "ema" else load_finetuned_unet(path, "raw").to(device())
         result = attack_text2image(
             attack,
             cfg.attack,
@@ -174,7 +175,7 @@ def score(
             captions=[captions[i][0] for i in ids],
             sample_ids=ids,
             is_member=is_member,
-            unet=load_finetuned_unet(path, cfg.attack.weights).to(device()),
+            unet=unet,
         )
         save_scores(result, Path(out_dir) / f"{name}.npz")
         log.info("%s on %s: %d samples scored", attack, name, len(result.scores))
