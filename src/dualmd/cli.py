@@ -41,6 +41,7 @@ _OPTIONS: dict[str, dict] = {
     "--attack": {"required": True, "help": "attack name (see dualmd.catalog)"},
     "--samples": {"type": Path, "required": True, "help": "generated images .npz"},
     "--info": {"type": Path, "required": True, "help": "sampling provenance JSON"},
+    "--pretrained": {"type": Path, "required": True, "help": "pretrained pipeline folder (diffusers layout)"},
 }
 _LISTS = {"--scores", "--attacks", "--rocs", "--utility", "--copies", "--models"}
 _NAMED = {
@@ -132,6 +133,50 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "replicates:replicates",
         "summary of every replicate's attacks and utility across seeds",
         ("--config", "--attacks", "--utility", "--out"),
+    ),
+    "t2i-pretrain": (
+        "text2image:pretrain",
+        "pretrain the tiny text-to-image pipeline on the images outside the split",
+        ("--config", "--images", "--split", "--split-meta", "--out", "--state-dir"),
+    ),
+    "t2i-train": (
+        "text2image:train",
+        "fine-tune the pretrained text-to-image UNet on a target's subset",
+        (
+            "--config",
+            "--images",
+            "--split",
+            "--split-meta",
+            "--model",
+            "--pretrained",
+            "--out",
+            "--state-dir",
+        ),
+    ),
+    "t2i-distill": (
+        "text2image:distill",
+        "distil the text-to-image DistillMD student from its two teachers",
+        (
+            "--config",
+            "--images",
+            "--split",
+            "--split-meta",
+            "--model",
+            "--pretrained",
+            "--teacher",
+            "--out",
+            "--state-dir",
+        ),
+    ),
+    "t2i-sample": (
+        "text2image:sample",
+        "generate images with one text-to-image sampler (a model, or the DualMD pair)",
+        ("--config", "--split", "--split-meta", "--sampler", "--model-dir", "--out", "--info", "--grid"),
+    ),
+    "t2i-attack": (
+        "text2image:score",
+        "white-box attack scores on text-to-image targets (latents, caption as condition)",
+        ("--config", "--attack", "--images", "--split", "--split-meta", "--target", "--out-dir"),
     ),
     "report": (
         "report:report",

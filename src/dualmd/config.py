@@ -604,6 +604,31 @@ class ControlsConfig(_Section):
         )
 
 
+@dataclass(frozen=True)
+class Text2ImageConfig(_Section):
+    """The text-to-image experiment (`dualmd.text2image`): a Stable-Diffusion-shaped pipeline fine-tuned on the
+    members, captions from the dataset (digits: templates; image_folder: its metadata.jsonl)."""
+
+    SECTION = "text2image"
+    enabled: bool = False  # run the text-to-image experiment instead of the unconditional one
+    pretrained: str | None = (
+        None  # SD pipeline folder (diffusers layout); None: the tiny stand-in, pretrained here
+    )
+    prompt_diversification: bool = (
+        False  # draw one of an image's captions at each use; else its first caption
+    )
+    caption_dropout: float = 0.1  # probability of the empty prompt in training (classifier-free guidance)
+    guidance_scale: float = 7.5  # classifier-free guidance scale of sampling (steps, seed...: section sample)
+    pretrain_vae_steps: int = 1000  # tiny stand-in only: VAE steps on the images outside the split
+    pretrain_unet_steps: int = 2000  # tiny stand-in only: conditional-UNet steps on those images
+
+    def _validate(self, prefix: str) -> None:
+        _require(0.0 <= self.caption_dropout < 1.0, f"{prefix}.caption_dropout", "must be in [0, 1)")
+        _require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
+        _require(self.pretrain_vae_steps >= 1, f"{prefix}.pretrain_vae_steps", "must be >= 1")
+        _require(self.pretrain_unet_steps >= 1, f"{prefix}.pretrain_unet_steps", "must be >= 1")
+
+
 # Sections whose value is itself a section are filled recursively.
 _NESTED = {
     "secmi": SecMIConfig,
@@ -642,6 +667,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "heldout": HeldoutConfig,
     "runs": RunsConfig,
     "controls": ControlsConfig,
+    "text2image": Text2ImageConfig,
 }
 
 
@@ -664,6 +690,7 @@ class ExperimentConfig:
     heldout: HeldoutConfig = field(default_factory=HeldoutConfig)
     runs: RunsConfig = field(default_factory=RunsConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
+    text2image: Text2ImageConfig = field(default_factory=Text2ImageConfig)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> ExperimentConfig:
@@ -732,6 +759,24 @@ class ExperimentConfig:
                 "dataset.image_size",
                 f"{self.dataset.image_size} is not divisible by 2**{levels - 1}, which the "
                 f"{levels}-level UNet (model.block_out_channels) needs",
+            )
+
+        if "dataset" in given and "text2image" in given and self.text2image.enabled:
+            _require(
+                self.dataset.name in ("digits", "image_folder"),
+                "dataset.name",
+                "text2image needs captions: digits (template captions) or image_folder (metadata.jsonl)",
+            )
+            _require(
+                self.dataset.image_size % 8 == 0,
+                "dataset.image_size",
+                f"{self.dataset.image_size} is not a multiple of 8 (4x VAE downsampling, then a 2-level UNet)",
+            )
+        if "sample" in given and "text2image" in given and self.text2image.enabled:
+            _require(
+                self.sample.scheduler == "ddim",
+                "sample.scheduler",
+                "text2image samples with DDIM (the sampler of Stable Diffusion pipelines and of DualMD's)",
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -26,6 +27,11 @@ from dualmd.config import (  # noqa: E402
 )
 
 EXPERIMENT = ExperimentConfig.from_mapping(config)
+if EXPERIMENT.text2image.enabled:
+    raise WorkflowError(
+        "text2image.enabled: the text-to-image experiment is not wired into the workflow yet "
+        "(the library layer is dualmd.text2image)"
+    )
 # Replicate r of the experiment lives under .../rep<r>/ in every result folder.
 RUNS = [f"rep{r}" for r in range(EXPERIMENT.runs.replicates)]
 ATTACKS = list(EXPERIMENT.attack.names)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,6 +26,9 @@ from dualmd.config import DatasetConfig
 from dualmd.files import write_bytes_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: Captions of an image folder (the layout of Pokemon-BLIP-like datasets): one JSON object per line,
+#: {"file_name": <path relative to the folder>, "text": <caption> or [<caption>, ...]}.
+CAPTIONS_FILE = "metadata.jsonl"
 IMAGES_KEY = "images"
 # torchvision dataset name -> (class name, constructor split argument, folder torchvision expects under root).
 _TORCHVISION = {
@@ -96,6 +100,61 @@ def _image_paths(root: Path, max_images: int | None) -> list[Path]:
         raise DatasetError(f"no {'/'.join(IMAGE_SUFFIXES)} files (any case) under {root}")
     paths.sort(key=lambda p: p.relative_to(root).as_posix())
     return paths[: _first(len(paths), max_images, f"image folder {root}")]
+
+
+def read_captions(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """The captions of a `metadata.jsonl` file, by file name (a path relative to the file's folder).
+
+    Each non-blank line is {"file_name": str, "text": str or non-empty list of str}; the first caption of a
+    list is the image's original caption.
+
+    Raises:
+        DatasetNotFoundError: the file does not exist.
+        DatasetError: a line is not such an object, or a file name repeats (the message names file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"caption file {path} does not exist")
+    captions: dict[str, tuple[str, ...]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            name, texts = _caption_record(line, f"{path}, line {number}")
+            if name in captions:
+                raise DatasetError(f"{path}, line {number}: file_name {name!r} appears twice")
+            captions[name] = texts
+    return captions
+
+
+def _caption_record(line: str, where: str) -> tuple[str, tuple[str, ...]]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{where}: not valid JSON: {err}") from err
+    if not isinstance(record, dict) or not isinstance(record.get("file_name"), str):
+        raise DatasetError(f"{where}: expected an object with a string 'file_name'")
+    text = record.get("text")
+    texts = [text] if isinstance(text, str) else text
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise DatasetError(f"{where}: 'text' must be a caption or a non-empty list of captions, got {text!r}")
+    return Path(record["file_name"]).as_posix(), tuple(texts)
+
+
+def image_folder_captions(root: str | Path, max_images: int | None = None) -> list[tuple[str, ...]]:
+    """The captions of every image `load_dataset` reads from the image folder `root`, in the same order.
+
+    Raises:
+        DatasetNotFoundError: no `metadata.jsonl` in `root`.
+        DatasetError: the file is malformed, or an image has no line in it (the message names the image).
+    """
+    root = Path(root)
+    by_name = read_captions(root / CAPTIONS_FILE)
+    out = []
+    for image in _image_paths(root, max_images):
+        name = image.relative_to(root).as_posix()
+        if name not in by_name:
+            raise DatasetError(f"{root / CAPTIONS_FILE}: no caption for image {name!r}")
+        out.append(by_name[name])
+    return out
 
 
 def _folder_images(paths: list[Path]) -> Iterable[Image.Image]:

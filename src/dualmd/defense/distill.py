@@ -116,10 +116,11 @@ class CrossTeacherTargets:
     teacher1: NoisePredictor
     teacher2: NoisePredictor
 
-    def __call__(self, step: int, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+    def __call__(self, step: int, x_t: Tensor, t: Tensor, eps: Tensor, **condition: Tensor) -> Tensor:
         # eps is deliberately unused: the ground-truth noise never enters the student's target (Eq. 7).
+        # A conditional student's teachers get the same condition (caption states) as the student.
         teacher = self.teacher2 if step % 2 == 0 else self.teacher1
-        return teacher(x_t, t)
+        return teacher(x_t, t, **condition)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ iteration i, and a `TargetFn` gives the regression target for (x_t, t, eps) -- e
 training (Eq. 3), a teacher's prediction for distillation (Eq. 7). Everything else (optimiser, warm-up,
 clipping, EMA, checkpoints, accelerate) is shared.
 
+A conditional model (a text-to-image UNet) trains through the same loop: its batch source returns a
+`Conditioned` batch, and the condition (the text encoder's states) is passed to the UNet and to the target as
+``encoder_hidden_states``; unconditional batch sources return plain tensors and see no change.
+
 Every random draw of the loop (batch indices, flips, timesteps, noise) comes from ONE CPU generator whose
 state is checkpointed, so a resumed run reproduces an uninterrupted one exactly, and every process of a
 multi-GPU run draws the same global batch and trains on its own slice of it (results do not depend on the
@@ -42,18 +46,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class BatchSource(Protocol):
-    """Clean images x_0 (B, C, H, W) in [-1, 1] for iteration `step`, drawn with `generator` only."""
+@dataclass(frozen=True)
+class Conditioned:
+    """A batch of a conditional model: clean samples x_0 (B, C, H, W) (images or latents) and the condition
+    (B, L, D) the UNet is called with as ``encoder_hidden_states``."""
 
-    def __call__(self, step: int, generator: torch.Generator) -> Tensor: ...
+    x_0: Tensor
+    encoder_hidden_states: Tensor
+
+
+class BatchSource(Protocol):
+    """Clean images x_0 (B, C, H, W) in [-1, 1] for iteration `step`, drawn with `generator` only; a conditional
+    source returns a `Conditioned` batch instead."""
+
+    def __call__(self, step: int, generator: torch.Generator) -> Tensor | Conditioned: ...
 
 
 #: (step, x_t, t, eps) -> regression target (B, C, H, W); called without gradient (the stopgrad of Eq. 7).
-TargetFn = Callable[[int, Tensor, Tensor, Tensor], Tensor]
+#: With conditional batches it is also given the condition as the keyword ``encoder_hidden_states``.
+TargetFn = Callable[..., Tensor]
 
 
-def noise_target(step: int, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    """Plain DDPM training (Algorithm 1): the target is the true noise eps."""
+def noise_target(step: int, x_t: Tensor, t: Tensor, eps: Tensor, **condition: Tensor) -> Tensor:
+    """Plain DDPM training (Algorithm 1): the target is the true noise eps (whatever the condition)."""
     return eps
 
 
@@ -146,6 +161,7 @@ def fit(
     in `snapshot_steps` the raw and EMA weights are saved under `snapshot_path(state_dir, run_hash, step)`,
     where a resumed run finds the snapshots of its earlier sessions.
 
+    `unet` is a `UNet2DModel`, or a `UNet2DConditionModel` when `batches` yields `Conditioned` batches.
     With `dp`, the step is DP-SGD (`dualmd.train.dp`): per-sample clipping at dp.max_grad_norm and Gaussian
     noise replace the global gradient clipping; `batches` should then be Poisson batches of that rate.
     """
@@ -179,12 +195,13 @@ def fit(
     )
     session_t0 = time.perf_counter()
     for step in range(start, cfg.num_train_steps):
-        x_0, t, eps = _draw(batches, step, gen, schedule.num_train_timesteps, accelerator)
+        x_0, t, eps, condition = _draw(batches, step, gen, schedule.num_train_timesteps, accelerator)
         x_t = schedule.q_sample(x_0, t, eps)
         with accelerator.accumulate(unet), accelerator.autocast():
             with torch.no_grad():
-                target = target_fn(step, x_t, t, eps)
-            loss = F.mse_loss(unet(x_t, t).sample.float(), target.float())  # loss in fp32 under autocast
+                target = target_fn(step, x_t, t, eps, **condition)
+            # loss in fp32 under autocast
+            loss = F.mse_loss(unet(x_t, t, **condition).sample.float(), target.float())
             accelerator.backward(loss)
             if accelerator.sync_gradients and dp is None:
                 accelerator.clip_grad_norm_(unet.parameters(), cfg.grad_clip_norm)
@@ -270,9 +287,12 @@ class _Progress:
 
 def _draw(
     batches: BatchSource, step: int, gen: torch.Generator, num_timesteps: int, accelerator: Accelerator
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The global batch's x_0, t, eps, then this process's slice of them, on its device."""
-    x_0 = batches(step, gen)
+) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+    """The global batch's x_0, t, eps and condition keywords, then this process's slice of them, on its device."""
+    batch = batches(step, gen)
+    x_0, condition = batch, {}
+    if isinstance(batch, Conditioned):
+        x_0, condition = batch.x_0, {"encoder_hidden_states": batch.encoder_hidden_states}
     t = torch.randint(num_timesteps, (x_0.shape[0],), generator=gen)
     eps = torch.randn(x_0.shape, generator=gen)
     n, rank = accelerator.num_processes, accelerator.process_index
@@ -280,7 +300,8 @@ def _draw(
         raise ValueError(f"batch size {x_0.shape[0]} is not divisible by the {n} processes")
     part = slice(rank * x_0.shape[0] // n, (rank + 1) * x_0.shape[0] // n)
     dev = accelerator.device
-    return x_0[part].to(dev), t[part].to(dev), eps[part].to(dev)
+    condition = {k: v[part].to(dev) for k, v in condition.items()}
+    return x_0[part].to(dev), t[part].to(dev), eps[part].to(dev), condition
 
 
 def _log_window(run: _Progress, window: Tensor, done: int, accelerator: Accelerator, bar: tqdm) -> None:

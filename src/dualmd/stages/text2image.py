@@ -1,0 +1,254 @@
+"""Stages of the text-to-image experiment (`dualmd.text2image`): pretrain the tiny stand-in, fine-tune the
+baseline and the teachers, distil the DistillMD student, generate images with each sampler (DualMD included),
+and score white-box attacks on latents.
+
+Captions come from the dataset config (`dualmd.text2image.captions.dataset_captions`: digit templates or an
+image folder's metadata.jsonl), in the order of the dataset array. The pretrained pipeline is the folder of
+`text2image.pretrained` (SD v1.5) or the one `pretrain` writes (the tiny stand-in).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from dualmd import catalog
+from dualmd.config import ExperimentConfig, load_config
+
+log = logging.getLogger(__name__)
+
+
+def pretrain(
+    *, config: Path, images: Path, split: Path, split_meta: Path, out: Path, state_dir: Path
+) -> dict:
+    """Pretrain the tiny pipeline on the dataset images outside the split and write its folder to `out`."""
+    from dualmd.data.members import load_split_images
+    from dualmd.data.splits import load_split
+    from dualmd.text2image.pretrain import build_tiny_pipeline
+
+    cfg = _config(config)
+    if cfg.text2image.pretrained is not None:
+        raise ValueError(f"text2image.pretrained is {cfg.text2image.pretrained!r}: nothing to pretrain")
+    the_split = load_split(split, split_meta)
+    data = load_split_images(images, the_split)
+    ids = population(the_split.num_dataset_images, the_split.member_idx, the_split.nonmember_idx)
+    _, record = build_tiny_pipeline(
+        Path(out),
+        images=_model_range(data[ids]),
+        image_ids=ids.tolist(),
+        captions=_captions(cfg),
+        vae_steps=cfg.text2image.pretrain_vae_steps,
+        unet_cfg=replace(cfg.train, num_train_steps=cfg.text2image.pretrain_unet_steps),
+        caption_dropout=cfg.text2image.caption_dropout,
+        state_dir=Path(state_dir),
+        seed=cfg.train.seed,
+    )
+    return record
+
+
+def train(
+    *,
+    config: Path,
+    images: Path,
+    split: Path,
+    split_meta: Path,
+    model: str,
+    pretrained: Path,
+    out: Path,
+    state_dir: Path,
+) -> dict:
+    """Fine-tune the pretrained UNet on target `model`'s subset (baseline: members; teacher1/2: D1/D2)."""
+    from dualmd.data.members import load_split_images
+    from dualmd.data.splits import load_split
+    from dualmd.models.directory import provenance
+    from dualmd.text2image.components import load_components
+    from dualmd.text2image.finetune import finetune_unet
+
+    target = catalog.target(model)
+    if target.kind != "trained":
+        raise ValueError(f"{model!r} is a {target.kind} target, not one fine-tuned on ground-truth noise")
+    cfg = _config(config)
+    the_split = load_split(split, split_meta)
+    data = load_split_images(images, the_split)
+    ids = the_split.subset(target.members)
+    return finetune_unet(
+        parts=load_components(pretrained),
+        images=_model_range(data[ids]),
+        image_ids=ids.tolist(),
+        sampler=_sampler(cfg),
+        train_cfg=cfg.train,
+        out_dir=Path(out),
+        state_dir=Path(state_dir),
+        metadata=provenance(the_split, model, target.members),
+    )
+
+
+def distill(
+    *,
+    config: Path,
+    images: Path,
+    split: Path,
+    split_meta: Path,
+    model: str,
+    pretrained: Path,
+    teachers: dict[str, Path],
+    out: Path,
+    state_dir: Path,
+) -> dict:
+    """Distil the DistillMD student from the teachers of D1 and D2 (checked against the split first)."""
+    from dualmd.data.members import load_split_images
+    from dualmd.data.splits import load_split
+    from dualmd.models.directory import provenance
+    from dualmd.text2image.components import load_components
+    from dualmd.text2image.finetune import distill_unet, load_teachers
+
+    target = catalog.target(model)
+    if target.kind != "distilled" or len(target.models) != 2 or set(teachers) != set(target.models):
+        raise ValueError(f"{model!r}: text2image distils a student from two teachers {list(target.models)}")
+    cfg = _config(config)
+    the_split = load_split(split, split_meta)
+    data = load_split_images(images, the_split)
+    first, second = target.models
+    teacher1, teacher2 = load_teachers(
+        teachers[first],
+        teachers[second],
+        weights=cfg.distill.teacher_weights,
+        half1_sha256=the_split.sha256("half1"),
+        half2_sha256=the_split.sha256("half2"),
+        split_fingerprint=the_split.fingerprint(),
+    )
+    half1, half2 = the_split.subset("half1"), the_split.subset("half2")
+    return distill_unet(
+        parts=load_components(pretrained),
+        half1=_model_range(data[half1]),
+        half1_ids=half1.tolist(),
+        half2=_model_range(data[half2]),
+        half2_ids=half2.tolist(),
+        teacher1=teacher1,
+        teacher2=teacher2,
+        sampler=_sampler(cfg),
+        train_cfg=cfg.train,
+        out_dir=Path(out),
+        state_dir=Path(state_dir),
+        metadata=provenance(the_split, model, target.members),
+    )
+
+
+def score(
+    *,
+    config: Path,
+    attack: str,
+    images: Path,
+    split: Path,
+    split_meta: Path,
+    targets: dict[str, Path],
+    out_dir: Path,
+) -> None:
+    """Score each target's members and the non-members with white-box attack `attack`, each image conditioned
+    on its original caption; write `out_dir/<target>.npz` (the format of every attack's scores)."""
+    from dualmd.attacks import save_scores
+    from dualmd.data.members import evaluation_set, load_split_images
+    from dualmd.data.splits import load_split
+    from dualmd.models.directory import check_trained_on
+    from dualmd.stages import device
+    from dualmd.text2image.attack import attack_text2image
+    from dualmd.text2image.components import load_components
+    from dualmd.text2image.finetune import load_finetuned_unet
+
+    cfg = _config(config)
+    captions = _captions(cfg)
+    the_split = load_split(split, split_meta)
+    data = load_split_images(images, the_split)
+    for name, path in targets.items():
+        check_trained_on(path, the_split, catalog.member_subset(name))
+        x, ids, is_member = evaluation_set(data, the_split, name)
+        parts = load_components(path, device=device())  # its unet/ holds the EMA weights
+        unet = parts.unet if cfg.attack.weights == "ema" else load_finetuned_unet(path, "raw").to(device())
+        result = attack_text2image(
+            attack,
+            cfg.attack,
+            parts=parts,
+            images=x,
+            captions=[captions[i][0] for i in ids],
+            sample_ids=ids,
+            is_member=is_member,
+            unet=unet,
+        )
+        save_scores(result, Path(out_dir) / f"{name}.npz")
+        log.info("%s on %s: %d samples scored", attack, name, len(result.scores))
+
+
+def sample(
+    *,
+    config: Path,
+    split: Path,
+    split_meta: Path,
+    sampler: str,
+    models: dict[str, Path],
+    out: Path,
+    info: Path,
+    grid: Path,
+) -> None:
+    """Generate `sample.num_images` images with `sampler`, prompted with the members' original captions (cycled,
+    in split order): an .npz in [-1, 1], the sampling provenance and a PNG grid."""
+    from dualmd.data.splits import load_split
+    from dualmd.files import write_json
+    from dualmd.images import save_samples
+    from dualmd.stages import device
+    from dualmd.text2image.generate import generate
+
+    cfg = _config(config)
+    captions = _captions(cfg)
+    members = load_split(split, split_meta).member_idx
+    prompts = [captions[members[i % len(members)]][0] for i in range(cfg.sample.num_images)]
+    images, details = generate(
+        sampler,
+        {k: Path(v) for k, v in models.items()},
+        prompts,
+        cfg.sample,
+        guidance_scale=cfg.text2image.guidance_scale,
+        device=device(),
+    )
+    save_samples(images, out, grid, nrow=16)
+    write_json(info, {**details, "prompts": prompts, "config": cfg.sample.to_dict()})
+
+
+def population(num_dataset_images: int, *taken: np.ndarray) -> np.ndarray:
+    """The dataset indices in none of the `taken` index arrays (the images outside the split), sorted."""
+    return np.setdiff1d(np.arange(num_dataset_images), np.concatenate(taken)).astype(np.int64)
+
+
+def _config(path: Path) -> ExperimentConfig:
+    cfg = load_config(path)
+    if not cfg.text2image.enabled:
+        raise ValueError(
+            f"{path}: text2image.enabled is false; these stages run the text-to-image experiment"
+        )
+    return cfg
+
+
+def _captions(cfg: ExperimentConfig) -> list[tuple[str, ...]]:
+    from dualmd.text2image.captions import dataset_captions
+
+    return dataset_captions(cfg.dataset)
+
+
+def _sampler(cfg: ExperimentConfig):
+    from dualmd.text2image.captions import CaptionSampler
+
+    t2i = cfg.text2image
+    return CaptionSampler(
+        captions=_captions(cfg),
+        seed=cfg.train.seed,
+        diversify=t2i.prompt_diversification,
+        dropout=t2i.caption_dropout,
+    )
+
+
+def _model_range(images: np.ndarray):
+    from dualmd.data.datasets import to_model_range
+
+    return to_model_range(images)

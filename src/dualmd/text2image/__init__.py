@@ -1,0 +1,15 @@
+"""Text-to-image membership inference: a Stable-Diffusion-shaped pipeline (VAE, CLIP text encoder, conditional
+UNet, scheduler), its fine-tuning and DistillMD distillation through the package's one training loop, the DualMD
+text-to-image pipeline, and the white-box attacks on latents with the caption as condition.
+
+Modules:
+    captions    template captions of the digits, `metadata.jsonl` captions, prompt diversification
+    tokenizer   the tiny CLIP BPE vocabulary shipped in `tiny_tokenizer/` and the builder that writes it
+    components  tiny SD-shaped components built in code, and saving/loading a pipeline folder
+    batches     batch sources of VAE latents with the states of the drawn captions
+    pretrain    VAE and conditional-UNet pretraining on the population outside the private set
+    finetune    baseline/teacher fine-tuning and the DistillMD student in latent space
+    pipeline    `DualMDStableDiffusionPipeline`: two fine-tuned UNets alternating at every DDIM step
+    generate    images of a sampler (one model, or the DualMD pair) through that pipeline's loop
+    attack      the conditional noise-predictor adapter and the white-box attacks run through it
+"""

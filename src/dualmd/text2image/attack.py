@@ -1,0 +1,116 @@
+"""White-box attacks on a text-to-image model: SecMI, PIA/PIAN and the loss attack on latents, with each image's
+caption as the condition.
+
+The attacks are the package's own (`dualmd.attacks`), unchanged: they see a `NoisePredictor` (x_t, t) -> eps and
+a `Schedule`. What changes is what they are given:
+
+* the "images" are the latents z_0 = scaling_factor * mu(x_0) of the frozen VAE (the posterior mean, so a score
+  does not depend on a latent draw), the space in which the UNet was trained and in which SecMI-LDM and PIA's
+  Stable Diffusion code attack;
+* the predictor is a `CaptionedPredictor`: the conditional UNet with the text states of the images' captions
+  bound to it, one batch at a time (the attack's batches are cut here, so each batch gets its own captions).
+
+The score convention, the per-sample noise (seeded by sample id, so scores do not depend on the batch size) and
+the `AttackResult` are those of every other attack, so metrics and reports treat both settings alike. Attacks
+that train on a labelled slice (secmi_nn, gsa) or need gradients are not offered here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from diffusers import UNet2DConditionModel
+from torch import Tensor
+
+from dualmd.attacks import build_attack
+from dualmd.attacks.base import ModelAttack, batch_slices, check_labels
+from dualmd.config import AttackConfig
+from dualmd.models.adapter import Schedule
+from dualmd.scores import AttackResult
+from dualmd.text2image.components import Components, encode_images, encode_prompts
+
+#: The white-box attacks that run on a text-to-image model.
+TEXT2IMAGE_ATTACKS = ("loss", "pia", "pian", "secmi_stat")
+
+
+class CaptionedPredictor:
+    """A conditional UNet as a `NoisePredictor` for one batch: every call uses the bound text states (B, L, D),
+    so x_t must hold exactly those B samples, in the same order."""
+
+    def __init__(self, unet: UNet2DConditionModel, encoder_hidden_states: Tensor):
+        self.unet = unet.eval()
+        self.states = encoder_hidden_states.to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @torch.no_grad()
+    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
+        if len(x_t) != len(self.states):
+            raise ValueError(f"{len(x_t)} samples but captions bound for {len(self.states)}")
+        eps = self.unet(x_t.to(self.device), t.to(self.device), encoder_hidden_states=self.states).sample
+        return eps.to(x_t.device)
+
+
+@torch.no_grad()
+def encode_latents(parts: Components, images: Tensor) -> Tensor:
+    """Latents (N, 4, H/4, W/4) the UNet sees for images (N, C, H, W) in [-1, 1]: scaled posterior means."""
+    mean, _ = encode_images(parts.vae, images)
+    return mean * float(parts.vae.config.scaling_factor)
+
+
+def attack_text2image(
+    name: str,
+    cfg: AttackConfig,
+    *,
+    parts: Components,
+    images: Tensor,
+    captions: Sequence[str],
+    sample_ids: np.ndarray,
+    is_member: np.ndarray,
+    unet: UNet2DConditionModel | None = None,
+) -> AttackResult:
+    """Run white-box attack `name` on the conditional UNet `unet` (default `parts.unet`).
+
+    Args:
+        name: one of TEXT2IMAGE_ATTACKS.
+        cfg: the attack section (batch_size, seed and the attack's own parameters).
+        parts: the model's VAE, text encoder, tokenizer and training scheduler.
+        images: (N, C, H, W) float in [-1, 1]; captions: (N,) the prompt each image is attacked with (the
+            original caption: the one a member was trained with, under prompt diversification one of several).
+        sample_ids: (N,) distinct non-negative ints seeding per-sample noise; is_member: (N,) bool.
+    Returns:
+        Per-sample scores, higher = more likely a member, with the attack's extra arrays.
+    """
+    attack = _text2image_attack(name, cfg)
+    ids = np.asarray(sample_ids, dtype=np.int64)
+    if not (len(images) == len(captions) == len(ids)):
+        raise ValueError(f"{len(images)} images, {len(captions)} captions and {len(ids)} sample ids")
+    if len(np.unique(ids)) != len(ids) or (ids < 0).any():
+        raise ValueError("sample_ids must be distinct non-negative integers (they seed per-sample noise)")
+    labels = check_labels(is_member, len(images))
+    unet = unet if unet is not None else parts.unet
+    schedule = Schedule.from_scheduler(parts.scheduler)
+    latents = encode_latents(parts, images)
+    scores, extras = [], []
+    for sl in batch_slices(len(ids), cfg.batch_size):
+        predictor = CaptionedPredictor(unet, encode_prompts(parts, list(captions[sl])))
+        with torch.no_grad():
+            score, extra = attack.score_batch(predictor, schedule, latents[sl].to(predictor.device), ids[sl])
+        scores.append(score.double().cpu())
+        extras.append({k: v.double().cpu() for k, v in extra.items()})
+    extra = {k: torch.cat([e[k] for e in extras]).numpy() for k in extras[0]}
+    return AttackResult(ids, labels, torch.cat(scores).numpy(), extra, attack=name)
+
+
+def _text2image_attack(name: str, cfg: AttackConfig) -> ModelAttack:
+    if name not in TEXT2IMAGE_ATTACKS:
+        raise ValueError(
+            f"attack {name!r} does not run on text-to-image models; known: {list(TEXT2IMAGE_ATTACKS)}"
+        )
+    attack = build_attack(name, cfg)
+    assert isinstance(attack, ModelAttack)  # every name above is a white-box attack
+    return attack

@@ -1,0 +1,154 @@
+"""The text-to-image stages through the command line, on a tiny config: pretrain, fine-tune baseline and
+teachers, distil the student, score an attack; each output is what the next stage and diffusers read."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from diffusers import StableDiffusionPipeline
+
+from dualmd.attacks import load_scores
+from dualmd.cli import main
+from dualmd.stages.text2image import population
+
+CONFIG = {
+    "dataset": {"name": "digits", "image_size": 32, "channels": 3, "max_images": 64},
+    "split": {"num_images": 24, "member_fraction": 0.5},
+    "train": {"num_train_steps": 2, "batch_size": 4, "warmup_steps": 1, "log_every_steps": 1},
+    "text2image": {"enabled": True, "pretrain_vae_steps": 2, "pretrain_unet_steps": 2},
+    "sample": {"num_images": 5, "num_inference_steps": 3, "batch_size": 4},
+    "attack": {"names": ["loss"], "batch_size": 8, "loss": {"timesteps": [100]}},
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Every stage once, in workflow order; returns the folder holding the outputs."""
+    root = tmp_path_factory.mktemp("t2i_stages")
+    cfg = root / "config.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    data = ["--images", str(root / "images.npz"), "--split", str(root / "split.npz")]
+    data += ["--split-meta", str(root / "split.json")]
+    main(
+        [
+            "prepare-data",
+            "--config",
+            str(cfg),
+            "--out",
+            str(root / "images.npz"),
+            "--meta",
+            str(root / "d.json"),
+        ]
+    )
+    main(
+        [
+            "split",
+            "--config",
+            str(cfg),
+            "--images",
+            str(root / "images.npz"),
+            "--out",
+            str(root / "split.npz"),
+        ]
+        + ["--meta", str(root / "split.json")]
+    )
+    main(
+        [
+            "t2i-pretrain",
+            "--config",
+            str(cfg),
+            *data,
+            "--out",
+            str(root / "pretrained"),
+            "--state-dir",
+            str(root / "s0"),
+        ]
+    )
+    for model in ("baseline", "teacher1", "teacher2"):
+        main(
+            [
+                "t2i-train",
+                "--config",
+                str(cfg),
+                *data,
+                "--model",
+                model,
+                "--pretrained",
+                str(root / "pretrained"),
+            ]
+            + ["--out", str(root / model), "--state-dir", str(root / f"s_{model}")]
+        )
+    main(
+        [
+            "t2i-distill",
+            "--config",
+            str(cfg),
+            *data,
+            "--model",
+            "student",
+            "--pretrained",
+            str(root / "pretrained"),
+        ]
+        + ["--teacher", f"teacher1={root / 'teacher1'}", "--teacher", f"teacher2={root / 'teacher2'}"]
+        + ["--out", str(root / "student"), "--state-dir", str(root / "s_student")]
+    )
+    main(
+        ["t2i-attack", "--config", str(cfg), "--attack", "loss", *data, "--out-dir", str(root / "scores")]
+        + ["--target", f"baseline={root / 'baseline'}", "--target", f"teacher1={root / 'teacher1'}"]
+    )
+    for sampler in ("baseline", "dualmd"):
+        main(
+            ["t2i-sample", "--config", str(cfg), "--split", str(root / "split.npz"), "--split-meta"]
+            + [str(root / "split.json"), "--sampler", sampler, "--out", str(root / f"{sampler}.npz")]
+            + ["--info", str(root / f"{sampler}.json"), "--grid", str(root / f"{sampler}.png")]
+            + [f"--model-dir={m}={root / m}" for m in ("baseline", "teacher1", "teacher2")]
+        )
+    return root
+
+
+def test_pretraining_uses_only_images_outside_the_split(run):
+    split = np.load(run / "split.npz")
+    outside = population(64, split["member_idx"], split["nonmember_idx"])
+    in_split = set(split["member_idx"]) | set(split["nonmember_idx"])
+    assert len(outside) == 40 and not set(outside) & in_split
+    assert json.loads((run / "pretrained/metadata.json").read_text())["population_size"] == 40
+
+
+@pytest.mark.parametrize("model", ["baseline", "teacher1", "teacher2", "student"])
+def test_every_model_is_a_stable_diffusion_folder_with_its_provenance(run, model):
+    meta = json.loads((run / model / "metadata.json").read_text())
+    assert meta["model_id"] == model and meta["subset"] == {"teacher1": "half1", "teacher2": "half2"}.get(
+        model, "members"
+    )
+    pipe = StableDiffusionPipeline.from_pretrained(run / model, safety_checker=None)
+    assert pipe.unet.config.sample_size == 8
+
+
+def test_attack_scores_each_target_on_its_members_and_the_non_members(run):
+    split = np.load(run / "split.npz")
+    baseline, teacher1 = load_scores(run / "scores/baseline.npz"), load_scores(run / "scores/teacher1.npz")
+    assert baseline.is_member.sum() == 12 and teacher1.is_member.sum() == 6
+    assert set(teacher1.sample_ids[teacher1.is_member]) == set(split["half1_idx"])
+    assert np.isfinite(baseline.scores).all()
+
+
+def test_the_stages_refuse_a_config_without_text2image(run, tmp_path):
+    cfg = tmp_path / "off.yaml"
+    cfg.write_text(yaml.safe_dump({**CONFIG, "text2image": {"enabled": False}}))
+    with pytest.raises(SystemExit):
+        main(
+            ["t2i-pretrain", "--config", str(cfg), "--images", str(run / "images.npz"), "--split"]
+            + [str(run / "split.npz"), "--split-meta", str(run / "split.json"), "--out", str(tmp_path / "p")]
+            + ["--state-dir", str(tmp_path / "s")]
+        )
+
+
+def test_samplers_prompt_with_member_captions_and_dualmd_alternates(run):
+    from dualmd.images import load_samples
+
+    for sampler in ("baseline", "dualmd"):
+        assert load_samples(run / f"{sampler}.npz").shape == (5, 3, 32, 32)
+    info = json.loads((run / "dualmd.json").read_text())
+    assert info["teacher_sequence"] == "121" and len(info["prompts"]) == 5
+    assert "teacher_sequence" not in json.loads((run / "baseline.json").read_text())
