@@ -39,7 +39,7 @@ def generate(
         raise ValueError(f"sampler {sampler!r} needs model directories for {missing}")
     base = _shared_scheduler([Path(model_dirs[m]) for m in model_ids])
     unets = [load_unet(model_dirs[m], cfg.weights, device) for m in model_ids]
-    predictors = [UNetPredictor(u) for u in unets]
+    predictors = [UNetPredictor(u, compile=cfg.compile, mixed_precision=cfg.mixed_precision) for u in unets]
     selector: NoisePredictor | PredictorSelector = predictors[0]
     if target.kind == "pair":
         selector = AlternatingTeachers(

@@ -43,7 +43,9 @@ def score(
         if spec.access == "model":
             path = target_dir(name, path)
             check_trained_on(path, the_split, catalog.member_subset(name))
-            predictor, schedule = load_predictor(path, cfg.weights, device())
+            predictor, schedule = load_predictor(
+                path, cfg.weights, device(), compile=cfg.compile, mixed_precision=cfg.mixed_precision
+            )
             result = attack_model(
                 attack,
                 cfg,
