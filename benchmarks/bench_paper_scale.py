@@ -28,6 +28,7 @@ import resource
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -223,6 +224,8 @@ def main() -> None:
         "--budget-s", type=float, default=420, help="the batch search stops at this elapsed time"
     )
     args = parser.parse_args()
+    # dynamo's notes on diffusers' lru_cache-wrapped version checks are noise here
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._dynamo")
     t_start = time.perf_counter()
     cfg = load_config(args.config)
     opts = {
@@ -277,9 +280,10 @@ def main() -> None:
     )
     timer = forward_timer(cfg, device, compile=s.compile, precision=s.mixed_precision)
     deadline = t_start + args.budget_s
-    rate, batch, fwd_s, memory = largest_batch(
-        timer, s.batch_size, opts["max_sample_batch"], deadline, device
-    )
+    best = largest_batch(timer, s.batch_size, opts["max_sample_batch"], deadline, device)
+    if best is None:
+        raise SystemExit(f"sample.batch_size {s.batch_size} does not fit (or no time was left): lower it")
+    rate, batch, fwd_s, memory = best
     fwd_tflops = fwd_flops * rate / 1e12
     say(
         f"sampling: batch {batch}: {fwd_s * 1e3:.1f} ms per forward, {rate:.0f} images/s, "

@@ -339,3 +339,22 @@ def test_compiled_attack_forward_matches_eager(trained_model, fast_compile):
         for compiled in (False, True)
     ]
     np.testing.assert_allclose(results[1], results[0], rtol=1e-4, atol=1e-6)
+
+
+def test_sample_and_attack_options_reach_the_forward(tmp_path, fast_compile):
+    from conftest import tiny_model_dir
+
+    from dualmd.config import SampleConfig
+    from dualmd.models.directory import load_predictor
+    from dualmd.samplers import generate
+
+    model_dir = tiny_model_dir(tmp_path / "baseline")
+    predictor, _ = load_predictor(model_dir, "ema", compile=True, mixed_precision="bf16")
+    assert predictor.autocast and predictor._forward is not predictor.unet
+    cfg = SampleConfig(num_images=3, num_inference_steps=3, batch_size=2)
+    images = {
+        precision: generate("baseline", {"baseline": model_dir}, replace(cfg, mixed_precision=precision))[0]
+        for precision in ("no", "bf16")
+    }
+    assert not torch.equal(images["bf16"], images["no"])  # the option changed the forward's precision ...
+    assert (images["bf16"] - images["no"]).abs().max() < 0.05  # ... and little else
