@@ -170,6 +170,10 @@ def fit(
 
     With `dp`, the step is DP-SGD (`dualmd.train.dp`): per-sample clipping at dp.max_grad_norm and Gaussian
     noise replace the global gradient clipping; `batches` should then be Poisson batches of that rate.
+
+    The fast paths of `cfg` (channels_last, compile, fused_adam, ema_lerp, data_on_device) change speed only.
+    Whatever they are, a step does not wait for the device: draws reach it through pinned non-blocking copies
+    and the loss is summed there, read on the host only at logging steps (fp16's loss scaler excepted).
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.channels_last:
