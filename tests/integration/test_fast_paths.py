@@ -120,8 +120,11 @@ def test_eager_fast_paths_reproduce_the_plain_run(tmp_path):
         assert all(v.is_contiguous() for v in a.values())  # saved as ordinary NCHW weights
 
 
-def test_fast_paths_with_bf16_resume_exactly(tmp_path):
-    cfg = replace(TRAIN, hflip=True, mixed_precision="bf16", **EAGER_FAST)
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_fast_paths_with_bf16_resume_exactly(tmp_path, request, compiled):
+    if compiled:
+        request.getfixturevalue("fast_compile")
+    cfg = replace(TRAIN, hflip=True, mixed_precision="bf16", compile=compiled, **EAGER_FAST)
     full = run(tmp_path, "full", cfg)
     assert full["mixed_precision"] == "bf16"
     with pytest.raises(Interrupt):
