@@ -108,13 +108,14 @@ def test_bf16_applies_on_the_cpu_and_fp16_is_refused():
 
 
 def test_eager_fast_paths_reproduce_the_plain_run(tmp_path):
-    plain = run(tmp_path, "plain", replace(TRAIN, hflip=True))
-    fast = run(tmp_path, "fast", replace(TRAIN, hflip=True, **EAGER_FAST))
+    plain = run(tmp_path, "plain", replace(TRAIN, hflip=True), snapshot_steps=(6,))
+    fast = run(tmp_path, "fast", replace(TRAIN, hflip=True, **EAGER_FAST), snapshot_steps=(6,))
     assert fast["config"]["train"]["channels_last"] is True
     np.testing.assert_allclose(
         [v for _, v in fast["loss_curve"]], [v for _, v in plain["loss_curve"]], rtol=1e-4
     )
-    for sub in ("unet", "unet_ema"):
+    # the final weights, and those kept mid-run while the weights were NHWC
+    for sub in ("unet", "unet_ema", "checkpoints/6/unet", "checkpoints/6/unet_ema"):
         a, b = load_weights(tmp_path / "fast", sub), load_weights(tmp_path / "plain", sub)
         assert_weights_close(a, b)
         assert all(v.is_contiguous() for v in a.values())  # saved as ordinary NCHW weights
