@@ -123,7 +123,7 @@ def flops_per_image(model: ModelConfig, device: torch.device, batch: int = 2) ->
 
 def fractions(tflops: float, spec: float | None, matmul: float) -> str:
     spec_part = f"{100 * tflops / spec:.1f} % of the {spec:.0f} TFLOP/s dense bf16 spec, " if spec else ""
-    return f"{spec_part}{100 * tflops / matmul:.1f} % of the measured bf16 matmul peak ({matmul:.1f} TFLOP/s)"
+    return f"{spec_part}{100 * tflops / matmul:.1f} % of the measured bf16 matmul peak ({matmul:.3g} TFLOP/s)"
 
 
 def time_training(cfg: ExperimentConfig, *, warmup: int, steps: int, device: torch.device) -> float:
@@ -243,7 +243,7 @@ def main() -> None:
     say(f"config: {args.config.name}{' (--tiny: small UNet and batches)' if args.tiny else ''}")
     say(f"device: {name}; dense bf16 spec {spec_text}")
     matmul = measured_matmul_tflops(device, opts["matmul_n"])
-    say(f"measured bf16 matmul peak: {matmul:.1f} TFLOP/s ({opts['matmul_n']}^3)")
+    say(f"measured bf16 matmul peak: {matmul:.3g} TFLOP/s ({opts['matmul_n']}^3)")
 
     params = sum(p.numel() for p in create_unet(model=cfg.model, image_size=32, channels=3).parameters())
     train_flops, fwd_flops = flops_per_image(cfg.model, device)
@@ -260,7 +260,7 @@ def main() -> None:
     train_tflops = train_flops * t.batch_size / step_s / 1e12
     say(
         f"training: {step_s * 1e3:.1f} ms/step, {t.batch_size / step_s:.0f} images/s, "
-        f"{train_tflops:.2f} TFLOP/s achieved, {peak_memory(device)}"
+        f"{train_tflops:.3g} TFLOP/s achieved, {peak_memory(device)}"
     )
     say(
         f"fraction of peak: {100 * train_tflops / (spec or matmul):.1f} % (training; {fractions(train_tflops, spec, matmul)})"
@@ -287,7 +287,7 @@ def main() -> None:
     fwd_tflops = fwd_flops * rate / 1e12
     say(
         f"sampling: batch {batch}: {fwd_s * 1e3:.1f} ms per forward, {rate:.0f} images/s, "
-        f"{fwd_tflops:.2f} TFLOP/s achieved, {memory}"
+        f"{fwd_tflops:.3g} TFLOP/s achieved, {memory}"
     )
     say(
         f"fraction of peak: {100 * fwd_tflops / (spec or matmul):.1f} % (sampling; {fractions(fwd_tflops, spec, matmul)})"
