@@ -7,8 +7,8 @@ mixed_precision; sample.compile, mixed_precision) it measures, printing each fig
 * the UNet's FLOPs per image, fwd+bwd and fwd (torch.utils.flop_counter.FlopCounterMode, eager);
 * training through the project's own loop (`dualmd.train.loop.fit`, EMA, clipping, accelerate): ms per step,
   images/s, achieved TFLOP/s, fraction of peak, peak memory; the same for the DistillMD teacher forward;
-* the sampling forward at the largest batch that fits (doubling from sample.batch_size until out of memory or
-  --max-sample-batch): the same figures;
+* the sampling forward at the largest batch that fits (doubling from sample.batch_size until out of memory,
+  --max-sample-batch or --budget-s; searched eagerly, then compiled once at the best batch): the same figures;
 * the projected GPU-hours of the paper run: 3 trained models + the student (train step + one teacher forward)
   x train.num_train_steps, and 5 samplers x sample.num_images x sample.num_inference_steps forwards.
   Attacks and FID are left out (minutes at these rates).
@@ -206,7 +206,66 @@ def tiny(cfg: ExperimentConfig) -> tuple[ExperimentConfig, dict]:
     return small, {"warmup": 3, "steps": 10, "max_sample_batch": 64, "matmul_n": 1024}
 
 
-def main() -> None:
+def say_fraction(what: str, tflops: float, spec: float | None, matmul: float) -> None:
+    """The `fraction of peak: N %` line: of the spec when known, else of the measured matmul peak."""
+    say(
+        f"fraction of peak: {100 * tflops / (spec or matmul):.1f} % ({what}; {fractions(tflops, spec, matmul)})"
+    )
+
+
+def report_training(
+    cfg: ExperimentConfig, opts: dict, device: torch.device, peaks: tuple, flops: float
+) -> tuple[float, float]:
+    """Print the training figures; return (s per step, s per teacher forward at the training batch)."""
+    t = cfg.train
+    keys = ("channels_last", "compile", "fused_adam", "ema_lerp", "data_on_device")
+    fast = [k for k in keys if getattr(t, k)]
+    say(f"training: batch {t.batch_size}, mixed_precision {t.mixed_precision}, fast paths {fast or 'none'}")
+    step_s = time_training(cfg, warmup=opts["warmup"], steps=opts["steps"], device=device)
+    tflops = flops * t.batch_size / step_s / 1e12
+    say(
+        f"training: {step_s * 1e3:.1f} ms/step, {t.batch_size / step_s:.0f} images/s, "
+        f"{tflops:.3g} TFLOP/s achieved, {peak_memory(device)}"
+    )
+    say_fraction("training", tflops, *peaks)
+    # the teacher's forward in distillation: the training precision and compile setting, at the training batch
+    precision = "bf16" if t.mixed_precision == "bf16" else "no"
+    teacher_s = forward_timer(cfg, device, compile=t.compile, precision=precision)(t.batch_size)
+    say(
+        f"distillation: + {teacher_s * 1e3:.1f} ms teacher forward per step -> "
+        f"{(step_s + teacher_s) * 1e3:.1f} ms/step"
+    )
+    return step_s, teacher_s
+
+
+def report_sampling(
+    cfg: ExperimentConfig, opts: dict, device: torch.device, peaks: tuple, flops: float, deadline: float
+) -> tuple[int, float]:
+    """Print the sampling forward's figures at the largest batch that fits; return (batch, s per forward).
+
+    The batch search runs eagerly (a compiled forward recompiles for every new batch shape); with
+    sample.compile the chosen batch is then compiled once and timed again.
+    """
+    s = cfg.sample
+    say(f"sampling forward: mixed_precision {s.mixed_precision}; largest batch that fits (eager):")
+    eager = forward_timer(cfg, device, compile=False, precision=s.mixed_precision)
+    best = largest_batch(eager, s.batch_size, opts["max_sample_batch"], deadline, device)
+    if best is None:
+        raise SystemExit(f"sample.batch_size {s.batch_size} does not fit (or no time was left): lower it")
+    rate, batch, fwd_s, memory = best
+    if s.compile:
+        fwd_s = forward_timer(cfg, device, compile=True, precision=s.mixed_precision)(batch)
+        rate, memory = batch / fwd_s, peak_memory(device)
+    tflops = flops * rate / 1e12
+    say(
+        f"sampling: batch {batch}{' compiled' if s.compile else ''}: {fwd_s * 1e3:.1f} ms per forward, "
+        f"{rate:.0f} images/s, {tflops:.3g} TFLOP/s achieved, {memory}"
+    )
+    say_fraction("sampling", tflops, *peaks)
+    return batch, fwd_s
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "config/paper-cifar10.yaml")
     parser.add_argument(
@@ -223,76 +282,39 @@ def main() -> None:
     parser.add_argument(
         "--budget-s", type=float, default=420, help="the batch search stops at this elapsed time"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     # dynamo's notes on diffusers' lru_cache-wrapped version checks are noise here
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._dynamo")
     t_start = time.perf_counter()
     cfg = load_config(args.config)
-    opts = {
-        "warmup": args.warmup,
-        "steps": args.steps,
-        "max_sample_batch": args.max_sample_batch,
-        "matmul_n": 8192,
-    }
+    opts = {"warmup": args.warmup, "steps": args.steps, "max_sample_batch": args.max_sample_batch}
+    opts["matmul_n"] = 8192
     if args.tiny:
         cfg, opts = tiny(cfg)
     device = make_accelerator(cfg.train).device
     name = device_name(device)
     spec = spec_tflops(name, args.peak_tflops)
-    spec_text = f"{spec:.0f} TFLOP/s" if spec else "unknown (pass --peak-tflops)"
     say(f"config: {args.config.name}{' (--tiny: small UNet and batches)' if args.tiny else ''}")
-    say(f"device: {name}; dense bf16 spec {spec_text}")
+    say(
+        f"device: {name}; dense bf16 spec {f'{spec:.0f} TFLOP/s' if spec else 'unknown (pass --peak-tflops)'}"
+    )
     matmul = measured_matmul_tflops(device, opts["matmul_n"])
     say(f"measured bf16 matmul peak: {matmul:.3g} TFLOP/s ({opts['matmul_n']}^3)")
-
     params = sum(p.numel() for p in create_unet(model=cfg.model, image_size=32, channels=3).parameters())
     train_flops, fwd_flops = flops_per_image(cfg.model, device)
     say(
         f"UNet: {params / 1e6:.2f} M parameters; {train_flops / 1e9:.2f} GFLOP/image fwd+bwd, "
         f"{fwd_flops / 1e9:.2f} GFLOP/image fwd (FlopCounterMode, {IMAGE_SHAPE[1]}x{IMAGE_SHAPE[2]})"
     )
-    t = cfg.train
-    fast = [
-        k for k in ("channels_last", "compile", "fused_adam", "ema_lerp", "data_on_device") if getattr(t, k)
-    ]
-    say(f"training: batch {t.batch_size}, mixed_precision {t.mixed_precision}, fast paths {fast or 'none'}")
-    step_s = time_training(cfg, warmup=opts["warmup"], steps=opts["steps"], device=device)
-    train_tflops = train_flops * t.batch_size / step_s / 1e12
-    say(
-        f"training: {step_s * 1e3:.1f} ms/step, {t.batch_size / step_s:.0f} images/s, "
-        f"{train_tflops:.3g} TFLOP/s achieved, {peak_memory(device)}"
-    )
-    say(
-        f"fraction of peak: {100 * train_tflops / (spec or matmul):.1f} % (training; {fractions(train_tflops, spec, matmul)})"
-    )
-
-    s = cfg.sample
-    # the teacher's forward in distillation: the training precision and compile setting, at the training batch
-    teacher_s = forward_timer(
-        cfg, device, compile=t.compile, precision="bf16" if t.mixed_precision == "bf16" else "no"
-    )(t.batch_size)
-    say(
-        f"distillation: + {teacher_s * 1e3:.1f} ms teacher forward per step -> {(step_s + teacher_s) * 1e3:.1f} ms/step"
-    )
-
-    say(
-        f"sampling forward: compile {s.compile}, mixed_precision {s.mixed_precision}; largest batch that fits:"
-    )
-    timer = forward_timer(cfg, device, compile=s.compile, precision=s.mixed_precision)
+    step_s, teacher_s = report_training(cfg, opts, device, (spec, matmul), train_flops)
     deadline = t_start + args.budget_s
-    best = largest_batch(timer, s.batch_size, opts["max_sample_batch"], deadline, device)
-    if best is None:
-        raise SystemExit(f"sample.batch_size {s.batch_size} does not fit (or no time was left): lower it")
-    rate, batch, fwd_s, memory = best
-    fwd_tflops = fwd_flops * rate / 1e12
-    say(
-        f"sampling: batch {batch}: {fwd_s * 1e3:.1f} ms per forward, {rate:.0f} images/s, "
-        f"{fwd_tflops:.3g} TFLOP/s achieved, {memory}"
-    )
-    say(
-        f"fraction of peak: {100 * fwd_tflops / (spec or matmul):.1f} % (sampling; {fractions(fwd_tflops, spec, matmul)})"
-    )
+    batch, fwd_s = report_sampling(cfg, opts, device, (spec, matmul), fwd_flops, deadline)
 
+    t, s = cfg.train, cfg.sample
     train_h = t.num_train_steps * step_s / 3600
     student_h = t.num_train_steps * (step_s + teacher_s) / 3600
     sampler_h = math.ceil(s.num_images / batch) * s.num_inference_steps * fwd_s / 3600
