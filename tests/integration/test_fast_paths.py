@@ -230,14 +230,14 @@ def test_compiled_training_matches_eager_inductor(tmp_path):
     check_compiled_training_matches_eager(tmp_path)
 
 
-def test_distillation_with_compiled_teachers_matches_eager(tmp_path, fast_compile):
+def test_distillation_with_compiled_nhwc_teachers_matches_eager(tmp_path, fast_compile):
     from dualmd.defense.distill import Teacher, training_predictor
 
     half1, half2 = tiny_images(16, seed=0), tiny_images(16, seed=1)
     teachers = [Teacher(UNetPredictor(tiny_unet(s)), {}) for s in (1, 2)]
     runs = {}
     for compiled in (False, True):
-        cfg = replace(TRAIN, compile=compiled)
+        cfg = replace(TRAIN, compile=compiled, channels_last=compiled)  # NHWC teachers too
         t1, t2 = (training_predictor(t, cfg, torch.device("cpu")) for t in teachers)
         runs[compiled] = fit_steps(
             tmp_path,

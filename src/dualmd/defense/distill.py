@@ -114,12 +114,16 @@ class AlternatingBatches:
 
 
 def training_predictor(teacher: Teacher, train_cfg: TrainConfig, device: torch.device) -> NoisePredictor:
-    """A teacher's predictor on the training device, compiled when `train_cfg.compile` (its forward runs every
-    step, under the loop's autocast); predictors other than a `UNetPredictor` are returned unchanged."""
+    """A teacher's predictor on the training device, in the student's memory format (train.channels_last) and
+    compiled when train.compile (its forward runs every step, under the loop's autocast); predictors other
+    than a `UNetPredictor` are returned unchanged."""
     predictor = teacher.predictor
     if not isinstance(predictor, UNetPredictor):
         return predictor
-    return UNetPredictor(predictor.unet.to(device), compile=train_cfg.compile)
+    unet = predictor.unet.to(device)
+    if train_cfg.channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
+    return UNetPredictor(unet, compile=train_cfg.compile)
 
 
 @dataclass(frozen=True)
