@@ -3,8 +3,10 @@
 For the default model (ModelConfig()) on digits (1x8x8, from scikit-learn, no download) at batch 64:
   * throughput of the training loop (images/s),
   * loop step time / bare UNet step time (forward + MSE + backward + Adam on fixed tensors; goal <= 1.10),
-  * DistillMD step time / plain training step time (goal <= 1.40; the teacher forward is the extra cost).
-Usage: OMP_NUM_THREADS=1 python benchmarks/bench_train.py --threads 1 --steps 40
+  * DistillMD step time / plain training step time (goal <= 1.40; the teacher forward is the extra cost),
+  * with --fast KEY ...: the loop step with those boolean `train` fast paths on (e.g. fused_adam ema_lerp),
+    measured interleaved with the plain loop, and its ratio to it.
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_train.py --threads 1 --steps 40 [--fast fused_adam ema_lerp]
 """
 
 from __future__ import annotations
@@ -104,15 +106,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (robust to load)")
+    parser.add_argument("--fast", nargs="*", default=[], help="boolean train keys to turn on in a 4th timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = ModelConfig()
     cfg = TrainConfig(batch_size=64, checkpoint_every_steps=10**9, log_every_steps=10**9)
-    bare, plain, distill = [], [], []
-    for _ in range(args.rounds):  # interleaved so that a busy neighbour slows all three alike
+    fast_cfg = TrainConfig.from_mapping({**cfg.to_dict(), **dict.fromkeys(args.fast, True)})
+    bare, plain, distill, fast = [], [], [], []
+    for _ in range(args.rounds):  # interleaved so that a busy neighbour slows all of them alike
         bare += bare_step_times(model, cfg, args.steps)
         plain += loop_step_times(model, cfg, args.steps, distill=False)
         distill += loop_step_times(model, cfg, args.steps, distill=True)
+        if args.fast:
+            fast += loop_step_times(model, fast_cfg, args.steps, distill=False)
     b, p, d = (statistics.median(x) for x in (bare, plain, distill))
     params = sum(p.numel() for p in create_unet(model=model, image_size=8, channels=1).parameters())
     print(
@@ -127,6 +133,9 @@ def main() -> None:
     print(f"DistillMD loop step   {d * 1e3:7.1f} ms  -> {cfg.batch_size / d:7.0f} images/s")
     print(f"loop / bare ratio       {p / b:5.3f}  (goal <= 1.10)")
     print(f"DistillMD / plain ratio {d / p:5.3f}  (goal <= 1.40)")
+    if args.fast:
+        f = statistics.median(fast)
+        print(f"loop step with {'+'.join(args.fast)}  {f * 1e3:7.1f} ms  -> fast / plain ratio {f / p:5.3f}")
 
 
 if __name__ == "__main__":

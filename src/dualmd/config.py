@@ -219,7 +219,15 @@ class TrainConfig(_Section):
     hflip: bool = False  # random horizontal flip augmentation
     checkpoint_every_steps: int = 500  # resumable training state period
     log_every_steps: int = 50
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # used on GPU only
+    # autocast of forward and loss: bf16 runs on CPU and GPU, fp16 needs CUDA (refused on the CPU)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # Fast paths (`dualmd.train.loop`): they change speed, not the algorithm (results agree to float rounding),
+    # so a saved state resumes whichever of them are on.
+    channels_last: bool = False  # UNet weights and activations in NHWC memory format
+    compile: bool = False  # torch.compile the UNet's training forward (and the teachers' in distillation)
+    fused_adam: bool = False  # Adam's fused kernel (torch.optim.Adam(fused=True); CUDA and CPU)
+    ema_lerp: bool = False  # EMA update as one torch._foreach_lerp_ instead of diffusers' two foreach ops
+    data_on_device: bool = False  # keep the training images on the accelerator, gather batches there
     seed: int = 0
     probe_timesteps: tuple[int, ...] = (50, 100, 200, 400)  # member/non-member loss gap, recorded in metadata
     probe_num_images: int = 256  # at most this many members and non-members are probed
@@ -273,6 +281,8 @@ class SampleConfig(_Section):
     weights: Weights = "ema"
     dualmd_alternation: Literal["timestep_parity", "step_index"] = "step_index"  # see dualmd.defense.dualmd
     batch_size: int = 256
+    compile: bool = False  # torch.compile the UNet forward (one compilation per batch shape)
+    mixed_precision: Literal["no", "bf16"] = "no"  # bf16 autocast of the UNet forward
     seed: int = 0  # image i uses seed + i, so images do not depend on batch size
 
     def _validate(self, prefix: str) -> None:
@@ -445,6 +455,9 @@ class AttackConfig(_Section):
     weights: Weights = "ema"  # white-box attacks: which weights of a model are attacked
     batch_size: int = 256
     seed: int = 0  # per-sample noise seeds derive from this and the sample id
+    # white-box attacks' UNet forward (not GSA's per-sample gradients, which run the plain fp32 UNet)
+    compile: bool = False  # torch.compile the UNet forward
+    mixed_precision: Literal["no", "bf16"] = "no"  # bf16 autocast of the UNet forward
     secmi: SecMIConfig = field(default_factory=SecMIConfig)
     secmi_nn: SecMINNConfig = field(default_factory=SecMINNConfig)
     pia: PIAConfig = field(default_factory=PIAConfig)
@@ -752,6 +765,19 @@ class ExperimentConfig:
                 "attack.nn_distance.k",
                 f"exceeds the {self.sample.num_images} generated images (sample.num_images)",
             )
+        if "train" in given and "controls" in given:
+            _require(
+                not (self.train.compile and self.controls.dp_epsilons),
+                "train.compile",
+                "cannot combine with DP-SGD (controls.dp_epsilons): Opacus' per-sample gradient hooks do not run "
+                "under torch.compile; set train.compile: false or drop the DP-SGD controls",
+            )
+            _require(
+                not (self.train.channels_last and self.train.fused_adam and self.controls.dp_epsilons),
+                "train.fused_adam",
+                "cannot combine with train.channels_last under DP-SGD (controls.dp_epsilons): Opacus writes NCHW "
+                "gradients for NHWC weights and the fused kernel assumes one layout; turn one of them off",
+            )
         if "dataset" in given and "model" in given:
             levels = len(self.model.block_out_channels)
             _require(
@@ -815,7 +841,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "utility": ("utility",),
     "heldout": ("heldout",),
 }
-_ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed")
+_ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed", "compile", "mixed_precision")
 #: Seeds that differ between replicates: replicate r adds r to each.
 REPLICATE_SEEDS = (("split", "seed"), ("split", "half_seed"), ("train", "seed"))
 

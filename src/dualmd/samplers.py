@@ -33,7 +33,13 @@ def generate(
         alternation rule and the teacher used at each step as a string such as "1212...").
     """
     selector, base, shape = load_sampler(
-        sampler, model_dirs, weights=cfg.weights, alternation=cfg.dualmd_alternation, device=device
+        sampler,
+        model_dirs,
+        weights=cfg.weights,
+        alternation=cfg.dualmd_alternation,
+        device=device,
+        compile=cfg.compile,
+        mixed_precision=cfg.mixed_precision,
     )
     images = sample_images(selector, base, cfg, shape, device=device)
     model_ids = list(catalog.sampler_models(sampler))
@@ -52,6 +58,8 @@ def load_sampler(
     weights: str,
     alternation: str,
     device: str | torch.device = "cpu",
+    compile: bool = False,
+    mixed_precision: str = "no",
 ) -> tuple[NoisePredictor | PredictorSelector, DDPMScheduler, tuple[int, int, int]]:
     """The denoiser of `sampler` as the sampling loop runs it: one model's predictor, or DualMD's teachers
     alternating by `alternation` (`AlternatingTeachers`).
@@ -62,6 +70,7 @@ def load_sampler(
         weights: "raw" or "ema".
         alternation: DualMD's rule, "step_index" or "timestep_parity" (ignored for a single model).
         device: where the UNets run.
+        compile, mixed_precision: as in `UNetPredictor`.
     Returns:
         (predictor or selector, the models' shared training scheduler, (C, H, W) of one image).
     """
@@ -71,7 +80,7 @@ def load_sampler(
         raise ValueError(f"sampler {sampler!r} needs model directories for {missing}")
     base = _shared_scheduler([Path(model_dirs[m]) for m in model_ids])
     unets = [load_unet(model_dirs[m], weights, device) for m in model_ids]
-    predictors = [UNetPredictor(u) for u in unets]
+    predictors = [UNetPredictor(u, compile=compile, mixed_precision=mixed_precision) for u in unets]
     selector: NoisePredictor | PredictorSelector = predictors[0]
     if catalog.target(sampler).kind == "pair":
         selector = AlternatingTeachers(

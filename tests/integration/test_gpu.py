@@ -1,4 +1,5 @@
-"""On a CUDA device: bf16 training resumes exactly, and white-box attacks score as they do on the CPU.
+"""On a CUDA device: bf16 training resumes exactly, the fast-path training step never synchronises with the host,
+and white-box attacks score as they do on the CPU.
 
 Skipped without a GPU (see conftest.py). Deterministic kernels and no TF32 are requested, so equality is exact
 for training and to float32 rounding for the attacks.
@@ -49,6 +50,41 @@ def test_bf16_training_interrupted_and_resumed_equals_uninterrupted(tmp_path, de
         a, b = load_weights(tmp_path / "full", sub), load_weights(tmp_path / "resumed", sub)
         assert all(torch.equal(a[k], b[k]) for k in a), sub
     assert resumed["probe"] == full["probe"]
+
+
+def test_fast_path_training_steps_do_not_synchronise(tmp_path):
+    """With every fast path on (and bf16), steps between logging steps raise on any host sync (e.g. .item(), a
+    copy from pageable memory); the first steps (compilation, lazy initialisation) are not checked."""
+    from dualmd.train.loop import StepInfo
+
+    cfg = replace(
+        TRAIN,
+        num_train_steps=12,
+        log_every_steps=10**6,
+        checkpoint_every_steps=10**6,
+        mixed_precision="bf16",
+        hflip=True,
+        channels_last=True,
+        compile=True,
+        fused_adam=True,
+        ema_lerp=True,
+        data_on_device=True,
+    )
+    checked = []
+
+    def watch(info: StepInfo) -> None:
+        if info.step == 2:
+            torch.cuda.set_sync_debug_mode("error")
+        if info.step == cfg.num_train_steps - 2:  # the last step logs and saves: those sync, by design
+            torch.cuda.set_sync_debug_mode("default")
+        if 2 < info.step < cfg.num_train_steps - 2:
+            checked.append(info.step)
+
+    try:
+        meta = run(tmp_path, "fast", cfg, on_step=watch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert checked == list(range(3, 10)) and meta["device"].startswith("cuda")
 
 
 @pytest.mark.parametrize("name", ["loss", "pia", "pian", "secmi_stat"])

@@ -119,6 +119,30 @@ SHORT = {
         ({"set_inference": {"attack": "carlini"}}, "set_inference.attack: unknown attack 'carlini'"),
         ({"set_inference": {"max_p": 1.0}}, "set_inference.max_p: must be in (0, 1)"),
         ({"set_inference": {"num_repeats": 0}}, "set_inference.num_repeats: must be >= 1"),
+        ({"train": {"compile": "yes"}}, "train.compile: expected bool"),
+        ({"train": {"channels_last": 1}}, "train.channels_last: expected bool"),
+        ({"train": {"fused_adam": None}}, "train.fused_adam: expected bool"),
+        ({"train": {"ema_lerp": "true"}}, "train.ema_lerp: expected bool"),
+        ({"train": {"data_on_device": 0}}, "train.data_on_device: expected bool"),
+        ({"train": {"mixed_precision": "fp8"}}, "train.mixed_precision: 'fp8' is not one of"),
+        (
+            {"sample": {"mixed_precision": "fp16"}},
+            "sample.mixed_precision: 'fp16' is not one of ['no', 'bf16']",
+        ),
+        ({"sample": {"compile": "auto"}}, "sample.compile: expected bool"),
+        (
+            {"attack": {"mixed_precision": "fp16"}},
+            "attack.mixed_precision: 'fp16' is not one of ['no', 'bf16']",
+        ),
+        ({"attack": {"compile": 2}}, "attack.compile: expected bool"),
+        (
+            {"train": {"compile": True}, "controls": {"dp_epsilons": [10]}},
+            "train.compile: cannot combine with DP-SGD (controls.dp_epsilons)",
+        ),
+        (
+            {"train": {"channels_last": True, "fused_adam": True}, "controls": {"dp_epsilons": [10]}},
+            "train.fused_adam: cannot combine with train.channels_last under DP-SGD",
+        ),
     ],
     ids=[
         "typo",
@@ -168,6 +192,18 @@ SHORT = {
         "set-inference-attack",
         "set-inference-max-p",
         "set-inference-repeats",
+        "train-compile",
+        "train-channels-last",
+        "train-fused-adam",
+        "train-ema-lerp",
+        "train-data-on-device",
+        "train-precision",
+        "sample-precision",
+        "sample-compile",
+        "attack-precision",
+        "attack-compile",
+        "compile-with-dp-sgd",
+        "nhwc-fused-adam-with-dp-sgd",
     ],
 )
 def test_bad_config_names_the_key(raw, message):
@@ -279,11 +315,12 @@ def test_stage_config_holds_exactly_the_sections_a_stage_reads():
             **{s: getattr(experiment, s) for s in sections}
         )
     pia = stage_config(experiment, "attack_pian")["attack"]
-    assert pia["names"] == ["pian"] and set(pia) == {"names", "weights", "batch_size", "seed", "pia"}
+    shared = {"names", "weights", "batch_size", "seed", "compile", "mixed_precision"}
+    assert pia["names"] == ["pian"] and set(pia) == shared | {"pia"}
     # recon queries the sampler the sample stage runs: its weights and DualMD's alternation, nothing else
     recon = stage_config(experiment, "attack_recon")
     assert recon["sample"] == {"weights": "ema", "dualmd_alternation": "step_index"}
-    assert set(recon["attack"]) == {"names", "weights", "batch_size", "seed", "recon"}
+    assert set(recon["attack"]) == shared | {"recon"}
     assert load_config_text(dump_stage_config(recon)).sample.dualmd_alternation == "step_index"
 
 
@@ -300,7 +337,7 @@ def test_a_changed_section_changes_only_the_digests_of_the_stages_that_read_it()
     assert moved == readers | {"attack_teacher_max"} == {"attack_pia", "attack_pian", "attack_teacher_max"}
     loss_statistic = ExperimentConfig.from_mapping({"attack": {"teacher_max": {"statistic": "loss"}}})
     assert set(stage_config(loss_statistic, "attack_teacher_max")["attack"]) == {
-        *("names", "weights", "batch_size", "seed"),
+        *("names", "weights", "batch_size", "seed", "compile", "mixed_precision"),
         *("teacher_max", "loss"),
     }
     # key order and defaults written out do not matter, only values
@@ -330,3 +367,57 @@ def test_snapshot_steps_round_fractions_of_the_run_and_name_checkpoints():
         2,
     )  # round(0.4) = 0 and round(3.6) = 4 (the final model) are dropped
     assert checkpoint_targets(ExperimentConfig.from_mapping({"train": {"snapshot_fractions": []}})) == []
+
+
+FAST_PATHS = {
+    "train": {
+        "mixed_precision": "bf16",
+        "channels_last": True,
+        "compile": True,
+        "fused_adam": True,
+        "ema_lerp": True,
+        "data_on_device": True,
+    },
+    "sample": {"compile": True, "mixed_precision": "bf16"},
+    "attack": {"compile": True, "mixed_precision": "bf16"},
+}
+
+
+def test_fast_path_options_round_trip_through_validation_and_stage_configs():
+    import jsonschema
+
+    jsonschema.validate(FAST_PATHS, SCHEMA)  # the workflow's layer accepts them
+    experiment = ExperimentConfig.from_mapping(FAST_PATHS)
+    for section, values in FAST_PATHS.items():
+        assert {k: experiment.to_dict()[section][k] for k in values} == values
+    # each stage's config file carries its options, and reads back to the same values
+    for stage, section in (
+        ("train", "train"),
+        ("distill", "train"),
+        ("sample", "sample"),
+        ("attack_pia", "attack"),
+    ):
+        written = yaml.safe_load(dump_stage_config(stage_config(experiment, stage)))
+        assert {k: written[section][k] for k in FAST_PATHS[section]} == FAST_PATHS[section], stage
+    # DP-SGD controls combine with every fast path but compile, and with fused Adam only on NCHW weights
+    for off in ("channels_last", "fused_adam"):
+        train = {**FAST_PATHS["train"], "compile": False, off: False}
+        ExperimentConfig.from_mapping({**FAST_PATHS, "train": train, "controls": {"dp_epsilons": [10]}})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("train", "compile", "yes"),
+        ("train", "data_on_device", 1),
+        ("sample", "mixed_precision", "fp16"),
+        ("attack", "compile", "no"),
+    ],
+    ids=["train-compile", "train-data-on-device", "sample-precision", "attack-compile"],
+)
+def test_schema_rejects_bad_fast_path_values_naming_the_key(section, key, value):
+    import jsonschema
+
+    with pytest.raises(jsonschema.ValidationError) as err:
+        jsonschema.validate({section: {key: value}}, SCHEMA)
+    assert list(err.value.path) == [section, key]

@@ -142,8 +142,20 @@ def test_broken_config_fails_before_any_job(tmp_path):
         ("memorization:\n", "memorization:\n  k_nearest: 1\n", "k_nearest"),
         ("  num_images: 16\n  feature_net", "  num_images: 40\n  feature_net", "utility.num_images"),
         ("    sweep_timesteps: [100, 200]", "    sweep_timesteps: [100, 2000]", "attack.pia.sweep_timesteps"),
+        ("\ntrain:\n", "\ntrain:\n  compile: maybe\n", "compile"),
+        (
+            "\ntrain:\n",
+            "\ncontrols:\n  dp_epsilons: [10]\ntrain:\n  compile: true\n",
+            "train.compile: cannot combine with DP-SGD",
+        ),
     ],
-    ids=["k-nearest", "more-fid-images-than-samples", "timestep-out-of-range"],
+    ids=[
+        "k-nearest",
+        "more-fid-images-than-samples",
+        "timestep-out-of-range",
+        "compile-not-a-boolean",
+        "compile-with-dp-sgd",
+    ],
 )
 def test_ranges_that_would_fail_in_a_job_fail_at_validation(tmp_path, old, new, key):
     project = copy_project(tmp_path / "p", TEST_CONFIG)

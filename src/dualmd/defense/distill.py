@@ -18,7 +18,7 @@ for every member, with the same loop, steps and optimiser as DistillMD.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,23 @@ class AlternatingBatches:
         images = self.half1 if step % 2 == 0 else self.half2
         return RandomBatches(images=images, batch_size=self.batch_size, hflip=self.hflip)(step, generator)
 
+    def to(self, device: torch.device) -> AlternatingBatches:
+        """The same batches, gathered from copies of both halves on `device` (train.data_on_device)."""
+        return replace(self, half1=self.half1.to(device), half2=self.half2.to(device))
+
+
+def training_predictor(teacher: Teacher, train_cfg: TrainConfig, device: torch.device) -> NoisePredictor:
+    """A teacher's predictor on the training device, in the student's memory format (train.channels_last) and
+    compiled when train.compile (its forward runs every step, under the loop's autocast); predictors other
+    than a `UNetPredictor` are returned unchanged."""
+    predictor = teacher.predictor
+    if not isinstance(predictor, UNetPredictor):
+        return predictor
+    unet = predictor.unet.to(device)
+    if train_cfg.channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
+    return UNetPredictor(unet, compile=train_cfg.compile)
+
 
 @dataclass(frozen=True)
 class CrossTeacherTargets:
@@ -176,13 +193,11 @@ def selfdistill_student(
     """
     check_single_teacher(teacher.metadata, members_sha256=members_sha256, split_fingerprint=split_fingerprint)
     accelerator = make_accelerator(train_cfg)
-    if isinstance(teacher.predictor, UNetPredictor):
-        teacher.predictor.unet.to(accelerator.device)
     info = {k: teacher.metadata.get(k) for k in ("subset", "subset_sha256", "model_id")}
     data = {"members_sha256": tensor_sha256(members), "teacher_metadata_sha256": run_hash(teacher.metadata)}
     return run_and_save(
         batches=RandomBatches(images=members, batch_size=train_cfg.batch_size, hflip=train_cfg.hflip),
-        target_fn=TeacherTargets(teacher=teacher.predictor),
+        target_fn=TeacherTargets(teacher=training_predictor(teacher, train_cfg, accelerator.device)),
         image_shape=tuple(members.shape[1:]),
         data=data,
         probe_members=probe_members,
@@ -245,9 +260,6 @@ def distill_student(
     if half1.shape[1:] != half2.shape[1:]:
         raise ValueError(f"D1 images {tuple(half1.shape[1:])} and D2 images {tuple(half2.shape[1:])} differ")
     accelerator = make_accelerator(train_cfg)
-    for teacher in (teacher1, teacher2):
-        if isinstance(teacher.predictor, UNetPredictor):
-            teacher.predictor.unet.to(accelerator.device)
     teachers = {
         name: {
             "subset": t.metadata.get("subset"),
@@ -267,7 +279,10 @@ def distill_student(
         batches=AlternatingBatches(
             half1=half1, half2=half2, batch_size=train_cfg.batch_size, hflip=train_cfg.hflip
         ),
-        target_fn=CrossTeacherTargets(teacher1=teacher1.predictor, teacher2=teacher2.predictor),
+        target_fn=CrossTeacherTargets(
+            teacher1=training_predictor(teacher1, train_cfg, accelerator.device),
+            teacher2=training_predictor(teacher2, train_cfg, accelerator.device),
+        ),
         image_shape=tuple(half1.shape[1:]),
         data=data,
         probe_members=probe_members,

@@ -10,6 +10,7 @@ the same (x_t, t) -> eps signature, for `torch.func.functional_call`.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -56,10 +57,20 @@ class Schedule:
 
 
 class UNetPredictor:
-    """Adapts a diffusers `UNet2DModel` to `NoisePredictor` (no gradient, eval mode)."""
+    """Adapts a diffusers `UNet2DModel` to `NoisePredictor` (no gradient, eval mode).
 
-    def __init__(self, unet: UNet2DModel):
+    Two fast paths of the forward (config keys ``compile`` and ``mixed_precision`` of sample/attack, and
+    ``train.compile`` for distillation teachers): `compile` runs it through `torch.compile` (the first call of
+    each batch shape compiles), `mixed_precision="bf16"` under bf16 autocast. The prediction is returned in
+    float32 either way; `unet` itself is left uncompiled (gradient attacks use it through `eps_network`).
+    """
+
+    def __init__(self, unet: UNet2DModel, *, compile: bool = False, mixed_precision: str = "no"):
+        if mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision: {mixed_precision!r} is not one of ['no', 'bf16']")
         self.unet = unet.eval()
+        self.autocast = mixed_precision == "bf16"
+        self._forward = torch.compile(unet) if compile else unet
 
     @property
     def device(self) -> torch.device:
@@ -68,7 +79,13 @@ class UNetPredictor:
     @torch.no_grad()
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
         dev = self.device
-        return self.unet(x_t.to(dev), t.to(dev)).sample.to(x_t.device)
+        # nullcontext, not autocast(enabled=False): a caller's autocast (the training loop's) must stay in force
+        precision = (
+            torch.autocast(dev.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        )
+        with precision:
+            eps = self._forward(x_t.to(dev), t.to(dev)).sample
+        return eps.float().to(x_t.device)
 
 
 class EpsNetwork(nn.Module):

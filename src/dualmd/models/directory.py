@@ -105,12 +105,18 @@ def load_schedule(model_dir: str | Path) -> Schedule:
 
 
 def load_predictor(
-    model_dir: str | Path, weights: Literal["raw", "ema"] = "ema", device: str | torch.device = "cpu"
+    model_dir: str | Path,
+    weights: Literal["raw", "ema"] = "ema",
+    device: str | torch.device = "cpu",
+    *,
+    compile: bool = False,
+    mixed_precision: str = "no",
 ) -> tuple[UNetPredictor, Schedule]:
-    """A trained model as (NoisePredictor, Schedule)."""
+    """A trained model as (NoisePredictor, Schedule); `compile`, `mixed_precision` as in `UNetPredictor`."""
     from dualmd.models.adapter import UNetPredictor
 
-    return UNetPredictor(load_unet(model_dir, weights, device)), load_schedule(model_dir)
+    unet = load_unet(model_dir, weights, device)
+    return UNetPredictor(unet, compile=compile, mixed_precision=mixed_precision), load_schedule(model_dir)
 
 
 def load_metadata(model_dir: str | Path) -> dict:

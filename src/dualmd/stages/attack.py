@@ -55,7 +55,9 @@ def score(
         if spec.access == "model":
             path = target_dir(name, path)
             check_trained_on(path, the_split, catalog.member_subset(name))
-            predictor, schedule = load_predictor(path, cfg.weights, device())
+            predictor, schedule = load_predictor(
+                path, cfg.weights, device(), compile=cfg.compile, mixed_precision=cfg.mixed_precision
+            )
             result = attack_model(
                 attack,
                 cfg,
@@ -91,14 +93,21 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
         check_trained_on(path, the_split, catalog.member_subset(model))
     common = dict(images=images, sample_ids=sample_ids, is_member=is_member)
     if catalog.attack(attack).access == "pair":
-        loaded = {m: load_predictor(path, cfg.weights, device()) for m, path in dirs.items()}
+        fast = dict(compile=cfg.compile, mixed_precision=cfg.mixed_precision)
+        loaded = {m: load_predictor(path, cfg.weights, device(), **fast) for m, path in dirs.items()}
         models = {m: predictor for m, (predictor, _) in loaded.items()}
         schedule = next(iter(loaded.values()))[1]
         return attack_pair(attack, cfg, models=models, schedule=schedule, **common)
     # the sampler under attack is the one the sample stage runs: its weights and DualMD's alternation rule
     sample = experiment.sample
     sampler, base, _ = load_sampler(
-        name, dirs, weights=sample.weights, alternation=sample.dualmd_alternation, device=device()
+        name,
+        dirs,
+        weights=sample.weights,
+        alternation=sample.dualmd_alternation,
+        device=device(),
+        compile=cfg.compile,
+        mixed_precision=cfg.mixed_precision,
     )
     return attack_sampler(attack, cfg, sampler=sampler, schedule=Schedule.from_scheduler(base), **common)
 
@@ -118,7 +127,15 @@ def _reference_statistics(cfg, references: dict[str, Path], the_split, data, dev
     loaded = []
     for name in expected:
         check_trained_on(references[name], the_split, catalog.member_subset(name))
-        loaded.append(load_predictor(references[name], cfg.weights, device))
+        loaded.append(
+            load_predictor(
+                references[name],
+                cfg.weights,
+                device,
+                compile=cfg.compile,
+                mixed_precision=cfg.mixed_precision,
+            )
+        )
     ids, _ = the_split.evaluation_indices()
     stats = reference_statistics(cfg, loaded, to_model_range(data[ids]), ids)
     log.info("%s on %d reference models: %d candidates", cfg.lira.statistic, len(loaded), len(ids))

@@ -238,10 +238,14 @@ def run_and_save(
 
 # Keys that change neither the weights nor the data order: editing them must not invalidate a saved state.
 _BOOKKEEPING_KEYS = ("log_every_steps", "checkpoint_every_steps", "probe_timesteps", "probe_num_images")
+# The fast paths change the weights by float rounding only, and the state is the same with or without them:
+# a run interrupted without them may resume with them (e.g. on another device).
+_FAST_PATH_KEYS = ("channels_last", "compile", "fused_adam", "ema_lerp", "data_on_device")
 
 
 def _training_relevant(config: dict[str, Any]) -> dict[str, Any]:
-    train = {k: v for k, v in config["train"].items() if k not in _BOOKKEEPING_KEYS}
+    ignored = _BOOKKEEPING_KEYS + _FAST_PATH_KEYS
+    train = {k: v for k, v in config["train"].items() if k not in ignored}
     return {**config, "train": train}
 
 

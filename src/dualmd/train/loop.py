@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -72,10 +72,20 @@ def noise_target(step: int, x_t: Tensor, t: Tensor, eps: Tensor, **condition: Te
     return eps
 
 
+def to_device(x: Tensor, device: torch.device) -> Tensor:
+    """`x` (drawn on the CPU) on `device`, without a host synchronisation: a copy from pageable memory makes
+    CUDA wait for the queued kernels, a copy from pinned memory with non_blocking=True does not."""
+    if x.device == device:
+        return x
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 def random_hflip(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Mirror each image (B, C, H, W) left-right with probability 1/2."""
+    """Mirror each image (B, C, H, W) left-right with probability 1/2 (the draw is on the CPU, like every draw)."""
     flip = torch.rand(x.shape[0], generator=generator) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    return torch.where(to_device(flip, x.device).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 @dataclass(frozen=True)
@@ -88,8 +98,12 @@ class RandomBatches:
 
     def __call__(self, step: int, generator: torch.Generator) -> Tensor:
         idx = torch.randint(len(self.images), (self.batch_size,), generator=generator)
-        x_0 = self.images[idx]
+        x_0 = self.images[to_device(idx, self.images.device)]
         return random_hflip(x_0, generator) if self.hflip else x_0
+
+    def to(self, device: torch.device) -> RandomBatches:
+        """The same batches, gathered from a copy of the images on `device` (train.data_on_device)."""
+        return replace(self, images=self.images.to(device))
 
 
 @dataclass(frozen=True)
@@ -109,8 +123,13 @@ class PoissonBatches:
                 f"step {step}: the Poisson batch is empty (rate {self.sample_rate}, {len(self.images)} images); "
                 "raise train.batch_size"
             )
-        x_0 = self.images[chosen]
+        # indices rather than a mask: a mask on the device would need a host sync to size the batch
+        x_0 = self.images[to_device(chosen.nonzero().squeeze(1), self.images.device)]
         return random_hflip(x_0, generator) if self.hflip else x_0
+
+    def to(self, device: torch.device) -> PoissonBatches:
+        """The same batches, gathered from a copy of the images on `device` (train.data_on_device)."""
+        return replace(self, images=self.images.to(device))
 
 
 @dataclass(frozen=True)
@@ -136,8 +155,11 @@ class FitResult:
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    """The Accelerator of a run; mixed precision only on GPU (fp16 needs CUDA, bf16 gains nothing on CPU)."""
-    return Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    """The Accelerator of a run. bf16 autocast applies on the CPU too; fp16 (with its loss scaling) needs CUDA
+    and is refused on the CPU rather than silently dropped."""
+    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ValueError("train.mixed_precision: fp16 needs a CUDA device; use bf16 or 'no' on the CPU")
+    return Accelerator(mixed_precision=cfg.mixed_precision)
 
 
 def fit(
@@ -164,13 +186,24 @@ def fit(
     `unet` is a `UNet2DModel`, or a `UNet2DConditionModel` when `batches` yields `Conditioned` batches.
     With `dp`, the step is DP-SGD (`dualmd.train.dp`): per-sample clipping at dp.max_grad_norm and Gaussian
     noise replace the global gradient clipping; `batches` should then be Poisson batches of that rate.
+
+    The fast paths of `cfg` (channels_last, compile, fused_adam, ema_lerp, data_on_device) change speed only.
+    Whatever they are, a step does not wait for the device: draws reach it through pinned non-blocking copies
+    and the loss is summed there, read on the host only at logging steps (fp16's loss scaler excepted).
     """
     gen = torch.Generator().manual_seed(cfg.seed)
+    if cfg.channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
     # Adam as in the paper (AdamW without weight decay is the same thing); linear warm-up, then constant.
-    opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr, fused=cfg.fused_adam or None)
     if dp is not None:
         from dualmd.train import dp as dpsgd
 
+        if cfg.compile:
+            raise ValueError("train.compile cannot combine with DP-SGD (Opacus' per-sample gradient hooks)")
+        if cfg.channels_last and cfg.fused_adam:
+            # Opacus writes NCHW gradients for NHWC weights; the fused kernel would pair the wrong elements.
+            raise ValueError("train.fused_adam cannot combine with train.channels_last under DP-SGD")
         if accelerator.num_processes > 1:
             raise ValueError(
                 "DP-SGD runs in one process (its Poisson batches are not split across processes)"
@@ -182,6 +215,10 @@ def fit(
     raw = accelerator.unwrap_model(unet)
     raw = getattr(raw, "_module", raw)  # DP-SGD: the UNet inside Opacus' GradSampleModule
     ema = make_ema(raw, cfg)
+    params = list(raw.parameters())
+    forward = torch.compile(unet) if cfg.compile else unet  # shares the weights; `unet` stays uncompiled
+    if cfg.data_on_device:
+        batches = _on_device(batches, accelerator.device)
     run = _Progress(loss_curve=[], window_sum=0.0, window_count=0, elapsed_s=0.0)
     start = _restore(load_state(state_dir, run_hash), raw, ema, opt, lr_sched, gen, run, accelerator.device)
     window = torch.tensor(run.window_sum, device=accelerator.device)
@@ -197,19 +234,21 @@ def fit(
     for step in range(start, cfg.num_train_steps):
         x_0, t, eps, condition = _draw(batches, step, gen, schedule.num_train_timesteps, accelerator)
         x_t = schedule.q_sample(x_0, t, eps)
+        if cfg.channels_last:
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
         with accelerator.accumulate(unet), accelerator.autocast():
             with torch.no_grad():
                 target = target_fn(step, x_t, t, eps, **condition)
             # loss in fp32 under autocast
-            loss = F.mse_loss(unet(x_t, t, **condition).sample.float(), target.float())
+            loss = F.mse_loss(forward(x_t, t, **condition).sample.float(), target.float())
             accelerator.backward(loss)
             if accelerator.sync_gradients and dp is None:
                 accelerator.clip_grad_norm_(unet.parameters(), cfg.grad_clip_norm)
             opt.step()
             lr_sched.step()
             opt.zero_grad(set_to_none=True)
-        ema.step(raw.parameters())
-        window += loss.detach()
+        ema_step(ema, params, lerp=cfg.ema_lerp)
+        window += loss.detach()  # on the device: no host sync outside logging steps
         run.window_count += 1
         done = step + 1
         bar.update(1)
@@ -226,6 +265,7 @@ def fit(
     if dp is not None:
         dpsgd.release(accelerator.unwrap_model(unet))
     session_s = time.perf_counter() - session_t0
+    raw.to(memory_format=torch.contiguous_format)  # the returned models are ordinary NCHW modules
     ema_unet = copy.deepcopy(raw)
     ema.copy_to(ema_unet.parameters())
     steps_run = cfg.num_train_steps - start
@@ -257,6 +297,34 @@ def make_ema(unet: UNet2DModel, cfg: TrainConfig) -> EMAModel:
             foreach=True,
         )
     return EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=True)
+
+
+@torch.no_grad()
+def ema_step(ema: EMAModel, params: list[Tensor], *, lerp: bool) -> None:
+    """One EMA update of `ema` towards `params`: shadow <- shadow + (1 - decay) (param - shadow).
+
+    lerp=False is diffusers' `EMAModel.step` (two foreach kernels and a temporary per step); lerp=True the same
+    update as one `torch._foreach_lerp_`, with the decay of `EMAModel.get_decay` and the same step count, so
+    its state dict is interchangeable (equal to float rounding: lerp may use a fused multiply-add).
+    """
+    if not lerp:
+        ema.step(params)
+        return
+    ema.optimization_step += 1
+    decay = ema.get_decay(ema.optimization_step)
+    ema.cur_decay_value = decay
+    torch._foreach_lerp_(ema.shadow_params, params, 1.0 - decay)
+
+
+def _on_device(batches: BatchSource, device: torch.device) -> BatchSource:
+    """`batches` drawing from images kept on `device`; a source without a `to(device)` method is refused."""
+    move = getattr(batches, "to", None)
+    if move is None:
+        raise ValueError(
+            f"train.data_on_device: the batch source {type(batches).__name__} cannot move its images; "
+            "give it a to(device) method or turn the option off"
+        )
+    return move(device)
 
 
 def snapshot_path(state_dir: Path, run_hash: str, step: int) -> Path:
@@ -300,8 +368,8 @@ def _draw(
         raise ValueError(f"batch size {x_0.shape[0]} is not divisible by the {n} processes")
     part = slice(rank * x_0.shape[0] // n, (rank + 1) * x_0.shape[0] // n)
     dev = accelerator.device
-    condition = {k: v[part].to(dev) for k, v in condition.items()}
-    return x_0[part].to(dev), t[part].to(dev), eps[part].to(dev), condition
+    condition = {k: to_device(v[part], dev) for k, v in condition.items()}
+    return to_device(x_0[part], dev), to_device(t[part], dev), to_device(eps[part], dev), condition
 
 
 def _log_window(run: _Progress, window: Tensor, done: int, accelerator: Accelerator, bar: tqdm) -> None:
