@@ -17,7 +17,6 @@ T2I_PRETRAINED = EXPERIMENT.text2image.pretrained
 wildcard_constraints:
     t2i_trained="|".join(map(re.escape, T2I_TRAINED)),
     t2i_distilled="|".join(map(re.escape, T2I_DISTILLED)),
-    t2i_model="|".join(map(re.escape, T2I_MODELS)),
     t2i_sampler="|".join(map(re.escape, T2I_SAMPLERS)),
 
 
@@ -50,6 +49,11 @@ def t2i_sampler_dirs(wildcards):
         f"results/t2i_models/{wildcards.run}/{m}"
         for m in catalog.sampler_models(wildcards.t2i_sampler)
     ]
+
+
+def t2i_target_args(wildcards, input):
+    """`--target NAME=DIR` for every model an attack job scores."""
+    return named_args("--target", input.models)
 
 
 def t2i_attack_scores(wildcards):

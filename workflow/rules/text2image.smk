@@ -136,22 +136,23 @@ rule sample_t2i_images:
         "--grid {output.grid} --threads {threads} > {log} 2>&1"
 
 
-# Per-sample scores of one white-box attack on one model (its members against the non-members), each image's
-# latent conditioned on its original caption; one job per model, started as soon as that model exists.
+# Per-sample scores of one white-box attack on every model of every variant (each on its members against the
+# non-members), each image's latent conditioned on its original caption: one job per attack, as for the
+# unconditional experiment's cheap attacks, so that a model adds no process start-up.
 rule score_t2i_attack:
     input:
         cfg=config_file("t2i_attack_{attack}"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
-        model="results/t2i_models/{run}/{t2i_model}",
+        models=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
         code=stage_code("text2image"),
     output:
-        scores="results/t2i_scores/{run}/{attack}/{t2i_model}.npz",
+        scores=per_target("results/t2i_scores/{run}/{attack}/{target}.npz", T2I_MODELS),
     log:
-        "logs/{run}/score_t2i_attack/{attack}/{t2i_model}.log",
+        "logs/{run}/score_t2i_attack/{attack}.log",
     benchmark:
-        "results/benchmarks/{run}/score_t2i_attack/{attack}/{t2i_model}.tsv"
+        "results/benchmarks/{run}/score_t2i_attack/{attack}.tsv"
     priority: 10
     conda:
         "../envs/attack.yaml"
@@ -160,10 +161,11 @@ rule score_t2i_attack:
         gpu=0,
         mem_mb=4000,
     params:
+        targets=t2i_target_args,
         out_dir="results/t2i_scores/{run}/{attack}",
     shell:
         "python -m dualmd t2i-attack --config {input.cfg} --attack {wildcards.attack} --images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} --target {wildcards.t2i_model}={input.model} "
+        "--split {input.split} --split-meta {input.split_meta} {params.targets} "
         "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
 
 
