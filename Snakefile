@@ -1,6 +1,7 @@
 # dualmd: dual-model defenses for diffusion models, measured by membership inference attacks.
 # The DAG, per replicate: data -> split -> trained models -> distilled models -> samples -> attacks, memorization,
-# utility -> report. See README.md and config/README.md.
+# utility -> report; with text2image.enabled, the text-to-image experiment instead (workflow/rules/text2image.smk).
+# See README.md and config/README.md.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -13,12 +14,14 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common_t2i.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/text2image.smk"
 
 
 rule all:

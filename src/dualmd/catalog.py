@@ -25,6 +25,12 @@ parameters, so `target` resolves them without the config:
   ``half1_ov<p>``), ``teacher2_ov<p>`` likewise, and distils ``student_ov<p>`` from them with DistillMD's rule
   (a D1 batch regresses on teacher 2, which now saw p% of D1). At 100% both teachers saw every member.
 
+The text-to-image experiment (`dualmd.text2image`, paper §3.5 and Table 3) has the targets of
+``TEXT2IMAGE_TARGETS``, and each again with prompt diversification, named with ``PD_SUFFIX`` (``baseline_pd``,
+``student_pd`` distilled from ``teacher1_pd`` and ``teacher2_pd``, ``dualmd_pd``): trained with one of an image's
+captions drawn at each use instead of its first caption. The name alone says how a model is trained, so the two
+variants share every stage config.
+
 LiRA's *reference models* ``reference<k>`` (k = 1, 2, ...) are trained targets that no attack scores and no
 sampler draws: the baseline's recipe on split subset ``ref<k>``, a random half of a population of dataset images
 outside the split (`dualmd.data.splits`). The `lira` attack calibrates each candidate's statistic against them.
@@ -39,7 +45,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 TargetKind = Literal["trained", "distilled", "pair"]
@@ -56,6 +62,7 @@ class Target:
     models: tuple[str, ...] = ()  # distilled: its teachers; pair: the models it alternates
     checkpoints: bool = False  # snapshots during training become targets "<name>@<step>"
     dp_epsilon: float | None = None  # trained with DP-SGD at this epsilon (delta = 1 / number of members)
+    prompt_diversification: bool = False  # text-to-image: one of an image's captions drawn at each use
 
     @property
     def has_weights(self) -> bool:
@@ -128,6 +135,13 @@ _DP_NAME = re.compile(rf"{DP_PREFIX}(\d+(?:\.\d+)?)")
 #: Suffix of the overlap ablation's targets, followed by the overlap in percent ("student_ov50").
 OVERLAP_SEP = "_ov"
 _OVERLAP_NAME = re.compile(rf"(teacher1|teacher2|student){OVERLAP_SEP}(\d{{1,3}})")
+#: Targets of the text-to-image experiment, in report order, and those of them that generate images.
+TEXT2IMAGE_TARGETS = ("baseline", "teacher1", "teacher2", "student", "dualmd")
+TEXT2IMAGE_SAMPLERS = ("baseline", "student", "dualmd")
+#: The white-box attacks that run on text-to-image models (on latents, each image's caption as condition).
+TEXT2IMAGE_ATTACKS = ("loss", "secmi_stat", "pia", "pian")
+#: Suffix of a text-to-image target trained with prompt diversification ("baseline_pd").
+PD_SUFFIX = "_pd"
 #: Name prefix of LiRA's reference models, followed by k >= 1 ("reference3").
 REFERENCE_PREFIX = "reference"
 _REFERENCE_NAME = re.compile(rf"{REFERENCE_PREFIX}([1-9]\d{{0,3}})")
@@ -151,6 +165,33 @@ def overlap_targets(percent: int) -> tuple[Target, Target, Target]:
         Target(t2, "trained", members=f"half2{OVERLAP_SEP}{percent}"),
         Target(f"student{OVERLAP_SEP}{percent}", "distilled", members="members", models=(t1, t2)),
     )
+
+
+def diversified_target(name: str) -> Target:
+    """Text-to-image target `name` trained with prompt diversification: "<name>_pd", built from the
+    diversified versions of its models."""
+    if name not in TEXT2IMAGE_TARGETS:
+        raise ValueError(f"{name!r} is not a text-to-image target; known: {list(TEXT2IMAGE_TARGETS)}")
+    base = TARGETS[name]
+    return replace(
+        base,
+        name=f"{name}{PD_SUFFIX}",
+        models=tuple(f"{m}{PD_SUFFIX}" for m in base.models),
+        checkpoints=False,
+        prompt_diversification=True,
+    )
+
+
+def text2image_targets(variants: Sequence[bool], kind: TargetKind | None = None) -> list[str]:
+    """Names of the text-to-image targets (of one `kind`, or all) for each prompt-diversification variant in
+    `variants` (False: "baseline", ...; True: "baseline_pd", ...), in that order."""
+    chosen = [n for n in TEXT2IMAGE_TARGETS if kind is None or TARGETS[n].kind == kind]
+    return [f"{n}{PD_SUFFIX}" if pd else n for pd in variants for n in chosen]
+
+
+def text2image_samplers(variants: Sequence[bool]) -> list[str]:
+    """Names of the text-to-image samplers for each prompt-diversification variant in `variants`."""
+    return [f"{n}{PD_SUFFIX}" if pd else n for pd in variants for n in TEXT2IMAGE_SAMPLERS]
 
 
 def reference_target(k: int) -> Target:
@@ -181,7 +222,8 @@ def target(name: str) -> Target:
     if base not in TARGETS or (step is not None and not TARGETS[base].checkpoints):
         raise ValueError(
             f"unknown target {name!r}; known: {list(TARGETS)}, {DP_PREFIX}<epsilon> and "
-            f"teacher1|teacher2|student{OVERLAP_SEP}<percent> and {REFERENCE_PREFIX}<k>"
+            f"teacher1|teacher2|student{OVERLAP_SEP}<percent>, {REFERENCE_PREFIX}<k> and "
+            f"{'|'.join(TEXT2IMAGE_TARGETS)}{PD_SUFFIX}"
         )
     return TARGETS[base]
 
@@ -211,6 +253,8 @@ def _control(name: str) -> Target | None:
             candidates = overlap_targets(int(overlap.group(2)))
         elif reference := _REFERENCE_NAME.fullmatch(name):
             candidates = (reference_target(int(reference.group(1))),)
+        elif name.removesuffix(PD_SUFFIX) in TEXT2IMAGE_TARGETS:
+            candidates = (diversified_target(name.removesuffix(PD_SUFFIX)),)
         else:
             return None
     except ValueError:  # parameters out of range
@@ -218,10 +262,10 @@ def _control(name: str) -> Target | None:
     return next((t for t in candidates if t.name == name), None)
 
 
-def report_rank(name: str) -> tuple[int, float]:
+def report_rank(name: str) -> tuple[float, float]:
     """Sort key of the report: targets in catalog order, a model's checkpoints by step just before it, then
     the overlap ablation by overlap (teachers, then student), then the DP-SGD controls by decreasing epsilon
-    (increasing privacy)."""
+    (increasing privacy); a prompt-diversified text-to-image target right after the same target without it."""
     base, step = split_checkpoint(name)
     found = target(base)
     overlap = _OVERLAP_NAME.fullmatch(found.name)
@@ -231,6 +275,8 @@ def report_rank(name: str) -> tuple[int, float]:
         ) / 10
     if found.dp_epsilon is not None:
         return len(TARGETS) + 1, -found.dp_epsilon
+    if found.prompt_diversification:  # right after the same target without it
+        return list(TARGETS).index(found.name.removesuffix(PD_SUFFIX)) + 0.5, float("inf")
     return list(TARGETS).index(found.name), float("inf") if step is None else float(step)
 
 

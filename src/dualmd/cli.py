@@ -178,6 +178,11 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "white-box attack scores on text-to-image targets (latents, caption as condition)",
         ("--config", "--attack", "--images", "--split", "--split-meta", "--target", "--out-dir"),
     ),
+    "t2i-report": (
+        "text2image:report",
+        "the text-to-image attack table (paper Table 3) from every attack's metrics",
+        ("--config", "--attacks", "--out", "--markdown"),
+    ),
     "report": (
         "report:report",
         "tables, frontier, metrics.json, report.md and loss curves",

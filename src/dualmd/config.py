@@ -627,9 +627,10 @@ class Text2ImageConfig(_Section):
     pretrained: str | None = (
         None  # SD pipeline folder (diffusers layout); None: the tiny stand-in, pretrained here
     )
-    prompt_diversification: bool = (
-        False  # draw one of an image's captions at each use; else its first caption
-    )
+    # Which variants the workflow builds: false (each image's first caption), true (one of its captions drawn at
+    # each use, targets "<name>_pd"), or [false, true] (both, paper Table 3). A stage takes the variant from the
+    # target's name (dualmd.catalog.PD_SUFFIX), so stage configs leave this key out.
+    prompt_diversification: bool | tuple[bool, ...] = False
     caption_dropout: float = 0.1  # probability of the empty prompt in training (classifier-free guidance)
     guidance_scale: float = 7.5  # classifier-free guidance scale of sampling (steps, seed...: section sample)
     pretrain_vae_steps: int = 1000  # tiny stand-in only: VAE steps on the images outside the split
@@ -640,6 +641,15 @@ class Text2ImageConfig(_Section):
         _require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
         _require(self.pretrain_vae_steps >= 1, f"{prefix}.pretrain_vae_steps", "must be >= 1")
         _require(self.pretrain_unet_steps >= 1, f"{prefix}.pretrain_unet_steps", "must be >= 1")
+        variants = self.variants
+        _require(len(variants) >= 1, f"{prefix}.prompt_diversification", "must name at least one variant")
+        _require(len(set(variants)) == len(variants), f"{prefix}.prompt_diversification", "holds duplicates")
+
+    @property
+    def variants(self) -> tuple[bool, ...]:
+        """The prompt-diversification variants to build, in report order (a single bool is one variant)."""
+        pd = self.prompt_diversification
+        return (pd,) if isinstance(pd, bool) else tuple(pd)
 
 
 # Sections whose value is itself a section are filled recursively.
@@ -798,6 +808,13 @@ class ExperimentConfig:
                 "dataset.image_size",
                 f"{self.dataset.image_size} is not a multiple of 8 (4x VAE downsampling, then a 2-level UNet)",
             )
+        if "attack" in given and "text2image" in given and self.text2image.enabled:
+            other = [a for a in self.attack.names if a not in catalog.TEXT2IMAGE_ATTACKS]
+            _require(
+                not other,
+                "attack.names",
+                f"{other} do not run on text-to-image models; known: {list(catalog.TEXT2IMAGE_ATTACKS)}",
+            )
         if "sample" in given and "text2image" in given and self.text2image.enabled:
             _require(
                 self.sample.scheduler == "ddim",
@@ -841,6 +858,15 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "utility": ("utility",),
     "heldout": ("heldout",),
 }
+#: Sections each text-to-image stage reads (dataset: the captions). Their attacks read "t2i_attack_<name>": the
+#: attack's own config plus dataset and text2image.
+TEXT2IMAGE_STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "t2i_pretrain": ("dataset", "train", "text2image"),
+    "t2i_train": ("dataset", "train", "text2image"),
+    "t2i_distill": ("dataset", "train", "distill", "text2image"),
+    "t2i_sample": ("dataset", "sample", "text2image"),
+}
+_T2I_ATTACK = "t2i_attack_"
 _ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed", "compile", "mixed_precision")
 #: Seeds that differ between replicates: replicate r adds r to each.
 REPLICATE_SEEDS = (("split", "seed"), ("split", "half_seed"), ("train", "seed"))
@@ -860,7 +886,12 @@ def checkpoint_targets(experiment: ExperimentConfig) -> list[str]:
 
 def stage_names() -> list[str]:
     """Every stage with a config of its own."""
-    return list(STAGE_SECTIONS) + [f"attack_{name}" for name in catalog.ATTACKS]
+    return (
+        list(STAGE_SECTIONS)
+        + [f"attack_{name}" for name in catalog.ATTACKS]
+        + list(TEXT2IMAGE_STAGE_SECTIONS)
+        + [f"{_T2I_ATTACK}{name}" for name in catalog.TEXT2IMAGE_ATTACKS]
+    )
 
 
 def replicate(experiment: ExperimentConfig, index: int) -> ExperimentConfig:
@@ -874,6 +905,8 @@ def replicate(experiment: ExperimentConfig, index: int) -> ExperimentConfig:
 
 def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
     """The resolved sections one stage reads, as plain data (what `results/configs/.../<stage>.*.yaml` holds)."""
+    if stage in TEXT2IMAGE_STAGE_SECTIONS or stage.startswith(_T2I_ATTACK):
+        return _text2image_stage_config(experiment, stage)
     if stage.startswith("attack_"):
         spec = catalog.attack(stage.removeprefix("attack_"))
         full = experiment.attack.to_dict()
@@ -888,6 +921,19 @@ def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
     if stage not in STAGE_SECTIONS:
         raise ConfigError(f"unknown stage {stage!r}; known: {stage_names()}")
     return {s: getattr(experiment, s).to_dict() for s in STAGE_SECTIONS[stage]}
+
+
+def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
+    """A text-to-image stage's sections; `text2image.prompt_diversification` is left out (the target's name
+    carries it), so adding a variant reruns nothing of the other."""
+    if stage.startswith(_T2I_ATTACK):
+        cfg = stage_config(experiment, "attack_" + stage.removeprefix(_T2I_ATTACK))
+        sections: tuple[str, ...] = ("dataset", "text2image")
+    else:
+        cfg, sections = {}, TEXT2IMAGE_STAGE_SECTIONS[stage]
+    cfg.update({s: getattr(experiment, s).to_dict() for s in sections})
+    del cfg["text2image"]["prompt_diversification"]
+    return cfg
 
 
 def dump_stage_config(cfg: dict[str, Any]) -> str:

@@ -6,7 +6,15 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from dualmd.config import ConfigError, ExperimentConfig, Text2ImageConfig, load_config
+from dualmd.config import (
+    ConfigError,
+    ExperimentConfig,
+    Text2ImageConfig,
+    config_digest,
+    load_config,
+    stage_config,
+    stage_names,
+)
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
@@ -54,8 +62,16 @@ def test_defaults_are_off_and_the_schema_fills_the_same_defaults():
             {"sample": {"scheduler": "ddpm"}, "text2image": {"enabled": True}},
             "sample.scheduler: text2image samples",
         ),
+        (
+            {"text2image": {"prompt_diversification": [True, True]}},
+            "text2image.prompt_diversification: holds duplicates",
+        ),
+        (
+            {"attack": {"names": ["loss", "gsa"]}, "text2image": {"enabled": True}},
+            "attack.names: ['gsa'] do not run on text-to-image models",
+        ),
     ],
-    ids=["dropout", "guidance", "typo", "no-captions", "size", "ddpm"],
+    ids=["dropout", "guidance", "typo", "no-captions", "size", "ddpm", "pd-twice", "attack"],
 )
 def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
     with pytest.raises(ConfigError) as err:
@@ -65,9 +81,42 @@ def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
 
 @pytest.mark.parametrize(
     "section",
-    [{"caption_dropout": 1.0}, {"guidance_scale": 0.5}, {"prompt_diversificaton": True}, {"enabled": "yes"}],
-    ids=["dropout", "guidance", "typo", "type"],
+    [
+        {"caption_dropout": 1.0},
+        {"guidance_scale": 0.5},
+        {"prompt_diversificaton": True},
+        {"enabled": "yes"},
+        {"prompt_diversification": []},
+        {"prompt_diversification": [False, False]},
+    ],
+    ids=["dropout", "guidance", "typo", "type", "pd-empty", "pd-twice"],
 )
 def test_bad_text2image_values_fail_the_schema(section):
     with pytest.raises(Exception, match="text2image|validating|Additional properties"):
         validate({"text2image": section}, schema=str(SCHEMA))
+
+
+@pytest.mark.parametrize(
+    ("value", "variants"), [(False, (False,)), (True, (True,)), ([False, True], (False, True))]
+)
+def test_prompt_diversification_names_the_variants_in_both_layers(value, variants):
+    raw = {"text2image": {"prompt_diversification": value}}
+    validate(raw, schema=str(SCHEMA))
+    assert ExperimentConfig.from_mapping(raw).text2image.variants == variants
+
+
+def test_text2image_stage_configs_leave_the_variants_out():
+    """Adding the prompt-diversified variant changes no stage config: the target's name carries it."""
+    raw = yaml.safe_load(TINY.read_text())
+    one = ExperimentConfig.from_mapping(
+        {**raw, "text2image": {**raw["text2image"], "prompt_diversification": False}}
+    )
+    both = ExperimentConfig.from_mapping(
+        {**raw, "text2image": {**raw["text2image"], "prompt_diversification": [False, True]}}
+    )
+    for stage in [s for s in stage_names() if s.startswith("t2i_")]:
+        cfg = stage_config(both, stage)
+        assert "prompt_diversification" not in cfg["text2image"] and "dataset" in cfg
+        assert config_digest(cfg) == config_digest(stage_config(one, stage))
+        assert ExperimentConfig.from_mapping(cfg).text2image.enabled  # what the stage reads back
+    assert set(stage_config(both, "t2i_attack_pia")) == {"attack", "dataset", "text2image"}

@@ -140,3 +140,20 @@ def test_reference_models_are_trained_targets_no_attack_or_sampler_reaches():
     for bad in ("reference0", "reference01", "reference1@10"):
         with pytest.raises(ValueError, match="unknown target"):
             catalog.target(bad)
+
+
+def test_prompt_diversified_text2image_targets_resolve_by_name():
+    student = catalog.target("student_pd")
+    assert student.prompt_diversification and student.models == ("teacher1_pd", "teacher2_pd")
+    assert (
+        catalog.member_subset("teacher2_pd") == "half2"
+        and not catalog.target("student").prompt_diversification
+    )
+    assert catalog.sampler_models("dualmd_pd") == ("teacher1_pd", "teacher2_pd")
+    assert catalog.text2image_targets([False, True], "distilled") == ["student", "student_pd"]
+    assert catalog.text2image_samplers([True]) == ["baseline_pd", "student_pd", "dualmd_pd"]
+    assert (
+        catalog.report_rank("baseline") < catalog.report_rank("baseline_pd") < catalog.report_rank("teacher1")
+    )
+    with pytest.raises(ValueError, match="unknown target"):
+        catalog.target("selfdistill_pd")  # not a text-to-image target

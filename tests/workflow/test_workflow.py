@@ -109,6 +109,47 @@ def test_paper_config_validates_and_dry_runs():
     assert jobs["train_model"] == 3 and jobs["distill_model"] == 2 and jobs["score_model_attack"] == 4
 
 
+def test_text2image_config_plans_the_text2image_experiment_only():
+    """Both prompt-diversification variants of every text-to-image model, one scoring job per attack, and none of
+    the unconditional experiment's jobs."""
+    jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/text2image-tiny.yaml")
+    assert jobs["prepare_data"] == 1 and jobs["make_split"] == 1 and jobs["pretrain_t2i_pipeline"] == 1
+    assert jobs["finetune_t2i_model"] == 2 * 3 and jobs["distill_t2i_model"] == 2
+    assert jobs["sample_t2i_images"] == 2 * 3 and jobs["score_t2i_attack"] == 3
+    assert jobs["evaluate_t2i_attack"] == 3 and jobs["make_t2i_report"] == 1
+    assert not set(jobs) & {
+        "train_model",
+        "distill_model",
+        "sample_images",
+        "make_report",
+        "score_model_attack",
+    }
+    args = ("-n", "--forceall", "--cores", "2", "-p", "--configfile", "config/text2image-tiny.yaml")
+    dry = snakemake(*args, cwd=ROOT).stdout
+    assert "--model student_pd --pretrained results/t2i_models/rep0/pretrained " in dry
+    assert "--teacher teacher1_pd=results/t2i_models/rep0/teacher1_pd" in dry
+    assert "--sampler dualmd --model-dir teacher1=results/t2i_models/rep0/teacher1 " in dry
+    assert "results/report/rep0/text2image.md" in dry
+    models = " ".join(
+        f"--target {m}{pd}=results/t2i_models/rep0/{m}{pd}"
+        for pd in ("", "_pd")
+        for m in ("baseline", "teacher1", "teacher2", "student")
+    )
+    assert "--attack secmi_stat --images results/data/images.npz " in dry and models in dry
+
+
+def test_text2image_with_a_pretrained_pipeline_skips_pretraining(tmp_path):
+    pipeline = tmp_path / "sd"
+    pipeline.mkdir()
+    change = tmp_path / "pretrained.yaml"
+    change.write_text(f"text2image:\n  pretrained: {pipeline}\n  prompt_diversification: true\n")
+    args = ("--forceall", "--configfile", "config/text2image-tiny.yaml", str(change), "--")
+    jobs = planned_jobs(ROOT, *args)
+    assert "pretrain_t2i_pipeline" not in jobs and jobs["finetune_t2i_model"] == 3
+    dry = snakemake("-n", "-p", "--cores", "2", *args, cwd=ROOT).stdout
+    assert f"--model baseline_pd --pretrained {pipeline} " in dry
+
+
 def test_rule_files_name_no_target_or_attack():
     from dualmd import catalog
 

@@ -5,7 +5,6 @@ import re
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -27,11 +26,6 @@ from dualmd.config import (  # noqa: E402
 )
 
 EXPERIMENT = ExperimentConfig.from_mapping(config)
-if EXPERIMENT.text2image.enabled:
-    raise WorkflowError(
-        "text2image.enabled: the text-to-image experiment is not wired into the workflow yet "
-        "(the library layer is dualmd.text2image)"
-    )
 # Replicate r of the experiment lives under .../rep<r>/ in every result folder.
 RUNS = [f"rep{r}" for r in range(EXPERIMENT.runs.replicates)]
 ATTACKS = list(EXPERIMENT.attack.names)
@@ -274,7 +268,10 @@ def per_target(pattern, names):
 
 
 def final_targets():
-    """The report of every replicate (tables, metrics.json, every plot it shows) and the current configs."""
+    """The report of every replicate (tables, metrics.json, every plot it shows) and the current configs; those
+    of the text-to-image experiment when it is enabled (common_t2i.smk)."""
+    if EXPERIMENT.text2image.enabled:
+        return t2i_final_targets()
     files = current_configs() + ["results/report/replicates.csv"]
     for run in RUNS:
         folder = f"results/report/{run}"
@@ -285,4 +282,6 @@ def final_targets():
 
 def dvc_artifacts():
     """The model directories of every replicate (and, upstream of them, the data, splits and their configs)."""
+    if EXPERIMENT.text2image.enabled:
+        return t2i_model_dirs()
     return [f"results/models/{run}/{m}" for run in RUNS for m in MODELS]

@@ -4,7 +4,8 @@ and score white-box attacks on latents.
 
 Captions come from the dataset config (`dualmd.text2image.captions.dataset_captions`: digit templates or an
 image folder's metadata.jsonl), in the order of the dataset array. The pretrained pipeline is the folder of
-`text2image.pretrained` (SD v1.5) or the one `pretrain` writes (the tiny stand-in).
+`text2image.pretrained` (SD v1.5) or the one `pretrain` writes (the tiny stand-in). A target named
+"<name>_pd" (`catalog.PD_SUFFIX`) is trained with prompt diversification, any other on each image's first caption.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def train(
         parts=load_components(pretrained),
         images=_model_range(data[ids]),
         image_ids=ids.tolist(),
-        sampler=_sampler(cfg),
+        sampler=_sampler(cfg, target),
         train_cfg=cfg.train,
         out_dir=Path(out),
         state_dir=Path(state_dir),
@@ -129,7 +130,7 @@ def distill(
         half2_ids=half2.tolist(),
         teacher1=teacher1,
         teacher2=teacher2,
-        sampler=_sampler(cfg),
+        sampler=_sampler(cfg, target),
         train_cfg=cfg.train,
         out_dir=Path(out),
         state_dir=Path(state_dir),
@@ -216,6 +217,14 @@ def sample(
     write_json(info, {**details, "prompts": prompts, "config": cfg.sample.to_dict()})
 
 
+def report(*, config: Path, attacks: list[Path], out: Path, markdown: Path) -> None:
+    """The Table 3 report from the evaluate stage's metrics of every attack (`dualmd.text2image.report`): a CSV
+    and its Markdown, TPR at the first FPR bound of the metrics config."""
+    from dualmd.text2image.report import write_table3
+
+    write_table3(attacks, load_config(config).metrics.tpr_at_fpr[0], out, markdown)
+
+
 def population(num_dataset_images: int, *taken: np.ndarray) -> np.ndarray:
     """The dataset indices in none of the `taken` index arrays (the images outside the split), sorted."""
     return np.setdiff1d(np.arange(num_dataset_images), np.concatenate(taken)).astype(np.int64)
@@ -236,15 +245,16 @@ def _captions(cfg: ExperimentConfig) -> list[tuple[str, ...]]:
     return dataset_captions(cfg.dataset)
 
 
-def _sampler(cfg: ExperimentConfig):
+def _sampler(cfg: ExperimentConfig, target: catalog.Target):
+    """Captions of training: with prompt diversification for a "<name>_pd" target (catalog.PD_SUFFIX), whatever
+    the config's `text2image.prompt_diversification` (the variants the workflow builds)."""
     from dualmd.text2image.captions import CaptionSampler
 
-    t2i = cfg.text2image
     return CaptionSampler(
         captions=_captions(cfg),
         seed=cfg.train.seed,
-        diversify=t2i.prompt_diversification,
-        dropout=t2i.caption_dropout,
+        diversify=target.prompt_diversification,
+        dropout=cfg.text2image.caption_dropout,
     )
 
 

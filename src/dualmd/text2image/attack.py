@@ -24,6 +24,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import Tensor
 
+from dualmd import catalog
 from dualmd.attacks import build_attack
 from dualmd.attacks.base import ModelAttack, batch_slices, check_labels
 from dualmd.config import AttackConfig
@@ -31,8 +32,8 @@ from dualmd.models.adapter import Schedule
 from dualmd.scores import AttackResult
 from dualmd.text2image.components import Components, encode_images, encode_prompts
 
-#: The white-box attacks that run on a text-to-image model.
-TEXT2IMAGE_ATTACKS = ("loss", "pia", "pian", "secmi_stat")
+#: The white-box attacks that run on a text-to-image model (kept in the torch-free catalog for the workflow).
+TEXT2IMAGE_ATTACKS = catalog.TEXT2IMAGE_ATTACKS
 
 
 class CaptionedPredictor:

@@ -1,0 +1,114 @@
+"""The text-to-image report in the shape of the paper's Table 3: white-box attacks against the undefended
+fine-tuned model and DistillMD, with and without prompt diversification, plus DualMD's teachers.
+
+The inputs are the metrics files of the evaluate stage (`dualmd.stages.metrics.evaluate`: AUC, ASR and TPR at
+each FPR bound with their 95 % bootstrap intervals, `dualmd.metrics.summarize`), one per attack, whose rows name
+their target; a target's name says whether it was trained with prompt diversification (`catalog.PD_SUFFIX`).
+Pure pandas: no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from dualmd import catalog
+from dualmd.metrics import tpr_key
+
+#: Table 3's rows per attack: target -> method, in report order (DualMD is scored through its teachers).
+METHODS = {
+    "baseline": "No defense",
+    "student": "DistillMD",
+    "teacher1": "DualMD teacher 1",
+    "teacher2": "DualMD teacher 2",
+}
+#: Attacks in the paper's order and spelling; others follow under their registry name.
+ATTACK_LABELS = {"secmi_stat": "SecMI", "pia": "PIA", "pian": "PIAN", "loss": "Loss"}
+
+
+def _base_name(target: str) -> str:
+    return target.removesuffix(catalog.PD_SUFFIX) if catalog.target(target).prompt_diversification else target
+
+
+def table3(metric_files: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per (attack, target) of Table 3 with its metrics and their intervals.
+
+    Args:
+        metric_files: evaluate-stage JSON files ({"attack": name, "rows": [{"target": ..., "auc": ...}]}).
+    Returns:
+        Columns attack, method, prompt_diversification, target, then the metric columns of the files (auc,
+        auc_low, auc_high, asr, ..., tpr_at_fpr_<alpha>..., num_members, num_nonmembers); rows by attack (paper
+        order), method, then without before with prompt diversification. Targets outside METHODS are left out.
+    """
+    rows = []
+    for path in metric_files:
+        metrics = json.loads(Path(path).read_text())
+        for row in metrics["rows"]:
+            base = _base_name(row["target"])
+            if base not in METHODS:
+                continue
+            flat = {k: v for k, v in row.items() if not isinstance(v, dict | list)}
+            rows.append(
+                {
+                    "attack": metrics["attack"],
+                    "method": METHODS[base],
+                    "prompt_diversification": catalog.target(row["target"]).prompt_diversification,
+                    **flat,
+                }
+            )
+    if not rows:
+        raise ValueError(f"no Table 3 target ({list(METHODS)}) in {[str(p) for p in metric_files]}")
+    df = pd.DataFrame(rows)
+    attack_rank = {a: i for i, a in enumerate(ATTACK_LABELS)}
+    method_rank = {m: i for i, m in enumerate(METHODS.values())}
+    df = df.assign(
+        _a=df["attack"].map(lambda a: attack_rank.get(a, len(attack_rank))),
+        _m=df["method"].map(method_rank),
+    )
+    df = df.sort_values(["_a", "attack", "_m", "prompt_diversification"], kind="stable")
+    return df.drop(columns=["_a", "_m"]).reset_index(drop=True)
+
+
+def _cell(row: pd.Series, key: str) -> str:
+    value, low, high = row.get(key), row.get(f"{key}_low"), row.get(f"{key}_high")
+    if value is None or pd.isna(value):
+        return "n/a"
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def table3_markdown(table: pd.DataFrame, max_fpr: float) -> str:
+    """Table 3 as Markdown: a row per (attack, method), AUC, ASR and TPR at `max_fpr` with their 95 % intervals
+    for each prompt-diversification variant in the table ("w/o PD", "w/ PD")."""
+    variants = sorted(table["prompt_diversification"].unique())
+    metrics = [("auc", "AUC"), ("asr", "ASR"), (tpr_key(max_fpr), f"TPR@{max_fpr:.0%}FPR")]
+    header = ["Attack", "Method"] + [
+        f"{label} ({'w/' if pd_ else 'w/o'} PD)" for pd_ in variants for _, label in metrics
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (attack, method), group in table.groupby(["attack", "method"], sort=False):
+        by_variant = {bool(r["prompt_diversification"]): r for _, r in group.iterrows()}
+        cells = [
+            _cell(by_variant[v], key) if v in by_variant else "–" for v in variants for key, _ in metrics
+        ]
+        lines.append("| " + " | ".join([ATTACK_LABELS.get(attack, attack), method, *cells]) + " |")
+    first = table.iloc[0]
+    note = (
+        f"\n{int(first['num_nonmembers'])} non-members; members: every member for No defense and DistillMD, "
+        "each teacher's half for DualMD's teachers. Intervals: 95 % stratified bootstrap. "
+        "AUC near 0.5 and a low TPR mean a weaker attack (a better defense). PD: prompt diversification.\n"
+    )
+    return "# Text-to-image: white-box attacks (paper Table 3)\n\n" + "\n".join(lines) + "\n" + note
+
+
+def write_table3(
+    metric_files: Sequence[str | Path], max_fpr: float, csv: str | Path, markdown: str | Path
+) -> None:
+    """`table3` as CSV (numbers, one row per attack and target) and Markdown (the paper's layout)."""
+    table = table3(metric_files)
+    table.to_csv(csv, index=False)
+    Path(markdown).write_text(table3_markdown(table, max_fpr))

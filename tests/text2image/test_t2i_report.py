@@ -1,0 +1,83 @@
+"""The Table 3 report from synthetic score files, through the evaluate stage (metrics with bootstrap intervals) and
+`t2i-report`: a row per attack, method and prompt-diversification variant, the paper's layout in Markdown."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from dualmd.cli import main
+from dualmd.scores import AttackResult, save_scores
+
+NUM = 200  # members and non-members of each score file: 1 % FPR is resolvable
+
+
+def _scores(separation: float, seed: int) -> AttackResult:
+    """Members' scores shifted up by `separation` standard deviations (0: a random guess)."""
+    rng = np.random.default_rng(seed)
+    is_member = np.r_[np.ones(NUM, bool), np.zeros(NUM, bool)]
+    return AttackResult(np.arange(2 * NUM), is_member, rng.normal(size=2 * NUM) + separation * is_member)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """Score files of two attacks on every Table 3 target, undefended ones separable; returns (csv, md)."""
+    root = tmp_path_factory.mktemp("t2i_report")
+    cfg = root / "metrics.yaml"
+    cfg.write_text(yaml.safe_dump({"metrics": {"tpr_at_fpr": [0.01], "num_bootstrap": 50}}))
+    separation = {"baseline": 6.0, "teacher1": 1.0, "teacher2": 1.0, "student": 0.0}
+    metric_files = []
+    for attack in ("pia", "secmi_stat"):  # not the paper's order: the report sorts
+        scores = []
+        for i, (name, sep) in enumerate(separation.items()):
+            for suffix in ("", "_pd"):
+                path = root / attack / f"{name}{suffix}.npz"
+                path.parent.mkdir(exist_ok=True)
+                save_scores(_scores(sep, seed=i), path)
+                scores.append(str(path))
+        out = root / f"{attack}.json"
+        main(
+            ["evaluate", "--config", str(cfg), "--attack", attack, "--scores", *scores, "--out", str(out)]
+            + ["--roc", str(root / f"{attack}_roc.csv"), "--plot", str(root / f"{attack}.png")]
+        )
+        metric_files.append(str(out))
+    csv, md = root / "text2image.csv", root / "text2image.md"
+    main(
+        [
+            "t2i-report",
+            "--config",
+            str(cfg),
+            "--attacks",
+            *metric_files,
+            "--out",
+            str(csv),
+            "--markdown",
+            str(md),
+        ]
+    )
+    return pd.read_csv(csv), md.read_text()
+
+
+def test_csv_has_every_attack_method_and_variant_with_intervals(report):
+    table, _ = report
+    assert len(table) == 2 * 4 * 2
+    assert list(table["attack"].unique()) == ["secmi_stat", "pia"]  # the paper's order
+    assert list(table["method"][:4]) == ["No defense"] * 2 + ["DistillMD"] * 2
+    assert list(table["prompt_diversification"][:2]) == [False, True]
+    for key in ("auc", "asr", "tpr_at_fpr_0.01"):
+        assert (table[f"{key}_low"] <= table[key]).all() and (table[key] <= table[f"{key}_high"]).all()
+    undefended = table[table["method"] == "No defense"]
+    student = table[table["method"] == "DistillMD"]
+    assert (undefended["auc"] > 0.99).all() and (student["auc"].between(0.4, 0.6)).all()
+    teachers = table[table["method"].str.startswith("DualMD")]
+    assert set(teachers["target"]) == {"teacher1", "teacher2", "teacher1_pd", "teacher2_pd"}
+
+
+def test_markdown_has_the_paper_layout(report):
+    _, md = report
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    assert lines[0].startswith(
+        "| Attack | Method | AUC (w/o PD) | ASR (w/o PD) | TPR@1%FPR (w/o PD) | AUC (w/ PD)"
+    )
+    assert len(lines) == 2 + 2 * 4
+    assert lines[2].startswith("| SecMI | No defense | 1.000 [1.000, 1.000]")

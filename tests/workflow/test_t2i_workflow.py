@@ -1,0 +1,61 @@
+"""The text-to-image workflow end to end on a tiny config (2 training steps, 24 images, one attack): every stage
+through Snakemake, both prompt-diversification variants, the Table 3 report; then nothing left to do.
+
+Slow (about 2.5 minutes on two busy cores, most of it the start-up of ~25 processes importing torch and
+diffusers): set DUALMD_RUN_SLOW=1. The dry-run tests in test_workflow.py cover the plan on every run.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from projects import copy_project, planned_jobs, snakemake
+
+CONFIG = {
+    "dataset": {"name": "digits", "image_size": 32, "channels": 3, "max_images": 64},
+    "split": {"num_images": 24, "member_fraction": 0.5},
+    "train": {"num_train_steps": 2, "batch_size": 4, "warmup_steps": 1, "log_every_steps": 1},
+    "text2image": {
+        "enabled": True,
+        "prompt_diversification": [False, True],
+        "pretrain_vae_steps": 2,
+        "pretrain_unet_steps": 2,
+    },
+    "sample": {"num_images": 4, "num_inference_steps": 2, "batch_size": 4},
+    "utility": {"num_images": 4},
+    "attack": {"names": ["loss"], "batch_size": 8, "loss": {"timesteps": [100]}},
+    "metrics": {"tpr_at_fpr": [0.1], "num_bootstrap": 20},
+}
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def t2i_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("t2i_run")
+    config = root / "t2i.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    project = copy_project(root / "project", config)
+    snakemake("--cores", "2", cwd=project)
+    return project
+
+
+def test_t2i_workflow_writes_table3_for_both_variants(t2i_run):
+    table = pd.read_csv(t2i_run / "results/report/rep0/text2image.csv")
+    assert set(table["target"]) == {
+        f"{name}{suffix}"
+        for name in ("baseline", "teacher1", "teacher2", "student")
+        for suffix in ("", "_pd")
+    }
+    assert table["auc"].between(0, 1).all() and (table["num_nonmembers"] == 12).all()
+    assert "| Loss | No defense |" in (t2i_run / "results/report/rep0/text2image.md").read_text()
+    meta = json.loads((t2i_run / "results/t2i_models/rep0/student_pd/metadata.json").read_text())
+    assert meta["model_id"] == "student_pd"
+    info = json.loads((t2i_run / "results/t2i_samples/rep0/dualmd_pd/info.json").read_text())
+    assert set(info["models"]) == {"teacher1_pd", "teacher2_pd"}
+    assert not (t2i_run / "results/models").exists(), "no unconditional model"
+    assert planned_jobs(t2i_run) == {}, "a finished run must have nothing left to do"

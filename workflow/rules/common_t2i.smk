@@ -1,0 +1,77 @@
+# The text-to-image experiment (text2image.enabled; dualmd.text2image, paper §3.5 and Table 3): its targets for
+# each prompt-diversification variant, wildcard constraints and path helpers. Targets come from dualmd.catalog:
+# with `text2image.prompt_diversification: [false, true]` every target also exists as "<name>_pd", trained with
+# one of an image's captions drawn at each use, in the same run folder and from the same stage configs.
+from dualmd.config import TEXT2IMAGE_STAGE_SECTIONS  # noqa: E402
+
+T2I_VARIANTS = EXPERIMENT.text2image.variants
+T2I_TRAINED = catalog.text2image_targets(T2I_VARIANTS, "trained")
+T2I_DISTILLED = catalog.text2image_targets(T2I_VARIANTS, "distilled")
+# Models with weights, each attacked white-box (DualMD through its teachers), and the samplers.
+T2I_MODELS = [t for t in catalog.text2image_targets(T2I_VARIANTS) if catalog.target(t).has_weights]
+T2I_SAMPLERS = catalog.text2image_samplers(T2I_VARIANTS)
+# The pipeline every model is fine-tuned from: text2image.pretrained (SD v1.5), or the tiny stand-in built here.
+T2I_PRETRAINED = EXPERIMENT.text2image.pretrained
+
+
+wildcard_constraints:
+    t2i_trained="|".join(map(re.escape, T2I_TRAINED)),
+    t2i_distilled="|".join(map(re.escape, T2I_DISTILLED)),
+    t2i_sampler="|".join(map(re.escape, T2I_SAMPLERS)),
+
+
+def t2i_stages():
+    """The text-to-image stages with a config of their own (no pretraining when a pipeline is given)."""
+    stages = [s for s in TEXT2IMAGE_STAGE_SECTIONS if not (T2I_PRETRAINED and s == "t2i_pretrain")]
+    return stages + [f"t2i_attack_{a}" for a in ATTACKS] + ["metrics"]
+
+
+def t2i_pretrained(wildcards):
+    """The pretrained pipeline folder of a replicate."""
+    return T2I_PRETRAINED or f"results/t2i_models/{wildcards.run}/pretrained"
+
+
+def t2i_training_priority(wildcards):
+    """Teachers first, so that distillation starts as early as possible."""
+    name = getattr(wildcards, "t2i_trained", None) or wildcards.t2i_distilled
+    return 50 + 10 * len(catalog.downstream(name.removesuffix(catalog.PD_SUFFIX)))
+
+
+def t2i_teacher_dirs(wildcards):
+    return [
+        f"results/t2i_models/{wildcards.run}/{m}"
+        for m in catalog.target(wildcards.t2i_distilled).models
+    ]
+
+
+def t2i_sampler_dirs(wildcards):
+    return [
+        f"results/t2i_models/{wildcards.run}/{m}"
+        for m in catalog.sampler_models(wildcards.t2i_sampler)
+    ]
+
+
+def t2i_target_args(wildcards, input):
+    """`--target NAME=DIR` for every model an attack job scores."""
+    return named_args("--target", input.models)
+
+
+def t2i_attack_scores(wildcards):
+    """Score files of one attack: one per model of every variant."""
+    return [f"results/t2i_scores/{wildcards.run}/{wildcards.attack}/{m}.npz" for m in T2I_MODELS]
+
+
+def t2i_final_targets():
+    """The Table 3 report, every ROC plot and sampler grid of each replicate, and the current configs."""
+    files = [config_path("data", SHARED)]
+    for run in RUNS:
+        files += [config_path("split", run)] + [config_path(s, run) for s in t2i_stages()]
+        files += [f"results/report/{run}/text2image.csv", f"results/report/{run}/text2image.md"]
+        files += [f"results/report/{run}/t2i_roc_{a}.png" for a in ATTACKS]
+        files += [f"results/t2i_samples/{run}/{s}/grid.png" for s in T2I_SAMPLERS]
+    return files
+
+
+def t2i_model_dirs():
+    """The text-to-image model folders of every replicate (the artifacts DVC versions)."""
+    return [f"results/t2i_models/{run}/{m}" for run in RUNS for m in T2I_MODELS]

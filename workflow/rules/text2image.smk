@@ -1,0 +1,212 @@
+# The text-to-image experiment (text2image.enabled): the tiny pipeline pretrained on the images outside the split,
+# the fine-tuned baseline and teachers, the DistillMD student, the samplers (DualMD: the two teachers alternating),
+# the white-box attacks on latents with captions, their metrics and the Table 3 report. Every target exists once
+# per prompt-diversification variant (common_t2i.smk). Resumable training state lives in results/train_state/.
+
+
+# The tiny Stable-Diffusion-shaped pipeline (VAE, conditional UNet, frozen text encoder) trained on the dataset
+# images outside the split; not run when text2image.pretrained names a pipeline.
+rule pretrain_t2i_pipeline:
+    input:
+        cfg=config_file("t2i_pretrain"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        code=stage_code("text2image"),
+    output:
+        model=directory("results/t2i_models/{run}/pretrained"),
+    log:
+        "logs/{run}/pretrain_t2i_pipeline.log",
+    benchmark:
+        "results/benchmarks/{run}/pretrain_t2i_pipeline.tsv"
+    # every model is fine-tuned from it
+    priority: 100
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        launch=launcher,
+        state="results/train_state/{run}/t2i_pretrained",
+    shell:
+        "{params.launch} t2i-pretrain --config {input.cfg} --images {input.images} --split {input.split} "
+        "--split-meta {input.split_meta} --out {output.model} --state-dir {params.state} "
+        "--threads {threads} > {log} 2>&1"
+
+
+# Full-UNet fine-tuning of the pretrained pipeline on a target's subset: the baseline on every member, each teacher
+# on its half, with or without prompt diversification (the target's name says which).
+rule finetune_t2i_model:
+    input:
+        cfg=config_file("t2i_train"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        pretrained=t2i_pretrained,
+        code=stage_code("text2image"),
+    output:
+        model=directory("results/t2i_models/{run}/{t2i_trained}"),
+    log:
+        "logs/{run}/finetune_t2i_model/{t2i_trained}.log",
+    benchmark:
+        "results/benchmarks/{run}/finetune_t2i_model/{t2i_trained}.tsv"
+    priority: t2i_training_priority
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        launch=launcher,
+        state="results/train_state/{run}/t2i_{t2i_trained}",
+    shell:
+        "{params.launch} t2i-train --config {input.cfg} --images {input.images} --split {input.split} "
+        "--split-meta {input.split_meta} --model {wildcards.t2i_trained} --pretrained {input.pretrained} "
+        "--out {output.model} --state-dir {params.state} --threads {threads} > {log} 2>&1"
+
+
+# The DistillMD student: initialised from the pretrained UNet, it regresses on teacher 2's caption-conditioned
+# prediction for D1 images and on teacher 1's for D2 images; refuses teachers not trained on this split's halves.
+rule distill_t2i_model:
+    input:
+        cfg=config_file("t2i_distill"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        pretrained=t2i_pretrained,
+        teachers=t2i_teacher_dirs,
+        code=stage_code("text2image"),
+    output:
+        model=directory("results/t2i_models/{run}/{t2i_distilled}"),
+    log:
+        "logs/{run}/distill_t2i_model/{t2i_distilled}.log",
+    benchmark:
+        "results/benchmarks/{run}/distill_t2i_model/{t2i_distilled}.tsv"
+    priority: t2i_training_priority
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        launch=launcher,
+        state="results/train_state/{run}/t2i_{t2i_distilled}",
+        teachers=teacher_args,
+    shell:
+        "{params.launch} t2i-distill --config {input.cfg} --images {input.images} --split {input.split} "
+        "--split-meta {input.split_meta} --model {wildcards.t2i_distilled} --pretrained {input.pretrained} "
+        "{params.teachers} --out {output.model} --state-dir {params.state} --threads {threads} > {log} 2>&1"
+
+
+# Images of one sampler (a model, or DualMD's teachers alternating at every DDIM step), prompted with the members'
+# original captions: an .npz in [-1, 1], the provenance and a PNG grid.
+rule sample_t2i_images:
+    input:
+        cfg=config_file("t2i_sample"),
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        models=t2i_sampler_dirs,
+        code=stage_code("text2image"),
+    output:
+        samples="results/t2i_samples/{run}/{t2i_sampler}/samples.npz",
+        info="results/t2i_samples/{run}/{t2i_sampler}/info.json",
+        grid="results/t2i_samples/{run}/{t2i_sampler}/grid.png",
+    log:
+        "logs/{run}/sample_t2i_images/{t2i_sampler}.log",
+    benchmark:
+        "results/benchmarks/{run}/sample_t2i_images/{t2i_sampler}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+    params:
+        models=sampler_args,
+    shell:
+        "python -m dualmd t2i-sample --config {input.cfg} --split {input.split} --split-meta {input.split_meta} "
+        "--sampler {wildcards.t2i_sampler} {params.models} --out {output.samples} --info {output.info} "
+        "--grid {output.grid} --threads {threads} > {log} 2>&1"
+
+
+# Per-sample scores of one white-box attack on every model of every variant (each on its members against the
+# non-members), each image's latent conditioned on its original caption: one job per attack, as for the
+# unconditional experiment's cheap attacks, so that a model adds no process start-up.
+rule score_t2i_attack:
+    input:
+        cfg=config_file("t2i_attack_{attack}"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        models=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
+        code=stage_code("text2image"),
+    output:
+        scores=per_target("results/t2i_scores/{run}/{attack}/{target}.npz", T2I_MODELS),
+    log:
+        "logs/{run}/score_t2i_attack/{attack}.log",
+    benchmark:
+        "results/benchmarks/{run}/score_t2i_attack/{attack}.tsv"
+    priority: 10
+    conda:
+        "../envs/attack.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+    params:
+        targets=t2i_target_args,
+        out_dir="results/t2i_scores/{run}/{attack}",
+    shell:
+        "python -m dualmd t2i-attack --config {input.cfg} --attack {wildcards.attack} --images {input.images} "
+        "--split {input.split} --split-meta {input.split_meta} {params.targets} "
+        "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+
+
+# AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every
+# text-to-image model (the evaluate stage of the unconditional experiment), plus the log-log ROC plot.
+rule evaluate_t2i_attack:
+    input:
+        cfg=config_file("metrics"),
+        scores=t2i_attack_scores,
+        code=stage_code("metrics"),
+    output:
+        metrics="results/t2i_metrics/{run}/{attack}.json",
+        roc="results/t2i_metrics/{run}/{attack}_roc.csv",
+        plot="results/report/{run}/t2i_roc_{attack}.png",
+    log:
+        "logs/{run}/evaluate_t2i_attack/{attack}.log",
+    benchmark:
+        "results/benchmarks/{run}/evaluate_t2i_attack/{attack}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    shell:
+        "python -m dualmd evaluate --config {input.cfg} --attack {wildcards.attack} --scores {input.scores} "
+        "--out {output.metrics} --roc {output.roc} --plot {output.plot} --threads {threads} > {log} 2>&1"
+
+
+# The paper's Table 3: every attack against the undefended model, DistillMD and DualMD's teachers, with and without
+# prompt diversification (results/report/{run}/text2image.csv and .md).
+rule make_t2i_report:
+    input:
+        cfg=config_file("metrics"),
+        attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=ATTACKS),
+        code=stage_code("text2image"),
+    output:
+        table="results/report/{run}/text2image.csv",
+        markdown="results/report/{run}/text2image.md",
+    log:
+        "logs/{run}/make_t2i_report.log",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    shell:
+        "python -m dualmd t2i-report --config {input.cfg} --attacks {input.attacks} --out {output.table} "
+        "--markdown {output.markdown} --threads {threads} > {log} 2>&1"
