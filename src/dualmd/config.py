@@ -446,12 +446,44 @@ class TeacherMaxConfig(_Section):
 
 
 @dataclass(frozen=True)
+class PangWangConfig(_Section):
+    """The black-box attack of Pang & Wang (2023) on a text-to-image sampler (`dualmd.attacks.pang_wang`)."""
+
+    SECTION = "attack.pang_wang"
+    num_generations: int = 3  # images generated per candidate from its original caption (the paper: 3)
+    num_inference_steps: int = 50  # DDIM steps of each generation (the paper: 50)
+    guidance_scale: float = 7.5  # classifier-free guidance of each generation (the authors' code: 7.5)
+    # inception: the FID Inception-v3 of `utility` (pooled 2048-d, offline); deit: a DeiT folder in
+    # `encoder_path` (the authors': facebook/deit-base-distilled-patch16-384, last_hidden_state); pixels: 3x8x8
+    # pooled pixels, for tests
+    encoder: Literal["inception", "deit", "pixels"] = "inception"
+    encoder_path: str | None = None  # local folder of the DeiT model and image processor (encoder: deit)
+    fit_fraction: float = 0.5  # first fraction of the members and of the non-members fitting the Gaussians
+    covariance_ridge: float = 1e-5  # added to the diagonal of each class covariance (the authors' 1e-5)
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.num_generations >= 1, f"{prefix}.num_generations", "must be >= 1")
+        _require(self.num_inference_steps >= 1, f"{prefix}.num_inference_steps", "must be >= 1")
+        _require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
+        _require(0.0 < self.fit_fraction < 1.0, f"{prefix}.fit_fraction", "must be in (0, 1)")
+        _require(self.covariance_ridge > 0, f"{prefix}.covariance_ridge", "must be > 0")
+        _require(
+            self.encoder != "deit" or self.encoder_path is not None,
+            f"{prefix}.encoder_path",
+            "encoder 'deit' needs the local folder of the DeiT model",
+        )
+
+
+@dataclass(frozen=True)
 class AttackConfig(_Section):
     """Which attacks run and their parameters."""
 
     SECTION = "attack"
     # every attack but those that need reference models trained for them (config/attacks-strong.yaml adds lira)
-    names: tuple[str, ...] = tuple(a for a, spec in catalog.ATTACKS.items() if not spec.references)
+    # and the text-to-image black-box attack (access "prompts")
+    names: tuple[str, ...] = tuple(
+        a for a, spec in catalog.ATTACKS.items() if not spec.references and spec.access != "prompts"
+    )
     weights: Weights = "ema"  # white-box attacks: which weights of a model are attacked
     batch_size: int = 256
     seed: int = 0  # per-sample noise seeds derive from this and the sample id
@@ -468,6 +500,7 @@ class AttackConfig(_Section):
     recon: ReconConfig = field(default_factory=ReconConfig)
     teacher_max: TeacherMaxConfig = field(default_factory=TeacherMaxConfig)
     lira: LiraConfig = field(default_factory=LiraConfig)
+    pang_wang: PangWangConfig = field(default_factory=PangWangConfig)
 
     def _validate(self, prefix: str) -> None:
         unknown = [n for n in self.names if n not in catalog.ATTACKS]
@@ -664,6 +697,7 @@ _NESTED = {
     "recon": ReconConfig,
     "teacher_max": TeacherMaxConfig,
     "lira": LiraConfig,
+    "pang_wang": PangWangConfig,
 }
 
 
@@ -814,6 +848,13 @@ class ExperimentConfig:
                 not other,
                 "attack.names",
                 f"{other} do not run on text-to-image models; known: {list(catalog.TEXT2IMAGE_ATTACKS)}",
+            )
+        if "attack" in given and "text2image" in given and not self.text2image.enabled:
+            prompted = [a for a in self.attack.names if catalog.attack(a).access == "prompts"]
+            _require(
+                not prompted,
+                "attack.names",
+                f"{prompted} attack text-to-image samplers only (text2image.enabled is false)",
             )
         if "sample" in given and "text2image" in given and self.text2image.enabled:
             _require(
