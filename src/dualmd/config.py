@@ -136,18 +136,39 @@ class SplitConfig(_Section):
     """Member / non-member split and the two disjoint member halves D1, D2."""
 
     SECTION = "split"
-    source: Literal["random", "secmi"] = "random"
+    # random: a seeded permutation; secmi: SecMI's index file; lists: two files naming the member and the
+    # non-member images of an image folder, one file name per line, in order
+    source: Literal["random", "secmi", "lists"] = "random"
     secmi_file: str | None = None  # SecMI-format .npz (mia_train_idxs, mia_eval_idxs) when source=secmi
     num_images: int | None = 512  # random source: images taking part (members + non-members); None: all
     member_fraction: float = 0.5  # random source: fraction of those images that are members
     seed: int = 0  # random source: member / non-member permutation
     half_seed: int = 1234  # permutation of the members into D1 (first half) and D2 (second half)
+    member_list: str | None = None  # lists source: the members' file names (relative to dataset.root)
+    nonmember_list: str | None = None  # lists source: the non-members' file names
+    # permuted: D1/D2 from the members permuted with half_seed (the authors' DDPM code); ordered: D1 = the first
+    # floor(M / 2) members in split order, D2 the rest (the authors' Stable Diffusion split)
+    halves: Literal["permuted", "ordered"] = "permuted"
+
+    #: Keys left out of `to_dict` at their default, so that configs written before they existed keep their
+    #: digest (and a run its results).
+    _OMITTED_AT_DEFAULT = ("member_list", "nonmember_list", "halves")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for f in fields(self):
+            if f.name in self._OMITTED_AT_DEFAULT and out[f.name] == f.default:
+                del out[f.name]
+        return out
 
     def _validate(self, prefix: str) -> None:
         _require(0.0 < self.member_fraction < 1.0, f"{prefix}.member_fraction", "must be in (0, 1)")
         _require(self.num_images is None or self.num_images >= 4, f"{prefix}.num_images", "must be >= 4")
         if self.source == "secmi":
             _require(self.secmi_file is not None, f"{prefix}.secmi_file", "required when source is 'secmi'")
+        for key in ("member_list", "nonmember_list"):
+            if self.source == "lists":
+                _require(getattr(self, key) is not None, f"{prefix}.{key}", "required when source is 'lists'")
 
 
 @dataclass(frozen=True)
@@ -831,6 +852,12 @@ class ExperimentConfig:
                 f"{levels}-level UNet (model.block_out_channels) needs",
             )
 
+        if "dataset" in given and "split" in given and self.split.source == "lists":
+            _require(
+                self.dataset.name == "image_folder",
+                "split.source",
+                "'lists' names files of an image folder: set dataset.name to image_folder",
+            )
         if "dataset" in given and "text2image" in given and self.text2image.enabled:
             _require(
                 self.dataset.name in ("digits", "image_folder"),
@@ -961,7 +988,12 @@ def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
         return cfg
     if stage not in STAGE_SECTIONS:
         raise ConfigError(f"unknown stage {stage!r}; known: {stage_names()}")
-    return {s: getattr(experiment, s).to_dict() for s in STAGE_SECTIONS[stage]}
+    sections = STAGE_SECTIONS[stage]
+    if stage == "split" and experiment.split.source == "lists":
+        sections += (
+            "dataset",
+        )  # the lists name files of the image folder, which the dataset section locates
+    return {s: getattr(experiment, s).to_dict() for s in sections}
 
 
 def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
