@@ -23,6 +23,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/text2image.smk"
 include: "workflow/rules/text2image_blackbox.smk"
+include: "workflow/rules/text2image_utility.smk"
 
 
 rule all:

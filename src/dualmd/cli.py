@@ -197,6 +197,11 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "the text-to-image black-box attack table (paper Table 4) from its metrics",
         ("--config", "--attacks", "--out", "--markdown"),
     ),
+    "t2i-utility-report": (
+        "text2image:utility_report",
+        "FID and KID of every text-to-image sampler (the Pokemon columns of the paper's Table 1)",
+        ("--utility", "--out", "--markdown"),
+    ),
     "t2i-report": (
         "text2image:report",
         "the text-to-image attack table (paper Table 3) from every attack's metrics",

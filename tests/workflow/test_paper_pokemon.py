@@ -92,6 +92,7 @@ def test_paper_pokemon_config_dry_runs_from_local_folders(local_layout):
     assert jobs["make_split"] == 1 and jobs["finetune_t2i_model"] == 2 * 3 and jobs["distill_t2i_model"] == 2
     assert jobs["score_t2i_attack"] == 2 and jobs["score_t2i_blackbox"] == 2 * 3
     assert jobs["make_t2i_report"] == 1 and jobs["make_t2i_blackbox_report"] == 1
+    assert jobs["score_t2i_utility"] == 2 * 3 and jobs["make_t2i_utility_report"] == 1
     dry = snakemake("-n", "-p", "--cores", "2", *args, cwd=ROOT).stdout
     assert f"--model teacher1_pd --pretrained {local_layout.parent / 'sd'} " in dry
 

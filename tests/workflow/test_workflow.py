@@ -118,12 +118,15 @@ def test_text2image_config_plans_the_text2image_experiment_only():
     assert jobs["sample_t2i_images"] == 2 * 3 and jobs["score_t2i_attack"] == 3
     assert jobs["score_t2i_blackbox"] == 2 * 3 and jobs["make_t2i_blackbox_report"] == 1
     assert jobs["evaluate_t2i_attack"] == 3 + 1 and jobs["make_t2i_report"] == 1
+    assert jobs["reference_t2i_features"] == 1 and jobs["score_t2i_utility"] == 2 * 3
+    assert jobs["make_t2i_utility_report"] == 1
     assert not set(jobs) & {
         "train_model",
         "distill_model",
         "sample_images",
         "make_report",
         "score_model_attack",
+        "score_utility",
     }
     args = ("-n", "--forceall", "--cores", "2", "-p", "--configfile", "config/text2image-tiny.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout

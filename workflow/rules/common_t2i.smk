@@ -33,7 +33,7 @@ wildcard_constraints:
 def t2i_stages():
     """The text-to-image stages with a config of their own (no pretraining when a pipeline is given)."""
     stages = [s for s in TEXT2IMAGE_STAGE_SECTIONS if not (T2I_PRETRAINED and s == "t2i_pretrain")]
-    return stages + [f"t2i_attack_{a}" for a in ATTACKS] + ["metrics"]
+    return stages + [f"t2i_attack_{a}" for a in ATTACKS] + ["metrics", "utility"]
 
 
 def t2i_pretrained(wildcards):
@@ -73,14 +73,15 @@ def t2i_attack_scores(wildcards):
 
 
 def t2i_final_targets():
-    """The Table 3 report (white-box attacks) and Table 4 report (black-box), every ROC plot and sampler grid of
-    each replicate, and the current configs."""
+    """The Table 3 report (white-box attacks), Table 4 report (black-box), the samplers' utility, every ROC plot
+    and sampler grid of each replicate, and the current configs."""
     files = [config_path("data", SHARED)]
     for run in RUNS:
         files += [config_path("split", run)] + [config_path(s, run) for s in t2i_stages()]
         for name, attacks in (("text2image", T2I_WHITEBOX), ("text2image_blackbox", T2I_BLACKBOX)):
             if attacks:
                 files += [f"results/report/{run}/{name}.csv", f"results/report/{run}/{name}.md"]
+        files += [f"results/report/{run}/text2image_utility.{ext}" for ext in ("csv", "md")]
         files += [f"results/report/{run}/t2i_roc_{a}.png" for a in ATTACKS]
         files += [f"results/t2i_samples/{run}/{s}/grid.png" for s in T2I_SAMPLERS]
     return files

@@ -266,6 +266,13 @@ def blackbox_report(*, config: Path, attacks: list[Path], out: Path, markdown: P
     write_table4(attacks, load_config(config).metrics.tpr_at_fpr[0], out, markdown)
 
 
+def utility_report(*, utility: list[Path], out: Path, markdown: Path) -> None:
+    """FID and KID of every text-to-image sampler (the utility stage's files) as CSV and Markdown."""
+    from dualmd.text2image.report import write_utility_table
+
+    write_utility_table(utility, out, markdown)
+
+
 def report(*, config: Path, attacks: list[Path], out: Path, markdown: Path) -> None:
     """The Table 3 report from the evaluate stage's metrics of every attack (`dualmd.text2image.report`): a CSV
     and its Markdown, TPR at the first FPR bound of the metrics config."""

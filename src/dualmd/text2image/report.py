@@ -1,6 +1,7 @@
 """The text-to-image reports: the paper's Table 3 (white-box attacks against the undefended fine-tuned model and
-DistillMD, with and without prompt diversification, plus DualMD's teachers) and Table 4 (the black-box attack of
-Pang & Wang against the samplers: undefended, DualMD, DistillMD).
+DistillMD, with and without prompt diversification, plus DualMD's teachers), Table 4 (the black-box attack of
+Pang & Wang against the samplers: undefended, DualMD, DistillMD) and the Pokemon columns of Table 1 (FID and KID
+of each sampler's images generated from training prompts, `utility_table`).
 
 The inputs are the metrics files of the evaluate stage (`dualmd.stages.metrics.evaluate`: AUC, ASR and TPR at
 each FPR bound with their 95 % bootstrap intervals, `dualmd.metrics.summarize`), one per attack, whose rows name
@@ -151,3 +152,66 @@ def write_table4(
     table = table3(metric_files, SAMPLER_METHODS)
     table.to_csv(csv, index=False)
     Path(markdown).write_text(table4_markdown(table, max_fpr))
+
+
+def utility_table(utility_files: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per sampler (SAMPLER_METHODS, with and without prompt diversification) of the utility stage's
+    files (`dualmd.stages.utility.utility`: FID with its bootstrap interval, KID with its standard error).
+
+    Returns:
+        Columns method, prompt_diversification, sampler, fid, fid_low, fid_high, kid, kid_low, kid_high
+        (kid -+ 1.96 standard errors), kid_se, inception_score, num_images, num_reference, feature_net; rows in
+        SAMPLER_METHODS order, without before with prompt diversification.
+    """
+    rows = []
+    for path in utility_files:
+        record = json.loads(Path(path).read_text())
+        base = _base_name(record["sampler"])
+        if base not in SAMPLER_METHODS:
+            continue
+        se = record["kid_se"]
+        rows.append(
+            {
+                "method": SAMPLER_METHODS[base],
+                "prompt_diversification": catalog.target(record["sampler"]).prompt_diversification,
+                **{k: record.get(k) for k in ("sampler", "fid", "fid_low", "fid_high", "kid")},
+                "kid_low": record["kid"] - 1.96 * se,
+                "kid_high": record["kid"] + 1.96 * se,
+                **{k: record.get(k) for k in ("kid_se", "inception_score", "num_images", "num_reference")},
+                "feature_net": record.get("feature_net"),
+            }
+        )
+    if not rows:
+        raise ValueError(f"no sampler of {list(SAMPLER_METHODS)} in {[str(p) for p in utility_files]}")
+    df = pd.DataFrame(rows)
+    rank = {m: i for i, m in enumerate(SAMPLER_METHODS.values())}
+    df = df.assign(_m=df["method"].map(rank)).sort_values(["_m", "prompt_diversification"], kind="stable")
+    return df.drop(columns=["_m"]).reset_index(drop=True)
+
+
+def utility_markdown(table: pd.DataFrame) -> str:
+    """The utility table as Markdown: FID and KID with their 95 % intervals per method and variant."""
+    lines = ["| Method | PD | FID | KID |", "|---|---|---|---|"]
+    for _, row in table.iterrows():
+        pd_ = "w/" if row["prompt_diversification"] else "w/o"
+        lines.append(f"| {row['method']} | {pd_} | {_cell(row, 'fid')} | {_cell(row, 'kid')} |")
+    first = table.iloc[0]
+    note = (
+        f"\n{int(first['num_images'])} images per sampler, generated from the members' original captions, "
+        f"against {int(first['num_reference'])} reference images; features: {first['feature_net']}. FID: 95 % "
+        "bootstrap interval over the generated images; KID: +-1.96 jackknife standard errors. Lower is better. "
+        "PD: prompt diversification.\n"
+    )
+    return (
+        "# Text-to-image: utility of each sampler (paper Table 1, Pokemon)\n\n"
+        + "\n".join(lines)
+        + "\n"
+        + note
+    )
+
+
+def write_utility_table(utility_files: Sequence[str | Path], csv: str | Path, markdown: str | Path) -> None:
+    """`utility_table` as CSV and Markdown."""
+    table = utility_table(utility_files)
+    table.to_csv(csv, index=False)
+    Path(markdown).write_text(utility_markdown(table))
