@@ -22,6 +22,8 @@ include: "workflow/rules/attack.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/text2image.smk"
+include: "workflow/rules/text2image_blackbox.smk"
+include: "workflow/rules/text2image_utility.smk"
 
 
 rule all:

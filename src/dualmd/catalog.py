@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 TargetKind = Literal["trained", "distilled", "pair"]
-Access = Literal["model", "samples", "sampler", "pair"]
+Access = Literal["model", "samples", "sampler", "pair", "prompts"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ class AttackSpec:
     name: str
     # "model": queries a target's noise predictor (white-box); "samples": sees only generated images;
     # "sampler": queries a sampler's denoising chain from a point it chooses (black-box, every sampler, DualMD
-    # through its alternating teachers); "pair": white-box on each model of a pair sampler (DualMD's teachers)
+    # through its alternating teachers); "pair": white-box on each model of a pair sampler (DualMD's teachers);
+    # "prompts": queries a text-to-image sampler with captions and sees only the images it returns
     access: Access
     reads: tuple[str, ...]
     # Workflow granularity. Cheap attacks score every target in one job, so that adding a target adds no
@@ -114,6 +115,15 @@ _ATTACKS = (
     AttackSpec("teacher_max", "pair", reads=("teacher_max",), wraps="statistic"),  # max over the teachers
     # calibrated by reference models; runs the attack named by its `statistic`
     AttackSpec("lira", "model", reads=("lira",), wraps="statistic", references=True),
+    # text-to-image only: generations from each candidate's caption, embedded and compared with the candidate
+    # (Pang & Wang 2023); one job per sampler, as generation dominates
+    AttackSpec(
+        "pang_wang",
+        "prompts",
+        reads=("pang_wang",),
+        job_per_target=True,
+        sample_keys=("weights", "dualmd_alternation", "eta"),
+    ),
 )
 
 #: Every target by name, in report order: the undefended baseline first, then the teachers, the defenses and
@@ -139,7 +149,10 @@ _OVERLAP_NAME = re.compile(rf"(teacher1|teacher2|student){OVERLAP_SEP}(\d{{1,3}}
 TEXT2IMAGE_TARGETS = ("baseline", "teacher1", "teacher2", "student", "dualmd")
 TEXT2IMAGE_SAMPLERS = ("baseline", "student", "dualmd")
 #: The white-box attacks that run on text-to-image models (on latents, each image's caption as condition).
-TEXT2IMAGE_ATTACKS = ("loss", "secmi_stat", "pia", "pian")
+TEXT2IMAGE_WHITEBOX_ATTACKS = ("loss", "secmi_stat", "pia", "pian")
+#: Every attack that runs on text-to-image targets: the white-box ones, and the black-box attack of Pang & Wang
+#: (2023) on each sampler (prompted with the candidates' captions).
+TEXT2IMAGE_ATTACKS = (*TEXT2IMAGE_WHITEBOX_ATTACKS, "pang_wang")
 #: Suffix of a text-to-image target trained with prompt diversification ("baseline_pd").
 PD_SUFFIX = "_pd"
 #: Name prefix of LiRA's reference models, followed by k >= 1 ("reference3").
@@ -322,10 +335,13 @@ def sampler_models(name: str) -> tuple[str, ...]:
 
 def attack_targets(name: str) -> list[str]:
     """Targets an attack scores: every model for a model attack, every sampler for a samples or sampler
-    attack, every pair (DualMD) for a pair attack."""
+    attack, every pair (DualMD) for a pair attack, the text-to-image samplers for a prompts attack (without
+    prompt diversification; `text2image_samplers` adds the "_pd" ones)."""
     access = attack(name).access
     if access == "model":
         return models()
+    if access == "prompts":
+        return list(TEXT2IMAGE_SAMPLERS)
     return names("pair") if access == "pair" else samplers()
 
 

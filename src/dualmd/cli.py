@@ -178,6 +178,30 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "white-box attack scores on text-to-image targets (latents, caption as condition)",
         ("--config", "--attack", "--images", "--split", "--split-meta", "--target", "--out-dir"),
     ),
+    "t2i-blackbox": (
+        "text2image:blackbox",
+        "black-box attack scores on one text-to-image sampler (Pang & Wang: generations from captions)",
+        (
+            "--config",
+            "--attack",
+            "--images",
+            "--split",
+            "--split-meta",
+            "--sampler",
+            "--model-dir",
+            "--out",
+        ),
+    ),
+    "t2i-blackbox-report": (
+        "text2image:blackbox_report",
+        "the text-to-image black-box attack table (paper Table 4) from its metrics",
+        ("--config", "--attacks", "--out", "--markdown"),
+    ),
+    "t2i-utility-report": (
+        "text2image:utility_report",
+        "FID and KID of every text-to-image sampler (the Pokemon columns of the paper's Table 1)",
+        ("--utility", "--out", "--markdown"),
+    ),
     "t2i-report": (
         "text2image:report",
         "the text-to-image attack table (paper Table 3) from every attack's metrics",

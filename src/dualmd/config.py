@@ -136,18 +136,39 @@ class SplitConfig(_Section):
     """Member / non-member split and the two disjoint member halves D1, D2."""
 
     SECTION = "split"
-    source: Literal["random", "secmi"] = "random"
+    # random: a seeded permutation; secmi: SecMI's index file; lists: two files naming the member and the
+    # non-member images of an image folder, one file name per line, in order
+    source: Literal["random", "secmi", "lists"] = "random"
     secmi_file: str | None = None  # SecMI-format .npz (mia_train_idxs, mia_eval_idxs) when source=secmi
     num_images: int | None = 512  # random source: images taking part (members + non-members); None: all
     member_fraction: float = 0.5  # random source: fraction of those images that are members
     seed: int = 0  # random source: member / non-member permutation
     half_seed: int = 1234  # permutation of the members into D1 (first half) and D2 (second half)
+    member_list: str | None = None  # lists source: the members' file names (relative to dataset.root)
+    nonmember_list: str | None = None  # lists source: the non-members' file names
+    # permuted: D1/D2 from the members permuted with half_seed (the authors' DDPM code); ordered: D1 = the first
+    # floor(M / 2) members in split order, D2 the rest (the authors' Stable Diffusion split)
+    halves: Literal["permuted", "ordered"] = "permuted"
+
+    #: Keys left out of `to_dict` at their default, so that configs written before they existed keep their
+    #: digest (and a run its results).
+    _OMITTED_AT_DEFAULT = ("member_list", "nonmember_list", "halves")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for f in fields(self):
+            if f.name in self._OMITTED_AT_DEFAULT and out[f.name] == f.default:
+                del out[f.name]
+        return out
 
     def _validate(self, prefix: str) -> None:
         _require(0.0 < self.member_fraction < 1.0, f"{prefix}.member_fraction", "must be in (0, 1)")
         _require(self.num_images is None or self.num_images >= 4, f"{prefix}.num_images", "must be >= 4")
         if self.source == "secmi":
             _require(self.secmi_file is not None, f"{prefix}.secmi_file", "required when source is 'secmi'")
+        for key in ("member_list", "nonmember_list"):
+            if self.source == "lists":
+                _require(getattr(self, key) is not None, f"{prefix}.{key}", "required when source is 'lists'")
 
 
 @dataclass(frozen=True)
@@ -446,12 +467,44 @@ class TeacherMaxConfig(_Section):
 
 
 @dataclass(frozen=True)
+class PangWangConfig(_Section):
+    """The black-box attack of Pang & Wang (2023) on a text-to-image sampler (`dualmd.attacks.pang_wang`)."""
+
+    SECTION = "attack.pang_wang"
+    num_generations: int = 3  # images generated per candidate from its original caption (the paper: 3)
+    num_inference_steps: int = 50  # DDIM steps of each generation (the paper: 50)
+    guidance_scale: float = 7.5  # classifier-free guidance of each generation (the authors' code: 7.5)
+    # inception: the FID Inception-v3 of `utility` (pooled 2048-d, offline); deit: a DeiT folder in
+    # `encoder_path` (the authors': facebook/deit-base-distilled-patch16-384, last_hidden_state); pixels: 3x8x8
+    # pooled pixels, for tests
+    encoder: Literal["inception", "deit", "pixels"] = "inception"
+    encoder_path: str | None = None  # local folder of the DeiT model and image processor (encoder: deit)
+    fit_fraction: float = 0.5  # first fraction of the members and of the non-members fitting the Gaussians
+    covariance_ridge: float = 1e-5  # added to the diagonal of each class covariance (the authors' 1e-5)
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.num_generations >= 1, f"{prefix}.num_generations", "must be >= 1")
+        _require(self.num_inference_steps >= 1, f"{prefix}.num_inference_steps", "must be >= 1")
+        _require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
+        _require(0.0 < self.fit_fraction < 1.0, f"{prefix}.fit_fraction", "must be in (0, 1)")
+        _require(self.covariance_ridge > 0, f"{prefix}.covariance_ridge", "must be > 0")
+        _require(
+            self.encoder != "deit" or self.encoder_path is not None,
+            f"{prefix}.encoder_path",
+            "encoder 'deit' needs the local folder of the DeiT model",
+        )
+
+
+@dataclass(frozen=True)
 class AttackConfig(_Section):
     """Which attacks run and their parameters."""
 
     SECTION = "attack"
     # every attack but those that need reference models trained for them (config/attacks-strong.yaml adds lira)
-    names: tuple[str, ...] = tuple(a for a, spec in catalog.ATTACKS.items() if not spec.references)
+    # and the text-to-image black-box attack (access "prompts")
+    names: tuple[str, ...] = tuple(
+        a for a, spec in catalog.ATTACKS.items() if not spec.references and spec.access != "prompts"
+    )
     weights: Weights = "ema"  # white-box attacks: which weights of a model are attacked
     batch_size: int = 256
     seed: int = 0  # per-sample noise seeds derive from this and the sample id
@@ -468,6 +521,7 @@ class AttackConfig(_Section):
     recon: ReconConfig = field(default_factory=ReconConfig)
     teacher_max: TeacherMaxConfig = field(default_factory=TeacherMaxConfig)
     lira: LiraConfig = field(default_factory=LiraConfig)
+    pang_wang: PangWangConfig = field(default_factory=PangWangConfig)
 
     def _validate(self, prefix: str) -> None:
         unknown = [n for n in self.names if n not in catalog.ATTACKS]
@@ -664,6 +718,7 @@ _NESTED = {
     "recon": ReconConfig,
     "teacher_max": TeacherMaxConfig,
     "lira": LiraConfig,
+    "pang_wang": PangWangConfig,
 }
 
 
@@ -797,6 +852,12 @@ class ExperimentConfig:
                 f"{levels}-level UNet (model.block_out_channels) needs",
             )
 
+        if "dataset" in given and "split" in given and self.split.source == "lists":
+            _require(
+                self.dataset.name == "image_folder",
+                "split.source",
+                "'lists' names files of an image folder: set dataset.name to image_folder",
+            )
         if "dataset" in given and "text2image" in given and self.text2image.enabled:
             _require(
                 self.dataset.name in ("digits", "image_folder"),
@@ -814,6 +875,13 @@ class ExperimentConfig:
                 not other,
                 "attack.names",
                 f"{other} do not run on text-to-image models; known: {list(catalog.TEXT2IMAGE_ATTACKS)}",
+            )
+        if "attack" in given and "text2image" in given and not self.text2image.enabled:
+            prompted = [a for a in self.attack.names if catalog.attack(a).access == "prompts"]
+            _require(
+                not prompted,
+                "attack.names",
+                f"{prompted} attack text-to-image samplers only (text2image.enabled is false)",
             )
         if "sample" in given and "text2image" in given and self.text2image.enabled:
             _require(
@@ -920,7 +988,12 @@ def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
         return cfg
     if stage not in STAGE_SECTIONS:
         raise ConfigError(f"unknown stage {stage!r}; known: {stage_names()}")
-    return {s: getattr(experiment, s).to_dict() for s in STAGE_SECTIONS[stage]}
+    sections = STAGE_SECTIONS[stage]
+    if stage == "split" and experiment.split.source == "lists":
+        sections += (
+            "dataset",
+        )  # the lists name files of the image folder, which the dataset section locates
+    return {s: getattr(experiment, s).to_dict() for s in sections}
 
 
 def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from dualmd.config import AttackConfig, LossAttackConfig, PIAConfig, SecMIConfig
-from dualmd.text2image.attack import TEXT2IMAGE_ATTACKS, CaptionedPredictor, attack_text2image
+from dualmd.text2image.attack import WHITEBOX_ATTACKS, CaptionedPredictor, attack_text2image
 from dualmd.text2image.captions import CaptionSampler
 from dualmd.text2image.finetune import finetune_unet, load_finetuned_unet
 from text2image.t2i_helpers import PRIVATE, short_run
@@ -39,7 +39,7 @@ def run(name, parts, digits32, *, unet=None, cfg=CFG, ids=IDS, is_member=IS_MEMB
     )
 
 
-@pytest.mark.parametrize("name", TEXT2IMAGE_ATTACKS)
+@pytest.mark.parametrize("name", WHITEBOX_ATTACKS)
 def test_scores_follow_the_contract(name, parts, digits32):
     result = run(name, parts, digits32)
     assert result.scores.shape == (16,) and np.isfinite(result.scores).all()
@@ -64,7 +64,7 @@ def test_captions_condition_the_prediction_and_bad_inputs_are_refused(parts, dig
         is_member=IS_MEMBER,
     ).scores
     assert not np.allclose(one, other)
-    with pytest.raises(ValueError, match="does not run on text-to-image models"):
+    with pytest.raises(ValueError, match="is not a white-box text-to-image attack"):
         run("gsa", parts, digits32)
     with pytest.raises(ValueError, match="distinct non-negative"):
         run("loss", parts, digits32, ids=[64] * 16)

@@ -70,8 +70,32 @@ def test_defaults_are_off_and_the_schema_fills_the_same_defaults():
             {"attack": {"names": ["loss", "gsa"]}, "text2image": {"enabled": True}},
             "attack.names: ['gsa'] do not run on text-to-image models",
         ),
+        (
+            {"attack": {"names": ["loss", "pang_wang"]}, "text2image": {"enabled": False}},
+            "attack.names: ['pang_wang'] attack text-to-image samplers only",
+        ),
+        (
+            {"attack": {"pang_wang": {"encoder": "deit"}}},
+            "attack.pang_wang.encoder_path: encoder 'deit' needs the local folder",
+        ),
+        (
+            {"attack": {"pang_wang": {"fit_fraction": 1.0}}},
+            "attack.pang_wang.fit_fraction: must be in (0, 1)",
+        ),
     ],
-    ids=["dropout", "guidance", "typo", "no-captions", "size", "ddpm", "pd-twice", "attack"],
+    ids=[
+        "dropout",
+        "guidance",
+        "typo",
+        "no-captions",
+        "size",
+        "ddpm",
+        "pd-twice",
+        "attack",
+        "blackbox-off",
+        "deit-no-path",
+        "fit-fraction",
+    ],
 )
 def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
     with pytest.raises(ConfigError) as err:

@@ -1,6 +1,8 @@
 """The Table 3 report from synthetic score files, through the evaluate stage (metrics with bootstrap intervals) and
 `t2i-report`: a row per attack, method and prompt-diversification variant, the paper's layout in Markdown."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,3 +83,30 @@ def test_markdown_has_the_paper_layout(report):
     )
     assert len(lines) == 2 + 2 * 4
     assert lines[2].startswith("| SecMI | No defense | 1.000 [1.000, 1.000]")
+
+
+def test_utility_table_has_fid_and_kid_with_intervals_per_sampler_and_variant(tmp_path):
+    files = []
+    for i, sampler in enumerate(["student_pd", "dualmd", "baseline", "student", "baseline_pd", "dualmd_pd"]):
+        record = {"sampler": sampler, "fid": 10.0 + i, "fid_low": 9.0 + i, "fid_high": 12.0 + i, "kid": 0.01}
+        record |= {"kid_se": 0.002, "inception_score": None, "num_images": 64, "num_reference": 128}
+        record |= {"feature_net": "pixels", "scheduler": "ddim", "num_inference_steps": 20}
+        path = tmp_path / f"{sampler}.json"
+        path.write_text(json.dumps(record))
+        files.append(str(path))
+    csv, md = tmp_path / "u.csv", tmp_path / "u.md"
+    main(["t2i-utility-report", "--utility", *files, "--out", str(csv), "--markdown", str(md)])
+    table = pd.read_csv(csv)
+    assert list(table["sampler"]) == [
+        "baseline",
+        "baseline_pd",
+        "dualmd",
+        "dualmd_pd",
+        "student",
+        "student_pd",
+    ]
+    assert list(table["method"][::2]) == ["No defense", "DualMD", "DistillMD"]
+    assert table.loc[0, "kid_low"] == pytest.approx(0.01 - 1.96 * 0.002) and table.loc[0, "fid"] == 12.0
+    text = md.read_text()
+    assert "| No defense | w/o | 12.000 [11.000, 14.000] | 0.010 [0.006, 0.014] |" in text
+    assert "64 images per sampler" in text and "128 reference images" in text

@@ -18,7 +18,12 @@ CONFIG = {
     "train": {"num_train_steps": 2, "batch_size": 4, "warmup_steps": 1, "log_every_steps": 1},
     "text2image": {"enabled": True, "pretrain_vae_steps": 2, "pretrain_unet_steps": 2},
     "sample": {"num_images": 5, "num_inference_steps": 3, "batch_size": 4},
-    "attack": {"names": ["loss"], "batch_size": 8, "loss": {"timesteps": [100]}},
+    "attack": {
+        "names": ["loss", "pang_wang"],
+        "batch_size": 8,
+        "loss": {"timesteps": [100]},
+        "pang_wang": {"num_generations": 2, "num_inference_steps": 2, "encoder": "pixels"},
+    },
 }
 
 
@@ -99,6 +104,11 @@ def run(tmp_path_factory):
     )
     for sampler in ("baseline", "dualmd"):
         main(
+            ["t2i-blackbox", "--config", str(cfg), "--attack", "pang_wang", *data, "--sampler", sampler]
+            + [f"--model-dir={m}={root / m}" for m in ("baseline", "teacher1", "teacher2")]
+            + ["--out", str(root / f"blackbox_{sampler}.npz")]
+        )
+        main(
             ["t2i-sample", "--config", str(cfg), "--split", str(root / "split.npz"), "--split-meta"]
             + [str(root / "split.json"), "--sampler", sampler, "--out", str(root / f"{sampler}.npz")]
             + ["--info", str(root / f"{sampler}.json"), "--grid", str(root / f"{sampler}.png")]
@@ -152,3 +162,35 @@ def test_samplers_prompt_with_member_captions_and_dualmd_alternates(run):
     info = json.loads((run / "dualmd.json").read_text())
     assert info["teacher_sequence"] == "121" and len(info["prompts"]) == 5
     assert "teacher_sequence" not in json.loads((run / "baseline.json").read_text())
+
+
+@pytest.mark.parametrize("sampler", ["baseline", "dualmd"])
+def test_blackbox_attack_scores_the_held_out_half_of_each_sampler(run, sampler):
+    split = np.load(run / "split.npz")
+    result = load_scores(run / f"blackbox_{sampler}.npz")
+    # 12 members and 12 non-members; the first 6 of each fit the Gaussians, the other 6 + 6 are scored
+    assert result.attack == "pang_wang" and result.is_member.sum() == 6 and (~result.is_member).sum() == 6
+    np.testing.assert_array_equal(result.sample_ids[result.is_member], split["member_idx"][6:])
+    np.testing.assert_array_equal(result.sample_ids[~result.is_member], split["nonmember_idx"][6:])
+    assert np.isfinite(result.scores).all()
+
+
+def test_blackbox_stage_refuses_a_white_box_attack(run):
+    with pytest.raises(SystemExit):
+        main(
+            ["t2i-blackbox", "--config", str(run / "config.yaml"), "--attack", "loss", "--images"]
+            + [
+                str(run / "images.npz"),
+                "--split",
+                str(run / "split.npz"),
+                "--split-meta",
+                str(run / "split.json"),
+            ]
+            + [
+                "--sampler",
+                "baseline",
+                f"--model-dir=baseline={run / 'baseline'}",
+                "--out",
+                str(run / "x.npz"),
+            ]
+        )

@@ -51,6 +51,10 @@ def test_catalog_and_registry_agree():
     assert catalog.attack_targets("recon") == catalog.samplers()
     assert catalog.attack_targets("teacher_max") == ["dualmd"] == catalog.names("pair")
     assert catalog.attack_names("sampler") == ["recon"] and catalog.attack_names("pair") == ["teacher_max"]
+    # the text-to-image black-box attack prompts the text-to-image samplers; no default config runs it
+    assert catalog.attack_names("prompts") == ["pang_wang"]
+    assert catalog.attack_targets("pang_wang") == ["baseline", "student", "dualmd"]
+    assert "pang_wang" not in AttackConfig().names and "pang_wang" in catalog.TEXT2IMAGE_ATTACKS
     for spec in catalog.ATTACKS.values():
         assert set(spec.sample_keys) <= {f.name for f in fields(SampleConfig)}, spec.name
         if spec.wraps is not None:  # names a key of its own section

@@ -259,6 +259,8 @@ def test_every_shipped_config_is_valid():
     for path in [
         ROOT / "config/config.yaml",
         ROOT / "config/paper-cifar10.yaml",
+        ROOT / "config/paper-pokemon.yaml",
+        ROOT / "config/text2image-tiny.yaml",
         ROOT / ".test/config/config.yaml",
     ]:
         load_config(path)

@@ -293,3 +293,79 @@ def test_interrupted_save_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_split(make_split(20, _cfg(num_images=8)), tmp_path / "s.npz", tmp_path / "s.json")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- lists source: the authors' fixed Stable Diffusion split ------------------------------------------------
+
+
+def _lists(tmp_path, members, nonmembers, **raw):
+    (tmp_path / "members.txt").write_text("\n".join(members) + "\n")
+    (tmp_path / "nonmembers.txt").write_text("\n".join(nonmembers) + "\n\n")
+    return SplitConfig.from_mapping(
+        {
+            "source": "lists",
+            "member_list": str(tmp_path / "members.txt"),
+            "nonmember_list": str(tmp_path / "nonmembers.txt"),
+            **raw,
+        }
+    )
+
+
+# Dataset order: sorted relative paths, so the test images come before the training images.
+NAMES = [f"test/{i:04d}.png" for i in range(5)] + [f"train/{i:04d}.png" for i in range(6)]
+
+
+def test_lists_take_members_and_non_members_in_file_order_and_halve_in_order(tmp_path):
+    members = [f"train/{i:04d}.png" for i in (3, 0, 1, 5, 4, 2)]  # the given order, not sorted
+    cfg = _lists(tmp_path, members, [f"test/{i:04d}.png" for i in range(5)], halves="ordered")
+    split = make_split(len(NAMES), cfg, image_names=NAMES)
+    np.testing.assert_array_equal(split.member_idx, [8, 5, 6, 10, 9, 7])
+    np.testing.assert_array_equal(split.nonmember_idx, [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(split.half1_idx, [8, 5, 6])  # the first half of the list, D1
+    np.testing.assert_array_equal(split.half2_idx, [10, 9, 7])
+    assert split.meta["source"] == "lists" and split.meta["halves"] == "ordered"
+    assert split.meta["member_list"] == "members.txt" and len(split.meta["member_list_sha256"]) == 64
+    permuted = make_split(len(NAMES), _lists(tmp_path, members, ["test/0000.png"]), image_names=NAMES)
+    assert set(permuted.half1_idx) != {8, 5, 6} and "halves" not in permuted.meta
+
+
+@pytest.mark.parametrize(
+    ("members", "nonmembers", "message"),
+    [
+        (["train/0000.png", "train/9999.png"], ["test/0000.png"], r"1 name\(s\) not in the image folder"),
+        (
+            ["train/0000.png", "train/0000.png"],
+            ["test/0000.png"],
+            "line 2: 'train/0000.png' is already on line 1",
+        ),
+        (["train/0000.png", "test/0000.png"], ["test/0000.png"], "on both split lists"),
+        ([""], ["test/0000.png"], "names no image"),
+    ],
+    ids=["unknown", "twice", "both", "empty"],
+)
+def test_bad_lists_say_which_file_and_name(tmp_path, members, nonmembers, message):
+    with pytest.raises(SplitError, match=message):
+        make_split(len(NAMES), _lists(tmp_path, members, nonmembers), image_names=NAMES)
+
+
+def test_lists_need_the_image_names_and_both_files(tmp_path):
+    cfg = _lists(tmp_path, ["train/0000.png", "train/0001.png"], ["test/0000.png"])
+    with pytest.raises(SplitError, match="needs the file name of each"):
+        make_split(len(NAMES), cfg)
+    with pytest.raises(ValueError, match="split.nonmember_list: required when source is 'lists'"):
+        SplitConfig.from_mapping({"source": "lists", "member_list": "m.txt"})
+    missing = SplitConfig.from_mapping({"source": "lists", "member_list": "m.txt", "nonmember_list": "n.txt"})
+    with pytest.raises(SplitError, match="split list m.txt does not exist"):
+        make_split(len(NAMES), missing, image_names=NAMES)
+
+
+def test_new_split_keys_at_their_defaults_leave_the_stage_config_unchanged():
+    assert set(SplitConfig().to_dict()) == {
+        "source",
+        "secmi_file",
+        "num_images",
+        "member_fraction",
+        "seed",
+        "half_seed",
+    }
+    assert SplitConfig(halves="ordered").to_dict()["halves"] == "ordered"

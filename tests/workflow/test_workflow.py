@@ -110,19 +110,23 @@ def test_paper_config_validates_and_dry_runs():
 
 
 def test_text2image_config_plans_the_text2image_experiment_only():
-    """Both prompt-diversification variants of every text-to-image model, one scoring job per attack, and none of
-    the unconditional experiment's jobs."""
+    """Both prompt-diversification variants of every text-to-image model, one scoring job per white-box attack,
+    one black-box job per sampler, and none of the unconditional experiment's jobs."""
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/text2image-tiny.yaml")
     assert jobs["prepare_data"] == 1 and jobs["make_split"] == 1 and jobs["pretrain_t2i_pipeline"] == 1
     assert jobs["finetune_t2i_model"] == 2 * 3 and jobs["distill_t2i_model"] == 2
     assert jobs["sample_t2i_images"] == 2 * 3 and jobs["score_t2i_attack"] == 3
-    assert jobs["evaluate_t2i_attack"] == 3 and jobs["make_t2i_report"] == 1
+    assert jobs["score_t2i_blackbox"] == 2 * 3 and jobs["make_t2i_blackbox_report"] == 1
+    assert jobs["evaluate_t2i_attack"] == 3 + 1 and jobs["make_t2i_report"] == 1
+    assert jobs["reference_t2i_features"] == 1 and jobs["score_t2i_utility"] == 2 * 3
+    assert jobs["make_t2i_utility_report"] == 1
     assert not set(jobs) & {
         "train_model",
         "distill_model",
         "sample_images",
         "make_report",
         "score_model_attack",
+        "score_utility",
     }
     args = ("-n", "--forceall", "--cores", "2", "-p", "--configfile", "config/text2image-tiny.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
@@ -136,6 +140,13 @@ def test_text2image_config_plans_the_text2image_experiment_only():
         for m in ("baseline", "teacher1", "teacher2", "student")
     )
     assert "--attack secmi_stat --images results/data/images.npz " in dry and models in dry
+    assert (
+        "--attack pang_wang --images results/data/images.npz --split results/split/rep0/split.npz "
+        "--split-meta results/split/rep0/split.json --sampler dualmd_pd --model-dir "
+        "teacher1_pd=results/t2i_models/rep0/teacher1_pd --model-dir teacher2_pd=results/t2i_models/rep0/teacher2_pd "
+        "--out results/t2i_scores/rep0/pang_wang/dualmd_pd.npz"
+    ) in dry
+    assert "results/report/rep0/text2image_blackbox.md" in dry
 
 
 def test_text2image_with_a_pretrained_pipeline_skips_pretraining(tmp_path):

@@ -10,11 +10,21 @@ T2I_DISTILLED = catalog.text2image_targets(T2I_VARIANTS, "distilled")
 # Models with weights, each attacked white-box (DualMD through its teachers), and the samplers.
 T2I_MODELS = [t for t in catalog.text2image_targets(T2I_VARIANTS) if catalog.target(t).has_weights]
 T2I_SAMPLERS = catalog.text2image_samplers(T2I_VARIANTS)
+# White-box attacks (every model, Table 3) and black-box attacks prompting each sampler (Pang & Wang, Table 4).
+T2I_WHITEBOX = [a for a in ATTACKS if catalog.attack(a).access == "model"]
+T2I_BLACKBOX = [a for a in ATTACKS if catalog.attack(a).access == "prompts"]
 # The pipeline every model is fine-tuned from: text2image.pretrained (SD v1.5), or the tiny stand-in built here.
 T2I_PRETRAINED = EXPERIMENT.text2image.pretrained
 
 
+def one_of(names):
+    """A wildcard pattern matching exactly `names` (none: a pattern nothing matches)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
 wildcard_constraints:
+    t2i_whitebox=one_of(T2I_WHITEBOX),
+    t2i_blackbox=one_of(T2I_BLACKBOX),
     t2i_trained="|".join(map(re.escape, T2I_TRAINED)),
     t2i_distilled="|".join(map(re.escape, T2I_DISTILLED)),
     t2i_sampler="|".join(map(re.escape, T2I_SAMPLERS)),
@@ -23,7 +33,7 @@ wildcard_constraints:
 def t2i_stages():
     """The text-to-image stages with a config of their own (no pretraining when a pipeline is given)."""
     stages = [s for s in TEXT2IMAGE_STAGE_SECTIONS if not (T2I_PRETRAINED and s == "t2i_pretrain")]
-    return stages + [f"t2i_attack_{a}" for a in ATTACKS] + ["metrics"]
+    return stages + [f"t2i_attack_{a}" for a in ATTACKS] + ["metrics", "utility"]
 
 
 def t2i_pretrained(wildcards):
@@ -57,16 +67,21 @@ def t2i_target_args(wildcards, input):
 
 
 def t2i_attack_scores(wildcards):
-    """Score files of one attack: one per model of every variant."""
-    return [f"results/t2i_scores/{wildcards.run}/{wildcards.attack}/{m}.npz" for m in T2I_MODELS]
+    """Score files of one attack: one per model of every variant (white-box) or per sampler (black-box)."""
+    targets = T2I_SAMPLERS if wildcards.attack in T2I_BLACKBOX else T2I_MODELS
+    return [f"results/t2i_scores/{wildcards.run}/{wildcards.attack}/{m}.npz" for m in targets]
 
 
 def t2i_final_targets():
-    """The Table 3 report, every ROC plot and sampler grid of each replicate, and the current configs."""
+    """The Table 3 report (white-box attacks), Table 4 report (black-box), the samplers' utility, every ROC plot
+    and sampler grid of each replicate, and the current configs."""
     files = [config_path("data", SHARED)]
     for run in RUNS:
         files += [config_path("split", run)] + [config_path(s, run) for s in t2i_stages()]
-        files += [f"results/report/{run}/text2image.csv", f"results/report/{run}/text2image.md"]
+        for name, attacks in (("text2image", T2I_WHITEBOX), ("text2image_blackbox", T2I_BLACKBOX)):
+            if attacks:
+                files += [f"results/report/{run}/{name}.csv", f"results/report/{run}/{name}.md"]
+        files += [f"results/report/{run}/text2image_utility.{ext}" for ext in ("csv", "md")]
         files += [f"results/report/{run}/t2i_roc_{a}.png" for a in ATTACKS]
         files += [f"results/t2i_samples/{run}/{s}/grid.png" for s in T2I_SAMPLERS]
     return files

@@ -141,18 +141,18 @@ rule sample_t2i_images:
 # unconditional experiment's cheap attacks, so that a model adds no process start-up.
 rule score_t2i_attack:
     input:
-        cfg=config_file("t2i_attack_{attack}"),
+        cfg=config_file("t2i_attack_{t2i_whitebox}"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         models=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
         code=stage_code("text2image"),
     output:
-        scores=per_target("results/t2i_scores/{run}/{attack}/{target}.npz", T2I_MODELS),
+        scores=per_target("results/t2i_scores/{run}/{t2i_whitebox}/{target}.npz", T2I_MODELS),
     log:
-        "logs/{run}/score_t2i_attack/{attack}.log",
+        "logs/{run}/score_t2i_attack/{t2i_whitebox}.log",
     benchmark:
-        "results/benchmarks/{run}/score_t2i_attack/{attack}.tsv"
+        "results/benchmarks/{run}/score_t2i_attack/{t2i_whitebox}.tsv"
     priority: 10
     conda:
         "../envs/attack.yaml"
@@ -162,9 +162,10 @@ rule score_t2i_attack:
         mem_mb=4000,
     params:
         targets=t2i_target_args,
-        out_dir="results/t2i_scores/{run}/{attack}",
+        out_dir="results/t2i_scores/{run}/{t2i_whitebox}",
     shell:
-        "python -m dualmd t2i-attack --config {input.cfg} --attack {wildcards.attack} --images {input.images} "
+        "python -m dualmd t2i-attack --config {input.cfg} --attack {wildcards.t2i_whitebox} "
+        "--images {input.images} "
         "--split {input.split} --split-meta {input.split_meta} {params.targets} "
         "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
 
@@ -197,7 +198,7 @@ rule evaluate_t2i_attack:
 rule make_t2i_report:
     input:
         cfg=config_file("metrics"),
-        attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=ATTACKS),
+        attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_WHITEBOX),
         code=stage_code("text2image"),
     output:
         table="results/report/{run}/text2image.csv",

@@ -18,6 +18,7 @@ from dualmd.attacks import (  # noqa: F401
     lira,
     loss,
     nn_distance,
+    pang_wang,
     pia,
     recon,
     secmi,
@@ -163,4 +164,5 @@ _ENTRY = {
     "samples": "attack_samples",
     "sampler": "attack_sampler",
     "pair": "attack_pair",
+    "prompts": "dualmd.text2image.blackbox.attack_sampler_blackbox",
 }

@@ -102,6 +102,13 @@ def _image_paths(root: Path, max_images: int | None) -> list[Path]:
     return paths[: _first(len(paths), max_images, f"image folder {root}")]
 
 
+def image_folder_names(root: str | Path, max_images: int | None = None) -> list[str]:
+    """The file names (relative to `root`, "/"-separated) of the images `load_dataset` reads from the image
+    folder `root`, in the same order."""
+    root = Path(root)
+    return [p.relative_to(root).as_posix() for p in _image_paths(root, max_images)]
+
+
 def read_captions(path: str | Path) -> dict[str, tuple[str, ...]]:
     """The captions of a `metadata.jsonl` file, by file name (a path relative to the file's folder).
 

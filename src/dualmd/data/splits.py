@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,26 +198,45 @@ def invariant_violations(split: Split) -> list[str]:
     return problems
 
 
-def make_split(num_dataset_images: int, cfg: SplitConfig) -> Split:
+def make_split(
+    num_dataset_images: int, cfg: SplitConfig, *, image_names: Sequence[str] | None = None
+) -> Split:
     """Choose members and non-members, then split the members into D1 and D2.
 
     source "random": a permutation of the dataset seeded by cfg.seed (numpy Generator); its first
     cfg.num_images entries take part, the first round(member_fraction * num_images) of them are members.
     source "secmi": members = mia_train_idxs, non-members = mia_eval_idxs of cfg.secmi_file, in stored
     order (num_images, member_fraction and seed are ignored).
+    source "lists": the images named in cfg.member_list and cfg.nonmember_list, in the files' order (see
+    `read_name_list`; num_images, member_fraction and seed are ignored).
+    Halves: cfg.halves "permuted" (`split_halves`) or "ordered" (D1 = the first floor(M / 2) members in the
+    order above, D2 the rest: the authors' Stable Diffusion split).
 
     Args:
         num_dataset_images: size of the dataset the indices point into.
         cfg: split section.
+        image_names: source "lists" only: the file name of every dataset image, in dataset order
+            (`dualmd.data.datasets.image_folder_names`).
 
     Returns:
         A checked Split; the same arguments always give the same arrays.
     """
     if cfg.source == "secmi":
         members, nonmembers, meta = _secmi_subsets(Path(str(cfg.secmi_file)), num_dataset_images)
+    elif cfg.source == "lists":
+        if image_names is None or len(image_names) != num_dataset_images:
+            raise SplitError(
+                "split.source 'lists' needs the file name of each of the "
+                f"{num_dataset_images} dataset images (an image_folder dataset)"
+            )
+        members, nonmembers, meta = _list_subsets(cfg, image_names)
     else:
         members, nonmembers, meta = _random_subsets(num_dataset_images, cfg)
-    half1, half2 = split_halves(members, half_seed=cfg.half_seed)
+    if cfg.halves == "ordered":
+        half1, half2 = members[: len(members) // 2], members[len(members) // 2 :]
+        meta["halves"] = "ordered"
+    else:
+        half1, half2 = split_halves(members, half_seed=cfg.half_seed)
     meta |= {"source": cfg.source, "half_seed": cfg.half_seed, "num_dataset_images": int(num_dataset_images)}
     split = Split(members, nonmembers, half1, half2, meta=dict(sorted(meta.items())))
     split.check()
@@ -249,6 +269,59 @@ def _random_subsets(num_dataset_images: int, cfg: SplitConfig) -> tuple[np.ndarr
     chosen = np.random.default_rng(cfg.seed).permutation(num_dataset_images)[:num_images].astype(np.int64)
     meta = {"seed": cfg.seed, "member_fraction": cfg.member_fraction, "num_images": num_images}
     return chosen[:num_members], chosen[num_members:], meta
+
+
+def read_name_list(path: str | Path) -> list[str]:
+    """The image file names of a list file: one per non-blank line, relative to the image folder (as the
+    `file_name` of its metadata.jsonl), in order; surrounding blanks are ignored.
+
+    Raises:
+        SplitError: the file does not exist, is empty, or names a file twice (the message names the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SplitError(f"split list {path} does not exist")
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        name = Path(name).as_posix()
+        if name in seen:
+            raise SplitError(f"{path}, line {number}: {name!r} is already on line {seen[name]}")
+        seen[name] = number
+        names.append(name)
+    if not names:
+        raise SplitError(f"split list {path} names no image")
+    return names
+
+
+def _list_subsets(cfg: SplitConfig, image_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Members and non-members named by the two list files, as dataset indices in the files' order."""
+    index = {Path(n).as_posix(): i for i, n in enumerate(image_names)}
+    subsets, meta = [], {}
+    for key in ("member_list", "nonmember_list"):
+        path = Path(str(getattr(cfg, key)))
+        names = read_name_list(path)
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise SplitError(
+                f"{path} (split.{key}): {len(unknown)} name(s) not in the image folder, e.g. {unknown[:3]}"
+            )
+        subsets.append(np.array([index[n] for n in names], dtype=np.int64))
+        # the name, not the path, so the artefact does not depend on the checkout (as for secmi_file)
+        meta |= {key: path.name, f"{key}_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    members, nonmembers = subsets
+    both = sorted(set(image_names[i] for i in np.intersect1d(members, nonmembers)))
+    if both:
+        raise SplitError(f"{len(both)} image(s) on both split lists, e.g. {both[:3]}")
+    meta |= {
+        "seed": None,  # the lists are fixed; no seed of ours chose them
+        "member_fraction": members.size / (members.size + nonmembers.size),
+        "num_images": int(members.size + nonmembers.size),
+    }
+    return members, nonmembers, meta
 
 
 def _secmi_subsets(path: Path, num_dataset_images: int) -> tuple[np.ndarray, np.ndarray, dict]:

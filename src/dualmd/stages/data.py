@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from dualmd.config import load_config
-from dualmd.data.datasets import load_dataset, load_images, save_images
+from dualmd.data.datasets import image_folder_names, load_dataset, load_images, save_images
 from dualmd.data.splits import make_split, save_split
 from dualmd.files import write_json
 
@@ -23,9 +23,13 @@ def prepare_data(*, config: Path, out: Path, meta: Path) -> None:
 
 
 def split(*, config: Path, images: Path, out: Path, meta: Path) -> None:
-    """Members / non-members and the two disjoint member halves, with the hash of every subset."""
-    cfg = load_config(config).split
-    result = make_split(len(load_images(images)), cfg)
+    """Members / non-members and the two disjoint member halves, with the hash of every subset (source "lists":
+    the config's dataset section locates the image folder the lists name files of)."""
+    experiment = load_config(config)
+    names = None
+    if experiment.split.source == "lists":  # the lists name files of the image folder
+        names = image_folder_names(str(experiment.dataset.root), experiment.dataset.max_images)
+    result = make_split(len(load_images(images)), experiment.split, image_names=names)
     save_split(result, out, meta)
     log.info(
         "split: %d members (%d + %d), %d non-members",

@@ -217,6 +217,62 @@ def sample(
     write_json(info, {**details, "prompts": prompts, "config": cfg.sample.to_dict()})
 
 
+def blackbox(
+    *,
+    config: Path,
+    attack: str,
+    images: Path,
+    split: Path,
+    split_meta: Path,
+    sampler: str,
+    models: dict[str, Path],
+    out: Path,
+) -> None:
+    """Score the sampler's members and the non-members with the black-box attack `attack` (Pang & Wang): each
+    candidate's original caption prompts the sampler; write `out` (only the candidates outside the labelled
+    slice are scored)."""
+    from dualmd.attacks import save_scores
+    from dualmd.data.members import evaluation_set, load_split_images
+    from dualmd.data.splits import load_split
+    from dualmd.stages import device
+    from dualmd.text2image.blackbox import attack_sampler_blackbox
+    from dualmd.text2image.generate import sampler_pipeline
+
+    if catalog.attack(attack).access != "prompts":
+        raise ValueError(f"{attack!r} is not a black-box text-to-image attack; use t2i-attack")
+    cfg = _config(config)
+    captions = _captions(cfg)
+    the_split = load_split(split, split_meta)
+    x, ids, is_member = evaluation_set(load_split_images(images, the_split), the_split, sampler)
+    pipe = sampler_pipeline(sampler, {k: Path(v) for k, v in models.items()}, weights=cfg.sample.weights)
+    result = attack_sampler_blackbox(
+        pipe.to(device()),
+        cfg.attack,
+        cfg.sample,
+        images=x,
+        prompts=[captions[i][0] for i in ids],
+        sample_ids=ids,
+        is_member=is_member,
+        device=device(),
+    )
+    save_scores(result, out)
+    log.info("%s on %s: %d of %d candidates scored", attack, sampler, len(result.scores), len(ids))
+
+
+def blackbox_report(*, config: Path, attacks: list[Path], out: Path, markdown: Path) -> None:
+    """The Table 4 report from the evaluate stage's metrics of the black-box attack (`dualmd.text2image.report`)."""
+    from dualmd.text2image.report import write_table4
+
+    write_table4(attacks, load_config(config).metrics.tpr_at_fpr[0], out, markdown)
+
+
+def utility_report(*, utility: list[Path], out: Path, markdown: Path) -> None:
+    """FID and KID of every text-to-image sampler (the utility stage's files) as CSV and Markdown."""
+    from dualmd.text2image.report import write_utility_table
+
+    write_utility_table(utility, out, markdown)
+
+
 def report(*, config: Path, attacks: list[Path], out: Path, markdown: Path) -> None:
     """The Table 3 report from the evaluate stage's metrics of every attack (`dualmd.text2image.report`): a CSV
     and its Markdown, TPR at the first FPR bound of the metrics config."""

@@ -1,6 +1,7 @@
 """Text-to-image membership inference: a Stable-Diffusion-shaped pipeline (VAE, CLIP text encoder, conditional
 UNet, scheduler), its fine-tuning and DistillMD distillation through the package's one training loop, the DualMD
-text-to-image pipeline, and the white-box attacks on latents with the caption as condition.
+text-to-image pipeline, the white-box attacks on latents with the caption as condition, and the black-box attack
+that prompts the samplers.
 
 Modules:
     captions    template captions of the digits, `metadata.jsonl` captions, prompt diversification
@@ -12,4 +13,6 @@ Modules:
     pipeline    `DualMDStableDiffusionPipeline`: two fine-tuned UNets alternating at every DDIM step
     generate    images of a sampler (one model, or the DualMD pair) through that pipeline's loop
     attack      the conditional noise-predictor adapter and the white-box attacks run through it
+    blackbox    Pang & Wang's black-box attack: generations from each candidate's caption, image encoders
+    report      the Table 3 (white-box), Table 4 (black-box) and utility reports
 """

@@ -33,7 +33,7 @@ from dualmd.scores import AttackResult
 from dualmd.text2image.components import Components, encode_images, encode_prompts
 
 #: The white-box attacks that run on a text-to-image model (kept in the torch-free catalog for the workflow).
-TEXT2IMAGE_ATTACKS = catalog.TEXT2IMAGE_ATTACKS
+WHITEBOX_ATTACKS = catalog.TEXT2IMAGE_WHITEBOX_ATTACKS
 
 
 class CaptionedPredictor:
@@ -77,7 +77,7 @@ def attack_text2image(
     """Run white-box attack `name` on the conditional UNet `unet` (default `parts.unet`).
 
     Args:
-        name: one of TEXT2IMAGE_ATTACKS.
+        name: one of WHITEBOX_ATTACKS.
         cfg: the attack section (batch_size, seed and the attack's own parameters).
         parts: the model's VAE, text encoder, tokenizer and training scheduler.
         images: (N, C, H, W) float in [-1, 1]; captions: (N,) the prompt each image is attacked with (the
@@ -108,10 +108,8 @@ def attack_text2image(
 
 
 def _text2image_attack(name: str, cfg: AttackConfig) -> ModelAttack:
-    if name not in TEXT2IMAGE_ATTACKS:
-        raise ValueError(
-            f"attack {name!r} does not run on text-to-image models; known: {list(TEXT2IMAGE_ATTACKS)}"
-        )
+    if name not in WHITEBOX_ATTACKS:
+        raise ValueError(f"{name!r} is not a white-box text-to-image attack; known: {list(WHITEBOX_ATTACKS)}")
     attack = build_attack(name, cfg)
     assert isinstance(attack, ModelAttack)  # every name above is a white-box attack
     return attack

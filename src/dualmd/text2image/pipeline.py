@@ -7,11 +7,13 @@ authors' SD code) -- gives both the conditional and the unconditional prediction
 guidance eps = eps(x, t, "") + s (eps(x, t, prompt) - eps(x, t, "")); the two UNets are never averaged.
 
 Randomness is per image: image i draws its initial latent and its DDIM noise (eta > 0) from a CPU generator
-seeded with seed + i, as every sampler of the package.
+seeded with seed + i, as every sampler of the package, or with seeds[i] when the caller gives one seed per image
+(the black-box attack seeds each generation by candidate id).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +23,6 @@ from PIL import Image
 from torch import Tensor
 
 from dualmd.defense.dualmd import Alternation, teacher_sequence, to_pil
-from dualmd.sample import image_generators
 
 
 class DualMDStableDiffusionPipeline(DiffusionPipeline):
@@ -107,6 +108,7 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         batch_size: int = 64,
         alternation: Alternation = "step_index",
         output_type: Literal["pt", "pil", "latent"] = "pt",
+        seeds: Sequence[int] | None = None,
     ) -> Tensor | list[Image.Image]:
         """Generate one image per prompt, the two UNets alternating at every DDIM step.
 
@@ -116,6 +118,7 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
             guidance_scale: classifier-free guidance scale s (1 = no guidance, only the conditional prediction).
             eta: DDIM noise scale (0 = deterministic).
             seed: image i uses a generator seeded with seed + i.
+            seeds: one seed per prompt instead (then `seed` is unused); e.g. derived from a sample id.
             batch_size: images per denoising pass (does not change the images).
             alternation: "step_index" or "timestep_parity" (`dualmd.defense.dualmd`).
             output_type: "pt" -> (B, C, H, W) float32 CPU tensor in [-1, 1]; "pil" -> B PIL images;
@@ -124,12 +127,22 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         if output_type not in ("pt", "pil", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}; use 'pt', 'pil' or 'latent'")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        seeds = [seed + i for i in range(len(prompts))] if seeds is None else [int(s) for s in seeds]
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = [int(t) for t in self.scheduler.timesteps]
         plan = teacher_sequence(timesteps, alternation)
         latents = torch.cat(
             [
-                self._denoise(prompts[i : i + batch_size], i, seed, plan, timesteps, guidance_scale, eta)
+                self._denoise(
+                    prompts[i : i + batch_size],
+                    seeds[i : i + batch_size],
+                    plan,
+                    timesteps,
+                    guidance_scale,
+                    eta,
+                )
                 for i in range(0, len(prompts), batch_size)
             ]
         )
@@ -146,20 +159,19 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
     def _denoise(
         self,
         prompts: list[str],
-        start: int,
-        seed: int,
+        seeds: list[int],
         plan: list[int],
         timesteps: list[int],
         guidance_scale: float,
         eta: float,
     ) -> Tensor:
-        """The final latents (b, 4, h, w) on the CPU of images start ... start + b - 1 (one generator each)."""
+        """The final latents (b, 4, h, w) on the CPU of b prompts, image j drawn from a generator seeded seeds[j]."""
         guided = guidance_scale > 1.0
         cond = self.encode_prompt(prompts)
         states = torch.cat([self.encode_prompt([""] * len(prompts)), cond]) if guided else cond
         config = self.unet1.config
         shape = (1, config.in_channels, config.sample_size, config.sample_size)
-        generators = image_generators(seed, start, len(prompts))
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         # Drawn image by image on the CPU: an image's noise depends on its seed only, not on batch or device.
         latents = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
         latents = latents * self.scheduler.init_noise_sigma

@@ -1,5 +1,7 @@
-"""The text-to-image report in the shape of the paper's Table 3: white-box attacks against the undefended
-fine-tuned model and DistillMD, with and without prompt diversification, plus DualMD's teachers.
+"""The text-to-image reports: the paper's Table 3 (white-box attacks against the undefended fine-tuned model and
+DistillMD, with and without prompt diversification, plus DualMD's teachers), Table 4 (the black-box attack of
+Pang & Wang against the samplers: undefended, DualMD, DistillMD) and the Pokemon columns of Table 1 (FID and KID
+of each sampler's images generated from training prompts, `utility_table`).
 
 The inputs are the metrics files of the evaluate stage (`dualmd.stages.metrics.evaluate`: AUC, ASR and TPR at
 each FPR bound with their 95 % bootstrap intervals, `dualmd.metrics.summarize`), one per attack, whose rows name
@@ -25,45 +27,55 @@ METHODS = {
     "teacher1": "DualMD teacher 1",
     "teacher2": "DualMD teacher 2",
 }
+#: Table 4's rows: sampler -> method, in report order.
+SAMPLER_METHODS = {"baseline": "No defense", "dualmd": "DualMD", "student": "DistillMD"}
 #: Attacks in the paper's order and spelling; others follow under their registry name.
-ATTACK_LABELS = {"secmi_stat": "SecMI", "pia": "PIA", "pian": "PIAN", "loss": "Loss"}
+ATTACK_LABELS = {
+    "secmi_stat": "SecMI",
+    "pia": "PIA",
+    "pian": "PIAN",
+    "loss": "Loss",
+    "pang_wang": "Pang & Wang",
+}
 
 
 def _base_name(target: str) -> str:
     return target.removesuffix(catalog.PD_SUFFIX) if catalog.target(target).prompt_diversification else target
 
 
-def table3(metric_files: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per (attack, target) of Table 3 with its metrics and their intervals.
+def table3(metric_files: Sequence[str | Path], methods: dict[str, str] = METHODS) -> pd.DataFrame:
+    """One row per (attack, target) of Table 3 (or, with `methods=SAMPLER_METHODS`, Table 4) with its metrics
+    and their intervals.
 
     Args:
         metric_files: evaluate-stage JSON files ({"attack": name, "rows": [{"target": ..., "auc": ...}]}).
+        methods: target (without "_pd") -> method label, in report order.
     Returns:
         Columns attack, method, prompt_diversification, target, then the metric columns of the files (auc,
         auc_low, auc_high, asr, ..., tpr_at_fpr_<alpha>..., num_members, num_nonmembers); rows by attack (paper
-        order), method, then without before with prompt diversification. Targets outside METHODS are left out.
+        order), method, then without before with prompt diversification. Targets outside `methods` are left out.
     """
     rows = []
     for path in metric_files:
         metrics = json.loads(Path(path).read_text())
         for row in metrics["rows"]:
             base = _base_name(row["target"])
-            if base not in METHODS:
+            if base not in methods:
                 continue
             flat = {k: v for k, v in row.items() if not isinstance(v, dict | list)}
             rows.append(
                 {
                     "attack": metrics["attack"],
-                    "method": METHODS[base],
+                    "method": methods[base],
                     "prompt_diversification": catalog.target(row["target"]).prompt_diversification,
                     **flat,
                 }
             )
     if not rows:
-        raise ValueError(f"no Table 3 target ({list(METHODS)}) in {[str(p) for p in metric_files]}")
+        raise ValueError(f"no target of {list(methods)} in {[str(p) for p in metric_files]}")
     df = pd.DataFrame(rows)
     attack_rank = {a: i for i, a in enumerate(ATTACK_LABELS)}
-    method_rank = {m: i for i, m in enumerate(METHODS.values())}
+    method_rank = {m: i for i, m in enumerate(methods.values())}
     df = df.assign(
         _a=df["attack"].map(lambda a: attack_rank.get(a, len(attack_rank))),
         _m=df["method"].map(method_rank),
@@ -81,9 +93,9 @@ def _cell(row: pd.Series, key: str) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def table3_markdown(table: pd.DataFrame, max_fpr: float) -> str:
-    """Table 3 as Markdown: a row per (attack, method), AUC, ASR and TPR at `max_fpr` with their 95 % intervals
-    for each prompt-diversification variant in the table ("w/o PD", "w/ PD")."""
+def _markdown_rows(table: pd.DataFrame, max_fpr: float) -> list[str]:
+    """A row per (attack, method): AUC, ASR and TPR at `max_fpr` with their 95 % intervals for each
+    prompt-diversification variant in the table ("w/o PD", "w/ PD")."""
     variants = sorted(table["prompt_diversification"].unique())
     metrics = [("auc", "AUC"), ("asr", "ASR"), (tpr_key(max_fpr), f"TPR@{max_fpr:.0%}FPR")]
     header = ["Attack", "Method"] + [
@@ -96,6 +108,12 @@ def table3_markdown(table: pd.DataFrame, max_fpr: float) -> str:
             _cell(by_variant[v], key) if v in by_variant else "–" for v in variants for key, _ in metrics
         ]
         lines.append("| " + " | ".join([ATTACK_LABELS.get(attack, attack), method, *cells]) + " |")
+    return lines
+
+
+def table3_markdown(table: pd.DataFrame, max_fpr: float) -> str:
+    """Table 3 as Markdown (`_markdown_rows`) with a note on the sets scored."""
+    lines = _markdown_rows(table, max_fpr)
     first = table.iloc[0]
     note = (
         f"\n{int(first['num_nonmembers'])} non-members; members: every member for No defense and DistillMD, "
@@ -112,3 +130,88 @@ def write_table3(
     table = table3(metric_files)
     table.to_csv(csv, index=False)
     Path(markdown).write_text(table3_markdown(table, max_fpr))
+
+
+def table4_markdown(table: pd.DataFrame, max_fpr: float) -> str:
+    """Table 4 as Markdown (`_markdown_rows`) with a note on the candidates scored."""
+    first = table.iloc[0]
+    note = (
+        f"\nScored: the candidates outside the labelled slice that fits the two Gaussians ({int(first['num_members'])} "
+        f"members, {int(first['num_nonmembers'])} non-members per sampler); each is prompted with its original "
+        "caption. Intervals: 95 % stratified bootstrap. AUC near 0.5 and a low TPR mean a weaker attack (a better "
+        "defense). PD: prompt diversification.\n"
+    )
+    rows = "\n".join(_markdown_rows(table, max_fpr))
+    return "# Text-to-image: black-box attack of Pang & Wang (paper Table 4)\n\n" + rows + "\n" + note
+
+
+def write_table4(
+    metric_files: Sequence[str | Path], max_fpr: float, csv: str | Path, markdown: str | Path
+) -> None:
+    """Table 4 (`table3` over the samplers, SAMPLER_METHODS) as CSV and Markdown."""
+    table = table3(metric_files, SAMPLER_METHODS)
+    table.to_csv(csv, index=False)
+    Path(markdown).write_text(table4_markdown(table, max_fpr))
+
+
+def utility_table(utility_files: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per sampler (SAMPLER_METHODS, with and without prompt diversification) of the utility stage's
+    files (`dualmd.stages.utility.utility`: FID with its bootstrap interval, KID with its standard error).
+
+    Returns:
+        Columns method, prompt_diversification, sampler, fid, fid_low, fid_high, kid, kid_low, kid_high
+        (kid -+ 1.96 standard errors), kid_se, inception_score, num_images, num_reference, feature_net; rows in
+        SAMPLER_METHODS order, without before with prompt diversification.
+    """
+    rows = []
+    for path in utility_files:
+        record = json.loads(Path(path).read_text())
+        base = _base_name(record["sampler"])
+        if base not in SAMPLER_METHODS:
+            continue
+        se = record["kid_se"]
+        rows.append(
+            {
+                "method": SAMPLER_METHODS[base],
+                "prompt_diversification": catalog.target(record["sampler"]).prompt_diversification,
+                **{k: record.get(k) for k in ("sampler", "fid", "fid_low", "fid_high", "kid")},
+                "kid_low": record["kid"] - 1.96 * se,
+                "kid_high": record["kid"] + 1.96 * se,
+                **{k: record.get(k) for k in ("kid_se", "inception_score", "num_images", "num_reference")},
+                "feature_net": record.get("feature_net"),
+            }
+        )
+    if not rows:
+        raise ValueError(f"no sampler of {list(SAMPLER_METHODS)} in {[str(p) for p in utility_files]}")
+    df = pd.DataFrame(rows)
+    rank = {m: i for i, m in enumerate(SAMPLER_METHODS.values())}
+    df = df.assign(_m=df["method"].map(rank)).sort_values(["_m", "prompt_diversification"], kind="stable")
+    return df.drop(columns=["_m"]).reset_index(drop=True)
+
+
+def utility_markdown(table: pd.DataFrame) -> str:
+    """The utility table as Markdown: FID and KID with their 95 % intervals per method and variant."""
+    lines = ["| Method | PD | FID | KID |", "|---|---|---|---|"]
+    for _, row in table.iterrows():
+        pd_ = "w/" if row["prompt_diversification"] else "w/o"
+        lines.append(f"| {row['method']} | {pd_} | {_cell(row, 'fid')} | {_cell(row, 'kid')} |")
+    first = table.iloc[0]
+    note = (
+        f"\n{int(first['num_images'])} images per sampler, generated from the members' original captions, "
+        f"against {int(first['num_reference'])} reference images; features: {first['feature_net']}. FID: 95 % "
+        "bootstrap interval over the generated images; KID: +-1.96 jackknife standard errors. Lower is better. "
+        "PD: prompt diversification.\n"
+    )
+    return (
+        "# Text-to-image: utility of each sampler (paper Table 1, Pokemon)\n\n"
+        + "\n".join(lines)
+        + "\n"
+        + note
+    )
+
+
+def write_utility_table(utility_files: Sequence[str | Path], csv: str | Path, markdown: str | Path) -> None:
+    """`utility_table` as CSV and Markdown."""
+    table = utility_table(utility_files)
+    table.to_csv(csv, index=False)
+    Path(markdown).write_text(utility_markdown(table))

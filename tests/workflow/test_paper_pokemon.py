@@ -1,0 +1,117 @@
+"""config/paper-pokemon.yaml: it validates in both layers, plans the text-to-image experiment from a local SD
+pipeline folder without pretraining, and its split stage reads the authors' fixed split from the list files
+of a fake Pokemon folder (tiny images, no weights)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from projects import ROOT, planned_jobs, snakemake
+from snakemake.utils import validate
+
+from dualmd.cli import main
+from dualmd.config import ExperimentConfig, stage_config
+
+PAPER = ROOT / "config" / "paper-pokemon.yaml"
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+# The authors' member order is not the folder's sorted order.
+MEMBERS = [f"train/{i:04d}.png" for i in (4, 0, 5, 1, 3, 2)]
+NONMEMBERS = [f"test/{i:04d}.png" for i in range(5)]
+
+
+@pytest.fixture
+def local_layout(tmp_path):
+    """A fake layout of the paper config's folders, and a config file pointing the paper config at it."""
+    (tmp_path / "sd").mkdir()
+    (tmp_path / "deit").mkdir()
+    pokemon = tmp_path / "pokemon"
+    rng = np.random.default_rng(0)
+    lines = []
+    for name in MEMBERS + NONMEMBERS:
+        (pokemon / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(pokemon / name)
+        lines.append(json.dumps({"file_name": name, "text": [f"a pokemon {name}", "a blip caption"]}))
+    (pokemon / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    (pokemon / "members.txt").write_text("\n".join(MEMBERS) + "\n")
+    (pokemon / "nonmembers.txt").write_text("\n".join(NONMEMBERS) + "\n")
+    override = {
+        "dataset": {"root": str(pokemon)},
+        "split": {
+            "member_list": str(pokemon / "members.txt"),
+            "nonmember_list": str(pokemon / "nonmembers.txt"),
+        },
+        "text2image": {"pretrained": str(tmp_path / "sd")},
+        "attack": {"pang_wang": {"encoder_path": str(tmp_path / "deit")}},
+    }
+    path = tmp_path / "local.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return path
+
+
+def _update(base: dict, changes: dict) -> dict:
+    """`base` with `changes` merged in key by key, recursively (Snakemake's rule for several config files)."""
+    out = dict(base)
+    for key, value in changes.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _update(out[key], value) if both else value
+    return out
+
+
+def _merged(*files) -> dict:
+    """Config files merged over config/config.yaml, as Snakemake merges them."""
+    merged = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for f in files:
+        merged = _update(merged, yaml.safe_load(f.read_text()))
+    return merged
+
+
+def test_paper_pokemon_config_holds_the_papers_settings_and_validates():
+    raw = _merged(PAPER)
+    validate(raw, schema=str(SCHEMA))
+    cfg = ExperimentConfig.from_mapping(raw)
+    assert cfg.text2image.enabled and cfg.text2image.variants == (False, True)
+    assert (cfg.train.num_train_steps, cfg.train.batch_size, cfg.train.lr) == (20000, 16, 1e-5)
+    assert cfg.train.mixed_precision == "fp16" and cfg.dataset.image_size == 512
+    assert (cfg.split.source, cfg.split.halves) == ("lists", "ordered")
+    pw = cfg.attack.pang_wang
+    assert (pw.num_generations, pw.num_inference_steps, pw.guidance_scale, pw.encoder) == (3, 50, 7.5, "deit")
+    assert "dataset" in stage_config(cfg, "split")  # the lists name files of the image folder
+    for line in PAPER.read_text().splitlines():
+        if line.strip() and not line.strip().startswith("#") and not line.strip().endswith(":"):
+            assert "#" in line, f"uncommented config key: {line!r}"
+
+
+def test_paper_pokemon_config_dry_runs_from_local_folders(local_layout):
+    args = ("--forceall", "--configfile", str(PAPER), str(local_layout), "--")
+    jobs = planned_jobs(ROOT, *args)
+    assert "pretrain_t2i_pipeline" not in jobs  # SD v1.5 comes from text2image.pretrained
+    assert jobs["make_split"] == 1 and jobs["finetune_t2i_model"] == 2 * 3 and jobs["distill_t2i_model"] == 2
+    assert jobs["score_t2i_attack"] == 2 and jobs["score_t2i_blackbox"] == 2 * 3
+    assert jobs["make_t2i_report"] == 1 and jobs["make_t2i_blackbox_report"] == 1
+    assert jobs["score_t2i_utility"] == 2 * 3 and jobs["make_t2i_utility_report"] == 1
+    dry = snakemake("-n", "-p", "--cores", "2", *args, cwd=ROOT).stdout
+    assert f"--model teacher1_pd --pretrained {local_layout.parent / 'sd'} " in dry
+
+
+def test_paper_pokemon_split_is_the_authors_ordered_split(local_layout, tmp_path):
+    config = tmp_path / "merged.yaml"
+    config.write_text(yaml.safe_dump(_merged(PAPER, local_layout)))
+    images, split = tmp_path / "images.npz", tmp_path / "split.npz"
+    main(["prepare-data", "--config", str(config), "--out", str(images), "--meta", str(tmp_path / "d.json")])
+    main(
+        ["split", "--config", str(config), "--images", str(images), "--out", str(split)]
+        + ["--meta", str(tmp_path / "split.json")]
+    )
+    # dataset order: the sorted file names (test/... before train/...)
+    index = {name: i for i, name in enumerate(sorted(MEMBERS + NONMEMBERS))}
+    arrays = np.load(split)
+    np.testing.assert_array_equal(arrays["member_idx"], [index[n] for n in MEMBERS])
+    np.testing.assert_array_equal(arrays["half1_idx"], [index[n] for n in MEMBERS[:3]])
+    np.testing.assert_array_equal(arrays["half2_idx"], [index[n] for n in MEMBERS[3:]])
+    np.testing.assert_array_equal(arrays["nonmember_idx"], [index[n] for n in NONMEMBERS])
+    assert np.load(images)["images"].shape[1:] == (3, 512, 512)
+    assert ExperimentConfig.from_mapping(_merged(PAPER, local_layout)).attack.pang_wang.encoder == "deit"

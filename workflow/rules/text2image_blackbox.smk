@@ -1,0 +1,56 @@
+# The black-box attack of the text-to-image experiment (Pang & Wang 2023, the paper's Table 4): each sampler
+# (undefended, DualMD, DistillMD, with and without prompt diversification) is prompted with every candidate's
+# original caption; the metrics come from evaluate_t2i_attack (text2image.smk), the table from here.
+
+
+# Per-candidate scores of one black-box attack on one sampler: generations from each candidate's caption,
+# embedded and compared with the candidate, a Gaussian per class fitted on a labelled slice of the candidates;
+# only the other candidates are scored.
+rule score_t2i_blackbox:
+    input:
+        cfg=config_file("t2i_attack_{t2i_blackbox}"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        models=t2i_sampler_dirs,
+        code=stage_code("text2image"),
+    output:
+        scores="results/t2i_scores/{run}/{t2i_blackbox}/{t2i_sampler}.npz",
+    log:
+        "logs/{run}/score_t2i_blackbox/{t2i_blackbox}/{t2i_sampler}.log",
+    benchmark:
+        "results/benchmarks/{run}/score_t2i_blackbox/{t2i_blackbox}/{t2i_sampler}.tsv"
+    priority: 10
+    conda:
+        "../envs/attack.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+    params:
+        models=sampler_args,
+    shell:
+        "python -m dualmd t2i-blackbox --config {input.cfg} --attack {wildcards.t2i_blackbox} "
+        "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
+        "--sampler {wildcards.t2i_sampler} {params.models} --out {output.scores} --threads {threads} "
+        "> {log} 2>&1"
+
+
+# The paper's Table 4: the black-box attack against the undefended sampler, DualMD and DistillMD, with and
+# without prompt diversification (results/report/{run}/text2image_blackbox.csv and .md).
+rule make_t2i_blackbox_report:
+    input:
+        cfg=config_file("metrics"),
+        attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_BLACKBOX),
+        code=stage_code("text2image"),
+    output:
+        table="results/report/{run}/text2image_blackbox.csv",
+        markdown="results/report/{run}/text2image_blackbox.md",
+    log:
+        "logs/{run}/make_t2i_blackbox_report.log",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    shell:
+        "python -m dualmd t2i-blackbox-report --config {input.cfg} --attacks {input.attacks} "
+        "--out {output.table} --markdown {output.markdown} --threads {threads} > {log} 2>&1"

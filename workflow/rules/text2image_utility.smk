@@ -1,0 +1,72 @@
+# Utility of the text-to-image samplers (the Pokemon columns of the paper's Table 1): FID and KID of the images
+# each sampler generates from the members' original captions (sample_t2i_images, text2image.smk) against the
+# reference set of `utility.reference`, through the utility stages of the unconditional experiment.
+
+
+# Features of the reference set under the FID network, computed once for every text-to-image sampler.
+rule reference_t2i_features:
+    input:
+        cfg=config_file("utility"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        code=stage_code("utility"),
+    output:
+        features="results/t2i_utility/{run}/reference.npz",
+    log:
+        "logs/{run}/reference_t2i_features.log",
+    benchmark:
+        "results/benchmarks/{run}/reference_t2i_features.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+    shell:
+        "python -m dualmd reference-features --config {input.cfg} --images {input.images} "
+        "--split {input.split} --split-meta {input.split_meta} --out {output.features} "
+        "--threads {threads} > {log} 2>&1"
+
+
+# FID with its bootstrap interval and KID with its standard error of one text-to-image sampler.
+rule score_t2i_utility:
+    input:
+        cfg=config_file("utility"),
+        reference="results/t2i_utility/{run}/reference.npz",
+        samples="results/t2i_samples/{run}/{t2i_sampler}/samples.npz",
+        info="results/t2i_samples/{run}/{t2i_sampler}/info.json",
+        code=stage_code("utility"),
+    output:
+        summary="results/t2i_utility/{run}/{t2i_sampler}.json",
+    log:
+        "logs/{run}/score_t2i_utility/{t2i_sampler}.log",
+    benchmark:
+        "results/benchmarks/{run}/score_t2i_utility/{t2i_sampler}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+    shell:
+        "python -m dualmd utility --config {input.cfg} --reference {input.reference} "
+        "--samples {input.samples} --info {input.info} --sampler {wildcards.t2i_sampler} "
+        "--out {output.summary} --threads {threads} > {log} 2>&1"
+
+
+# FID and KID of every sampler, without and with prompt diversification
+# (results/report/{run}/text2image_utility.csv and .md).
+rule make_t2i_utility_report:
+    input:
+        utility=expand("results/t2i_utility/{{run}}/{sampler}.json", sampler=T2I_SAMPLERS),
+        code=stage_code("text2image"),
+    output:
+        table="results/report/{run}/text2image_utility.csv",
+        markdown="results/report/{run}/text2image_utility.md",
+    log:
+        "logs/{run}/make_t2i_utility_report.log",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    shell:
+        "python -m dualmd t2i-utility-report --utility {input.utility} --out {output.table} "
+        "--markdown {output.markdown} --threads {threads} > {log} 2>&1"
