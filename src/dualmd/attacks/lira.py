@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -64,10 +65,14 @@ class ReferenceStatistics:
         object.__setattr__(self, "sample_ids", ids)
         object.__setattr__(self, "values", values)
 
-    @property
+    @cached_property
     def pooled_std(self) -> float:
-        """sqrt(mean over candidates of the variance over references), ddof 1."""
+        """sqrt(mean over candidates of the variance over references), ddof 1 (computed once)."""
         return float(np.sqrt(self.values.var(axis=0, ddof=1).mean()))
+
+    @cached_property
+    def _position(self) -> dict[int, int]:
+        return {int(i): n for n, i in enumerate(self.sample_ids)}
 
     def out_distribution(
         self, sample_ids: np.ndarray, global_variance: bool
@@ -77,7 +82,7 @@ class ReferenceStatistics:
         Raises:
             ValueError: a candidate the references did not score.
         """
-        position = {int(i): n for n, i in enumerate(self.sample_ids)}
+        position = self._position
         missing = [int(i) for i in sample_ids if int(i) not in position]
         if missing:
             raise ValueError(f"lira: no reference statistic for sample ids {missing[:5]} (of {len(missing)})")
@@ -120,6 +125,7 @@ class Lira(ModelAttack):
     """Offline LiRA over the statistic of `attack.lira.statistic`; needs `with_references` before scoring."""
 
     references: ReferenceStatistics | None = None
+    statistic: ModelAttack | None = None  # the attack whose score is calibrated, built once
 
     def with_references(self, references: ReferenceStatistics) -> Lira:
         """This attack calibrated by `references` (which must hold the configured statistic)."""
@@ -130,16 +136,15 @@ class Lira(ModelAttack):
             )
         calibrated = Lira(cfg=self.cfg)
         calibrated.references = references
+        calibrated.statistic = ATTACKS[self.cfg.lira.statistic](cfg=self.cfg)
         return calibrated
 
     def score_batch(self, model, schedule, images, sample_ids):
-        if self.references is None:
+        if self.references is None or self.statistic is None:
             raise ValueError(
                 "lira needs the statistics of its reference models (dualmd.attacks.lira.reference_statistics)"
             )
-        statistic, _ = ATTACKS[self.cfg.lira.statistic](cfg=self.cfg).score_batch(
-            model, schedule, images, sample_ids
-        )
+        statistic, _ = self.statistic.score_batch(model, schedule, images, sample_ids)
         mean, std = self.references.out_distribution(sample_ids, self.cfg.lira.global_variance)
         statistic = statistic.double()
         mean_t, std_t = (torch.from_numpy(a).to(statistic) for a in (mean, std))
