@@ -71,6 +71,8 @@ rule reference_features:
         "logs/{run}/reference_features.log",
     benchmark:
         "results/benchmarks/{run}/reference_features.tsv"
+    # long and needing no model: run it while models train rather than last, alone, at the end of the run
+    priority: 15
     conda:
         "../envs/evaluate.yaml"
     threads: 1
