@@ -13,6 +13,9 @@ a `Schedule`. What changes is what they are given:
 The score convention, the per-sample noise (seeded by sample id, so scores do not depend on the batch size) and
 the `AttackResult` are those of every other attack, so metrics and reports treat both settings alike. Attacks
 that train on a labelled slice (secmi_nn, gsa) or need gradients are not offered here.
+
+`caption_t_error` is SecMI's statistic alone (the paper's memorization loss, Eq. 8) for pairs of an image and a
+prompt, as the memorization-on-prompts stage needs it (`dualmd.text2image.prompt_memorization`).
 """
 
 from __future__ import annotations
