@@ -728,13 +728,20 @@ class Text2ImageConfig(_Section):
         if nested is not None and not isinstance(nested, Mapping):
             raise ConfigError(f"{prefix}.memorized_prompts: expected a mapping, got {nested!r}")
         memorized = MemorizedPromptsConfig.from_mapping(nested, prefix=f"{prefix}.memorized_prompts")
-        return replace(super().from_mapping(raw, prefix=prefix), memorized_prompts=memorized)
+        section = replace(super().from_mapping(raw, prefix=prefix), memorized_prompts=memorized)
+        section._validate(prefix)  # again, now with the nested section in place
+        return section
 
     def _validate(self, prefix: str) -> None:
         _require(0.0 <= self.caption_dropout < 1.0, f"{prefix}.caption_dropout", "must be in [0, 1)")
         _require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
         _require(self.pretrain_vae_steps >= 1, f"{prefix}.pretrain_vae_steps", "must be >= 1")
         _require(self.pretrain_unet_steps >= 1, f"{prefix}.pretrain_unet_steps", "must be >= 1")
+        _require(
+            self.enabled or not self.memorized_prompts.enabled,
+            f"{prefix}.memorized_prompts.num_images",
+            "memorized prompts belong to the text-to-image experiment: set text2image.enabled or num_images: 0",
+        )
         variants = self.variants
         _require(len(variants) >= 1, f"{prefix}.prompt_diversification", "must name at least one variant")
         _require(len(set(variants)) == len(variants), f"{prefix}.prompt_diversification", "holds duplicates")

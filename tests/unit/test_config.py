@@ -291,10 +291,16 @@ def test_memorized_prompts_default_off_in_both_layers_and_refuse_a_non_mapping()
     cfg = ExperimentConfig.from_mapping(filled)
     assert cfg.text2image.memorized_prompts == ExperimentConfig().text2image.memorized_prompts
     assert not cfg.text2image.memorized_prompts.enabled and cfg.text2image.memorized_prompts.num_images == 0
-    on = ExperimentConfig.from_mapping({"text2image": {"memorized_prompts": {"num_images": 3}}})
+    on = ExperimentConfig.from_mapping(
+        {"text2image": {"enabled": True, "memorized_prompts": {"num_images": 3}}}
+    )
     assert on.text2image.memorized_prompts.enabled and on.text2image.memorized_prompts.repeats == 16
     with pytest.raises(ConfigError, match="memorized_prompts: expected a mapping"):
-        ExperimentConfig.from_mapping({"text2image": {"memorized_prompts": 8}})
+        ExperimentConfig.from_mapping({"text2image": {"enabled": True, "memorized_prompts": 8}})
+    with pytest.raises(
+        ConfigError, match="memorized_prompts.num_images: memorized prompts belong to the text"
+    ):
+        ExperimentConfig.from_mapping({"text2image": {"memorized_prompts": {"num_images": 3}}})
 
 
 def test_memorized_prompts_enter_only_the_stages_that_read_them():
