@@ -132,6 +132,7 @@ def plot_group_histograms(
         ax.hist(value[first], bins=edges, alpha=0.6, density=True, label=labels[0])
         ax.hist(value[~first], bins=edges, alpha=0.6, density=True, label=labels[1])
         ax.set(title=title, xlabel=xlabel)
+        ax.locator_params(axis="x", nbins=4)  # tiny values (t-errors ~1e-4) need room for their labels
     for ax in list(axes.flat)[len(values) :]:
         ax.set_visible(False)
     axes[0][0].legend(fontsize=8)

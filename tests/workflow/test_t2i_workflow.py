@@ -2,7 +2,7 @@
 prompt): every stage through Snakemake, both prompt-diversification variants, the Table 3 report and the
 memorization-on-prompts report; then nothing left to do.
 
-Slow (about 5 minutes on two cores, most of it the start-up of ~30 processes importing torch and
+Slow (1.5-5 minutes on two cores, most of it the start-up of ~30 processes importing torch and
 diffusers): set DUALMD_RUN_SLOW=1. The dry-run tests in test_workflow.py cover the plan on every run.
 """
 
@@ -68,3 +68,15 @@ def test_t2i_workflow_writes_table3_for_both_variants(t2i_run):
     teacher1 = json.loads((t2i_run / "results/t2i_models/rep0/teacher1/metadata.json").read_text())
     assert teacher1["memorized_prompts"]["repeated_ids"] == selection["memorized_ids"]
     assert planned_jobs(t2i_run) == {}, "a finished run must have nothing left to do"
+
+
+def test_t2i_html_report_shows_memorization_on_prompts(t2i_run):
+    snakemake("--report", "report.html", cwd=t2i_run)
+    html = (t2i_run / "report.html").read_text()
+    assert "dualmd text-to-image run" in html and "Text-to-image" in html
+    for name in (
+        "prompt_memorization.csv",
+        "prompt_memorization_copies.csv",
+        "prompt_memorization_t_error.png",
+    ):
+        assert name in html, name

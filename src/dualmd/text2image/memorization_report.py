@@ -25,10 +25,14 @@ from dualmd import catalog
 from dualmd.metrics import auc, bootstrap_ci
 from dualmd.text2image.memorized import GROUPS
 
-#: Detector -> (label, sign): the score is sign x the per-prompt value, higher = more memorized.
+#: Detector -> (label, sign, axis label): the score is sign x the per-prompt value, higher = more memorized.
 DETECTORS = {
-    "t_error": ("SecMI t-error (Eq. 8)", -1.0),  # memorized pairs have the lower round-trip error
-    "noise_magnitude": ("text-conditional noise magnitude (Wen et al. 2024)", 1.0),
+    "t_error": ("SecMI t-error (Eq. 8)", -1.0, "t-error"),  # memorized pairs have the lower round-trip error
+    "noise_magnitude": (
+        "text-conditional noise magnitude (Wen et al. 2024)",
+        1.0,
+        "||eps(x, c) - eps(x, '')||, mean over steps",
+    ),
 }
 #: Targets in report order and their labels (DualMD: the teachers alternating; it has no t-error).
 TARGET_LABELS = {
@@ -93,7 +97,7 @@ def detector_table(rows: Mapping[str, pd.DataFrame], *, num_bootstrap: int, seed
     for target, table in rows.items():
         values = prompt_values(table)
         is_memorized = (values["group"] == GROUPS[0]).to_numpy()
-        for detector, (_label, sign) in DETECTORS.items():
+        for detector, (_name, sign, _axis) in DETECTORS.items():
             value = values[detector].to_numpy(dtype=float)
             if np.isnan(value).all():
                 continue
@@ -152,7 +156,7 @@ def prompt_memorization_markdown(detectors: pd.DataFrame, copies: pd.DataFrame) 
     """Both tables as Markdown: AUC [95 % interval] per detector and target, copy rates per group."""
     lines = ["# Text-to-image: memorization on prompts (paper Fig. 3 and Table 5)", ""]
     lines += ["## Detectors: AUC of memorized vs other prompts [95 % interval]", ""]
-    lines += ["| target | " + " | ".join(label for label, _ in DETECTORS.values()) + " |"]
+    lines += ["| target | " + " | ".join(label for label, _sign, _axis in DETECTORS.values()) + " |"]
     lines += ["|:--" * (len(DETECTORS) + 1) + "|"]
     for target, part in detectors.groupby("target", sort=False):
         cells = []
@@ -215,7 +219,7 @@ def write_prompt_memorization(
     detectors.to_csv(table, index=False)
     copy_rows.to_csv(copies, index=False)
     Path(markdown).write_text(prompt_memorization_markdown(detectors, copy_rows))
-    for detector, (label, _sign) in DETECTORS.items():
+    for detector, (_name, _sign, axis) in DETECTORS.items():
         panels = {}
         for target, part in rows.items():
             values = prompt_values(part)
@@ -224,4 +228,6 @@ def write_prompt_memorization(
                     values[detector].to_numpy(dtype=float),
                     (values["group"] == GROUPS[0]).to_numpy(),
                 )
-        plot_group_histograms(panels, labels=("memorized", "other"), xlabel=label, out=plots[detector])
+        plot_group_histograms(
+            panels, labels=("memorized", "other"), xlabel=axis, out=plots[detector], bins=12
+        )
