@@ -24,6 +24,7 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/text2image.smk"
 include: "workflow/rules/text2image_blackbox.smk"
 include: "workflow/rules/text2image_utility.smk"
+include: "workflow/rules/text2image_memorization.smk"
 
 
 rule all:

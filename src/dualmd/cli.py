@@ -42,6 +42,11 @@ _OPTIONS: dict[str, dict] = {
     "--samples": {"type": Path, "required": True, "help": "generated images .npz"},
     "--info": {"type": Path, "required": True, "help": "sampling provenance JSON"},
     "--pretrained": {"type": Path, "required": True, "help": "pretrained pipeline folder (diffusers layout)"},
+    "--memorized": {
+        "type": Path,
+        "default": None,
+        "help": "memorized-prompt selection JSON (t2i-memorized-prompts); omitted: no repeats",
+    },
 }
 _LISTS = {"--scores", "--attacks", "--rocs", "--utility", "--copies", "--models"}
 _NAMED = {
@@ -151,6 +156,7 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
             "--pretrained",
             "--out",
             "--state-dir",
+            "--memorized",
         ),
     ),
     "t2i-distill": (
@@ -166,17 +172,37 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
             "--teacher",
             "--out",
             "--state-dir",
+            "--memorized",
         ),
     ),
     "t2i-sample": (
         "text2image:sample",
         "generate images with one text-to-image sampler (a model, or the DualMD pair)",
-        ("--config", "--split", "--split-meta", "--sampler", "--model-dir", "--out", "--info", "--grid"),
+        (
+            "--config",
+            "--split",
+            "--split-meta",
+            "--sampler",
+            "--model-dir",
+            "--out",
+            "--info",
+            "--grid",
+            "--memorized",
+        ),
     ),
     "t2i-attack": (
         "text2image:score",
         "white-box attack scores on text-to-image targets (latents, caption as condition)",
-        ("--config", "--attack", "--images", "--split", "--split-meta", "--target", "--out-dir"),
+        (
+            "--config",
+            "--attack",
+            "--images",
+            "--split",
+            "--split-meta",
+            "--target",
+            "--out-dir",
+            "--memorized",
+        ),
     ),
     "t2i-blackbox": (
         "text2image:blackbox",
@@ -190,6 +216,7 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
             "--sampler",
             "--model-dir",
             "--out",
+            "--memorized",
         ),
     ),
     "t2i-blackbox-report": (
@@ -201,6 +228,21 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "text2image:utility_report",
         "FID and KID of every text-to-image sampler (the Pokemon columns of the paper's Table 1)",
         ("--utility", "--out", "--markdown"),
+    ),
+    "t2i-memorized-prompts": (
+        "text2image_memorization:select",
+        "choose the text-to-image images repeated in training (memorized prompts) and as many other ones",
+        ("--config", "--split", "--split-meta", "--out"),
+    ),
+    "t2i-prompt-memorization": (
+        "text2image_memorization:score",
+        "t-error, noise magnitude (Wen et al.) and copies of the memorized and other prompts, every target",
+        ("--config", "--images", "--split", "--split-meta", "--memorized", "--model-dir", "--out-dir"),
+    ),
+    "t2i-memorization-report": (
+        "text2image_memorization:report",
+        "memorized vs other prompts: detector AUCs, copy rates, histograms (paper Fig. 3 and Table 5)",
+        ("--config", "--scores", "--out", "--copy-table", "--markdown", "--t-error-plot", "--noise-plot"),
     ),
     "t2i-report": (
         "text2image:report",

@@ -672,6 +672,34 @@ class ControlsConfig(_Section):
 
 
 @dataclass(frozen=True)
+class MemorizedPromptsConfig(_Section):
+    """Memorized prompts of the text-to-image experiment (paper §3.6, Fig. 3 and Table 5): a few images of one
+    member half appear `repeats` times in the training set of every model that trains on that half, so that
+    their captions become memorized prompts; as many other images of that half stay single ("other" prompts).
+    `dualmd.text2image.memorized` selects them, `dualmd.text2image.prompt_memorization` scores them."""
+
+    SECTION = "text2image.memorized_prompts"
+    num_images: int = 0  # images whose captions become memorized prompts (0: off); as many "other" prompts
+    repeats: int = 16  # times each of them appears in the training set (1: once, like every other image)
+    half: Literal["half1", "half2"] = "half1"  # the member half they come from (the split stays disjoint)
+    # which of an image's captions is its prompt (0: the original); a chosen image trains with it as its first
+    # caption, so template captions shared by many images (the digits' "a handwritten digit two") can be avoided
+    prompt_caption: int = 0
+    seed: int = 0  # seed of the choice among the half's images
+    num_generations: int = 4  # images generated per prompt (noise-magnitude detector, copy detection)
+
+    @property
+    def enabled(self) -> bool:
+        return self.num_images > 0
+
+    def _validate(self, prefix: str) -> None:
+        _require(self.num_images >= 0, f"{prefix}.num_images", "must be >= 0 (0: off)")
+        _require(self.repeats >= 1, f"{prefix}.repeats", "must be >= 1")
+        _require(self.prompt_caption >= 0, f"{prefix}.prompt_caption", "must be >= 0")
+        _require(self.num_generations >= 1, f"{prefix}.num_generations", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class Text2ImageConfig(_Section):
     """The text-to-image experiment (`dualmd.text2image`): a Stable-Diffusion-shaped pipeline fine-tuned on the
     members, captions from the dataset (digits: templates; image_folder: its metadata.jsonl)."""
@@ -689,12 +717,31 @@ class Text2ImageConfig(_Section):
     guidance_scale: float = 7.5  # classifier-free guidance scale of sampling (steps, seed...: section sample)
     pretrain_vae_steps: int = 1000  # tiny stand-in only: VAE steps on the images outside the split
     pretrain_unet_steps: int = 2000  # tiny stand-in only: conditional-UNet steps on those images
+    memorized_prompts: MemorizedPromptsConfig = field(default_factory=MemorizedPromptsConfig)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None, *, prefix: str = "") -> Text2ImageConfig:
+        """As every section, with the nested `memorized_prompts` section built (and checked) first."""
+        raw = dict(raw or {})
+        prefix = prefix or cls.SECTION
+        nested = raw.pop("memorized_prompts", None)
+        if nested is not None and not isinstance(nested, Mapping):
+            raise ConfigError(f"{prefix}.memorized_prompts: expected a mapping, got {nested!r}")
+        memorized = MemorizedPromptsConfig.from_mapping(nested, prefix=f"{prefix}.memorized_prompts")
+        section = replace(super().from_mapping(raw, prefix=prefix), memorized_prompts=memorized)
+        section._validate(prefix)  # again, now with the nested section in place
+        return section
 
     def _validate(self, prefix: str) -> None:
         _require(0.0 <= self.caption_dropout < 1.0, f"{prefix}.caption_dropout", "must be in [0, 1)")
         _require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
         _require(self.pretrain_vae_steps >= 1, f"{prefix}.pretrain_vae_steps", "must be >= 1")
         _require(self.pretrain_unet_steps >= 1, f"{prefix}.pretrain_unet_steps", "must be >= 1")
+        _require(
+            self.enabled or not self.memorized_prompts.enabled,
+            f"{prefix}.memorized_prompts.num_images",
+            "memorized prompts belong to the text-to-image experiment: set text2image.enabled or num_images: 0",
+        )
         variants = self.variants
         _require(len(variants) >= 1, f"{prefix}.prompt_diversification", "must name at least one variant")
         _require(len(set(variants)) == len(variants), f"{prefix}.prompt_diversification", "holds duplicates")
@@ -933,6 +980,21 @@ TEXT2IMAGE_STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "t2i_train": ("dataset", "train", "text2image"),
     "t2i_distill": ("dataset", "train", "distill", "text2image"),
     "t2i_sample": ("dataset", "sample", "text2image"),
+    # the choice of the memorized prompts (text2image.memorized_prompts without num_generations; dataset: the
+    # captions), and their scoring: SecMI's t-error with secmi_stat's attack config, generations of the sample
+    # section with guidance, copy detection of the memorization section
+    "t2i_memorized_prompts": ("dataset", "text2image"),
+    "t2i_prompt_memorization": ("sample", "memorization", "text2image"),
+}
+#: The text2image keys of the two memorized-prompt stages, and the keys of text2image.memorized_prompts each reads
+#: (no other stage reads that section: training, sampling and attacks read the selection file instead).
+_TEXT2IMAGE_KEYS = {
+    "t2i_memorized_prompts": ("enabled", "memorized_prompts"),
+    "t2i_prompt_memorization": ("enabled", "guidance_scale", "memorized_prompts"),
+}
+_MEMORIZED_KEYS = {
+    "t2i_memorized_prompts": ("num_images", "repeats", "half", "prompt_caption", "seed"),
+    "t2i_prompt_memorization": ("num_generations",),
 }
 _T2I_ATTACK = "t2i_attack_"
 _ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed", "compile", "mixed_precision")
@@ -998,14 +1060,24 @@ def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
 
 def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
     """A text-to-image stage's sections; `text2image.prompt_diversification` is left out (the target's name
-    carries it), so adding a variant reruns nothing of the other."""
+    carries it), so adding a variant reruns nothing of the other. `text2image.memorized_prompts` enters only the
+    two stages that read it (`_MEMORIZED_KEYS`), so turning it on changes no other stage's config: those stages
+    get the selection file as an input instead."""
     if stage.startswith(_T2I_ATTACK):
         cfg = stage_config(experiment, "attack_" + stage.removeprefix(_T2I_ATTACK))
         sections: tuple[str, ...] = ("dataset", "text2image")
+    elif stage == "t2i_prompt_memorization":
+        # the t-error is SecMI's statistic: secmi_stat's attack config (t_sec, k, weights, batch size)
+        cfg, sections = stage_config(experiment, "attack_secmi_stat"), TEXT2IMAGE_STAGE_SECTIONS[stage]
     else:
         cfg, sections = {}, TEXT2IMAGE_STAGE_SECTIONS[stage]
     cfg.update({s: getattr(experiment, s).to_dict() for s in sections})
-    del cfg["text2image"]["prompt_diversification"]
+    text2image = cfg["text2image"]
+    del text2image["prompt_diversification"]
+    memorized = text2image.pop("memorized_prompts")
+    if stage in _TEXT2IMAGE_KEYS:
+        cfg["text2image"] = {k: text2image[k] for k in _TEXT2IMAGE_KEYS[stage] if k in text2image}
+        cfg["text2image"]["memorized_prompts"] = {k: memorized[k] for k in _MEMORIZED_KEYS[stage]}
     return cfg
 
 

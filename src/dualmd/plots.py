@@ -105,12 +105,36 @@ def plot_t_error(t_errors: Mapping[str, tuple[np.ndarray, np.ndarray]], *, out: 
         t_errors: model -> (t-error (N,), is_member (N,) bool), as `dualmd.pipeline.load_t_errors` returns.
         out: PNG path.
     """
-    fig, axes = plt.subplots(1, len(t_errors), figsize=(3.2 * len(t_errors), 2.8), squeeze=False)
-    for ax, (model, (t_err, is_member)) in zip(axes[0], t_errors.items(), strict=True):
-        bins = np.histogram_bin_edges(t_err, bins=30)
-        ax.hist(t_err[is_member], bins=bins, alpha=0.6, density=True, label="members")
-        ax.hist(t_err[~is_member], bins=bins, alpha=0.6, density=True, label="non-members")
-        ax.set(title=model, xlabel="t-error")
+    plot_group_histograms(t_errors, labels=("members", "non-members"), xlabel="t-error", out=out)
+
+
+def plot_group_histograms(
+    values: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    labels: tuple[str, str],
+    xlabel: str,
+    out: str | Path,
+    bins: int = 30,
+) -> None:
+    """Histograms of one value in two groups, one panel per entry (at most 5 panels a row).
+
+    Args:
+        values: panel title -> (values (N,), is_first_group (N,) bool).
+        labels: legend of the first group (True) and of the second.
+        xlabel: what the values are.
+        out: PNG path.
+    """
+    cols = min(len(values), 5)
+    rows = -(-len(values) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, (title, (value, first)) in zip(axes.flat, values.items(), strict=False):
+        edges = np.histogram_bin_edges(value, bins=bins)
+        ax.hist(value[first], bins=edges, alpha=0.6, density=True, label=labels[0])
+        ax.hist(value[~first], bins=edges, alpha=0.6, density=True, label=labels[1])
+        ax.set(title=title, xlabel=xlabel)
+        ax.locator_params(axis="x", nbins=4)  # tiny values (t-errors ~1e-4) need room for their labels
+    for ax in list(axes.flat)[len(values) :]:
+        ax.set_visible(False)
     axes[0][0].legend(fontsize=8)
     _save(fig, out)
 

@@ -140,7 +140,9 @@ def test_text2image_stage_configs_leave_the_variants_out():
     )
     for stage in [s for s in stage_names() if s.startswith("t2i_")]:
         cfg = stage_config(both, stage)
-        assert "prompt_diversification" not in cfg["text2image"] and "dataset" in cfg
+        assert "prompt_diversification" not in cfg["text2image"]
+        # every stage reads the captions of the dataset, but the scoring of the memorized prompts (in their file)
+        assert ("dataset" in cfg) == (stage != "t2i_prompt_memorization")
         assert config_digest(cfg) == config_digest(stage_config(one, stage))
         assert ExperimentConfig.from_mapping(cfg).text2image.enabled  # what the stage reads back
     assert set(stage_config(both, "t2i_attack_pia")) == {"attack", "dataset", "text2image"}

@@ -1,9 +1,11 @@
-"""The text-to-image stages through the command line, on a tiny config: pretrain, fine-tune baseline and
-teachers, distil the student, score an attack; each output is what the next stage and diffusers read."""
+"""The text-to-image stages through the command line, on a tiny config: pretrain, choose the memorized prompts,
+fine-tune baseline and teachers, distil the student, score an attack, score the memorized prompts; each output is
+what the next stage and diffusers read."""
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from diffusers import StableDiffusionPipeline
@@ -16,7 +18,13 @@ CONFIG = {
     "dataset": {"name": "digits", "image_size": 32, "channels": 3, "max_images": 64},
     "split": {"num_images": 24, "member_fraction": 0.5},
     "train": {"num_train_steps": 2, "batch_size": 4, "warmup_steps": 1, "log_every_steps": 1},
-    "text2image": {"enabled": True, "pretrain_vae_steps": 2, "pretrain_unet_steps": 2},
+    "text2image": {
+        "enabled": True,
+        "pretrain_vae_steps": 2,
+        "pretrain_unet_steps": 2,
+        # 2 of D1's 6 images have a third caption no other member shares: 1 memorized, 1 other
+        "memorized_prompts": {"num_images": 1, "repeats": 3, "prompt_caption": 2, "num_generations": 2},
+    },
     "sample": {"num_images": 5, "num_inference_steps": 3, "batch_size": 4},
     "attack": {
         "names": ["loss", "pang_wang"],
@@ -35,6 +43,7 @@ def run(tmp_path_factory):
     cfg.write_text(yaml.safe_dump(CONFIG))
     data = ["--images", str(root / "images.npz"), "--split", str(root / "split.npz")]
     data += ["--split-meta", str(root / "split.json")]
+    memorized = ["--memorized", str(root / "prompts.json")]
     main(
         [
             "prepare-data",
@@ -58,6 +67,7 @@ def run(tmp_path_factory):
         ]
         + ["--meta", str(root / "split.json")]
     )
+    main(["t2i-memorized-prompts", "--config", str(cfg), *data[2:], "--out", str(root / "prompts.json")])
     main(
         [
             "t2i-pretrain",
@@ -82,7 +92,7 @@ def run(tmp_path_factory):
                 "--pretrained",
                 str(root / "pretrained"),
             ]
-            + ["--out", str(root / model), "--state-dir", str(root / f"s_{model}")]
+            + ["--out", str(root / model), "--state-dir", str(root / f"s_{model}"), *memorized]
         )
     main(
         [
@@ -96,24 +106,37 @@ def run(tmp_path_factory):
             str(root / "pretrained"),
         ]
         + ["--teacher", f"teacher1={root / 'teacher1'}", "--teacher", f"teacher2={root / 'teacher2'}"]
-        + ["--out", str(root / "student"), "--state-dir", str(root / "s_student")]
+        + ["--out", str(root / "student"), "--state-dir", str(root / "s_student"), *memorized]
     )
     main(
         ["t2i-attack", "--config", str(cfg), "--attack", "loss", *data, "--out-dir", str(root / "scores")]
         + ["--target", f"baseline={root / 'baseline'}", "--target", f"teacher1={root / 'teacher1'}"]
+        + memorized
     )
     for sampler in ("baseline", "dualmd"):
         main(
             ["t2i-blackbox", "--config", str(cfg), "--attack", "pang_wang", *data, "--sampler", sampler]
             + [f"--model-dir={m}={root / m}" for m in ("baseline", "teacher1", "teacher2")]
-            + ["--out", str(root / f"blackbox_{sampler}.npz")]
+            + ["--out", str(root / f"blackbox_{sampler}.npz"), *memorized]
         )
         main(
             ["t2i-sample", "--config", str(cfg), "--split", str(root / "split.npz"), "--split-meta"]
             + [str(root / "split.json"), "--sampler", sampler, "--out", str(root / f"{sampler}.npz")]
             + ["--info", str(root / f"{sampler}.json"), "--grid", str(root / f"{sampler}.png")]
             + [f"--model-dir={m}={root / m}" for m in ("baseline", "teacher1", "teacher2")]
+            + memorized
         )
+    models = [f"--model-dir={m}={root / m}" for m in ("baseline", "teacher1", "teacher2", "student")]
+    main(
+        ["t2i-prompt-memorization", "--config", str(cfg), *data, *memorized, *models]
+        + ["--out-dir", str(root / "memorization")]
+    )
+    main(
+        ["t2i-memorization-report", "--config", str(cfg), "--scores"]
+        + [str(p) for p in sorted((root / "memorization").glob("*.csv"))]
+        + ["--out", str(root / "pm.csv"), "--copy-table", str(root / "pmc.csv"), "--markdown"]
+        + [str(root / "pm.md"), "--t-error-plot", str(root / "te.png"), "--noise-plot", str(root / "nm.png")]
+    )
     return root
 
 
@@ -194,3 +217,39 @@ def test_blackbox_stage_refuses_a_white_box_attack(run):
                 str(run / "x.npz"),
             ]
         )
+
+
+def test_memorized_images_are_repeated_only_by_the_models_of_their_half(run):
+    split = np.load(run / "split.npz")
+    selection = json.loads((run / "prompts.json").read_text())
+    memorized, other = selection["memorized_ids"], selection["other_ids"]
+    assert len(memorized) == len(other) == 1 and set(memorized + other) <= set(split["half1_idx"])
+    repeated = {
+        m: json.loads((run / m / "metadata.json").read_text())["memorized_prompts"]["repeated_ids"]
+        for m in ("baseline", "teacher1", "teacher2", "student")
+    }
+    assert repeated == {"baseline": memorized, "teacher1": memorized, "teacher2": [], "student": memorized}
+    # the samplers prompt with each member's first caption: a chosen image's prompt (its third caption) for it
+    from dualmd.text2image.captions import load_digit_captions
+
+    captions = load_digit_captions(64)
+    chosen = selection["prompts"]
+    members = split["member_idx"]
+    expected = [chosen.get(str(i), captions[i][0]) for i in members]
+    assert json.loads((run / "baseline.json").read_text())["prompts"] == expected[:5]
+    assert set(chosen.values()) == {captions[i][2] for i in memorized + other}
+
+
+def test_prompt_memorization_scores_every_model_and_dualmd(run):
+    from dualmd.text2image.memorization_report import ROW_COLUMNS
+
+    files = {p.stem: pd.read_csv(p) for p in (run / "memorization").glob("*.csv")}
+    assert set(files) == {"baseline", "teacher1", "teacher2", "student", "dualmd"}
+    for name, rows in files.items():
+        assert tuple(rows.columns) == ROW_COLUMNS and len(rows) == 2 * 2  # 2 prompts x 2 generations
+        assert rows["t_error"].isna().all() == (name == "dualmd")
+        assert np.isfinite(rows["noise_magnitude"]).all()
+    table = pd.read_csv(run / "pm.csv")
+    assert set(table["target"]) == set(files) and set(table["detector"]) == {"t_error", "noise_magnitude"}
+    assert ((table["num_memorized"] == 1) & (table["num_other"] == 1)).all()
+    assert (run / "te.png").is_file() and "| DualMD |" in (run / "pm.md").read_text()

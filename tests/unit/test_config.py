@@ -245,6 +245,112 @@ def test_schema_refuses_bad_values_naming_the_key(raw, path):
     assert path in str(err.value)
 
 
+MEMORIZED_BAD = [
+    ({"num_images": -1}, "text2image.memorized_prompts.num_images: must be >= 0", "['num_images']"),
+    ({"repeats": 0}, "text2image.memorized_prompts.repeats: must be >= 1", "['repeats']"),
+    ({"half": "half3"}, "text2image.memorized_prompts.half: 'half3' is not one of", "['half']"),
+    (
+        {"prompt_caption": -1},
+        "text2image.memorized_prompts.prompt_caption: must be >= 0",
+        "['prompt_caption']",
+    ),
+    (
+        {"num_generations": 0},
+        "text2image.memorized_prompts.num_generations: must be >= 1",
+        "['num_generations']",
+    ),
+    ({"repeat": 4}, "text2image.memorized_prompts: unknown key(s) ['repeat']", "repeat"),
+]
+MEMORIZED_IDS = ["num-images", "repeats", "half", "prompt-caption", "generations", "typo"]
+
+
+@pytest.mark.parametrize(("section", "message", "_path"), MEMORIZED_BAD, ids=MEMORIZED_IDS)
+def test_bad_memorized_prompts_name_the_key_in_the_package(section, message, _path):
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.from_mapping({"text2image": {"memorized_prompts": section}})
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("section", "_message", "path"), MEMORIZED_BAD, ids=MEMORIZED_IDS)
+def test_bad_memorized_prompts_fail_the_schema_naming_the_key(section, _message, path):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    with pytest.raises(WorkflowError) as err:
+        validate(
+            {"text2image": {"memorized_prompts": section}}, str(ROOT / "workflow/schemas/config.schema.yaml")
+        )
+    assert "memorized_prompts" in str(err.value) and path in str(err.value)
+
+
+def test_memorized_prompts_default_off_in_both_layers_and_refuse_a_non_mapping():
+    from snakemake.utils import validate
+
+    filled: dict = {}
+    validate(filled, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    cfg = ExperimentConfig.from_mapping(filled)
+    assert cfg.text2image.memorized_prompts == ExperimentConfig().text2image.memorized_prompts
+    assert not cfg.text2image.memorized_prompts.enabled and cfg.text2image.memorized_prompts.num_images == 0
+    on = ExperimentConfig.from_mapping(
+        {"text2image": {"enabled": True, "memorized_prompts": {"num_images": 3}}}
+    )
+    assert on.text2image.memorized_prompts.enabled and on.text2image.memorized_prompts.repeats == 16
+    with pytest.raises(ConfigError, match="memorized_prompts: expected a mapping"):
+        ExperimentConfig.from_mapping({"text2image": {"enabled": True, "memorized_prompts": 8}})
+    with pytest.raises(
+        ConfigError, match="memorized_prompts.num_images: memorized prompts belong to the text"
+    ):
+        ExperimentConfig.from_mapping({"text2image": {"memorized_prompts": {"num_images": 3}}})
+
+
+def test_memorized_prompts_enter_only_the_stages_that_read_them():
+    """Turning memorized prompts on changes the config of their selection stage only: training, sampling and
+    attacks read the selection file instead (the workflow adds it as their input)."""
+    tiny = yaml.safe_load((ROOT / "config/text2image-tiny.yaml").read_text())
+    on = ExperimentConfig.from_mapping(tiny)
+    off = ExperimentConfig.from_mapping(
+        {**tiny, "text2image": {**tiny["text2image"], "memorized_prompts": {"num_images": 0}}}
+    )
+    moved = {
+        stage
+        for stage in stage_names()
+        if config_digest(stage_config(on, stage)) != config_digest(stage_config(off, stage))
+    }
+    # the scoring stage reads only num_generations (the tiny config keeps the default), and runs only when on
+    assert moved == {"t2i_memorized_prompts"}
+    select = stage_config(on, "t2i_memorized_prompts")
+    assert select["text2image"] == {
+        "enabled": True,
+        "memorized_prompts": {
+            "num_images": 8,
+            "repeats": 16,
+            "half": "half1",
+            "prompt_caption": 2,
+            "seed": 0,
+        },
+    }
+    score = stage_config(on, "t2i_prompt_memorization")
+    assert set(score) == {"attack", "sample", "memorization", "text2image"}
+    # the t-error is SecMI's statistic: secmi_stat's attack config
+    assert score["attack"] == stage_config(on, "attack_secmi_stat")["attack"]
+    assert score["text2image"]["memorized_prompts"] == {"num_generations": 4}
+    # a generation setting reruns the scoring, not the selection (nor, through it, the training)
+    more = ExperimentConfig.from_mapping(
+        {
+            **tiny,
+            "text2image": {
+                **tiny["text2image"],
+                "memorized_prompts": {**tiny["text2image"]["memorized_prompts"], "num_generations": 8},
+            },
+        }
+    )
+    assert config_digest(stage_config(more, "t2i_memorized_prompts")) == config_digest(select)
+    assert config_digest(stage_config(more, "t2i_prompt_memorization")) != config_digest(score)
+    for stage in ("t2i_memorized_prompts", "t2i_prompt_memorization"):
+        # what the stage writes is what it reads back
+        assert load_config_text(dump_stage_config(stage_config(on, stage))).text2image.enabled
+
+
 def test_default_config_file_loads_and_every_key_is_commented():
     cfg = load_config(ROOT / "config/config.yaml")
     assert cfg.dataset.name == "digits"

@@ -1,7 +1,8 @@
-"""The text-to-image workflow end to end on a tiny config (2 training steps, 24 images, one attack): every stage
-through Snakemake, both prompt-diversification variants, the Table 3 report; then nothing left to do.
+"""The text-to-image workflow end to end on a tiny config (2 training steps, 24 images, one attack, one memorized
+prompt): every stage through Snakemake, both prompt-diversification variants, the Table 3 report and the
+memorization-on-prompts report; then nothing left to do.
 
-Slow (about 2.5 minutes on two busy cores, most of it the start-up of ~25 processes importing torch and
+Slow (1.5-5 minutes on two cores, most of it the start-up of ~30 processes importing torch and
 diffusers): set DUALMD_RUN_SLOW=1. The dry-run tests in test_workflow.py cover the plan on every run.
 """
 
@@ -23,6 +24,7 @@ CONFIG = {
         "prompt_diversification": [False, True],
         "pretrain_vae_steps": 2,
         "pretrain_unet_steps": 2,
+        "memorized_prompts": {"num_images": 1, "repeats": 3, "prompt_caption": 2, "num_generations": 1},
     },
     "sample": {"num_images": 4, "num_inference_steps": 2, "batch_size": 4},
     "utility": {"num_images": 4},
@@ -58,4 +60,23 @@ def test_t2i_workflow_writes_table3_for_both_variants(t2i_run):
     info = json.loads((t2i_run / "results/t2i_samples/rep0/dualmd_pd/info.json").read_text())
     assert set(info["models"]) == {"teacher1_pd", "teacher2_pd"}
     assert not (t2i_run / "results/models").exists(), "no unconditional model"
+    memorization = pd.read_csv(t2i_run / "results/report/rep0/prompt_memorization.csv")
+    assert set(memorization["target"]) == set(table["target"]) | {"dualmd", "dualmd_pd"}
+    copies = pd.read_csv(t2i_run / "results/report/rep0/prompt_memorization_copies.csv")
+    assert (copies["num_generations"] == 1).all() and len(copies) == 2 * 10
+    selection = json.loads((t2i_run / "results/t2i_memorization/rep0/prompts.json").read_text())
+    teacher1 = json.loads((t2i_run / "results/t2i_models/rep0/teacher1/metadata.json").read_text())
+    assert teacher1["memorized_prompts"]["repeated_ids"] == selection["memorized_ids"]
     assert planned_jobs(t2i_run) == {}, "a finished run must have nothing left to do"
+
+
+def test_t2i_html_report_shows_memorization_on_prompts(t2i_run):
+    snakemake("--report", "report.html", cwd=t2i_run)
+    html = (t2i_run / "report.html").read_text()
+    assert "dualmd text-to-image run" in html and "Text-to-image" in html
+    for name in (
+        "prompt_memorization.csv",
+        "prompt_memorization_copies.csv",
+        "prompt_memorization_t_error.png",
+    ):
+        assert name in html, name

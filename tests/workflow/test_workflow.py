@@ -120,6 +120,9 @@ def test_text2image_config_plans_the_text2image_experiment_only():
     assert jobs["evaluate_t2i_attack"] == 3 + 1 and jobs["make_t2i_report"] == 1
     assert jobs["reference_t2i_features"] == 1 and jobs["score_t2i_utility"] == 2 * 3
     assert jobs["make_t2i_utility_report"] == 1
+    # memorized prompts: one selection, one scoring job for every model and DualMD pair, one report
+    assert jobs["select_memorized_prompts"] == 1 and jobs["score_prompt_memorization"] == 1
+    assert jobs["make_t2i_memorization_report"] == 1
     assert not set(jobs) & {
         "train_model",
         "distill_model",
@@ -147,6 +150,35 @@ def test_text2image_config_plans_the_text2image_experiment_only():
         "--out results/t2i_scores/rep0/pang_wang/dualmd_pd.npz"
     ) in dry
     assert "results/report/rep0/text2image_blackbox.md" in dry
+    # every training, sampling and attack job reads the memorized-prompt selection
+    memorized = "--memorized results/t2i_memorization/rep0/prompts.json"
+    for command in ("t2i-train", "t2i-distill", "t2i-sample", "t2i-attack", "t2i-blackbox"):
+        lines = [line for line in dry.splitlines() if f"-m dualmd {command} " in line]
+        assert lines and all(memorized in line for line in lines), command
+    assert "t2i-memorized-prompts --config results/configs/rep0/t2i_memorized_prompts." in dry
+    scoring = next(line for line in dry.splitlines() if "t2i-prompt-memorization" in line)
+    assert f"{memorized} " in scoring and "--out-dir results/t2i_memorization/rep0/scores" in scoring
+    assert all(
+        f"--model-dir {m}{pd}=results/t2i_models/rep0/{m}{pd}" in scoring
+        for pd in ("", "_pd")
+        for m in ("baseline", "teacher1", "teacher2", "student")
+    )
+    assert "--noise-plot results/report/rep0/prompt_memorization_noise_magnitude.png" in dry
+
+
+def test_text2image_without_memorized_prompts_plans_none_of_their_jobs(tmp_path):
+    change = tmp_path / "off.yaml"
+    change.write_text("text2image:\n  memorized_prompts:\n    num_images: 0\n")
+    args = ("--forceall", "--configfile", "config/text2image-tiny.yaml", str(change), "--")
+    jobs = planned_jobs(ROOT, *args)
+    assert not set(jobs) & {
+        "select_memorized_prompts",
+        "score_prompt_memorization",
+        "make_t2i_memorization_report",
+    }
+    assert jobs["finetune_t2i_model"] == 6 and jobs["make_t2i_report"] == 1
+    dry = snakemake("-n", "-p", "--cores", "2", *args, cwd=ROOT).stdout
+    assert "--memorized" not in dry and "t2i_prompt_memorization." not in dry
 
 
 def test_text2image_with_a_pretrained_pipeline_skips_pretraining(tmp_path):

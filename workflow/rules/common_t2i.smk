@@ -15,6 +15,12 @@ T2I_WHITEBOX = [a for a in ATTACKS if catalog.attack(a).access == "model"]
 T2I_BLACKBOX = [a for a in ATTACKS if catalog.attack(a).access == "prompts"]
 # The pipeline every model is fine-tuned from: text2image.pretrained (SD v1.5), or the tiny stand-in built here.
 T2I_PRETRAINED = EXPERIMENT.text2image.pretrained
+# Memorized prompts (text2image.memorized_prompts, text2image_memorization.smk): every model and DualMD pair is
+# scored on them.
+T2I_MEMORIZED = EXPERIMENT.text2image.memorized_prompts.enabled
+T2I_MEMORIZATION_TARGETS = T2I_MODELS + [
+    s for s in T2I_SAMPLERS if catalog.target(s).kind == "pair"
+]
 
 
 def one_of(names):
@@ -31,9 +37,23 @@ wildcard_constraints:
 
 
 def t2i_stages():
-    """The text-to-image stages with a config of their own (no pretraining when a pipeline is given)."""
-    stages = [s for s in TEXT2IMAGE_STAGE_SECTIONS if not (T2I_PRETRAINED and s == "t2i_pretrain")]
+    """The text-to-image stages with a config of their own (no pretraining when a pipeline is given, no
+    memorized-prompt stages when they are off)."""
+    skipped = {"t2i_pretrain"} if T2I_PRETRAINED else set()
+    if not T2I_MEMORIZED:
+        skipped |= {"t2i_memorized_prompts", "t2i_prompt_memorization"}
+    stages = [s for s in TEXT2IMAGE_STAGE_SECTIONS if s not in skipped]
     return stages + [f"t2i_attack_{a}" for a in ATTACKS] + ["metrics", "utility"]
+
+
+def t2i_memorized_prompts(wildcards):
+    """The memorized-prompt selection a training, sampling or attack job reads (none when they are off)."""
+    return [f"results/t2i_memorization/{wildcards.run}/prompts.json"] if T2I_MEMORIZED else []
+
+
+def memorized_arg(wildcards, input):
+    """`--memorized FILE` when the job reads a memorized-prompt selection, else nothing."""
+    return f"--memorized {input.memorized}" if input.memorized else ""
 
 
 def t2i_pretrained(wildcards):
@@ -74,7 +94,8 @@ def t2i_attack_scores(wildcards):
 
 def t2i_final_targets():
     """The Table 3 report (white-box attacks), Table 4 report (black-box), the samplers' utility, every ROC plot
-    and sampler grid of each replicate, and the current configs."""
+    and sampler grid of each replicate, the memorized-prompt report when it is on, and the current configs.
+    """
     files = [config_path("data", SHARED)]
     for run in RUNS:
         files += [config_path("split", run)] + [config_path(s, run) for s in t2i_stages()]
@@ -84,6 +105,8 @@ def t2i_final_targets():
         files += [f"results/report/{run}/text2image_utility.{ext}" for ext in ("csv", "md")]
         files += [f"results/report/{run}/t2i_roc_{a}.png" for a in ATTACKS]
         files += [f"results/t2i_samples/{run}/{s}/grid.png" for s in T2I_SAMPLERS]
+        if T2I_MEMORIZED:
+            files += [f"results/report/{run}/prompt_memorization.{ext}" for ext in ("csv", "md")]
     return files
 
 

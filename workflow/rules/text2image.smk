@@ -46,6 +46,7 @@ rule finetune_t2i_model:
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         pretrained=t2i_pretrained,
+        memorized=t2i_memorized_prompts,
         code=stage_code("text2image"),
     output:
         model=directory("results/t2i_models/{run}/{t2i_trained}"),
@@ -62,12 +63,14 @@ rule finetune_t2i_model:
         mem_mb=4000,
         runtime=60,
     params:
+        memorized=memorized_arg,
         launch=launcher,
         state="results/train_state/{run}/t2i_{t2i_trained}",
     shell:
         "{params.launch} t2i-train --config {input.cfg} --images {input.images} --split {input.split} "
         "--split-meta {input.split_meta} --model {wildcards.t2i_trained} --pretrained {input.pretrained} "
-        "--out {output.model} --state-dir {params.state} --threads {threads} > {log} 2>&1"
+        "--out {output.model} --state-dir {params.state} {params.memorized} --threads {threads} "
+        "> {log} 2>&1"
 
 
 # The DistillMD student: initialised from the pretrained UNet, it regresses on teacher 2's caption-conditioned
@@ -80,6 +83,7 @@ rule distill_t2i_model:
         split_meta="results/split/{run}/split.json",
         pretrained=t2i_pretrained,
         teachers=t2i_teacher_dirs,
+        memorized=t2i_memorized_prompts,
         code=stage_code("text2image"),
     output:
         model=directory("results/t2i_models/{run}/{t2i_distilled}"),
@@ -96,13 +100,15 @@ rule distill_t2i_model:
         mem_mb=4000,
         runtime=60,
     params:
+        memorized=memorized_arg,
         launch=launcher,
         state="results/train_state/{run}/t2i_{t2i_distilled}",
         teachers=teacher_args,
     shell:
         "{params.launch} t2i-distill --config {input.cfg} --images {input.images} --split {input.split} "
         "--split-meta {input.split_meta} --model {wildcards.t2i_distilled} --pretrained {input.pretrained} "
-        "{params.teachers} --out {output.model} --state-dir {params.state} --threads {threads} > {log} 2>&1"
+        "{params.teachers} --out {output.model} --state-dir {params.state} {params.memorized} "
+        "--threads {threads} > {log} 2>&1"
 
 
 # Images of one sampler (a model, or DualMD's teachers alternating at every DDIM step), prompted with the members'
@@ -113,6 +119,7 @@ rule sample_t2i_images:
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         models=t2i_sampler_dirs,
+        memorized=t2i_memorized_prompts,
         code=stage_code("text2image"),
     output:
         samples="results/t2i_samples/{run}/{t2i_sampler}/samples.npz",
@@ -129,11 +136,12 @@ rule sample_t2i_images:
         gpu=0,
         mem_mb=4000,
     params:
+        memorized=memorized_arg,
         models=sampler_args,
     shell:
         "python -m dualmd t2i-sample --config {input.cfg} --split {input.split} --split-meta {input.split_meta} "
         "--sampler {wildcards.t2i_sampler} {params.models} --out {output.samples} --info {output.info} "
-        "--grid {output.grid} --threads {threads} > {log} 2>&1"
+        "--grid {output.grid} {params.memorized} --threads {threads} > {log} 2>&1"
 
 
 # Per-sample scores of one white-box attack on every model of every variant (each on its members against the
@@ -146,6 +154,7 @@ rule score_t2i_attack:
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         models=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
+        memorized=t2i_memorized_prompts,
         code=stage_code("text2image"),
     output:
         scores=per_target("results/t2i_scores/{run}/{t2i_whitebox}/{target}.npz", T2I_MODELS),
@@ -161,13 +170,14 @@ rule score_t2i_attack:
         gpu=0,
         mem_mb=4000,
     params:
+        memorized=memorized_arg,
         targets=t2i_target_args,
         out_dir="results/t2i_scores/{run}/{t2i_whitebox}",
     shell:
         "python -m dualmd t2i-attack --config {input.cfg} --attack {wildcards.t2i_whitebox} "
         "--images {input.images} "
         "--split {input.split} --split-meta {input.split_meta} {params.targets} "
-        "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+        "--out-dir {params.out_dir} {params.memorized} --threads {threads} > {log} 2>&1"
 
 
 # AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every

@@ -13,6 +13,7 @@ rule score_t2i_blackbox:
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         models=t2i_sampler_dirs,
+        memorized=t2i_memorized_prompts,
         code=stage_code("text2image"),
     output:
         scores="results/t2i_scores/{run}/{t2i_blackbox}/{t2i_sampler}.npz",
@@ -28,12 +29,13 @@ rule score_t2i_blackbox:
         gpu=0,
         mem_mb=4000,
     params:
+        memorized=memorized_arg,
         models=sampler_args,
     shell:
         "python -m dualmd t2i-blackbox --config {input.cfg} --attack {wildcards.t2i_blackbox} "
         "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
-        "--sampler {wildcards.t2i_sampler} {params.models} --out {output.scores} --threads {threads} "
-        "> {log} 2>&1"
+        "--sampler {wildcards.t2i_sampler} {params.models} --out {output.scores} {params.memorized} "
+        "--threads {threads} > {log} 2>&1"
 
 
 # The paper's Table 4: the black-box attack against the undefended sampler, DualMD and DistillMD, with and

@@ -6,6 +6,11 @@ Captions come from the dataset config (`dualmd.text2image.captions.dataset_capti
 image folder's metadata.jsonl), in the order of the dataset array. The pretrained pipeline is the folder of
 `text2image.pretrained` (SD v1.5) or the one `pretrain` writes (the tiny stand-in). A target named
 "<name>_pd" (`catalog.PD_SUFFIX`) is trained with prompt diversification, any other on each image's first caption.
+
+With `text2image.memorized_prompts` on, the stages that train, sample or attack take the selection file of
+`dualmd.text2image.memorized` (`memorized`): the training sets repeat its memorized images and its chosen images
+are captioned with their prompts first (`dualmd.text2image.memorized.run_captions`); without it (None) nothing
+changes.
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dualmd import catalog
 from dualmd.config import ExperimentConfig, load_config
+
+if TYPE_CHECKING:
+    from dualmd.text2image.memorized import MemorizedPrompts
 
 log = logging.getLogger(__name__)
 
@@ -60,30 +69,35 @@ def train(
     pretrained: Path,
     out: Path,
     state_dir: Path,
+    memorized: Path | None = None,
 ) -> dict:
-    """Fine-tune the pretrained UNet on target `model`'s subset (baseline: members; teacher1/2: D1/D2)."""
+    """Fine-tune the pretrained UNet on target `model`'s subset (baseline: members; teacher1/2: D1/D2), with the
+    memorized images of the selection `memorized` repeated where they belong to that subset."""
     from dualmd.data.members import load_split_images
     from dualmd.data.splits import load_split
     from dualmd.models.directory import provenance
     from dualmd.text2image.components import load_components
     from dualmd.text2image.finetune import finetune_unet
+    from dualmd.text2image.memorized import load_selection, training_ids, training_record
 
     target = catalog.target(model)
     if target.kind != "trained":
         raise ValueError(f"{model!r} is a {target.kind} target, not one fine-tuned on ground-truth noise")
     cfg = _config(config)
     the_split = load_split(split, split_meta)
+    selection = load_selection(memorized, the_split)
     data = load_split_images(images, the_split)
     ids = the_split.subset(target.members)
+    rows = training_ids(ids, selection)  # ids, then the extra copies of the memorized images among them
     return finetune_unet(
         parts=load_components(pretrained),
-        images=_model_range(data[ids]),
-        image_ids=ids.tolist(),
-        sampler=_sampler(cfg, target),
+        images=_model_range(data[rows]),
+        image_ids=rows.tolist(),
+        sampler=_sampler(cfg, target, selection),
         train_cfg=cfg.train,
         out_dir=Path(out),
         state_dir=Path(state_dir),
-        metadata=provenance(the_split, model, target.members),
+        metadata={**provenance(the_split, model, target.members), **training_record(ids, selection)},
     )
 
 
@@ -98,19 +112,23 @@ def distill(
     teachers: dict[str, Path],
     out: Path,
     state_dir: Path,
+    memorized: Path | None = None,
 ) -> dict:
-    """Distil the DistillMD student from the teachers of D1 and D2 (checked against the split first)."""
+    """Distil the DistillMD student from the teachers of D1 and D2 (checked against the split first); the
+    memorized images of the selection `memorized` are repeated in their half, as in the teacher's training."""
     from dualmd.data.members import load_split_images
     from dualmd.data.splits import load_split
     from dualmd.models.directory import provenance
     from dualmd.text2image.components import load_components
     from dualmd.text2image.finetune import distill_unet, load_teachers
+    from dualmd.text2image.memorized import load_selection, training_ids, training_record
 
     target = catalog.target(model)
     if target.kind != "distilled" or len(target.models) != 2 or set(teachers) != set(target.models):
         raise ValueError(f"{model!r}: text2image distils a student from two teachers {list(target.models)}")
     cfg = _config(config)
     the_split = load_split(split, split_meta)
+    selection = load_selection(memorized, the_split)
     data = load_split_images(images, the_split)
     first, second = target.models
     teacher1, teacher2 = load_teachers(
@@ -121,7 +139,7 @@ def distill(
         half2_sha256=the_split.sha256("half2"),
         split_fingerprint=the_split.fingerprint(),
     )
-    half1, half2 = the_split.subset("half1"), the_split.subset("half2")
+    half1, half2 = (training_ids(the_split.subset(h), selection) for h in ("half1", "half2"))
     return distill_unet(
         parts=load_components(pretrained),
         half1=_model_range(data[half1]),
@@ -130,11 +148,14 @@ def distill(
         half2_ids=half2.tolist(),
         teacher1=teacher1,
         teacher2=teacher2,
-        sampler=_sampler(cfg, target),
+        sampler=_sampler(cfg, target, selection),
         train_cfg=cfg.train,
         out_dir=Path(out),
         state_dir=Path(state_dir),
-        metadata=provenance(the_split, model, target.members),
+        metadata={
+            **provenance(the_split, model, target.members),
+            **training_record(the_split.member_idx, selection),
+        },
     )
 
 
@@ -147,9 +168,11 @@ def score(
     split_meta: Path,
     targets: dict[str, Path],
     out_dir: Path,
+    memorized: Path | None = None,
 ) -> None:
     """Score each target's members and the non-members with white-box attack `attack`, each image conditioned
-    on its original caption; write `out_dir/<target>.npz` (the format of every attack's scores)."""
+    on its original caption (a memorized-prompt image: its prompt); write `out_dir/<target>.npz` (the format of
+    every attack's scores)."""
     from dualmd.attacks import save_scores
     from dualmd.data.members import evaluation_set, load_split_images
     from dualmd.data.splits import load_split
@@ -158,10 +181,11 @@ def score(
     from dualmd.text2image.attack import attack_text2image
     from dualmd.text2image.components import load_components
     from dualmd.text2image.finetune import load_finetuned_unet
+    from dualmd.text2image.memorized import load_selection
 
     cfg = _config(config)
-    captions = _captions(cfg)
     the_split = load_split(split, split_meta)
+    captions = _captions(cfg, load_selection(memorized, the_split))
     data = load_split_images(images, the_split)
     for name, path in targets.items():
         check_trained_on(path, the_split, catalog.member_subset(name))
@@ -192,18 +216,22 @@ def sample(
     out: Path,
     info: Path,
     grid: Path,
+    memorized: Path | None = None,
 ) -> None:
     """Generate `sample.num_images` images with `sampler`, prompted with the members' original captions (cycled,
-    in split order): an .npz in [-1, 1], the sampling provenance and a PNG grid."""
+    in split order; a memorized-prompt image's prompt for it): an .npz in [-1, 1], the sampling provenance and a
+    PNG grid."""
     from dualmd.data.splits import load_split
     from dualmd.files import write_json
     from dualmd.images import save_samples
     from dualmd.stages import device
     from dualmd.text2image.generate import generate
+    from dualmd.text2image.memorized import load_selection
 
     cfg = _config(config)
-    captions = _captions(cfg)
-    members = load_split(split, split_meta).member_idx
+    the_split = load_split(split, split_meta)
+    captions = _captions(cfg, load_selection(memorized, the_split))
+    members = the_split.member_idx
     prompts = [captions[members[i % len(members)]][0] for i in range(cfg.sample.num_images)]
     images, details = generate(
         sampler,
@@ -227,22 +255,24 @@ def blackbox(
     sampler: str,
     models: dict[str, Path],
     out: Path,
+    memorized: Path | None = None,
 ) -> None:
     """Score the sampler's members and the non-members with the black-box attack `attack` (Pang & Wang): each
-    candidate's original caption prompts the sampler; write `out` (only the candidates outside the labelled
-    slice are scored)."""
+    candidate's original caption (a memorized-prompt image: its prompt) prompts the sampler; write `out` (only
+    the candidates outside the labelled slice are scored)."""
     from dualmd.attacks import save_scores
     from dualmd.data.members import evaluation_set, load_split_images
     from dualmd.data.splits import load_split
     from dualmd.stages import device
     from dualmd.text2image.blackbox import attack_sampler_blackbox
     from dualmd.text2image.generate import sampler_pipeline
+    from dualmd.text2image.memorized import load_selection
 
     if catalog.attack(attack).access != "prompts":
         raise ValueError(f"{attack!r} is not a black-box text-to-image attack; use t2i-attack")
     cfg = _config(config)
-    captions = _captions(cfg)
     the_split = load_split(split, split_meta)
+    captions = _captions(cfg, load_selection(memorized, the_split))
     x, ids, is_member = evaluation_set(load_split_images(images, the_split), the_split, sampler)
     pipe = sampler_pipeline(sampler, {k: Path(v) for k, v in models.items()}, weights=cfg.sample.weights)
     result = attack_sampler_blackbox(
@@ -295,19 +325,21 @@ def _config(path: Path) -> ExperimentConfig:
     return cfg
 
 
-def _captions(cfg: ExperimentConfig) -> list[tuple[str, ...]]:
+def _captions(cfg: ExperimentConfig, selection: MemorizedPrompts | None = None) -> list[tuple[str, ...]]:
+    """The captions of the run: the dataset's, a memorized-prompt selection's images with their prompt first."""
     from dualmd.text2image.captions import dataset_captions
+    from dualmd.text2image.memorized import run_captions
 
-    return dataset_captions(cfg.dataset)
+    return run_captions(dataset_captions(cfg.dataset), selection)
 
 
-def _sampler(cfg: ExperimentConfig, target: catalog.Target):
+def _sampler(cfg: ExperimentConfig, target: catalog.Target, selection: MemorizedPrompts | None = None):
     """Captions of training: with prompt diversification for a "<name>_pd" target (catalog.PD_SUFFIX), whatever
     the config's `text2image.prompt_diversification` (the variants the workflow builds)."""
     from dualmd.text2image.captions import CaptionSampler
 
     return CaptionSampler(
-        captions=_captions(cfg),
+        captions=_captions(cfg, selection),
         seed=cfg.train.seed,
         diversify=target.prompt_diversification,
         dropout=cfg.text2image.caption_dropout,

@@ -1,7 +1,7 @@
 """Text-to-image membership inference: a Stable-Diffusion-shaped pipeline (VAE, CLIP text encoder, conditional
 UNet, scheduler), its fine-tuning and DistillMD distillation through the package's one training loop, the DualMD
-text-to-image pipeline, the white-box attacks on latents with the caption as condition, and the black-box attack
-that prompts the samplers.
+text-to-image pipeline, the white-box attacks on latents with the caption as condition, the black-box attack
+that prompts the samplers, and memorization on prompts.
 
 Modules:
     captions    template captions of the digits, `metadata.jsonl` captions, prompt diversification
@@ -15,4 +15,7 @@ Modules:
     attack      the conditional noise-predictor adapter and the white-box attacks run through it
     blackbox    Pang & Wang's black-box attack: generations from each candidate's caption, image encoders
     report      the Table 3 (white-box), Table 4 (black-box) and utility reports
+    memorized   memorized prompts: images of one half repeated in training, chosen and recorded per run
+    prompt_memorization  t-error and Wen et al.'s noise magnitude per prompt, copies of its generations
+    memorization_report  memorized vs other prompts: detector AUCs, copy rates, histograms (Fig. 3, Table 5)
 """

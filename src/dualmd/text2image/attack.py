@@ -13,6 +13,9 @@ a `Schedule`. What changes is what they are given:
 The score convention, the per-sample noise (seeded by sample id, so scores do not depend on the batch size) and
 the `AttackResult` are those of every other attack, so metrics and reports treat both settings alike. Attacks
 that train on a labelled slice (secmi_nn, gsa) or need gradients are not offered here.
+
+`caption_t_error` is SecMI's statistic alone (the paper's memorization loss, Eq. 8) for pairs of an image and a
+prompt, as the memorization-on-prompts stage needs it (`dualmd.text2image.prompt_memorization`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from torch import Tensor
 from dualmd import catalog
 from dualmd.attacks import build_attack
 from dualmd.attacks.base import ModelAttack, batch_slices, check_labels
-from dualmd.config import AttackConfig
+from dualmd.attacks.secmi import t_error_batch
+from dualmd.config import AttackConfig, SecMIConfig
 from dualmd.models.adapter import Schedule
 from dualmd.scores import AttackResult
 from dualmd.text2image.components import Components, encode_images, encode_prompts
@@ -105,6 +109,39 @@ def attack_text2image(
         extras.append({k: v.double().cpu() for k, v in extra.items()})
     extra = {k: torch.cat([e[k] for e in extras]).numpy() for k in extras[0]}
     return AttackResult(ids, labels, torch.cat(scores).numpy(), extra, attack=name)
+
+
+@torch.no_grad()
+def caption_t_error(
+    parts: Components,
+    images: Tensor,
+    captions: Sequence[str],
+    cfg: SecMIConfig,
+    *,
+    batch_size: int,
+    unet: UNet2DConditionModel | None = None,
+) -> np.ndarray:
+    """SecMI's t-error (paper Eq. 8, the paper's memorization loss) of each image's latent with its caption as
+    the condition: the `secmi_stat` statistic through a `CaptionedPredictor`.
+
+    Args:
+        parts: VAE, text encoder and training scheduler of the model; unet: its UNet (default `parts.unet`).
+        images: (N, C, H, W) in [-1, 1]; captions: (N,) the prompt of each.
+        cfg: t_sec and the DDIM stride k.
+        batch_size: latents per UNet call (each batch binds its captions).
+    Returns:
+        (N,) float64, positive; lower = the pair (image, caption) is better memorized. Deterministic.
+    """
+    if len(images) != len(captions):
+        raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    unet = unet if unet is not None else parts.unet
+    schedule = Schedule.from_scheduler(parts.scheduler)
+    latents = encode_latents(parts, images)
+    errors = []
+    for sl in batch_slices(len(images), batch_size):
+        predictor = CaptionedPredictor(unet, encode_prompts(parts, list(captions[sl])))
+        errors.append(t_error_batch(predictor, schedule, latents[sl].to(predictor.device), cfg).cpu())
+    return torch.cat(errors).numpy()
 
 
 def _text2image_attack(name: str, cfg: AttackConfig) -> ModelAttack:

@@ -9,11 +9,14 @@ guidance eps = eps(x, t, "") + s (eps(x, t, prompt) - eps(x, t, "")); the two UN
 Randomness is per image: image i draws its initial latent and its DDIM noise (eta > 0) from a CPU generator
 seeded with seed + i, as every sampler of the package, or with seeds[i] when the caller gives one seed per image
 (the black-box attack seeds each generation by candidate id).
+
+A caller may watch the two noise predictions of every step (`on_step`, a `StepCallback`): Wen et al.'s (ICLR
+2024) memorization detector measures their difference (`dualmd.text2image.prompt_memorization`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +26,10 @@ from PIL import Image
 from torch import Tensor
 
 from dualmd.defense.dualmd import Alternation, teacher_sequence, to_pil
+
+#: Called at every denoising step of every batch with (index of the batch's first prompt, step index,
+#: eps(x_t, t, "") (b, 4, h, w), eps(x_t, t, prompt) (b, 4, h, w)), before guidance combines them.
+StepCallback = Callable[[int, int, Tensor, Tensor], None]
 
 
 class DualMDStableDiffusionPipeline(DiffusionPipeline):
@@ -109,6 +116,7 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         alternation: Alternation = "step_index",
         output_type: Literal["pt", "pil", "latent"] = "pt",
         seeds: Sequence[int] | None = None,
+        on_step: StepCallback | None = None,
     ) -> Tensor | list[Image.Image]:
         """Generate one image per prompt, the two UNets alternating at every DDIM step.
 
@@ -123,6 +131,8 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
             alternation: "step_index" or "timestep_parity" (`dualmd.defense.dualmd`).
             output_type: "pt" -> (B, C, H, W) float32 CPU tensor in [-1, 1]; "pil" -> B PIL images;
                 "latent" -> the final latents (B, 4, h, w), scaled as the UNet sees them.
+            on_step: called with both noise predictions of every step (see `StepCallback`); the unconditional
+                one is computed for it even without guidance (scale 1 then gives the conditional prediction).
         """
         if output_type not in ("pt", "pil", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}; use 'pt', 'pil' or 'latent'")
@@ -142,6 +152,7 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
                     timesteps,
                     guidance_scale,
                     eta,
+                    on_step=None if on_step is None else _offset(on_step, i),
                 )
                 for i in range(0, len(prompts), batch_size)
             ]
@@ -164,9 +175,11 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         timesteps: list[int],
         guidance_scale: float,
         eta: float,
+        on_step: Callable[[int, Tensor, Tensor], None] | None = None,
     ) -> Tensor:
-        """The final latents (b, 4, h, w) on the CPU of b prompts, image j drawn from a generator seeded seeds[j]."""
-        guided = guidance_scale > 1.0
+        """The final latents (b, 4, h, w) on the CPU of b prompts, image j drawn from a generator seeded seeds[j];
+        `on_step(step index, eps_uncond, eps_cond)` sees both predictions of every step."""
+        guided = guidance_scale > 1.0 or on_step is not None
         cond = self.encode_prompt(prompts)
         states = torch.cat([self.encode_prompt([""] * len(prompts)), cond]) if guided else cond
         config = self.unet1.config
@@ -176,15 +189,22 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         latents = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
         latents = latents * self.scheduler.init_noise_sigma
         unets = {1: self.unet1, 2: self.unet2}
-        for k, t in zip(plan, timesteps, strict=True):
+        for step, (k, t) in enumerate(zip(plan, timesteps, strict=True)):
             x_in = torch.cat([latents] * 2) if guided else latents
             x_in = self.scheduler.scale_model_input(x_in, t)
             eps = unets[k](x_in, t, encoder_hidden_states=states).sample
             if guided:
                 eps_uncond, eps_cond = eps.chunk(2)
+                if on_step is not None:
+                    on_step(step, eps_uncond, eps_cond)
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             latents = self.scheduler.step(eps, t, latents, eta=eta, generator=generators).prev_sample
         return latents.float().cpu()
 
 
-__all__ = ["DualMDStableDiffusionPipeline"]
+def _offset(on_step: StepCallback, start: int) -> Callable[[int, Tensor, Tensor], None]:
+    """`on_step` bound to the batch whose first prompt is number `start`."""
+    return lambda step, eps_uncond, eps_cond: on_step(start, step, eps_uncond, eps_cond)
+
+
+__all__ = ["DualMDStableDiffusionPipeline", "StepCallback"]

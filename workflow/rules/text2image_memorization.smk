@@ -1,0 +1,109 @@
+# Memorization on prompts in the text-to-image experiment (text2image.memorized_prompts; the paper's §3.6, the
+# shape of Fig. 3 and Table 5): a few images of one member half repeated in training, so that their captions
+# become memorized prompts, against as many other training prompts of that half; two detectors per prompt
+# (SecMI's t-error, Wen et al.'s text-conditional noise magnitude) and the copies of its generations, for every
+# model and DualMD pair of every prompt-diversification variant.
+
+
+# The memorized images and as many other images of the same half, with their prompts; every training, sampling
+# and attack job of the run reads it (common_t2i.smk: t2i_memorized_prompts).
+rule select_memorized_prompts:
+    input:
+        cfg=config_file("t2i_memorized_prompts"),
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        code=stage_code("text2image_memorization"),
+    output:
+        prompts="results/t2i_memorization/{run}/prompts.json",
+    log:
+        "logs/{run}/select_memorized_prompts.log",
+    benchmark:
+        "results/benchmarks/{run}/select_memorized_prompts.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    shell:
+        "python -m dualmd t2i-memorized-prompts --config {input.cfg} --split {input.split} "
+        "--split-meta {input.split_meta} --out {output.prompts} --threads {threads} > {log} 2>&1"
+
+
+# One row per generation of every selected prompt with every model and DualMD pair: the prompt's t-error
+# (models), the generation's noise magnitude and copy statistics. One job, so that a model adds no process
+# start-up (as score_t2i_attack).
+rule score_prompt_memorization:
+    input:
+        cfg=config_file("t2i_prompt_memorization"),
+        images="results/data/images.npz",
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
+        prompts="results/t2i_memorization/{run}/prompts.json",
+        models=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
+        code=stage_code("text2image_memorization"),
+    output:
+        scores=per_target(
+            "results/t2i_memorization/{run}/scores/{target}.csv", T2I_MEMORIZATION_TARGETS
+        ),
+    log:
+        "logs/{run}/score_prompt_memorization.log",
+    benchmark:
+        "results/benchmarks/{run}/score_prompt_memorization.tsv"
+    conda:
+        "../envs/attack.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+    params:
+        models=sampler_args,
+        out_dir="results/t2i_memorization/{run}/scores",
+    shell:
+        "python -m dualmd t2i-prompt-memorization --config {input.cfg} --images {input.images} "
+        "--split {input.split} --split-meta {input.split_meta} --memorized {input.prompts} "
+        "{params.models} --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+
+
+# Memorized vs other prompts: each detector's AUC with its 95% interval per target, the copy rates, their
+# Markdown and one histogram per detector (results/report/{run}/prompt_memorization*); in the HTML report.
+rule make_t2i_memorization_report:
+    input:
+        cfg=config_file("metrics"),
+        scores=per_target(
+            "results/t2i_memorization/{run}/scores/{target}.csv", T2I_MEMORIZATION_TARGETS
+        ),
+        code=stage_code("text2image_memorization"),
+    output:
+        table=report(
+            "results/report/{run}/prompt_memorization.csv",
+            caption="../report/prompt_memorization.rst",
+            category="Text-to-image",
+            labels={"run": "{run}", "table": "memorization on prompts"},
+        ),
+        copies=report(
+            "results/report/{run}/prompt_memorization_copies.csv",
+            caption="../report/prompt_memorization_copies.rst",
+            category="Text-to-image",
+            labels={"run": "{run}", "table": "copies from prompts"},
+        ),
+        markdown="results/report/{run}/prompt_memorization.md",
+        t_error_plot=report(
+            "results/report/{run}/prompt_memorization_t_error.png",
+            caption="../report/prompt_memorization_plot.rst",
+            category="Text-to-image",
+            labels={"run": "{run}", "figure": "t-error of prompts"},
+        ),
+        noise_plot=report(
+            "results/report/{run}/prompt_memorization_noise_magnitude.png",
+            caption="../report/prompt_memorization_plot.rst",
+            category="Text-to-image",
+            labels={"run": "{run}", "figure": "noise magnitude of prompts"},
+        ),
+    log:
+        "logs/{run}/make_t2i_memorization_report.log",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    shell:
+        "python -m dualmd t2i-memorization-report --config {input.cfg} --scores {input.scores} "
+        "--out {output.table} --copy-table {output.copies} --markdown {output.markdown} "
+        "--t-error-plot {output.t_error_plot} --noise-plot {output.noise_plot} --threads {threads} "
+        "> {log} 2>&1"
