@@ -1,5 +1,6 @@
 """The text-to-image workflow end to end on a tiny config (2 training steps, 24 images, one attack): every stage
-through Snakemake, both prompt-diversification variants, the Table 3 report; then nothing left to do.
+through Snakemake, both prompt-diversification variants, the Table 3 report; then nothing left to do, and the
+HTML report.
 
 Slow (about 2.5 minutes on two busy cores, most of it the start-up of ~25 processes importing torch and
 diffusers): set DUALMD_RUN_SLOW=1. The dry-run tests in test_workflow.py cover the plan on every run.
@@ -59,3 +60,11 @@ def test_t2i_workflow_writes_table3_for_both_variants(t2i_run):
     assert set(info["models"]) == {"teacher1_pd", "teacher2_pd"}
     assert not (t2i_run / "results/models").exists(), "no unconditional model"
     assert planned_jobs(t2i_run) == {}, "a finished run must have nothing left to do"
+
+
+def test_t2i_html_report_shows_the_text2image_tables_and_plots(t2i_run):
+    snakemake("--report", "report.html", cwd=t2i_run)
+    html = (t2i_run / "report.html").read_text()
+    assert "Text-to-image" in html and "text-to-image run" in html  # category and landing page
+    for name in ("text2image.csv", "text2image_utility.csv", "t2i_roc_loss.png", "grid.png"):
+        assert name in html, f"{name} missing from the HTML report"
