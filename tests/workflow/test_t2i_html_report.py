@@ -6,6 +6,7 @@ slow)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -82,13 +83,16 @@ def test_text2image_captions_and_landing_page_render_with_the_tiny_config(flags)
     entry's wildcards; StrictUndefined makes a misspelt key fail here instead of in `snakemake --report`."""
     config = filled(ROOT / TINY)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    wildcards = {"run": "rep0", "attack": "pang_wang", "sampler": "dualmd"}
-    captions = {e["caption"] for rule in EXPECTED for e in flags[rule]}
-    assert len(captions) == 5
-    for caption in captions:
-        snakemake = {"config": config, "wildcards": wildcards}
-        text = env.from_string(Path(caption).read_text()).render(snakemake=snakemake)
+    entries = [e for rule in EXPECTED for e in flags[rule]]
+    assert len({e["caption"] for e in entries}) == 5
+    for entry in entries:
+        # the wildcards of the entry's own path, each set to its name
+        wildcards = {name: f"<{name}>" for name in re.findall(r"\{(\w+)", entry["path"])}
+        template = env.from_string(Path(entry["caption"]).read_text())
+        text = template.render(snakemake={"config": config, "wildcards": wildcards})
         assert text.strip() and "{{" not in text
+        used = re.findall(r"snakemake\.wildcards\.(\w+)", Path(entry["caption"]).read_text())
+        assert all(f"<{name}>" in text for name in used)
     landing = env.from_string((ROOT / "workflow/report/workflow.rst").read_text())
     page = landing.render(snakemake={"config": config})
     assert "text-to-image run" in page and "verdicts.rst" not in page  # no unconditional includes
