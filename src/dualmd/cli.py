@@ -126,7 +126,7 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "utility": (
         "utility:utility",
-        "FID / KID / IS of one sampler",
+        "FID / KID / IS of one sampler (and the CLIP score of prompted samples)",
         ("--config", "--reference", "--samples", "--info", "--sampler", "--out"),
     ),
     "set-inference": (
@@ -226,7 +226,7 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "t2i-utility-report": (
         "text2image:utility_report",
-        "FID and KID of every text-to-image sampler (the Pokemon columns of the paper's Table 1)",
+        "FID, KID, IS and CLIP score of every text-to-image sampler (the paper's Table 1 Pokemon columns, Table 5)",
         ("--utility", "--out", "--markdown"),
     ),
     "t2i-memorized-prompts": (

@@ -479,6 +479,9 @@ class PangWangConfig(_Section):
     # pooled pixels, for tests
     encoder: Literal["inception", "deit", "pixels"] = "inception"
     encoder_path: str | None = None  # local folder of the DeiT model and image processor (encoder: deit)
+    # pixels per side of the inception encoder's input: 299 as FID; >= 75 (Inception-v3's smallest) runs the
+    # network up to its last map and averages it globally (`dualmd.utility`), ~10x cheaper at 128 on a CPU
+    encoder_image_size: int = 299
     fit_fraction: float = 0.5  # first fraction of the members and of the non-members fitting the Gaussians
     covariance_ridge: float = 1e-5  # added to the diagonal of each class covariance (the authors' 1e-5)
 
@@ -492,6 +495,14 @@ class PangWangConfig(_Section):
             self.encoder != "deit" or self.encoder_path is not None,
             f"{prefix}.encoder_path",
             "encoder 'deit' needs the local folder of the DeiT model",
+        )
+        _require(
+            self.encoder_image_size >= 75, f"{prefix}.encoder_image_size", "must be >= 75 (Inception-v3)"
+        )
+        _require(
+            self.encoder == "inception" or self.encoder_image_size == 299,
+            f"{prefix}.encoder_image_size",
+            "applies to the inception encoder only (deit uses its image processor's size)",
         )
 
 
@@ -595,7 +606,10 @@ class UtilityConfig(_Section):
     )
     batch_size: int = 32
     reference: Literal["dataset", "members"] = "dataset"  # reference set of FID / KID: every dataset image
-    num_bootstrap: int = 1000  # resamples of the generated images for the FID interval
+    num_bootstrap: int = 1000  # resamples of the generated images for the FID (and CLIP score) interval
+    # text-to-image: local folder of a transformers CLIPModel with its processor (e.g. openai/clip-vit-large-
+    # patch14, torchmetrics' default) for the CLIP score of each sampler; None: the score is reported absent
+    clip_path: str | None = None
     seed: int = 0
 
     def _validate(self, prefix: str) -> None:
@@ -929,6 +943,12 @@ class ExperimentConfig:
                 not prompted,
                 "attack.names",
                 f"{prompted} attack text-to-image samplers only (text2image.enabled is false)",
+            )
+        if "utility" in given and "text2image" in given and not self.text2image.enabled:
+            _require(
+                self.utility.clip_path is None,
+                "utility.clip_path",
+                "the CLIP score compares images with their prompts (text2image.enabled is false)",
             )
         if "sample" in given and "text2image" in given and self.text2image.enabled:
             _require(

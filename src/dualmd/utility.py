@@ -22,6 +22,13 @@ TorchScript, which clean-fid downloads, carries the 1008-way ``output`` layer; w
 uses it without its bias as StyleGAN's IS metric does (``no_output_bias=True``). Not verified on the real file
 here (it cannot be downloaded); a scripted stand-in with the same attributes is tested.
 
+Another input size (``input_size`` of `load_feature_net`, e.g. the black-box attack's
+``attack.pang_wang.encoder_image_size``; FID always uses 299): both TorchScript files end in a fixed 8x8 average
+pool, the global average of the 8x8 map a 299x299 input gives, so the network runs up to that pool and the
+feature is the global spatial average of the last map, which equals the pooled feature at 299 and is defined for
+any input of at least 75x75 (Inception-v3's smallest). A smaller input is cheaper (about 10x at 128x128 on a
+CPU); its features are those of a network that was not trained at that scale, so they are not FID features.
+
 FID is the Fréchet distance of the two feature Gaussians, ||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr (S1 S2)^(1/2),
 the formula of clean-fid's ``frechet_distance``. Its trace term is computed exactly from eigenvalues instead of
 clean-fid's ``scipy.linalg.sqrtm`` of the 2048x2048 product (see `frechet_distance`): with fewer images than
@@ -36,7 +43,7 @@ import hashlib
 import importlib.util
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,7 @@ from dualmd.config import UtilityConfig
 from dualmd.files import atomic_write
 
 INCEPTION_SIZE = 299
+MIN_INCEPTION_SIZE = 75  # the smallest input Inception-v3's strides leave a map for
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +68,8 @@ class FeatureNet:
     features: Callable[[Tensor], Tensor]
     probs: Callable[[Tensor], Tensor] | None = None  # (B, K) softmax, needed for the Inception Score
     no_probs_reason: str | None = None
+    # the same features for any input size >= 75 (`globally_pooled`); None where only input_size works
+    features_at_any_size: Callable[[Tensor], Tensor] | None = None
 
 
 def fid_helper_weights() -> Path | None:
@@ -86,13 +96,17 @@ def file_sha1(path: Path) -> str:
 
 
 @functools.cache
-def load_feature_net(feature_net: str, inception_path: str | None, device: str) -> FeatureNet:
+def load_feature_net(
+    feature_net: str, inception_path: str | None, device: str, input_size: int = INCEPTION_SIZE
+) -> FeatureNet:
     """Build the network named by the config (cached per process).
 
     Args:
         feature_net: "inception" or "pixels".
         inception_path: clean-fid's ``inception-2015-12-05.pt`` (file or folder), or None for fid-helper's file.
         device: torch device string.
+        input_size: pixels per side of Inception's input (299, as FID; >= 75, see the module docstring);
+            "pixels" ignores it.
     """
     if feature_net == "pixels":
         return FeatureNet(
@@ -103,9 +117,46 @@ def load_feature_net(feature_net: str, inception_path: str | None, device: str) 
         )
     if feature_net != "inception":
         raise ValueError(f"unknown feature_net {feature_net!r}; use 'inception' or 'pixels'")
+    if input_size < MIN_INCEPTION_SIZE:
+        raise ValueError(f"Inception-v3 needs inputs of at least {MIN_INCEPTION_SIZE} px, got {input_size}")
     if inception_path is not None:
-        return _clean_fid_inception(Path(inception_path), device)
-    return _fid_helper_inception(device)
+        net = _clean_fid_inception(Path(inception_path), device)
+    else:
+        net = _fid_helper_inception(device)
+    return net if input_size == INCEPTION_SIZE else _at_input_size(net, input_size)
+
+
+def globally_pooled(layers: Any) -> Callable[[Tensor], Tensor]:
+    """`layers` (a Sequential ending in a fixed-window AvgPool2d) with that pool replaced by the global spatial
+    average: (B, C, S, S) -> (B, D). Equal to `layers` where its pool window covers the whole last map."""
+    children = [module for _, module in layers.named_children()]
+    last = children[-1] if children else None
+    if getattr(last, "original_name", type(last).__name__) != "AvgPool2d":
+        raise ValueError(f"the network's layers end in {type(last).__name__}, not an AvgPool2d to replace")
+    body = children[:-1]
+
+    def forward(x: Tensor) -> Tensor:
+        for module in body:
+            x = module(x)
+        return x.mean(dim=(2, 3))
+
+    return forward
+
+
+def _at_input_size(net: FeatureNet, input_size: int) -> FeatureNet:
+    """`net` fed input_size x input_size images through `globally_pooled` layers; named with the size."""
+    features = net.features_at_any_size
+    if features is None:
+        raise ValueError(f"{net.name} cannot take {input_size} px inputs")
+    return replace(
+        net,
+        name=f"{net.name}, {input_size}x{input_size} px input, global average pool",
+        input_size=input_size,
+        features=features,
+        probs=None,
+        no_probs_reason=f"Inception Score needs the {INCEPTION_SIZE} px input, not {input_size} px",
+        features_at_any_size=None,
+    )
 
 
 def _load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
@@ -127,6 +178,8 @@ def _fid_helper_inception(device: str) -> FeatureNet:
     def features(x: Tensor) -> Tensor:  # WrapNet(InceptionV3): (x - 128) / 128 -> .net.layers -> (B, 2048)
         return net(((x - 128) / 128).contiguous(memory_format=torch.channels_last))
 
+    pooled = globally_pooled(net.net.layers)
+
     probs, reason = _classifier(
         net.net,
         features,
@@ -139,6 +192,9 @@ def _fid_helper_inception(device: str) -> FeatureNet:
         features=features,
         probs=probs,
         no_probs_reason=reason,
+        features_at_any_size=lambda x: pooled(
+            ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
+        ),
     )
 
 
@@ -153,6 +209,9 @@ def _clean_fid_inception(path: Path, device: str) -> FeatureNet:
         normalised = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
         return base.layers.forward(normalised).reshape(x.shape[0], 2048)
 
+    def features_at_any_size(x: Tensor) -> Tensor:
+        return globally_pooled(base.layers)(((x - 128) / 128).contiguous(memory_format=torch.channels_last))
+
     probs, reason = _classifier(base, features, f"{path} has no 'output' layer")
     return FeatureNet(
         name=f"inception-v3 (clean-fid {path.name}, sha1={file_sha1(path)})",
@@ -160,6 +219,7 @@ def _clean_fid_inception(path: Path, device: str) -> FeatureNet:
         features=features,
         probs=probs,
         no_probs_reason=reason,
+        features_at_any_size=features_at_any_size,
     )
 
 
@@ -225,16 +285,23 @@ def _extract(
 
 
 def compute_features(
-    images: Tensor | np.ndarray, cfg: UtilityConfig, device: str | torch.device = "cpu"
+    images: Tensor | np.ndarray,
+    cfg: UtilityConfig,
+    device: str | torch.device = "cpu",
+    *,
+    input_size: int = INCEPTION_SIZE,
 ) -> np.ndarray:
-    """Feature vectors of `images` ((N, 1|3, H, W), uint8 or float in [-1, 1]) -> (N, D) float64."""
-    net = load_feature_net(cfg.feature_net, cfg.inception_path, str(device))
+    """Feature vectors of `images` ((N, 1|3, H, W), uint8 or float in [-1, 1]) -> (N, D) float64, Inception
+    fed input_size x input_size images (`load_feature_net`)."""
+    net = load_feature_net(cfg.feature_net, cfg.inception_path, str(device), input_size)
     return _extract(images, net, cfg.batch_size, str(device))[0]
 
 
-def feature_net_name(cfg: UtilityConfig, device: str | torch.device = "cpu") -> str:
-    """The descriptive name (weights file and hash) of the network `cfg` selects."""
-    return load_feature_net(cfg.feature_net, cfg.inception_path, str(device)).name
+def feature_net_name(
+    cfg: UtilityConfig, device: str | torch.device = "cpu", *, input_size: int = INCEPTION_SIZE
+) -> str:
+    """The descriptive name (weights file, hash, and an input size other than 299) of the network `cfg` selects."""
+    return load_feature_net(cfg.feature_net, cfg.inception_path, str(device), input_size).name
 
 
 def inception_score(probs: np.ndarray, num_splits: int = 10) -> tuple[float, float]:

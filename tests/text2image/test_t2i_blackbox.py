@@ -117,3 +117,12 @@ def test_table4_has_every_sampler_and_variant_in_the_paper_order(tmp_path):
     assert table.loc[0, "auc"] > 0.95 and {"auc_low", "auc_high", "asr", "tpr_at_fpr_0.01"} <= set(table)
     text = md.read_text()
     assert "Table 4" in text and "| Pang & Wang | DualMD |" in text and "AUC (w/ PD)" in text
+
+
+@pytest.mark.inception
+def test_inception_encoder_takes_the_configured_input_size():
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    small = load_encoder(PangWangConfig(encoder="inception", encoder_image_size=96))
+    assert "96x96 px input" in small.name and small.similarity == "product"
+    assert small.embed(images).shape == (2, 2048)
+    assert "px input" not in load_encoder(PangWangConfig(encoder="inception")).name  # 299: the FID network

@@ -91,6 +91,8 @@ def test_utility_table_has_fid_and_kid_with_intervals_per_sampler_and_variant(tm
         record = {"sampler": sampler, "fid": 10.0 + i, "fid_low": 9.0 + i, "fid_high": 12.0 + i, "kid": 0.01}
         record |= {"kid_se": 0.002, "inception_score": None, "num_images": 64, "num_reference": 128}
         record |= {"feature_net": "pixels", "scheduler": "ddim", "num_inference_steps": 20}
+        record |= {"is_absent_reason": "feature network has no classifier head: 'pixels' has no classes"}
+        record |= {"clip_score": None, "clip_absent_reason": "no CLIP model: utility.clip_path is not set"}
         path = tmp_path / f"{sampler}.json"
         path.write_text(json.dumps(record))
         files.append(str(path))
@@ -108,5 +110,46 @@ def test_utility_table_has_fid_and_kid_with_intervals_per_sampler_and_variant(tm
     assert list(table["method"][::2]) == ["No defense", "DualMD", "DistillMD"]
     assert table.loc[0, "kid_low"] == pytest.approx(0.01 - 1.96 * 0.002) and table.loc[0, "fid"] == 12.0
     text = md.read_text()
-    assert "| No defense | w/o | 12.000 [11.000, 14.000] | 0.010 [0.006, 0.014] |" in text
+    assert "| No defense | w/o | 12.000 [11.000, 14.000] | 0.010 [0.006, 0.014] | absent | absent |" in text
     assert "64 images per sampler" in text and "128 reference images" in text
+    assert "Inception Score absent: feature network has no classifier head: 'pixels' has no classes." in text
+    assert "CLIP score absent: no CLIP model: utility.clip_path is not set." in text
+    assert table["clip_absent_reason"].notna().all() and table["clip_score"].isna().all()
+
+
+def test_utility_table_shows_inception_and_clip_scores_where_computed(tmp_path):
+    files = []
+    for i, sampler in enumerate(["baseline", "dualmd", "student"]):
+        record = {
+            "sampler": sampler,
+            "fid": 10.0,
+            "fid_low": 9.0,
+            "fid_high": 12.0,
+            "kid": 0.01,
+            "kid_se": 0.0,
+        }
+        record |= {"inception_score": 2.5 + i, "inception_score_std": 0.25, "is_absent_reason": None}
+        record |= {"clip_score": 30.0 + i, "clip_score_low": 29.0 + i, "clip_score_high": 31.5 + i}
+        record |= {
+            "clip_model": "clip-vit-large-patch14 (224 px, projection 768-d)",
+            "clip_absent_reason": None,
+        }
+        record |= {"num_images": 64, "num_reference": 128, "feature_net": "inception"}
+        path = tmp_path / f"{sampler}.json"
+        path.write_text(json.dumps(record))
+        files.append(str(path))
+    csv, md = tmp_path / "u.csv", tmp_path / "u.md"
+    main(["t2i-utility-report", "--utility", *files, "--out", str(csv), "--markdown", str(md)])
+    table = pd.read_csv(csv)
+    assert list(table["clip_score"]) == [30.0, 31.0, 32.0] and list(table["inception_score"]) == [
+        2.5,
+        3.5,
+        4.5,
+    ]
+    text = md.read_text()
+    assert "| Method | PD | FID | KID | IS | CLIP score |" in text
+    assert (
+        "| DualMD | w/o | 10.000 [9.000, 12.000] | 0.010 [0.010, 0.010] | 3.50 ± 0.25 | 31.000 [30.000, 32.500] |"
+        in text
+    )
+    assert "(clip-vit-large-patch14 (224 px, projection 768-d))" in text and "absent" not in text

@@ -530,3 +530,57 @@ def test_schema_rejects_bad_fast_path_values_naming_the_key(section, key, value)
     with pytest.raises(jsonschema.ValidationError) as err:
         jsonschema.validate({section: {key: value}}, SCHEMA)
     assert list(err.value.path) == [section, key]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message", "schema_path"),
+    [
+        (
+            {"attack": {"pang_wang": {"encoder_image_size": 64}}},
+            "attack.pang_wang.encoder_image_size: must be >= 75",
+            "['attack']['pang_wang']['encoder_image_size']",
+        ),
+        (
+            {"attack": {"pang_wang": {"encoder_image_size": 128.5}}},
+            "attack.pang_wang.encoder_image_size: expected an integer",
+            "['attack']['pang_wang']['encoder_image_size']",
+        ),
+        (
+            {"utility": {"clip_path": 3}},
+            "utility.clip_path: expected",
+            "['utility']['clip_path']",
+        ),
+    ],
+    ids=["encoder-size-below-75", "encoder-size-float", "clip-path-type"],
+)
+def test_t2i_utility_and_encoder_keys_are_checked_in_both_layers(raw, message, schema_path):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.from_mapping(raw)
+    assert message in str(err.value)
+    with pytest.raises(WorkflowError) as err:
+        validate(raw, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    assert schema_path in str(err.value)
+
+
+def test_encoder_size_is_inception_only_and_clip_needs_text2image():
+    with pytest.raises(ConfigError, match="encoder_image_size: applies to the inception encoder only"):
+        ExperimentConfig.from_mapping(
+            {"attack": {"pang_wang": {"encoder": "pixels", "encoder_image_size": 128}}}
+        )
+    with pytest.raises(
+        ConfigError, match="utility.clip_path: the CLIP score compares images with their prompts"
+    ):
+        ExperimentConfig.from_mapping({"utility": {"clip_path": "clip"}, "text2image": {"enabled": False}})
+    cfg = ExperimentConfig.from_mapping(
+        {
+            "utility": {"clip_path": "clip"},
+            "text2image": {"enabled": True},
+            "attack": {"names": ["loss", "pang_wang"], "pang_wang": {"encoder_image_size": 128}},
+        }
+    )
+    assert cfg.utility.clip_path == "clip" and cfg.attack.pang_wang.encoder_image_size == 128
+    defaults = ExperimentConfig()
+    assert defaults.utility.clip_path is None and defaults.attack.pang_wang.encoder_image_size == 299

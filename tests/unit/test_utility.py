@@ -16,8 +16,10 @@ from dualmd.utility import (
     compute_utility,
     fid_interval,
     frechet_distance,
+    globally_pooled,
     inception_score,
     kernel_inception_distance,
+    load_feature_net,
     load_reference,
     preprocess,
     save_reference,
@@ -281,3 +283,42 @@ def test_utility_reports_fid_interval_and_kid_of_the_same_features():
         fid_interval(gen_feats, stats, PIXELS.num_bootstrap, PIXELS.seed)
     )
     assert result["fid_low"] < result["fid"] < result["fid_high"] and result["kid"] > 0
+
+
+def test_globally_pooled_layers_equal_the_fixed_pool_at_its_size_and_average_any_other():
+    """A scripted Sequential(conv 1x1, AvgPool2d(8)) as the Inception files end: at 8x8 the global average is the
+    fixed pool; at 16x16 (where the fixed pool would leave a 2x2 map) it is the mean of the conv's output."""
+    torch.manual_seed(0)
+    layers = torch.jit.script(nn.Sequential(nn.Conv2d(3, 5, 1), nn.AvgPool2d(8)))
+    pooled = globally_pooled(layers)
+    small, large = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(pooled(small), layers(small).flatten(1))
+        conv = layers[0]
+        torch.testing.assert_close(pooled(large), conv(large).mean(dim=(2, 3)))
+        assert layers(large).shape == (2, 5, 2, 2)  # what the fixed pool gives instead
+    with pytest.raises(ValueError, match="not an AvgPool2d"):
+        globally_pooled(torch.jit.script(nn.Sequential(nn.Conv2d(3, 5, 1))))
+
+
+def test_inception_input_below_75_px_is_refused():
+    with pytest.raises(ValueError, match="at least 75 px"):
+        load_feature_net("inception", None, "cpu", 64)
+
+
+@pytest.mark.inception
+def test_real_inception_at_a_smaller_input_size():
+    """At 299 the globally pooled network gives the FID features; at 128 other (finite) 2048-d features, named
+    with their size and without the Inception Score."""
+    images = random_images(4, 0, channels=3)
+    at_299 = load_feature_net("inception", None, "cpu")
+    with torch.no_grad():
+        x = preprocess(images, 299)
+        torch.testing.assert_close(at_299.features_at_any_size(x), at_299.features(x), rtol=1e-4, atol=1e-4)
+    cfg = UtilityConfig(feature_net="inception", batch_size=4)
+    small = compute_features(images, cfg, input_size=128)
+    assert small.shape == (4, 2048) and np.isfinite(small).all()
+    assert np.abs(small - compute_features(images, cfg)).max() > 1e-3
+    net = load_feature_net("inception", None, "cpu", 128)
+    assert net.input_size == 128 and net.name.endswith("128x128 px input, global average pool")
+    assert net.probs is None and "299 px" in net.no_probs_reason

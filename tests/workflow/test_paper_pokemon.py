@@ -80,6 +80,7 @@ def test_paper_pokemon_config_holds_the_papers_settings_and_validates():
     pw = cfg.attack.pang_wang
     assert (pw.num_generations, pw.num_inference_steps, pw.guidance_scale, pw.encoder) == (3, 50, 7.5, "deit")
     assert "dataset" in stage_config(cfg, "split")  # the lists name files of the image folder
+    assert cfg.utility.clip_path == "resources/clip-vit-large-patch14"  # Table 5's CLIP score
     for line in PAPER.read_text().splitlines():
         if line.strip() and not line.strip().startswith("#") and not line.strip().endswith(":"):
             assert "#" in line, f"uncommented config key: {line!r}"

@@ -1,6 +1,6 @@
 """The text-to-image workflow end to end on a tiny config (2 training steps, 24 images, one attack, one memorized
 prompt): every stage through Snakemake, both prompt-diversification variants, the Table 3 report and the
-memorization-on-prompts report; then nothing left to do.
+memorization-on-prompts report; then nothing left to do, and the HTML report.
 
 Slow (1.5-5 minutes on two cores, most of it the start-up of ~30 processes importing torch and
 diffusers): set DUALMD_RUN_SLOW=1. The dry-run tests in test_workflow.py cover the plan on every run.
@@ -70,13 +70,17 @@ def test_t2i_workflow_writes_table3_for_both_variants(t2i_run):
     assert planned_jobs(t2i_run) == {}, "a finished run must have nothing left to do"
 
 
-def test_t2i_html_report_shows_memorization_on_prompts(t2i_run):
+def test_t2i_html_report_shows_the_text2image_tables_and_plots(t2i_run):
     snakemake("--report", "report.html", cwd=t2i_run)
     html = (t2i_run / "report.html").read_text()
-    assert "dualmd text-to-image run" in html and "Text-to-image" in html
+    assert "Text-to-image" in html and "text-to-image run" in html  # category and landing page
     for name in (
+        "text2image.csv",
+        "text2image_utility.csv",
+        "t2i_roc_loss.png",
+        "grid.png",
         "prompt_memorization.csv",
         "prompt_memorization_copies.csv",
         "prompt_memorization_t_error.png",
     ):
-        assert name in html, name
+        assert name in html, f"{name} missing from the HTML report"

@@ -124,7 +124,13 @@ rule sample_t2i_images:
     output:
         samples="results/t2i_samples/{run}/{t2i_sampler}/samples.npz",
         info="results/t2i_samples/{run}/{t2i_sampler}/info.json",
-        grid="results/t2i_samples/{run}/{t2i_sampler}/grid.png",
+        grid=report(
+            "results/t2i_samples/{run}/{t2i_sampler}/grid.png",
+            caption="../report/t2i_samples.rst",
+            category="Text-to-image",
+            subcategory="Samples",
+            labels={"run": "{run}", "sampler": "{t2i_sampler}"},
+        ),
     log:
         "logs/{run}/sample_t2i_images/{t2i_sampler}.log",
     benchmark:
@@ -190,7 +196,13 @@ rule evaluate_t2i_attack:
     output:
         metrics="results/t2i_metrics/{run}/{attack}.json",
         roc="results/t2i_metrics/{run}/{attack}_roc.csv",
-        plot="results/report/{run}/t2i_roc_{attack}.png",
+        plot=report(
+            "results/report/{run}/t2i_roc_{attack}.png",
+            caption="../report/t2i_roc.rst",
+            category="Text-to-image",
+            subcategory="ROC curves",
+            labels={"run": "{run}", "attack": "{attack}"},
+        ),
     log:
         "logs/{run}/evaluate_t2i_attack/{attack}.log",
     benchmark:
@@ -211,7 +223,13 @@ rule make_t2i_report:
         attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_WHITEBOX),
         code=stage_code("text2image"),
     output:
-        table="results/report/{run}/text2image.csv",
+        table=report(
+            "results/report/{run}/text2image.csv",
+            caption="../report/t2i_whitebox.rst",
+            category="Text-to-image",
+            subcategory="Tables",
+            labels={"run": "{run}", "table": "Table 3: white-box attacks"},
+        ),
         markdown="results/report/{run}/text2image.md",
     log:
         "logs/{run}/make_t2i_report.log",

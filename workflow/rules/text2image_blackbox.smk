@@ -46,7 +46,13 @@ rule make_t2i_blackbox_report:
         attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_BLACKBOX),
         code=stage_code("text2image"),
     output:
-        table="results/report/{run}/text2image_blackbox.csv",
+        table=report(
+            "results/report/{run}/text2image_blackbox.csv",
+            caption="../report/t2i_blackbox.rst",
+            category="Text-to-image",
+            subcategory="Tables",
+            labels={"run": "{run}", "table": "Table 4: black-box attack"},
+        ),
         markdown="results/report/{run}/text2image_blackbox.md",
     log:
         "logs/{run}/make_t2i_blackbox_report.log",

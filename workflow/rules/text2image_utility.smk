@@ -1,6 +1,7 @@
 # Utility of the text-to-image samplers (the Pokemon columns of the paper's Table 1): FID and KID of the images
 # each sampler generates from the members' original captions (sample_t2i_images, text2image.smk) against the
-# reference set of `utility.reference`, through the utility stages of the unconditional experiment.
+# reference set of `utility.reference`, through the utility stages of the unconditional experiment; the Inception
+# Score where the feature network has a classifier head, the CLIP score (Table 5) where utility.clip_path is set.
 
 
 # Features of the reference set under the FID network, computed once for every text-to-image sampler.
@@ -28,7 +29,8 @@ rule reference_t2i_features:
         "--threads {threads} > {log} 2>&1"
 
 
-# FID with its bootstrap interval and KID with its standard error of one text-to-image sampler.
+# FID with its bootstrap interval, KID with its standard error, IS and the CLIP score (or why each is absent) of
+# one text-to-image sampler.
 rule score_t2i_utility:
     input:
         cfg=config_file("utility"),
@@ -53,14 +55,20 @@ rule score_t2i_utility:
         "--out {output.summary} --threads {threads} > {log} 2>&1"
 
 
-# FID and KID of every sampler, without and with prompt diversification
+# FID, KID, IS and CLIP score of every sampler, without and with prompt diversification
 # (results/report/{run}/text2image_utility.csv and .md).
 rule make_t2i_utility_report:
     input:
         utility=expand("results/t2i_utility/{{run}}/{sampler}.json", sampler=T2I_SAMPLERS),
         code=stage_code("text2image"),
     output:
-        table="results/report/{run}/text2image_utility.csv",
+        table=report(
+            "results/report/{run}/text2image_utility.csv",
+            caption="../report/t2i_utility.rst",
+            category="Text-to-image",
+            subcategory="Tables",
+            labels={"run": "{run}", "table": "utility of the samplers"},
+        ),
         markdown="results/report/{run}/text2image_utility.md",
     log:
         "logs/{run}/make_t2i_utility_report.log",

@@ -297,7 +297,8 @@ def blackbox_report(*, config: Path, attacks: list[Path], out: Path, markdown: P
 
 
 def utility_report(*, utility: list[Path], out: Path, markdown: Path) -> None:
-    """FID and KID of every text-to-image sampler (the utility stage's files) as CSV and Markdown."""
+    """FID, KID, IS and CLIP score of every text-to-image sampler (the utility stage's files) as CSV and
+    Markdown."""
     from dualmd.text2image.report import write_utility_table
 
     write_utility_table(utility, out, markdown)

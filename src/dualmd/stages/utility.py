@@ -32,13 +32,19 @@ def reference(*, config: Path, images: Path, split: Path, split_meta: Path, out:
 
 def utility(*, config: Path, reference: Path, samples: Path, info: Path, sampler: str, out: Path) -> None:
     """FID (with its interval), KID and IS of one sampler's images against the reference, with the sampler's
-    settings."""
+    settings; for images generated from prompts (text-to-image: the info lists them), also the CLIP score with
+    its interval, or the reason it is absent (`dualmd.clip_score`)."""
     from dualmd.images import load_samples
     from dualmd.utility import compute_utility, load_reference
 
     cfg = load_config(config).utility
     sampling = json.loads(Path(info).read_text())
-    summary = compute_utility(load_samples(samples), load_reference(reference), cfg, device=device())
+    images = load_samples(samples)
+    summary = compute_utility(images, load_reference(reference), cfg, device=device())
+    if "prompts" in sampling:
+        from dualmd.clip_score import compute_clip_score
+
+        summary |= compute_clip_score(images, sampling["prompts"], cfg, device=device())
     write_json(
         out,
         {

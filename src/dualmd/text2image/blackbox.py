@@ -6,10 +6,14 @@ Generation: every sampler (one fine-tuned model, or DualMD's alternating teacher
 Generation k of candidate i starts from a generator seeded `sample_seed(attack.seed, i, k)`: a candidate's images
 depend on its id only, not on the batch or on the other candidates.
 
+The G generations of a chunk of `attack.batch_size` candidates go through the pipeline in one call (B x G
+prompts, denoised `attack.batch_size` at a time) and are embedded together; each candidate is embedded once.
+
 Encoders (`attack.pang_wang.encoder`), each (N, C, H, W) images in [-1, 1] -> embeddings:
 
-* ``inception``: the FID Inception-v3 of `dualmd.utility` (pooled 2048-d, offline, clean-fid preprocessing);
-  features: the product of the L2-normalised embeddings;
+* ``inception``: the FID Inception-v3 of `dualmd.utility` (pooled 2048-d, offline, clean-fid preprocessing) fed
+  `encoder_image_size` pixels per side (299 as FID; a smaller input averages the last map globally, see
+  `dualmd.utility`); features: the product of the L2-normalised embeddings;
 * ``deit``: a DeiT model and its image processor loaded with transformers from the local folder
   `encoder_path` only (the authors used ``facebook/deit-base-distilled-patch16-384``); its last_hidden_state
   (T tokens x D) per image, features: per-dimension cosine similarity over the tokens, as the authors' code;
@@ -18,6 +22,7 @@ Encoders (`attack.pang_wang.encoder`), each (N, C, H, W) images in [-1, 1] -> em
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +37,8 @@ from dualmd.config import AttackConfig, PangWangConfig, SampleConfig, UtilityCon
 from dualmd.noise import sample_seed
 from dualmd.scores import AttackResult
 from dualmd.text2image.pipeline import DualMDStableDiffusionPipeline
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,11 @@ def load_encoder(
         from dualmd.utility import compute_features, feature_net_name
 
         utility = UtilityConfig(feature_net=cfg.encoder, batch_size=batch_size)
+        size = cfg.encoder_image_size
         return ImageEncoder(
-            name=feature_net_name(utility, device),
+            name=feature_net_name(utility, device, input_size=size),
             similarity="product",
-            embed=lambda images: compute_features(images, utility, device),
+            embed=lambda images: compute_features(images, utility, device, input_size=size),
         )
     if cfg.encoder == "deit":
         return _deit_encoder(Path(str(cfg.encoder_path)), batch_size=batch_size, device=device)
@@ -113,25 +121,24 @@ def pang_wang_features(
     if not len(images) == len(prompts) == len(sample_ids):
         raise ValueError(f"{len(images)} images, {len(prompts)} prompts and {len(sample_ids)} ids")
     features = []
+    num_gen = pw.num_generations
     for start in range(0, len(images), cfg.batch_size):
         ids = np.asarray(sample_ids[start : start + cfg.batch_size])
-        batch_prompts = list(prompts[start : start + cfg.batch_size])
-        generated = [
-            encoder.embed(
-                pipe(
-                    batch_prompts,
-                    num_inference_steps=pw.num_inference_steps,
-                    guidance_scale=pw.guidance_scale,
-                    eta=sample.eta,
-                    seeds=generation_seeds(cfg.seed, ids, k),
-                    batch_size=cfg.batch_size,
-                    alternation=sample.dualmd_alternation,
-                )
-            )
-            for k in range(pw.num_generations)
-        ]
+        chunk_prompts = list(prompts[start : start + cfg.batch_size])
+        # generation-major: rows k * b .. (k + 1) * b - 1 are generation k of the chunk's b candidates
+        generated = pipe(
+            chunk_prompts * num_gen,
+            num_inference_steps=pw.num_inference_steps,
+            guidance_scale=pw.guidance_scale,
+            eta=sample.eta,
+            seeds=[s for k in range(num_gen) for s in generation_seeds(cfg.seed, ids, k)],
+            batch_size=cfg.batch_size,
+            alternation=sample.dualmd_alternation,
+        )
+        embedded = encoder.embed(generated)  # (G * b, ...)
+        per_candidate = np.swapaxes(embedded.reshape(num_gen, len(ids), *embedded.shape[1:]), 0, 1)
         candidate = encoder.embed(images[start : start + cfg.batch_size])
-        features.append(similarity_features(np.stack(generated, axis=1), candidate, encoder.similarity))
+        features.append(similarity_features(per_candidate, candidate, encoder.similarity))
     return np.concatenate(features)
 
 
@@ -157,6 +164,7 @@ def attack_sampler_blackbox(
         Scores of the held-out candidates only.
     """
     encoder = encoder or load_encoder(cfg.pang_wang, device=device)
+    log.info("encoder: %s", encoder.name)
     features = pang_wang_features(
         pipe, encoder, images=images, prompts=prompts, sample_ids=sample_ids, cfg=cfg, sample=sample
     )

@@ -1,7 +1,8 @@
 """The text-to-image reports: the paper's Table 3 (white-box attacks against the undefended fine-tuned model and
 DistillMD, with and without prompt diversification, plus DualMD's teachers), Table 4 (the black-box attack of
 Pang & Wang against the samplers: undefended, DualMD, DistillMD) and the Pokemon columns of Table 1 (FID and KID
-of each sampler's images generated from training prompts, `utility_table`).
+of each sampler's images generated from training prompts, with the Inception Score and Table 5's CLIP score where
+they can be computed, `utility_table`).
 
 The inputs are the metrics files of the evaluate stage (`dualmd.stages.metrics.evaluate`: AUC, ASR and TPR at
 each FPR bound with their 95 % bootstrap intervals, `dualmd.metrics.summarize`), one per attack, whose rows name
@@ -154,14 +155,32 @@ def write_table4(
     Path(markdown).write_text(table4_markdown(table, max_fpr))
 
 
+#: Columns of the utility stage's files copied into the utility table after FID and KID.
+UTILITY_EXTRA = (
+    "kid_se",
+    "inception_score",
+    "inception_score_std",
+    "is_absent_reason",
+    "clip_score",
+    "clip_score_low",
+    "clip_score_high",
+    "clip_model",
+    "clip_absent_reason",
+    "num_images",
+    "num_reference",
+)
+
+
 def utility_table(utility_files: Sequence[str | Path]) -> pd.DataFrame:
     """One row per sampler (SAMPLER_METHODS, with and without prompt diversification) of the utility stage's
-    files (`dualmd.stages.utility.utility`: FID with its bootstrap interval, KID with its standard error).
+    files (`dualmd.stages.utility.utility`: FID with its bootstrap interval, KID with its standard error, the
+    Inception Score where the feature network has a classifier head, the CLIP score where a CLIP model is
+    configured; each absent one with the reason).
 
     Returns:
         Columns method, prompt_diversification, sampler, fid, fid_low, fid_high, kid, kid_low, kid_high
-        (kid -+ 1.96 standard errors), kid_se, inception_score, num_images, num_reference, feature_net; rows in
-        SAMPLER_METHODS order, without before with prompt diversification.
+        (kid -+ 1.96 standard errors), then UTILITY_EXTRA and feature_net; rows in SAMPLER_METHODS order,
+        without before with prompt diversification.
     """
     rows = []
     for path in utility_files:
@@ -177,7 +196,7 @@ def utility_table(utility_files: Sequence[str | Path]) -> pd.DataFrame:
                 **{k: record.get(k) for k in ("sampler", "fid", "fid_low", "fid_high", "kid")},
                 "kid_low": record["kid"] - 1.96 * se,
                 "kid_high": record["kid"] + 1.96 * se,
-                **{k: record.get(k) for k in ("kid_se", "inception_score", "num_images", "num_reference")},
+                **{k: record.get(k) for k in UTILITY_EXTRA},
                 "feature_net": record.get("feature_net"),
             }
         )
@@ -189,19 +208,52 @@ def utility_table(utility_files: Sequence[str | Path]) -> pd.DataFrame:
     return df.drop(columns=["_m"]).reset_index(drop=True)
 
 
+def _inception_score_cell(row: pd.Series) -> str:
+    value, std = row.get("inception_score"), row.get("inception_score_std")
+    if value is None or pd.isna(value):
+        return "absent"
+    return f"{value:.2f}" if std is None or pd.isna(std) else f"{value:.2f} ± {std:.2f}"
+
+
+def _absent_notes(table: pd.DataFrame) -> list[str]:
+    """One sentence per metric absent from some row, with each distinct reason the stage gave."""
+    notes = []
+    for value, reason, label in (
+        ("inception_score", "is_absent_reason", "Inception Score"),
+        ("clip_score", "clip_absent_reason", "CLIP score"),
+    ):
+        missing = table[value].isna()
+        if missing.any():
+            reasons = table.loc[missing, reason].dropna().unique()
+            notes.append(f"{label} absent: {'; '.join(reasons) if len(reasons) else 'not computed'}.")
+    return notes
+
+
 def utility_markdown(table: pd.DataFrame) -> str:
-    """The utility table as Markdown: FID and KID with their 95 % intervals per method and variant."""
-    lines = ["| Method | PD | FID | KID |", "|---|---|---|---|"]
+    """The utility table as Markdown: FID and KID with their 95 % intervals, the Inception Score (mean ± std
+    over splits) and the CLIP score with its 95 % interval per method and variant; absent ones with the reason."""
+    lines = ["| Method | PD | FID | KID | IS | CLIP score |", "|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
         pd_ = "w/" if row["prompt_diversification"] else "w/o"
-        lines.append(f"| {row['method']} | {pd_} | {_cell(row, 'fid')} | {_cell(row, 'kid')} |")
+        clip = _cell(row, "clip_score") if pd.notna(row.get("clip_score")) else "absent"
+        lines.append(
+            f"| {row['method']} | {pd_} | {_cell(row, 'fid')} | {_cell(row, 'kid')} | "
+            f"{_inception_score_cell(row)} | {clip} |"
+        )
     first = table.iloc[0]
+    clip_model = table["clip_model"].dropna()
     note = (
         f"\n{int(first['num_images'])} images per sampler, generated from the members' original captions, "
         f"against {int(first['num_reference'])} reference images; features: {first['feature_net']}. FID: 95 % "
-        "bootstrap interval over the generated images; KID: +-1.96 jackknife standard errors. Lower is better. "
-        "PD: prompt diversification.\n"
+        "bootstrap interval over the generated images; KID: +-1.96 jackknife standard errors; lower is better. "
+        "IS (higher is better): mean ± std over 10 splits. CLIP score (higher is better): 100 x the mean cosine "
+        "of each image's and its prompt's CLIP embeddings, clipped at 0, with its 95 % bootstrap interval"
+        + (f" ({clip_model.iloc[0]})" if len(clip_model) else "")
+        + ". PD: prompt diversification.\n"
     )
+    absent = _absent_notes(table)
+    if absent:
+        note += "\n" + " ".join(absent) + "\n"
     return (
         "# Text-to-image: utility of each sampler (paper Table 1, Pokemon)\n\n"
         + "\n".join(lines)
