@@ -39,7 +39,7 @@ def pretrain(
     from dualmd.data.splits import load_split
     from dualmd.text2image.pretrain import build_tiny_pipeline
 
-    cfg = _config(config)
+    cfg = text2image_config(config)
     if cfg.text2image.pretrained is not None:
         raise ValueError(f"text2image.pretrained is {cfg.text2image.pretrained!r}: nothing to pretrain")
     the_split = load_split(split, split_meta)
@@ -83,7 +83,7 @@ def train(
     target = catalog.target(model)
     if target.kind != "trained":
         raise ValueError(f"{model!r} is a {target.kind} target, not one fine-tuned on ground-truth noise")
-    cfg = _config(config)
+    cfg = text2image_config(config)
     the_split = load_split(split, split_meta)
     selection = load_selection(memorized, the_split)
     data = load_split_images(images, the_split)
@@ -126,7 +126,7 @@ def distill(
     target = catalog.target(model)
     if target.kind != "distilled" or len(target.models) != 2 or set(teachers) != set(target.models):
         raise ValueError(f"{model!r}: text2image distils a student from two teachers {list(target.models)}")
-    cfg = _config(config)
+    cfg = text2image_config(config)
     the_split = load_split(split, split_meta)
     selection = load_selection(memorized, the_split)
     data = load_split_images(images, the_split)
@@ -183,7 +183,7 @@ def score(
     from dualmd.text2image.finetune import load_finetuned_unet
     from dualmd.text2image.memorized import load_selection
 
-    cfg = _config(config)
+    cfg = text2image_config(config)
     the_split = load_split(split, split_meta)
     captions = _captions(cfg, load_selection(memorized, the_split))
     data = load_split_images(images, the_split)
@@ -228,7 +228,7 @@ def sample(
     from dualmd.text2image.generate import generate
     from dualmd.text2image.memorized import load_selection
 
-    cfg = _config(config)
+    cfg = text2image_config(config)
     the_split = load_split(split, split_meta)
     captions = _captions(cfg, load_selection(memorized, the_split))
     members = the_split.member_idx
@@ -270,7 +270,7 @@ def blackbox(
 
     if catalog.attack(attack).access != "prompts":
         raise ValueError(f"{attack!r} is not a black-box text-to-image attack; use t2i-attack")
-    cfg = _config(config)
+    cfg = text2image_config(config)
     the_split = load_split(split, split_meta)
     captions = _captions(cfg, load_selection(memorized, the_split))
     x, ids, is_member = evaluation_set(load_split_images(images, the_split), the_split, sampler)
@@ -317,7 +317,8 @@ def population(num_dataset_images: int, *taken: np.ndarray) -> np.ndarray:
     return np.setdiff1d(np.arange(num_dataset_images), np.concatenate(taken)).astype(np.int64)
 
 
-def _config(path: Path) -> ExperimentConfig:
+def text2image_config(path: Path) -> ExperimentConfig:
+    """The validated config at `path`; raises ValueError unless it runs the text-to-image experiment."""
     cfg = load_config(path)
     if not cfg.text2image.enabled:
         raise ValueError(

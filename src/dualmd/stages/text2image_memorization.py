@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 
 from dualmd import catalog
-from dualmd.config import ExperimentConfig, load_config
+from dualmd.config import load_config
+from dualmd.stages.text2image import text2image_config
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def select(*, config: Path, split: Path, split_meta: Path, out: Path) -> None:
     from dualmd.text2image.captions import dataset_captions
     from dualmd.text2image.memorized import save_selection, select_memorized_prompts
 
-    cfg = _config(config)
+    cfg = text2image_config(config)
     the_split = load_split(split, split_meta)
     captions = dataset_captions(cfg.dataset)
     if len(captions) != the_split.num_dataset_images:
@@ -71,7 +72,7 @@ def score(
 
     if memorized is None:
         raise ValueError("t2i-prompt-memorization needs the selection file (--memorized)")
-    cfg = _config(config)
+    cfg = text2image_config(config)
     the_split = load_split(split, split_meta)
     selection = load_selection(memorized, the_split)
     data = load_split_images(images, the_split)
@@ -136,12 +137,3 @@ def report(
         markdown=markdown,
         plots={"t_error": t_error_plot, "noise_magnitude": noise_plot},
     )
-
-
-def _config(path: Path) -> ExperimentConfig:
-    cfg = load_config(path)
-    if not cfg.text2image.enabled:
-        raise ValueError(
-            f"{path}: text2image.enabled is false; these stages run the text-to-image experiment"
-        )
-    return cfg
