@@ -166,6 +166,11 @@ def _load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
         return torch.jit.load(str(path), map_location=device).eval()
 
 
+def _inception_input(x: Tensor) -> Tensor:
+    """[0, 255] pixels -> the TorchScript Inception's input: (x - 128) / 128, channels-last."""
+    return ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
+
+
 def _fid_helper_inception(device: str) -> FeatureNet:
     path = fid_helper_weights()
     if path is None:
@@ -176,7 +181,7 @@ def _fid_helper_inception(device: str) -> FeatureNet:
     net = _load_torchscript(path, device)
 
     def features(x: Tensor) -> Tensor:  # WrapNet(InceptionV3): (x - 128) / 128 -> .net.layers -> (B, 2048)
-        return net(((x - 128) / 128).contiguous(memory_format=torch.channels_last))
+        return net(_inception_input(x))
 
     pooled = globally_pooled(net.net.layers)
 
@@ -192,9 +197,7 @@ def _fid_helper_inception(device: str) -> FeatureNet:
         features=features,
         probs=probs,
         no_probs_reason=reason,
-        features_at_any_size=lambda x: pooled(
-            ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
-        ),
+        features_at_any_size=lambda x: pooled(_inception_input(x)),
     )
 
 
@@ -206,11 +209,12 @@ def _clean_fid_inception(path: Path, device: str) -> FeatureNet:
     base = _load_torchscript(path, device)
 
     def features(x: Tensor) -> Tensor:  # as cleanfid.inception_torchscript.InceptionV3W.forward, clean mode
-        normalised = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
-        return base.layers.forward(normalised).reshape(x.shape[0], 2048)
+        return base.layers.forward(_inception_input(x)).reshape(x.shape[0], 2048)
 
-    def features_at_any_size(x: Tensor) -> Tensor:
-        return globally_pooled(base.layers)(((x - 128) / 128).contiguous(memory_format=torch.channels_last))
+    def features_at_any_size(
+        x: Tensor,
+    ) -> Tensor:  # built per call: a file without the pool still serves 299 px
+        return globally_pooled(base.layers)(_inception_input(x))
 
     probs, reason = _classifier(base, features, f"{path} has no 'output' layer")
     return FeatureNet(
