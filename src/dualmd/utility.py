@@ -211,9 +211,8 @@ def _clean_fid_inception(path: Path, device: str) -> FeatureNet:
     def features(x: Tensor) -> Tensor:  # as cleanfid.inception_torchscript.InceptionV3W.forward, clean mode
         return base.layers.forward(_inception_input(x)).reshape(x.shape[0], 2048)
 
-    def features_at_any_size(
-        x: Tensor,
-    ) -> Tensor:  # built per call: a file without the pool still serves 299 px
+    # the pooled layers are built per call, so a file without the final pool still serves 299 px inputs
+    def features_at_any_size(x: Tensor) -> Tensor:
         return globally_pooled(base.layers)(_inception_input(x))
 
     probs, reason = _classifier(base, features, f"{path} has no 'output' layer")
