@@ -27,10 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import sklearn.metrics
 
 from dualmd import catalog
-from dualmd.metrics import is_resolvable, min_nonmembers, tpr_key
+from dualmd.metrics import is_resolvable, min_nonmembers, roc_points, tpr_key
 from dualmd.scores import AttackResult
 
 #: Verdicts of `matched_utility` that say no difference was shown.
@@ -58,9 +57,7 @@ class Heldout:
 
 def _weighted_metrics(result: AttackResult, weights: np.ndarray, max_fpr: float) -> tuple[float, float]:
     """(AUC, TPR at FPR <= max_fpr) with each sample counted `weights` times (a bootstrap draw)."""
-    keep = weights > 0
-    labels, scores, w = result.is_member[keep], result.scores[keep], weights[keep]
-    fpr, tpr, _ = sklearn.metrics.roc_curve(labels, scores, sample_weight=w, drop_intermediate=False)
+    fpr, tpr = roc_points(result.scores, result.is_member, weights)
     auc = float(np.trapezoid(tpr, fpr))
     return auc, float(tpr[fpr <= max_fpr + 1e-12].max())
 

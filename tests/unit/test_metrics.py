@@ -13,6 +13,7 @@ from dualmd.metrics import (
     is_resolvable,
     min_nonmembers,
     roc,
+    roc_points,
     summarize,
     tpr_at_fpr,
     tpr_bound,
@@ -285,3 +286,21 @@ def test_summarize_refuses_configs_built_without_validation(cfg, message):
 def test_tpr_at_fpr_refuses_bounds_outside_unit_interval(max_fpr):
     with pytest.raises(ValueError, match="max_fpr"):
         tpr_at_fpr(SCORES, IS_MEMBER, max_fpr)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_roc_points_equal_scikit_learns_roc_curve(seed, weighted):
+    """Bit for bit, with heavy ties (scores rounded to 1 decimal) and bootstrap counts including zeros."""
+    import sklearn.metrics
+
+    rng = np.random.default_rng(seed)
+    labels = rng.random(300) < 0.3
+    scores = np.round(rng.normal(labels * 0.5, 1.0), 1)
+    weights = rng.poisson(1.0, 300).astype(np.float64) if weighted else None
+    fpr, tpr = roc_points(scores, labels, weights)
+    ref_fpr, ref_tpr, _ = sklearn.metrics.roc_curve(
+        labels, scores, sample_weight=weights, drop_intermediate=False
+    )
+    np.testing.assert_array_equal(fpr, ref_fpr)
+    np.testing.assert_array_equal(tpr, ref_tpr)
