@@ -269,7 +269,7 @@ def test_fid_interval_is_the_bias_corrected_bootstrap_of_the_generated_set(num):
     point = frechet_distance(feats, reference.mu, reference.sigma)
     expected = np.percentile(values, [2.5, 97.5]) - (np.mean(values) - point)
     low, high = fid_interval(feats, reference, num_bootstrap=50, seed=7)
-    assert (low, high) == pytest.approx(tuple(expected), rel=1e-7)
+    assert (low, high) == pytest.approx(tuple(expected), rel=1e-8)
     assert low < point < high
 
 
