@@ -428,7 +428,9 @@ def fid_interval(
     values = []
     if num > dim:
         for _ in range(num_bootstrap):
-            values.append(frechet_distance(features[rng.integers(0, num, num)], reference.mu, reference.sigma))
+            values.append(
+                frechet_distance(features[rng.integers(0, num, num)], reference.mu, reference.sigma)
+            )
     else:
         gram_sigma = features @ reference.sigma @ features.T
         gram = features @ features.T

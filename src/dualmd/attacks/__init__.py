@@ -7,27 +7,15 @@ what the sampler returns from a noisy image (`"sampler"`); `"pair"` attacks quer
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from torch import Tensor
 
 from dualmd import catalog
-
-# Imported for their side effect: each module registers its attack(s) in ATTACKS.
-from dualmd.attacks import (  # noqa: F401
-    gsa,
-    lira,
-    loss,
-    nn_distance,
-    pang_wang,
-    pia,
-    recon,
-    secmi,
-    secmi_nn,
-    sima,
-    teacher_max,
-)
+from dualmd.attacks import base
 from dualmd.attacks.base import (
-    ATTACKS,
     Attack,
     AttackResult,
     ModelAttack,
@@ -36,10 +24,47 @@ from dualmd.attacks.base import (
     register,
     save_scores,
 )
-from dualmd.attacks.lira import ReferenceStatistics, reference_statistics
 from dualmd.config import AttackConfig
-from dualmd.models.adapter import NoisePredictor, Schedule
-from dualmd.sample import PredictorSelector
+
+if TYPE_CHECKING:
+    from dualmd.attacks.lira import ReferenceStatistics
+    from dualmd.models.adapter import NoisePredictor, Schedule
+    from dualmd.sample import PredictorSelector
+
+#: The modules whose import registers the attacks (`base.register`). They are imported when the registry is
+#: first used, not with this package, so that a job using one helper module (copy detection's nearest
+#: neighbours) does not pay for every attack's dependencies (diffusers' pipelines, scikit-learn's ensembles).
+_MODULES = (
+    "gsa",
+    "lira",
+    "loss",
+    "nn_distance",
+    "pang_wang",
+    "pia",
+    "recon",
+    "secmi",
+    "secmi_nn",
+    "sima",
+    "teacher_max",
+)
+
+
+def registry() -> dict[str, type[Attack]]:
+    """Every registered attack by name (importing the attack modules on first use)."""
+    for module in _MODULES:
+        importlib.import_module(f"dualmd.attacks.{module}")
+    return base.ATTACKS
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ATTACKS":
+        return registry()
+    if name in ("ReferenceStatistics", "reference_statistics"):
+        from dualmd.attacks import lira
+
+        return getattr(lira, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ATTACKS",
@@ -56,6 +81,7 @@ __all__ = [
     "load_scores",
     "reference_statistics",
     "register",
+    "registry",
     "save_scores",
 ]
 
@@ -70,9 +96,10 @@ def _built(name: str, cfg: AttackConfig, requires: str) -> Attack:
 
 def build_attack(name: str, cfg: AttackConfig) -> Attack:
     """The attack registered as `name`, configured by `cfg`; unknown names raise ValueError listing the known."""
-    if name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)}")
-    return ATTACKS[name](cfg=cfg)
+    attacks = registry()
+    if name not in attacks:
+        raise ValueError(f"unknown attack {name!r}; known: {sorted(attacks)}")
+    return attacks[name](cfg=cfg)
 
 
 def attack_model(
