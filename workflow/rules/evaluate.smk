@@ -128,6 +128,9 @@ rule score_utility:
         "logs/{run}/score_utility/{sampler}.log",
     benchmark:
         "results/benchmarks/{run}/score_utility/{sampler}.tsv"
+    # Inception on every generated image: among the longest jobs, so ahead of the short evaluations, which then
+    # fill both cores at the end of the run instead of one of these running alone
+    priority: 10
     conda:
         "../envs/evaluate.yaml"
     threads: 1
