@@ -15,12 +15,13 @@ Feature networks (``utility.feature_net``):
 Preprocessing follows clean-fid's "clean" mode: generated [-1, 1] images are quantised to the integers 0..255
 (what saving them as PNG would give; the members are stored as uint8), grayscale is repeated to 3 channels,
 and each channel is resized to 299x299 with clean-fid's float32 PIL-bicubic resizer; the network sees its
-input in channels-last memory order (the same convolution, 1.3x faster with oneDNN on CPU; features agree to
-~1e-5). The Inception Score needs the 1008-way classifier of the network; the fid-helper file has
-none (its TorchScript ends at the pool layer, checked), so IS is None there with the reason. StyleGAN's
-TorchScript, which clean-fid downloads, carries the 1008-way ``output`` layer; when the loaded file has it, IS
-uses it without its bias as StyleGAN's IS metric does (``no_output_bias=True``). Not verified on the real file
-here (it cannot be downloaded); a scripted stand-in with the same attributes is tested.
+input in channels-last memory order, kept through the network (`_drop_contiguous`; the same convolutions, 1.4x
+faster than NCHW with oneDNN on a CPU; features agree to ~1e-5). The Inception Score needs the 1008-way
+classifier of the network; the fid-helper file has none (its TorchScript ends at the pool layer, checked), so
+IS is None there with the reason. StyleGAN's TorchScript, which clean-fid downloads, carries the 1008-way
+``output`` layer; when the loaded file has it, IS uses it without its bias as StyleGAN's IS metric does
+(``no_output_bias=True``). Not verified on the real file here (it cannot be downloaded); a scripted stand-in
+with the same attributes is tested.
 
 Another input size (``input_size`` of `load_feature_net`, e.g. the black-box attack's
 ``attack.pang_wang.encoder_image_size``; FID always uses 299): both TorchScript files end in a fixed 8x8 average
@@ -160,10 +161,28 @@ def _at_input_size(net: FeatureNet, input_size: int) -> FeatureNet:
 
 
 def _load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
+    """The TorchScript file at `path`, in eval mode, without its ``.contiguous()`` calls (`_drop_contiguous`)."""
     with warnings.catch_warnings():
         # torch 2.14 warns "torch.jit.load is deprecated"; it still works and the weights exist only as TorchScript.
         warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.load(str(path), map_location=device).eval()
+        module = torch.jit.load(str(path), map_location=device).eval()
+    _drop_contiguous(module)
+    return module
+
+
+def _drop_contiguous(module: torch.jit.ScriptModule) -> None:
+    """Remove every ``aten::contiguous`` from the graphs of `module` and its submodules, in place.
+
+    The Inception TorchScript calls ``.contiguous()`` on each branch of every mixed block, which turns
+    channels-last activations back into NCHW: from the first mixed block on, its convolutions and pools ran in
+    NCHW, the pools ~5x slower on a CPU. ``contiguous`` changes only the memory layout, so without it the network
+    computes the same function: 0.105 -> 0.080 s per 299 px image on one CPU core, features equal to ~1e-6
+    relative (tested against the unchanged file).
+    """
+    for submodule in module.modules():
+        for node in submodule.graph.findAllNodes("aten::contiguous"):
+            node.output().replaceAllUsesWith(node.inputsAt(0))
+            node.destroy()
 
 
 def _inception_input(x: Tensor) -> Tensor:

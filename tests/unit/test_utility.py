@@ -213,6 +213,31 @@ def test_real_inception_features_of_a_fixed_image_match_fid_helper():
 
 
 @pytest.mark.inception
+def test_inception_without_contiguous_computes_the_unchanged_files_features():
+    """The loaded network has no `aten::contiguous` left and keeps channels-last activations; its features equal
+    those of the file as stored, called the same way, to float rounding."""
+    import warnings
+
+    from dualmd.utility import _inception_input, _load_torchscript, fid_helper_weights
+
+    path = fid_helper_weights()
+    net = _load_torchscript(path, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        stored = torch.jit.load(str(path), map_location="cpu").eval()
+    assert not any(m.graph.findAllNodes("aten::contiguous") for m in net.modules())
+    assert any(m.graph.findAllNodes("aten::contiguous") for m in stored.modules())
+    x = _inception_input(preprocess(random_images(16, 3), 299))
+    with torch.no_grad():
+        mixed = net.net.layers.mixed(
+            net.net.layers.pool1(torch.zeros(1, 192, 71, 71).to(memory_format=torch.channels_last))
+        )
+        got, expected = net(x), stored(x)
+    assert mixed.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.inception
 def test_real_inception_on_tiny_images():
     cfg = UtilityConfig(num_images=8, feature_net="inception", batch_size=8)
     images = random_images(8, 0)
