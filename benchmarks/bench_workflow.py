@@ -73,7 +73,12 @@ def fresh_run(cores: str) -> tuple[float, Path]:
     workdir = Path(tempfile.mkdtemp(prefix="dualmd-bench-"))
     subprocess.run(["git", "clone", "-q", str(ROOT), str(workdir / "p")], check=True)
     project = workdir / "p"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # the clone's own package, not an editable install of another checkout
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": f"{project / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep),
+    }
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", cores, "--quiet", "all"],
