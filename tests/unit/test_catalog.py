@@ -8,6 +8,7 @@ import pytest
 
 from dualmd import catalog
 from dualmd.attacks import ATTACKS as REGISTERED
+from dualmd.attacks import MODULES as attack_modules
 from dualmd.config import AttackConfig, SampleConfig
 
 
@@ -39,6 +40,10 @@ def test_downstream_orders_training():
 
 def test_catalog_and_registry_agree():
     assert set(REGISTERED) == set(catalog.ATTACKS)
+    # each attack is built by importing the module that defines it, and only that one
+    assert set(attack_modules) == set(catalog.ATTACKS)
+    for name, cls in REGISTERED.items():
+        assert cls.__module__ == f"dualmd.attacks.{attack_modules[name]}", name
     for name, cls in REGISTERED.items():
         assert cls.requires == catalog.attack(name).access, name
         # every section an attack reads exists in the attack config

@@ -31,27 +31,29 @@ if TYPE_CHECKING:
     from dualmd.models.adapter import NoisePredictor, Schedule
     from dualmd.sample import PredictorSelector
 
-#: The modules whose import registers the attacks (`base.register`). They are imported when the registry is
-#: first used, not with this package, so that a job using one helper module (copy detection's nearest
-#: neighbours) does not pay for every attack's dependencies (diffusers' pipelines, scikit-learn's ensembles).
-_MODULES = (
-    "gsa",
-    "lira",
-    "loss",
-    "nn_distance",
-    "pang_wang",
-    "pia",
-    "recon",
-    "secmi",
-    "secmi_nn",
-    "sima",
-    "teacher_max",
-)
+#: The module whose import registers each attack (`base.register`). A module is imported when its attack is first
+#: built, not with this package: a job runs one attack and pays only for that attack's dependencies (diffusers'
+#: pipelines for recon, scikit-learn's ensembles for gsa), and a job that uses one helper module (copy
+#: detection's nearest neighbours) loads no attack.
+MODULES = {
+    "gsa": "gsa",
+    "lira": "lira",
+    "loss": "loss",
+    "nn_distance": "nn_distance",
+    "pang_wang": "pang_wang",
+    "pia": "pia",
+    "pian": "pia",
+    "recon": "recon",
+    "secmi_nn": "secmi_nn",
+    "secmi_stat": "secmi",
+    "sima": "sima",
+    "teacher_max": "teacher_max",
+}
 
 
 def registry() -> dict[str, type[Attack]]:
-    """Every registered attack by name (importing the attack modules on first use)."""
-    for module in _MODULES:
+    """Every registered attack by name (importing every attack module)."""
+    for module in sorted(set(MODULES.values())):
         importlib.import_module(f"dualmd.attacks.{module}")
     return base.ATTACKS
 
@@ -96,10 +98,10 @@ def _built(name: str, cfg: AttackConfig, requires: str) -> Attack:
 
 def build_attack(name: str, cfg: AttackConfig) -> Attack:
     """The attack registered as `name`, configured by `cfg`; unknown names raise ValueError listing the known."""
-    attacks = registry()
-    if name not in attacks:
-        raise ValueError(f"unknown attack {name!r}; known: {sorted(attacks)}")
-    return attacks[name](cfg=cfg)
+    if name not in MODULES:
+        raise ValueError(f"unknown attack {name!r}; known: {sorted(MODULES)}")
+    importlib.import_module(f"dualmd.attacks.{MODULES[name]}")
+    return base.ATTACKS[name](cfg=cfg)
 
 
 def attack_model(
