@@ -19,7 +19,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import sklearn.metrics
 
 from dualmd.config import MetricsConfig
 
@@ -90,6 +89,8 @@ def roc(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def auc(scores: np.ndarray, is_member: np.ndarray) -> float:
     """Area under the ROC curve (0.5 = chance; 1 - AUC if the scores were negated)."""
+    import sklearn.metrics  # here, not at the top: the bootstrap paths need only numpy (see `roc_points`)
+
     scores, labels = check_scores(scores, is_member)
     return float(sklearn.metrics.roc_auc_score(labels, scores))
 
