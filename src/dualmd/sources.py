@@ -1,7 +1,9 @@
 """The package's own import graph, read from the source text (no module is imported).
 
 Every `import` statement that can run counts, at module level or inside a function (a lazy import is still a
-dependency); imports under `if TYPE_CHECKING:` only serve annotations and do not.
+dependency); imports under `if TYPE_CHECKING:` only serve annotations and do not. A call
+``importlib.import_module(...)`` counts too: with a literal name, as that module; with a name built from a literal
+prefix (``f"dualmd.attacks.{name}"``), as every module under that prefix, since any of them may be the one run.
 Two uses:
 
 - a workflow rule lists the files of its stage module's import `closure` as inputs, so editing
@@ -63,12 +65,39 @@ def _runtime_nodes(tree: ast.AST) -> Iterable[ast.AST]:
         stack.extend(children)
 
 
+def _dynamic_import(node: ast.AST) -> tuple[str, bool] | None:
+    """(name, False) for ``importlib.import_module("name")``, (prefix, True) for an f-string name that starts with
+    a literal prefix, else None."""
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "import_module"
+        and node.args
+    ):
+        return None
+    arg = node.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value, False
+    if isinstance(arg, ast.JoinedStr) and arg.values:
+        first = arg.values[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value:
+            return first.value, True
+    return None
+
+
 def direct_imports(module: str, files: Mapping[str, Path]) -> set[str]:
     """Modules of the package that `module` imports by name (parents of a dotted name not included)."""
     tree = ast.parse(files[module].read_text(), filename=str(files[module]))
     found: set[str] = set()
     for node in _runtime_nodes(tree):
-        if isinstance(node, ast.Import):
+        dynamic = _dynamic_import(node)
+        if dynamic is not None:
+            name, is_prefix = dynamic
+            if is_prefix:
+                found.update(m for m in files if m.startswith(name))
+            else:
+                found.add(name)
+        elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             source = _resolve(module, node, files)

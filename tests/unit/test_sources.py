@@ -46,6 +46,28 @@ def test_graph_of_a_tiny_package(tmp_path):
         sources.closure(graph, "pkg.missing")
 
 
+def test_import_module_calls_are_edges(tmp_path):
+    """importlib.import_module with a literal name is that module; with a name built on a literal prefix, every
+    module under the prefix (any may be the one imported); a name with no literal prefix is not read."""
+    pkg = _package(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "",
+            "plugins/__init__.py": "",
+            "plugins/one.py": "",
+            "plugins/two.py": "",
+            "other.py": "",
+            "load.py": "import importlib\ndef load(n):\n    return importlib.import_module(f'pkg.plugins.{n}')\n",
+            "fixed.py": "import importlib\nimportlib.import_module('pkg.other')\n",
+            "opaque.py": "import importlib\ndef load(n):\n    return importlib.import_module(n)\n",
+        },
+    )
+    graph = sources.import_graph(pkg)
+    assert graph["pkg.load"] == {"pkg.plugins.one", "pkg.plugins.two"}
+    assert graph["pkg.fixed"] == {"pkg.other"}
+    assert graph["pkg.opaque"] == set()
+
+
 def test_dualmd_has_no_import_cycle():
     assert sources.cycles(sources.import_graph()) == []
 
