@@ -111,8 +111,8 @@ STAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "copies": (
         "memorization:copies",
-        "copy detection on generated images",
-        ("--config", "--images", "--split", "--split-meta", "--samples", "--sampler", "--out", "--pairs"),
+        "copy detection on every sampler's generated images",
+        ("--config", "--images", "--split", "--split-meta", "--target", "--out-dir"),
     ),
     "reference-features": (
         "utility:reference",

@@ -422,7 +422,7 @@ ATTACK_CHANGE = (
                 "score_sample_attack": 1,
                 "evaluate_attack": 1,
                 "infer_set_membership": 1,
-                "detect_copies": 6,
+                "detect_copies": 1,
                 "score_utility": 6,
                 "make_report": 1,
                 "summarize_replicates": 1,

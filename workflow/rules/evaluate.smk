@@ -26,35 +26,41 @@ rule score_t_error:
 
 # Copy detection: each generated image's nearest-member distance over its mean k-nearest distance; the share
 # under the threshold is the sampler's memorization rate. Also the grid of the closest generated/member pairs.
+# One job for every sampler: each costs well under a second, the job's start-up several.
 rule detect_copies:
     input:
         cfg=config_file("memorization"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
-        samples="results/samples/{run}/{sampler}/samples.npz",
+        targets=per_target("results/samples/{run}/{target}/samples.npz", SAMPLERS),
         code=stage_code("memorization"),
     output:
-        summary="results/memorization/{run}/copies/{sampler}.json",
-        pairs=report(
-            "results/memorization/{run}/copies/{sampler}_pairs.png",
-            caption="../report/pairs.rst",
-            category="Memorization",
-            subcategory="Closest generated / member pairs",
-            labels={"run": "{run}", "sampler": "{sampler}"},
-        ),
+        summaries=per_target("results/memorization/{run}/copies/{target}.json", SAMPLERS),
+        pairs=[
+            report(
+                f"results/memorization/{{run}}/copies/{sampler}_pairs.png",
+                caption="../report/pairs.rst",
+                category="Memorization",
+                subcategory="Closest generated / member pairs",
+                labels={"run": "{run}", "sampler": sampler},
+            )
+            for sampler in SAMPLERS
+        ],
     log:
-        "logs/{run}/detect_copies/{sampler}.log",
+        "logs/{run}/detect_copies.log",
     benchmark:
-        "results/benchmarks/{run}/detect_copies/{sampler}.tsv"
+        "results/benchmarks/{run}/detect_copies.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
+    params:
+        targets=sample_target_args,
+        out_dir="results/memorization/{run}/copies",
     shell:
         "python -m dualmd copies --config {input.cfg} --images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} --samples {input.samples} "
-        "--sampler {wildcards.sampler} --out {output.summary} --pairs {output.pairs} "
-        "--threads {threads} > {log} 2>&1"
+        "--split {input.split} --split-meta {input.split_meta} {params.targets} "
+        "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
 
 
 # Features of the reference set (utility.reference) under the FID network, computed once for every sampler.

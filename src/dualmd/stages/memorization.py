@@ -56,12 +56,11 @@ def copies(
     images: Path,
     split: Path,
     split_meta: Path,
-    samples: Path,
-    sampler: str,
-    out: Path,
-    pairs: Path,
+    targets: dict[str, Path],
+    out_dir: Path,
 ) -> None:
-    """Copy detection of one sampler's images against its members; draws the closest pairs."""
+    """Copy detection of each sampler's images (targets: sampler -> samples .npz) against its members, to
+    ``<out_dir>/<sampler>.json``, and the grid of its closest pairs to ``<out_dir>/<sampler>_pairs.png``."""
     import torch
 
     from dualmd.data.members import load_split_images, subset_images
@@ -72,26 +71,29 @@ def copies(
 
     cfg = load_config(config).memorization
     the_split = load_split(split, split_meta)
-    members = subset_images(load_split_images(images, the_split), the_split, catalog.member_subset(sampler))
-    generated = load_samples(samples)
-    result = copy_detection(
-        generated, members, k_nearest=cfg.k_nearest, threshold=cfg.copy_threshold, rule=cfg.copy_rule
-    )
-    closest = closest_pairs(result, cfg.num_pairs_shown)
-    # Two rows per block: generated images above, their nearest members below.
-    save_grid(torch.cat([generated[closest[:, 0]], members[closest[:, 1]]]), pairs, nrow=len(closest))
-    write_json(
-        out,
-        {
-            "sampler": sampler,
-            "copy_rate": result["memorization_rate"],
-            "rule": result["rule"],
-            "threshold": result["threshold"],
-            "k_nearest": result["k_nearest"],
-            "num_copies": int(result["is_copy"].sum()),
-            "num_generated": int(len(generated)),
-            "num_members": int(len(members)),
-            "median_ratio": float(np.median(result["ratio"])),
-            "closest_pairs": closest.tolist(),
-        },
-    )
+    dataset = load_split_images(images, the_split)
+    for sampler, samples in targets.items():
+        members = subset_images(dataset, the_split, catalog.member_subset(sampler))
+        generated = load_samples(samples)
+        result = copy_detection(
+            generated, members, k_nearest=cfg.k_nearest, threshold=cfg.copy_threshold, rule=cfg.copy_rule
+        )
+        closest = closest_pairs(result, cfg.num_pairs_shown)
+        # Two rows per block: generated images above, their nearest members below.
+        pairs = torch.cat([generated[closest[:, 0]], members[closest[:, 1]]])
+        save_grid(pairs, Path(out_dir) / f"{sampler}_pairs.png", nrow=len(closest))
+        write_json(
+            Path(out_dir) / f"{sampler}.json",
+            {
+                "sampler": sampler,
+                "copy_rate": result["memorization_rate"],
+                "rule": result["rule"],
+                "threshold": result["threshold"],
+                "k_nearest": result["k_nearest"],
+                "num_copies": int(result["is_copy"].sum()),
+                "num_generated": int(len(generated)),
+                "num_members": int(len(members)),
+                "median_ratio": float(np.median(result["ratio"])),
+                "closest_pairs": closest.tolist(),
+            },
+        )
