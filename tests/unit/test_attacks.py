@@ -812,3 +812,21 @@ def test_model_split_check():
         check_model_matches_split(meta, expected_subset="half1", expected_sha256="cd" * 32)
     with pytest.raises(ValueError, match="lacks"):
         check_model_matches_split({"model_id": "x"}, expected_subset="half1", expected_sha256="ab" * 32)
+
+
+def test_attacks_that_wrap_others_register_every_attack_they_may_name():
+    """In a fresh interpreter (attack modules are imported on first use), importing teacher_max and lira alone
+    registers every statistic their config accepts, which they build by name at run time."""
+    import subprocess
+    import sys
+
+    script = """
+import typing
+from dualmd.attacks import base, lira, teacher_max
+from dualmd.config import LiraConfig, TeacherStatistic
+wrapped = set(typing.get_args(TeacherStatistic)) | set(typing.get_args(typing.get_type_hints(LiraConfig)["statistic"]))
+missing = sorted(wrapped - set(base.ATTACKS))
+assert len(wrapped) >= 4 and not missing, missing
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 from torch import Tensor
 
+from dualmd.attacks import loss, pia, secmi, sima  # noqa: F401  (registers what it wraps)
 from dualmd.attacks.base import (
     ATTACKS,
     Attack,
