@@ -91,7 +91,9 @@ def test_ablation_config_adds_controls_that_every_stage_reaches():
 def test_before_controls_config_drops_the_checkpoints_and_the_added_attacks():
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/before-controls.yaml")
     assert jobs["score_model_attack_each"] == 5  # secmi_nn on the five models, no baseline@<step>
-    assert jobs["score_model_attack"] == 4 and jobs["score_sample_attack"] == 1 and jobs["evaluate_attack"] == 6
+    assert (
+        jobs["score_model_attack"] == 4 and jobs["score_sample_attack"] == 1 and jobs["evaluate_attack"] == 6
+    )
     assert "score_sampler_attack" not in jobs and "score_pair_attack" not in jobs
 
 
