@@ -225,11 +225,18 @@ def _relu_in_place(graph: Any, value: Any) -> None:
     if len(uses) != 1:
         return
     relu = uses[0].user
-    function = relu.inputsAt(0).node() if relu.kind() == "prim::CallFunction" else None
-    if function is None or function.kind() != "prim::Constant" or function.s("name") != "relu":
+    if _called_function(relu) != "relu":
         return
     graph.setInsertPoint(relu)
     relu.replaceInput(2, graph.insertConstant(True))
+
+
+def _called_function(node: Any) -> str | None:
+    """The name of the function a ``prim::CallFunction`` node calls (e.g. "relu"); None for any other node."""
+    if node.kind() != "prim::CallFunction":
+        return None
+    function = node.inputsAt(0).node()
+    return function.s("name") if function.kind() == "prim::Constant" else None
 
 
 def _conv_batch_norm_pairs(graph: Any) -> list:
@@ -238,8 +245,7 @@ def _conv_batch_norm_pairs(graph: Any) -> list:
     statistics and bias are attributes and whose scale is None."""
     pairs = []
     for norm in graph.findAllNodes("prim::CallFunction"):
-        function = norm.inputsAt(0).node()
-        if function.kind() != "prim::Constant" or function.s("name") != "batch_norm":
+        if _called_function(norm) != "batch_norm":
             continue
         x, mean, var, scale, beta, training, _momentum, eps = (norm.inputsAt(i) for i in range(1, 9))
         conv = x.node()

@@ -44,7 +44,6 @@ def test_catalog_and_registry_agree():
     assert set(attack_modules) == set(catalog.ATTACKS)
     for name, cls in REGISTERED.items():
         assert cls.__module__ == f"dualmd.attacks.{attack_modules[name]}", name
-    for name, cls in REGISTERED.items():
         assert cls.requires == catalog.attack(name).access, name
         # every section an attack reads exists in the attack config
         for section in catalog.attack(name).reads:

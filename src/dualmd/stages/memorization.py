@@ -1,4 +1,4 @@
-"""Stages of `workflow/rules/evaluate.smk` on memorization: t-error separation per model, copy detection per
+"""Stages of `workflow/rules/evaluate.smk` on memorization: t-error separation per model, copy detection of every
 sampler."""
 
 from __future__ import annotations
@@ -81,9 +81,9 @@ def copies(
         closest = closest_pairs(result, cfg.num_pairs_shown)
         # Two rows per block: generated images above, their nearest members below.
         pairs = torch.cat([generated[closest[:, 0]], members[closest[:, 1]]])
-        save_grid(pairs, Path(out_dir) / f"{sampler}_pairs.png", nrow=len(closest))
+        save_grid(pairs, out_dir / f"{sampler}_pairs.png", nrow=len(closest))
         write_json(
-            Path(out_dir) / f"{sampler}.json",
+            out_dir / f"{sampler}.json",
             {
                 "sampler": sampler,
                 "copy_rate": result["memorization_rate"],
