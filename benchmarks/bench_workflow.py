@@ -6,6 +6,7 @@ this repository (no `.snakemake/`, no `results/`) and times it, `--repeat` times
 
     python benchmarks/bench_workflow.py                       # summarise ./results/benchmarks
     python benchmarks/bench_workflow.py --run --repeat 3      # the README's wall-time figure
+    python benchmarks/bench_workflow.py --run --configfile config/before-controls.yaml   # another config
 
 Goal: the default `snakemake --cores all` in <= 480 s on 2 cores.
 """
@@ -68,8 +69,9 @@ def print_table(table: dict[str, dict[str, float]], wall: float | None, cores: i
         )
 
 
-def fresh_run(cores: str) -> tuple[float, Path]:
-    """Clone this repository into a temporary folder, run `snakemake --cores <cores>` there, return the wall time."""
+def fresh_run(cores: str, configfile: str | None = None) -> tuple[float, Path]:
+    """Clone this repository into a temporary folder, run `snakemake --cores <cores>` there (with `configfile`,
+    a path inside the repository, when given), return the wall time."""
     workdir = Path(tempfile.mkdtemp(prefix="dualmd-bench-"))
     subprocess.run(["git", "clone", "-q", str(ROOT), str(workdir / "p")], check=True)
     project = workdir / "p"
@@ -79,9 +81,12 @@ def fresh_run(cores: str) -> tuple[float, Path]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": f"{project / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep),
     }
+    command = [sys.executable, "-m", "snakemake", "--cores", cores, "--quiet", "all"]
+    if configfile:
+        command += ["--configfile", configfile]
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", cores, "--quiet", "all"],
+        command,
         cwd=project,
         env=env,
         capture_output=True,
@@ -100,6 +105,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="fresh runs (with --run)")
     parser.add_argument("--cores", default="all")
     parser.add_argument("--keep", action="store_true", help="keep the fresh clones")
+    parser.add_argument("--configfile", help="config file of the run, relative to the repository (default: none)")
     args = parser.parse_args()
     cores = os.cpu_count() if args.cores == "all" else int(args.cores)
     if not args.run:
@@ -107,7 +113,7 @@ def main() -> None:
         return
     walls = []
     for i in range(args.repeat):
-        wall, project = fresh_run(args.cores)
+        wall, project = fresh_run(args.cores, args.configfile)
         walls.append(wall)
         print(f"run {i + 1}/{args.repeat}: {wall:.1f} s", flush=True)
         print_table(summarise(project / "results/benchmarks"), wall, cores)
