@@ -105,7 +105,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="fresh runs (with --run)")
     parser.add_argument("--cores", default="all")
     parser.add_argument("--keep", action="store_true", help="keep the fresh clones")
-    parser.add_argument("--configfile", help="config file of the run, relative to the repository (default: none)")
+    parser.add_argument(
+        "--configfile", help="config file of the run, relative to the repository (default: none)"
+    )
     args = parser.parse_args()
     cores = os.cpu_count() if args.cores == "all" else int(args.cores)
     if not args.run:
