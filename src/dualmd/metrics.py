@@ -158,22 +158,6 @@ def bootstrap_ci(
     return _interval([metric_fn(s, m) for s, m in _resamples(scores, labels, num_bootstrap, seed)])
 
 
-def mean_interval(values: np.ndarray, num_bootstrap: int, seed: int) -> tuple[float, float, float]:
-    """(mean, 2.5th, 97.5th percentile) of the mean of `values` over `num_bootstrap` resamples with replacement.
-
-    The 95 % percentile bootstrap interval of a mean over independent samples (per-image losses, CLIP cosines).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 1 or len(values) < 2:
-        raise ValueError(f"need at least two values, got shape {values.shape}")
-    if num_bootstrap < 1:
-        raise ValueError(f"num_bootstrap must be >= 1, got {num_bootstrap}")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (num_bootstrap, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(values.mean()), float(low), float(high)
-
-
 _TPR_PREFIX = "tpr_at_fpr_"
 
 

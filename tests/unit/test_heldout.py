@@ -13,7 +13,7 @@ from diffusers import DDPMScheduler
 
 from dualmd.data.datasets import save_images
 from dualmd.data.splits import Split, save_split
-from dualmd.heldout import per_sample_loss, timestep_grid
+from dualmd.heldout import mean_interval, per_sample_loss, timestep_grid
 from dualmd.models.adapter import Schedule
 from dualmd.models.directory import load_predictor, provenance
 from dualmd.noise import per_sample_noise
@@ -69,6 +69,18 @@ def test_loss_of_an_image_does_not_depend_on_batch_or_order():
     order = np.array([3, 0, 4, 1, 2])
     shuffled = per_sample_loss(model, SCHEDULE, images[order], ids[order], (3, 10), seed=1, batch_size=2)
     np.testing.assert_array_equal(shuffled, full[order])
+
+
+def test_mean_interval_by_brute_force_and_degenerate_for_constant_values():
+    values = np.array([0.1, 0.4, 0.2, 0.9, 0.3, 0.5])
+    rng = np.random.default_rng(3)
+    means = [values[rng.integers(0, 6, 6)].mean() for _ in range(200)]
+    mean, low, high = mean_interval(values, 200, seed=3)
+    assert mean == pytest.approx(0.4, rel=1e-12)
+    assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), rel=1e-12)
+    assert mean_interval(np.full(5, 0.25), 50, seed=0) == pytest.approx((0.25, 0.25, 0.25))
+    with pytest.raises(ValueError, match="at least two"):
+        mean_interval(np.array([1.0]), 10, seed=0)
 
 
 MEMBERS, NONMEMBERS, HALF1, HALF2 = [2, 5, 7, 8], [0, 1, 3, 4, 6, 9], [5, 8], [2, 7]

@@ -11,7 +11,6 @@ from dualmd.metrics import (
     auc,
     bootstrap_ci,
     is_resolvable,
-    mean_interval,
     min_nonmembers,
     roc,
     roc_points,
@@ -305,15 +304,3 @@ def test_roc_points_equal_scikit_learns_roc_curve(seed, weighted):
     )
     np.testing.assert_array_equal(fpr, ref_fpr)
     np.testing.assert_array_equal(tpr, ref_tpr)
-
-
-def test_mean_interval_by_brute_force_and_degenerate_for_constant_values():
-    values = np.array([0.1, 0.4, 0.2, 0.9, 0.3, 0.5])
-    rng = np.random.default_rng(3)
-    means = [values[rng.integers(0, 6, 6)].mean() for _ in range(200)]
-    mean, low, high = mean_interval(values, 200, seed=3)
-    assert mean == pytest.approx(0.4, rel=1e-12)
-    assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), rel=1e-12)
-    assert mean_interval(np.full(5, 0.25), 50, seed=0) == pytest.approx((0.25, 0.25, 0.25))
-    with pytest.raises(ValueError, match="at least two"):
-        mean_interval(np.array([1.0]), 10, seed=0)

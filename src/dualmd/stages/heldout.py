@@ -19,8 +19,7 @@ def heldout_loss(
     """
     from dualmd.data.members import load_split_images, subset_images
     from dualmd.data.splits import load_split
-    from dualmd.heldout import per_sample_loss, timestep_grid
-    from dualmd.metrics import mean_interval
+    from dualmd.heldout import mean_interval, per_sample_loss, timestep_grid
     from dualmd.models.directory import check_trained_on, load_predictor, target_dir
     from dualmd.stages import device
 
