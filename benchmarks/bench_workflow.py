@@ -5,7 +5,7 @@ script sums them per rule and, with `--run`, first runs the default pipeline fro
 this repository (no `.snakemake/`, no `results/`) and times it, `--repeat` times.
 
     python benchmarks/bench_workflow.py                       # summarise ./results/benchmarks
-    python benchmarks/bench_workflow.py --run --repeat 3      # the README's wall-time figure
+    python benchmarks/bench_workflow.py --run --repeat 3      # the wall time in docs/performance.md
     python benchmarks/bench_workflow.py --run --configfile config/before-controls.yaml   # another config
     python benchmarks/bench_workflow.py --run --import-time   # also the seconds each rule's jobs spend importing
 

@@ -113,7 +113,7 @@ def bucket_keys(url: str) -> list[str]:
 
 
 def add_s3_remote(project: Path, endpoint: str) -> None:
-    """The README's S3 form of the team remote, pointed at `endpoint`."""
+    """The S3 form of the team remote in docs/scale-out.md, pointed at `endpoint`."""
     run(["dvc", "remote", "add", "-d", "team", f"s3://{BUCKET}/dualmd"], cwd=project)
     run(["dvc", "remote", "modify", "team", "endpointurl", endpoint], cwd=project)
 
