@@ -6,15 +6,10 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from dualmd.config import (
-    ConfigError,
-    ExperimentConfig,
-    Text2ImageConfig,
-    config_digest,
-    load_config,
-    stage_config,
-    stage_names,
-)
+from dualmd.config.base import ConfigError
+from dualmd.config.experiment import ExperimentConfig, load_config
+from dualmd.config.stages import config_digest, stage_config, stage_names
+from dualmd.config.text2image import Text2ImageConfig
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"

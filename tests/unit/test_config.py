@@ -7,15 +7,13 @@ import pytest
 import yaml
 
 from dualmd import catalog
-from dualmd.config import (
-    SECTIONS,
+from dualmd.config.base import ConfigError
+from dualmd.config.experiment import SECTIONS, ExperimentConfig, load_config
+from dualmd.config.stages import (
     STAGE_SECTIONS,
-    ConfigError,
-    ExperimentConfig,
     checkpoint_targets,
     config_digest,
     dump_stage_config,
-    load_config,
     replicate,
     stage_config,
     stage_names,

@@ -13,9 +13,9 @@ validate(config, schema="../schemas/config.schema.yaml")
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from dualmd import catalog, sources  # noqa: E402
-from dualmd.config import (  # noqa: E402
+from dualmd.config.experiment import ExperimentConfig  # noqa: E402
+from dualmd.config.stages import (  # noqa: E402
     STAGE_SECTIONS,
-    ExperimentConfig,
     checkpoint_targets,
     config_digest,
     control_targets,
