@@ -26,6 +26,9 @@ from dualmd.config.stages import (  # noqa: E402
 )
 
 EXPERIMENT = ExperimentConfig.from_mapping(config)
+# The schema checks keys and values but holds no defaults: the dataclasses do. The workflow's config gets every
+# resolved value, so that a report caption reads a key the user's config leaves out.
+config.update(EXPERIMENT.to_dict())
 # Replicate r of the experiment lives under .../rep<r>/ in every result folder.
 RUNS = [f"rep{r}" for r in range(EXPERIMENT.runs.replicates)]
 ATTACKS = list(EXPERIMENT.attack.names)
@@ -141,7 +144,7 @@ def launcher(wildcards, threads, resources):
     if gpus == 0:
         return "python -m dualmd"
     multi = f"--multi_gpu --num_processes {gpus}" if gpus > 1 else "--num_processes 1"
-    precision = config["train"]["mixed_precision"]
+    precision = EXPERIMENT.train.mixed_precision
     return (
         f"accelerate launch {multi} --num_machines 1 --dynamo_backend no "
         f"--mixed_precision {precision} -m dualmd"
