@@ -374,6 +374,21 @@ def test_every_shipped_config_is_valid():
         load_config(path)
 
 
+def test_resolve_checks_a_partial_user_config_across_every_section():
+    """A user's config may leave sections out: `resolve` fills them with their defaults and applies every check
+    across sections, where `from_mapping` (for stage configs) checks only the sections given."""
+    raw = {"attack": {"pia": {"sweep_timesteps": [100, 2000]}}}
+    assert ExperimentConfig.from_mapping(raw).attack.pia.sweep_timesteps == (
+        100,
+        2000,
+    )  # no diffusion section
+    with pytest.raises(ConfigError, match=r"attack\.pia\.sweep_timesteps: 2000 is not in \[0, 1000\)"):
+        ExperimentConfig.resolve(raw)
+    assert ExperimentConfig.resolve({}) == ExperimentConfig() == ExperimentConfig.resolve(None)
+    with pytest.raises(ConfigError, match=r"unknown config section\(s\) \['atack'\]"):
+        ExperimentConfig.resolve({"atack": {}})
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")

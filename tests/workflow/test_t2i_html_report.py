@@ -64,7 +64,7 @@ def filled(path: Path) -> dict:
 
     config = yaml.safe_load(path.read_text())
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    config.update(ExperimentConfig.from_mapping(config).to_dict())
+    config.update(ExperimentConfig.resolve(config).to_dict())
     return config
 
 

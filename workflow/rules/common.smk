@@ -25,7 +25,7 @@ from dualmd.config.stages import (  # noqa: E402
     stage_names,
 )
 
-EXPERIMENT = ExperimentConfig.from_mapping(config)
+EXPERIMENT = ExperimentConfig.resolve(config)
 # The schema checks keys and values but holds no defaults: the dataclasses do. The workflow's config gets every
 # resolved value, so that a report caption reads a key the user's config leaves out.
 config.update(EXPERIMENT.to_dict())

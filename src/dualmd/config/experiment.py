@@ -141,6 +141,12 @@ class ExperimentConfig:
         experiment._validate_across(set(built))
         return experiment
 
+    @classmethod
+    def resolve(cls, raw: Mapping[str, Any] | None) -> ExperimentConfig:
+        """The whole experiment from a user's config: absent sections take their defaults and every check across
+        sections applies (`from_mapping` reads a stage config, which holds only the sections its stage reads)."""
+        return cls.from_mapping({**dict.fromkeys(SECTIONS), **(raw or {})})
+
     def _validate_across(self, given: set[str]) -> None:
         """Checks that relate two sections, applied when both were given (a stage config holds only its own)."""
         num_t = self.diffusion.num_train_timesteps
