@@ -18,7 +18,7 @@ from functools import partial
 
 import torch
 
-from dualmd.config import DiffusionConfig, ModelConfig
+from dualmd.config.sections import DiffusionConfig, ModelConfig
 from dualmd.defense.dualmd import AlternatingTeachers
 from dualmd.models.adapter import UNetPredictor
 from dualmd.models.unet import create_scheduler, create_unet

@@ -20,7 +20,8 @@ import torch
 from bench_secmi import best_of  # benchmarks/ is on the path of a script run from it
 
 from dualmd.attacks.gsa import gradient_features
-from dualmd.config import DiffusionConfig, GSAConfig, ModelConfig
+from dualmd.config.attacks import GSAConfig
+from dualmd.config.sections import DiffusionConfig, ModelConfig
 from dualmd.models.adapter import Schedule, UNetPredictor
 from dualmd.models.unet import create_scheduler, create_unet
 

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from dualmd.config import ExperimentConfig, ModelConfig, load_config
+from dualmd.config.experiment import ExperimentConfig, load_config
+from dualmd.config.sections import ModelConfig
 from dualmd.models.adapter import Schedule, UNetPredictor
 from dualmd.models.unet import create_scheduler, create_unet
 from dualmd.train.checkpoint import run_hash

@@ -15,8 +15,9 @@ import time
 import numpy as np
 import torch
 
-from dualmd.attacks import build_attack
-from dualmd.config import AttackConfig, DiffusionConfig, ModelConfig
+from dualmd.attacks.run import build_attack
+from dualmd.config.attacks import AttackConfig
+from dualmd.config.sections import DiffusionConfig, ModelConfig
 from dualmd.models.adapter import Schedule, UNetPredictor
 from dualmd.models.unet import create_scheduler, create_unet
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from dualmd.config import DiffusionConfig, ModelConfig, TrainConfig
+from dualmd.config.sections import DiffusionConfig, ModelConfig, TrainConfig
 from dualmd.defense.distill import AlternatingBatches, CrossTeacherTargets
 from dualmd.models.adapter import Schedule, UNetPredictor
 from dualmd.models.unet import create_scheduler, create_unet

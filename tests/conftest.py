@@ -12,7 +12,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from dualmd.config import ModelConfig
+from dualmd.config.sections import ModelConfig
 from dualmd.models.unet import create_unet
 
 #: The smallest UNet the package builds: two levels (8, 16) on 1x8x8 images.

@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     del args["stage"]
     for dest in args.pop("named"):
         args[dest] = dict(args[dest] or ())
-    from dualmd.config import ConfigError
+    from dualmd.config.base import ConfigError
 
     stage = getattr(importlib.import_module(f"dualmd.stages.{module}"), function)
     try:

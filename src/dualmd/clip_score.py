@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dualmd.config import UtilityConfig
+from dualmd.config.evaluation import UtilityConfig
 
 #: Why the score is absent when no folder is configured.
 NO_CLIP_REASON = (

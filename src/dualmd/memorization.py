@@ -30,7 +30,7 @@ from dualmd.metrics import auc
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from dualmd.config import SecMIConfig
+    from dualmd.config.attacks import SecMIConfig
     from dualmd.models.adapter import NoisePredictor, Schedule
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dualmd.config import MetricsConfig
+from dualmd.config.evaluation import MetricsConfig
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 

@@ -1,6 +1,7 @@
 """Replicates: the same experiment under other split and training seeds, summarised per target and attack.
 
-Each replicate r of `runs.replicates` is a full run (its own split, models, scores; see `dualmd.config.replicate`).
+Each replicate r of `runs.replicates` is a full run (its own split, models, scores; see
+`dualmd.config.stages.replicate`).
 For every number that each replicate's report holds (an attack's AUC and TPR on a target, a target's held-out loss
 and FID) the summary gives the per-replicate values, their mean and a 95 % interval for the mean across seeds,
 mean +- t_{0.975, n-1} * sd / sqrt(n) with the sample standard deviation (Student's t: with 3 seeds the interval

@@ -30,7 +30,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor
 
-from dualmd.config import SampleConfig
+from dualmd.config.sections import SampleConfig
 from dualmd.models.adapter import NoisePredictor
 
 SamplingScheduler = DDPMScheduler | DDIMScheduler

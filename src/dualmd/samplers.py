@@ -10,7 +10,7 @@ from diffusers import DDPMScheduler
 from torch import Tensor
 
 from dualmd import catalog
-from dualmd.config import SampleConfig
+from dualmd.config.sections import SampleConfig
 from dualmd.defense.dualmd import AlternatingTeachers, teacher_sequence
 from dualmd.models.adapter import NoisePredictor, UNetPredictor
 from dualmd.models.directory import load_unet

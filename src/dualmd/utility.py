@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dualmd.config import UtilityConfig
+from dualmd.config.evaluation import UtilityConfig
 from dualmd.files import atomic_write
 
 INCEPTION_SIZE = 299

@@ -9,10 +9,10 @@ import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from dualmd.config import DiffusionConfig, DistillConfig, ModelConfig, TrainConfig
+from dualmd.config.sections import DiffusionConfig, DistillConfig, ModelConfig, TrainConfig
 from dualmd.defense.distill import LeakageError, Teacher, check_teachers, distill_student, selfdistill_student
-from dualmd.train import train_model
 from dualmd.train.loop import StepInfo
+from dualmd.train.run import train_model
 
 MODEL = ModelConfig(block_out_channels=(8, 16), norm_num_groups=4)
 DIFFUSION = DiffusionConfig(num_train_timesteps=20)

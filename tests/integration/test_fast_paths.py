@@ -22,8 +22,9 @@ from conftest import TINY_MODEL, tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler
 from test_train import DIFFUSION, TRAIN, Interrupt, interrupt_at, load_weights, run, tiny_images
 
-from dualmd.attacks import attack_model
-from dualmd.config import AttackConfig, LossAttackConfig, MetricsConfig, PIAConfig
+from dualmd.attacks.run import attack_model
+from dualmd.config.attacks import AttackConfig, LossAttackConfig, PIAConfig
+from dualmd.config.evaluation import MetricsConfig
 from dualmd.defense.distill import AlternatingBatches, CrossTeacherTargets
 from dualmd.metrics import summarize
 from dualmd.models.adapter import Schedule, UNetPredictor
@@ -348,7 +349,7 @@ def test_compiled_attack_forward_matches_eager(trained_model, fast_compile):
 def test_sample_and_attack_options_reach_the_forward(tmp_path, fast_compile):
     from conftest import tiny_model_dir
 
-    from dualmd.config import SampleConfig
+    from dualmd.config.sections import SampleConfig
     from dualmd.models.directory import load_predictor
     from dualmd.samplers import generate
 

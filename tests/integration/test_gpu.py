@@ -16,8 +16,8 @@ from conftest import tiny_unet
 from diffusers import DDPMScheduler
 from test_train import TRAIN, Interrupt, interrupt_at, load_weights, run
 
-from dualmd.attacks import attack_model
-from dualmd.config import AttackConfig, LossAttackConfig, PIAConfig
+from dualmd.attacks.run import attack_model
+from dualmd.config.attacks import AttackConfig, LossAttackConfig, PIAConfig
 from dualmd.models.adapter import Schedule, UNetPredictor
 from dualmd.train.loop import make_accelerator
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from dualmd.config import DiffusionConfig, ModelConfig, TrainConfig
-from dualmd.train import fixed_noise, train_model
+from dualmd.config.sections import DiffusionConfig, ModelConfig, TrainConfig
 from dualmd.train.checkpoint import STATE_FILE
 from dualmd.train.loop import RandomBatches, StepInfo, make_accelerator, make_ema, random_hflip
+from dualmd.train.run import fixed_noise, train_model
 
 MODEL = ModelConfig(block_out_channels=(8, 16), norm_num_groups=4)
 DIFFUSION = DiffusionConfig(num_train_timesteps=20)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dualmd.config import DatasetConfig
+from dualmd.config.sections import DatasetConfig
 from dualmd.data.datasets import load_dataset, to_model_range
 from dualmd.text2image.captions import load_digit_captions
 from dualmd.text2image.components import load_components

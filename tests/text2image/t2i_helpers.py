@@ -1,6 +1,6 @@
 """Constants and helpers of the text-to-image tests (a module of its own: `conftest` names the top-level one)."""
 
-from dualmd.config import TrainConfig
+from dualmd.config.sections import TrainConfig
 
 NUM_IMAGES = 96
 #: Dataset ids of the population (pretraining) and of the private set (members and non-members).

@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from dualmd.config import AttackConfig, LossAttackConfig, PIAConfig, SecMIConfig
+from dualmd.config.attacks import AttackConfig, LossAttackConfig, PIAConfig, SecMIConfig
 from dualmd.text2image.attack import WHITEBOX_ATTACKS, CaptionedPredictor, attack_text2image
 from dualmd.text2image.captions import CaptionSampler
 from dualmd.text2image.finetune import finetune_unet, load_finetuned_unet

@@ -9,7 +9,8 @@ import yaml
 from diffusers import DDIMScheduler
 
 from dualmd.cli import main
-from dualmd.config import AttackConfig, PangWangConfig, SampleConfig
+from dualmd.config.attacks import AttackConfig, PangWangConfig
+from dualmd.config.sections import SampleConfig
 from dualmd.scores import AttackResult, save_scores
 from dualmd.text2image.blackbox import generation_seeds, load_encoder, pang_wang_features
 from dualmd.text2image.pipeline import DualMDStableDiffusionPipeline

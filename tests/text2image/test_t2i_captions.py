@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dualmd.config import DatasetConfig
+from dualmd.config.sections import DatasetConfig
 from dualmd.data.datasets import DatasetError, DatasetNotFoundError, image_folder_captions, read_captions
 from dualmd.text2image.captions import (
     DIGIT_NAMES,

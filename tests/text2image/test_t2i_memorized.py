@@ -4,7 +4,7 @@ sets that repeat them, and the captions of the run."""
 import numpy as np
 import pytest
 
-from dualmd.config import MemorizedPromptsConfig
+from dualmd.config.text2image import MemorizedPromptsConfig
 from dualmd.data.splits import Split
 from dualmd.defense.distill import check_teachers
 from dualmd.models.directory import check_model_matches_split, provenance

@@ -9,7 +9,9 @@ import torch
 from diffusers import DDIMScheduler
 
 from dualmd.attacks.secmi import t_error
-from dualmd.config import MemorizationConfig, SampleConfig, SecMIConfig
+from dualmd.config.attacks import SecMIConfig
+from dualmd.config.evaluation import MemorizationConfig
+from dualmd.config.sections import SampleConfig
 from dualmd.models.adapter import Schedule
 from dualmd.text2image.attack import CaptionedPredictor, caption_t_error, encode_latents
 from dualmd.text2image.components import encode_prompts, tiny_components

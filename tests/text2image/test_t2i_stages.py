@@ -10,7 +10,7 @@ import pytest
 import yaml
 from diffusers import StableDiffusionPipeline
 
-from dualmd.attacks import load_scores
+from dualmd.attacks.base import load_scores
 from dualmd.cli import main
 from dualmd.stages.text2image import population
 

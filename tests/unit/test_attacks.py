@@ -10,33 +10,25 @@ from conftest import tiny_unet
 from diffusers import DDPMScheduler
 from torch import nn
 
-from dualmd.attacks import (
-    ATTACKS,
-    AttackResult,
-    ReferenceStatistics,
+from dualmd.attacks.base import AttackResult, load_scores, per_sample_noise, save_scores, train_test_split
+from dualmd.attacks.gsa import gradient_features
+from dualmd.attacks.lira import ReferenceStatistics, offline_lira, reference_statistics
+from dualmd.attacks.pia import PIAN
+from dualmd.attacks.recon import chain_timesteps, choose_setting, reconstruct
+from dualmd.attacks.run import (
     attack_model,
     attack_pair,
     attack_sampler,
     attack_samples,
     build_attack,
-    load_scores,
-    reference_statistics,
-    save_scores,
+    registry,
 )
-from dualmd.attacks.base import per_sample_noise, train_test_split
-from dualmd.attacks.gsa import gradient_features
-from dualmd.attacks.lira import offline_lira
-from dualmd.attacks.pia import PIAN
-from dualmd.attacks.recon import chain_timesteps, choose_setting, reconstruct
 from dualmd.attacks.secmi import ddim_step, round_trip
-from dualmd.config import (
+from dualmd.config.attacks import (
     AttackConfig,
-    ConfigError,
-    ExperimentConfig,
     GSAConfig,
     LiraConfig,
     LossAttackConfig,
-    ModelConfig,
     NNDistanceConfig,
     PIAConfig,
     ReconConfig,
@@ -45,6 +37,9 @@ from dualmd.config import (
     SimAConfig,
     TeacherMaxConfig,
 )
+from dualmd.config.base import ConfigError
+from dualmd.config.experiment import ExperimentConfig
+from dualmd.config.sections import ModelConfig
 from dualmd.defense.dualmd import AlternatingTeachers, teacher_sequence
 from dualmd.metrics import auc
 from dualmd.models.adapter import EpsNetwork, Schedule, UNetPredictor
@@ -54,6 +49,7 @@ from dualmd.models.unet import create_unet
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 # The contract below runs every attack on images and noise predictors; the text-to-image black-box attack
 # ("prompts": it prompts a text-to-image sampler) has its contract in test_pang_wang.py and tests/text2image/.
+ATTACKS = registry()
 NAMES = sorted(a for a, cls in ATTACKS.items() if cls.requires != "prompts")
 # Attacks that train a classifier on a labelled slice and score only the rest.
 SLICE_ATTACKS = ("gsa", "recon", "secmi_nn")
@@ -823,7 +819,7 @@ def test_attacks_that_wrap_others_register_every_attack_they_may_name():
     script = """
 import typing
 from dualmd.attacks import base, lira, teacher_max
-from dualmd.config import LiraConfig, TeacherStatistic
+from dualmd.config.attacks import LiraConfig, TeacherStatistic
 wrapped = set(typing.get_args(TeacherStatistic)) | set(typing.get_args(typing.get_type_hints(LiraConfig)["statistic"]))
 missing = sorted(wrapped - set(base.ATTACKS))
 assert len(wrapped) >= 4 and not missing, missing

@@ -7,9 +7,10 @@ from dataclasses import fields
 import pytest
 
 from dualmd import catalog
-from dualmd.attacks import ATTACKS as REGISTERED
-from dualmd.attacks import MODULES as attack_modules
-from dualmd.config import AttackConfig, SampleConfig
+from dualmd.attacks.run import MODULES as attack_modules
+from dualmd.attacks.run import registry
+from dualmd.config.attacks import AttackConfig
+from dualmd.config.sections import SampleConfig
 
 
 def test_targets_members_and_models():
@@ -39,10 +40,11 @@ def test_downstream_orders_training():
 
 
 def test_catalog_and_registry_agree():
-    assert set(REGISTERED) == set(catalog.ATTACKS)
+    registered = registry()
+    assert set(registered) == set(catalog.ATTACKS)
     # each attack is built by importing the module that defines it, and only that one
     assert set(attack_modules) == set(catalog.ATTACKS)
-    for name, cls in REGISTERED.items():
+    for name, cls in registered.items():
         assert cls.__module__ == f"dualmd.attacks.{attack_modules[name]}", name
         assert cls.requires == catalog.attack(name).access, name
         # every section an attack reads exists in the attack config

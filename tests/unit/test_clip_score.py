@@ -15,7 +15,7 @@ from dualmd.clip_score import (
     compute_clip_score,
     load_clip,
 )
-from dualmd.config import UtilityConfig
+from dualmd.config.evaluation import UtilityConfig
 from dualmd.text2image.tokenizer import load_tokenizer
 
 WIDTH = 8  # hidden size of both towers and projection size

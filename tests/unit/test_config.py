@@ -1,5 +1,8 @@
-"""Config validation: the dataclasses, the workflow schema and config/config.yaml agree and reject bad input."""
+"""Config validation: the dataclasses (the one copy of the defaults), the workflow schema (types and bounds) and
+config/config.yaml agree and reject bad input."""
 
+import re
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -7,15 +10,13 @@ import pytest
 import yaml
 
 from dualmd import catalog
-from dualmd.config import (
-    SECTIONS,
+from dualmd.config.base import ConfigError, Section
+from dualmd.config.experiment import SECTIONS, ExperimentConfig, load_config
+from dualmd.config.stages import (
     STAGE_SECTIONS,
-    ConfigError,
-    ExperimentConfig,
     checkpoint_targets,
     config_digest,
     dump_stage_config,
-    load_config,
     replicate,
     stage_config,
     stage_names,
@@ -283,11 +284,12 @@ def test_bad_memorized_prompts_fail_the_schema_naming_the_key(section, _message,
     assert "memorized_prompts" in str(err.value) and path in str(err.value)
 
 
-def test_memorized_prompts_default_off_in_both_layers_and_refuse_a_non_mapping():
+def test_memorized_prompts_default_off_and_refuse_a_non_mapping():
     from snakemake.utils import validate
 
     filled: dict = {}
     validate(filled, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    assert filled == {}  # the schema adds no defaults: the dataclasses hold them
     cfg = ExperimentConfig.from_mapping(filled)
     assert cfg.text2image.memorized_prompts == ExperimentConfig().text2image.memorized_prompts
     assert not cfg.text2image.memorized_prompts.enabled and cfg.text2image.memorized_prompts.num_images == 0
@@ -362,14 +364,29 @@ def test_default_config_file_loads_and_every_key_is_commented():
 
 
 def test_every_shipped_config_is_valid():
-    for path in [
-        ROOT / "config/config.yaml",
-        ROOT / "config/paper-cifar10.yaml",
-        ROOT / "config/paper-pokemon.yaml",
-        ROOT / "config/text2image-tiny.yaml",
-        ROOT / ".test/config/config.yaml",
-    ]:
+    """Every experiment config shipped passes both layers: the workflow's schema and the dataclasses."""
+    import jsonschema
+
+    paths = sorted((ROOT / "config").glob("*.yaml")) + [ROOT / ".test/config/config.yaml"]
+    assert ROOT / "config/config.yaml" in paths and len(paths) >= 6
+    for path in paths:
+        jsonschema.validate(yaml.safe_load(path.read_text()) or {}, SCHEMA)
         load_config(path)
+
+
+def test_resolve_checks_a_partial_user_config_across_every_section():
+    """A user's config may leave sections out: `resolve` fills them with their defaults and applies every check
+    across sections, where `from_mapping` (for stage configs) checks only the sections given."""
+    raw = {"attack": {"pia": {"sweep_timesteps": [100, 2000]}}}
+    assert ExperimentConfig.from_mapping(raw).attack.pia.sweep_timesteps == (
+        100,
+        2000,
+    )  # no diffusion section
+    with pytest.raises(ConfigError, match=r"attack\.pia\.sweep_timesteps: 2000 is not in \[0, 1000\)"):
+        ExperimentConfig.resolve(raw)
+    assert ExperimentConfig.resolve({}) == ExperimentConfig() == ExperimentConfig.resolve(None)
+    with pytest.raises(ConfigError, match=r"unknown config section\(s\) \['atack'\]"):
+        ExperimentConfig.resolve({"atack": {}})
 
 
 def test_missing_and_malformed_files(tmp_path):
@@ -385,32 +402,73 @@ def load_config_text(text: str) -> ExperimentConfig:
     return ExperimentConfig.from_mapping(yaml.safe_load(text))
 
 
-def _schema_defaults(props: dict) -> dict:
-    out = {}
-    for key, spec in props.items():
-        if spec.get("type") == "object":
-            out[key] = _schema_defaults(spec["properties"])
-        else:
-            out[key] = spec.get("default")
-    return out
+def _defaults_in(node: object) -> list[str]:
+    """Every place in the schema that holds a `default:` key (as dotted paths)."""
+    found = []
+    if isinstance(node, dict):
+        found += ["default"] if "default" in node else []
+        for key, value in node.items():
+            found += [f"{key}.{path}" for path in _defaults_in(value)]
+    elif isinstance(node, list):
+        for item in node:
+            found += _defaults_in(item)
+    return found
+
+
+def test_schema_holds_no_defaults():
+    """Defaults live in the dataclasses only; the schema checks keys, types, choices and bounds."""
+    assert _defaults_in(SCHEMA) == []
+
+
+def _choices(hint: object) -> set | None:
+    """The allowed values of a Literal hint (also inside `X | None` or `tuple[Literal, ...]`), else None."""
+    if typing.get_origin(hint) is typing.Literal:
+        return set(typing.get_args(hint))
+    for arg in typing.get_args(hint):
+        if arg is not type(None) and arg is not Ellipsis and (choices := _choices(arg)) is not None:
+            return choices
+    return None
+
+
+def _check_section(section_cls: type[Section], spec: dict, where: str) -> None:
+    assert spec["type"] == "object" and spec["additionalProperties"] is False, where
+    hints = typing.get_type_hints(section_cls)
+    names = [f.name for f in fields(section_cls)]
+    assert names, where  # every section has keys
+    assert set(names) == set(spec["properties"]), where
+    for name in names:
+        hint, prop = hints[name], spec["properties"][name]
+        if isinstance(hint, type) and issubclass(hint, Section):  # a nested section
+            _check_section(hint, prop, f"{where}.{name}")
+            continue
+        choices = _choices(hint)
+        enum = prop.get("enum", prop.get("items", {}).get("enum"))
+        if choices is not None:
+            assert enum is not None and set(enum) == choices, f"{where}.{name}"
 
 
 def test_schema_matches_dataclasses():
-    """Keys and defaults of the workflow schema equal the package dataclasses (one source of truth each)."""
-    schema = _schema_defaults(SCHEMA["properties"])
-    assert set(schema) == set(SECTIONS)
-    defaults = ExperimentConfig().to_dict()
-    for section, values in defaults.items():
-        assert set(schema[section]) == set(values), section
-        for key, value in values.items():
-            if isinstance(value, dict):
-                assert schema[section][key] == value, f"{section}.{key}"
-            elif isinstance(value, float):
-                assert schema[section][key] == pytest.approx(value), f"{section}.{key}"
-            else:
-                assert schema[section][key] == value, f"{section}.{key}"
-    for section_cls in SECTIONS.values():
-        assert [f.name for f in fields(section_cls)]  # every section has keys
+    """Every dataclass field has a schema property and every property a field; choices agree."""
+    assert SCHEMA["additionalProperties"] is False
+    assert set(SCHEMA["properties"]) == set(SECTIONS)
+    for name, section_cls in SECTIONS.items():
+        _check_section(section_cls, SCHEMA["properties"][name], name)
+
+
+def test_the_workflow_config_holds_every_key_a_report_caption_reads():
+    """common.smk fills Snakemake's `config` from the dataclasses; every `snakemake.config[...]` key a report
+    caption reads exists there even when the user's config leaves the section out."""
+    filled = ExperimentConfig().to_dict()
+    paths = []
+    for caption in (ROOT / "workflow/report").glob("*.rst"):
+        for match in re.finditer(r"snakemake\.config((?:\[\"\w+\"\])+)", caption.read_text()):
+            paths.append(re.findall(r"\w+", match.group(1)))
+    assert len(paths) >= 3
+    for keys in paths:
+        node = filled
+        for key in keys:
+            assert key in node, keys
+            node = node[key]
 
 
 def test_stage_config_holds_exactly_the_sections_a_stage_reads():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dualmd.config import DatasetConfig
+from dualmd.config.sections import DatasetConfig
 from dualmd.data.datasets import (
     DatasetError,
     DatasetNotFoundError,

@@ -7,13 +7,13 @@ import torch
 from conftest import TINY_MODEL, tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from dualmd.config import DiffusionConfig, TrainConfig
+from dualmd.config.sections import DiffusionConfig, TrainConfig
 from dualmd.defense.dualmd import AlternatingTeachers, DualMDPipeline, teacher_sequence
 from dualmd.models.adapter import Schedule
 from dualmd.models.unet import create_scheduler
 from dualmd.sample import run_sampler
-from dualmd.train import train_model
 from dualmd.train.loop import RandomBatches, StepInfo, fit, make_accelerator, noise_target
+from dualmd.train.run import train_model
 
 
 class FakeTeacher:

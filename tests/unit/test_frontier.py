@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dualmd.config import MetricsConfig
+from dualmd.config.evaluation import MetricsConfig
 from dualmd.frontier import (
     NOT_BETTER,
     NOT_BRACKETED,

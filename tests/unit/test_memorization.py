@@ -6,7 +6,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from dualmd.attacks.secmi import t_error_batch
-from dualmd.config import SecMIConfig
+from dualmd.config.attacks import SecMIConfig
 from dualmd.memorization import closest_pairs, copy_detection, t_error, t_error_separation
 from dualmd.models.adapter import Schedule
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from dualmd.config import MetricsConfig
+from dualmd.config.evaluation import MetricsConfig
 from dualmd.metrics import (
     asr,
     auc,

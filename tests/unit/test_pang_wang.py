@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from dualmd.attacks import build_attack
 from dualmd.attacks.pang_wang import gaussian_llr, similarity_features
-from dualmd.config import AttackConfig, PangWangConfig
+from dualmd.attacks.run import build_attack
+from dualmd.config.attacks import AttackConfig, PangWangConfig
 
 
 def test_product_features_are_normalised_products_averaged_over_generations():

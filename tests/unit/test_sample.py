@@ -9,7 +9,7 @@ from conftest import tiny_model_dir, tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler
 from PIL import Image
 
-from dualmd.config import SampleConfig
+from dualmd.config.sections import SampleConfig
 from dualmd.images import load_samples, save_samples
 from dualmd.models.adapter import UNetPredictor
 from dualmd.sample import (

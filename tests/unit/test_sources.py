@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -84,22 +85,35 @@ def test_stage_closures_are_what_each_stage_runs():
     for light in ("metrics", "report"):
         assert not {m for m in closure(light) if m.startswith(("dualmd.attacks", "dualmd.train"))}, light
     assert "dualmd.attacks.loss" not in closure("sample")
+    # importing one attack module runs no other attack (the registry imports them, not their package)
+    assert "dualmd.attacks.gsa" not in sources.closure(graph, "dualmd.attacks.loss")
+    assert {"dualmd.attacks.gsa", "dualmd.attacks.loss"} <= sources.closure(graph, "dualmd.attacks.run")
+
+
+def test_package_init_files_hold_only_a_docstring():
+    """Code lives in named modules: importing a subpackage runs nothing, and every importer names the module (the
+    top-level package also sets `__version__`)."""
+    for module, path in sources.module_files().items():
+        if path.name == "__init__.py" and module != "dualmd":
+            body = ast.parse(path.read_text()).body
+            assert len(body) == 1 and isinstance(body[0], ast.Expr), module
+            assert isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str), module
 
 
 def test_planning_modules_import_no_third_party_numeric_library():
     """The modules the Snakefile imports at parse time are standard library only (plus yaml for config)."""
     graph = sources.import_graph()
     files = sources.module_files()
-    for module in ("dualmd.catalog", "dualmd.sources", "dualmd.config"):
-        assert sources.closure(graph, module) <= {
-            "dualmd",
-            "dualmd.catalog",
-            "dualmd.sources",
-            "dualmd.config",
-        }
-        text = files[module].read_text()
-        for heavy in ("torch", "numpy", "diffusers", "pandas"):
-            assert f"import {heavy}" not in text and f"from {heavy}" not in text, (module, heavy)
+    planning = {"dualmd", "dualmd.catalog", "dualmd.sources"} | {
+        m for m in files if m.startswith("dualmd.config")
+    }
+    for module in ("dualmd.catalog", "dualmd.sources", "dualmd.config.experiment", "dualmd.config.stages"):
+        closure = sources.closure(graph, module)
+        assert closure <= planning, (module, sorted(closure - planning))
+        for name in closure:
+            text = files[name].read_text()
+            for heavy in ("torch", "numpy", "diffusers", "pandas"):
+                assert f"import {heavy}" not in text and f"from {heavy}" not in text, (name, heavy)
 
 
 def test_the_thread_count_is_set_in_one_place():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dualmd.config import SplitConfig
+from dualmd.config.sections import SplitConfig
 from dualmd.data.splits import (
     SUBSETS,
     Split,

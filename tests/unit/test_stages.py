@@ -14,7 +14,7 @@ import yaml
 from conftest import tiny_model_dir
 
 from dualmd import cli
-from dualmd.attacks import load_scores
+from dualmd.attacks.base import load_scores
 from dualmd.data.datasets import save_images
 from dualmd.data.splits import Split, save_split
 from dualmd.images import save_samples

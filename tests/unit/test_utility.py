@@ -9,7 +9,7 @@ import scipy.stats
 import torch
 from torch import nn
 
-from dualmd.config import UtilityConfig
+from dualmd.config.evaluation import UtilityConfig
 from dualmd.utility import (
     ReferenceStats,
     compute_features,

@@ -14,7 +14,8 @@ from projects import ROOT, planned_jobs, snakemake
 from snakemake.utils import validate
 
 from dualmd.cli import main
-from dualmd.config import ExperimentConfig, stage_config
+from dualmd.config.experiment import ExperimentConfig
+from dualmd.config.stages import stage_config
 
 PAPER = ROOT / "config" / "paper-pokemon.yaml"
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

@@ -56,11 +56,15 @@ EXPECTED = {
 
 
 def filled(path: Path) -> dict:
-    """The config as the workflow sees it: the file with the schema's defaults filled in (common.smk)."""
+    """The config as the workflow sees it (common.smk): the file, validated, with every section resolved by the
+    dataclasses (which fill in the defaults)."""
     from snakemake.utils import validate
+
+    from dualmd.config.experiment import ExperimentConfig
 
     config = yaml.safe_load(path.read_text())
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    config.update(ExperimentConfig.resolve(config).to_dict())
     return config
 
 

@@ -329,7 +329,8 @@ def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
     targets on all members."""
     from dualmd import catalog
     from dualmd.attacks.base import fraction_count
-    from dualmd.config import checkpoint_targets, load_config
+    from dualmd.config.experiment import load_config
+    from dualmd.config.stages import checkpoint_targets
 
     cfg = load_config(finished_run / "config/config.yaml")
     checkpoints = checkpoint_targets(cfg)

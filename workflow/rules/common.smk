@@ -13,9 +13,9 @@ validate(config, schema="../schemas/config.schema.yaml")
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from dualmd import catalog, sources  # noqa: E402
-from dualmd.config import (  # noqa: E402
+from dualmd.config.experiment import ExperimentConfig  # noqa: E402
+from dualmd.config.stages import (  # noqa: E402
     STAGE_SECTIONS,
-    ExperimentConfig,
     checkpoint_targets,
     config_digest,
     control_targets,
@@ -25,7 +25,10 @@ from dualmd.config import (  # noqa: E402
     stage_names,
 )
 
-EXPERIMENT = ExperimentConfig.from_mapping(config)
+EXPERIMENT = ExperimentConfig.resolve(config)
+# The schema checks keys and values but holds no defaults: the dataclasses do. The workflow's config gets every
+# resolved value, so that a report caption reads a key the user's config leaves out.
+config.update(EXPERIMENT.to_dict())
 # Replicate r of the experiment lives under .../rep<r>/ in every result folder.
 RUNS = [f"rep{r}" for r in range(EXPERIMENT.runs.replicates)]
 ATTACKS = list(EXPERIMENT.attack.names)
@@ -141,7 +144,7 @@ def launcher(wildcards, threads, resources):
     if gpus == 0:
         return "python -m dualmd"
     multi = f"--multi_gpu --num_processes {gpus}" if gpus > 1 else "--num_processes 1"
-    precision = config["train"]["mixed_precision"]
+    precision = EXPERIMENT.train.mixed_precision
     return (
         f"accelerate launch {multi} --num_machines 1 --dynamo_backend no "
         f"--mixed_precision {precision} -m dualmd"

@@ -2,7 +2,7 @@
 # each prompt-diversification variant, wildcard constraints and path helpers. Targets come from dualmd.catalog:
 # with `text2image.prompt_diversification: [false, true]` every target also exists as "<name>_pd", trained with
 # one of an image's captions drawn at each use, in the same run folder and from the same stage configs.
-from dualmd.config import TEXT2IMAGE_STAGE_SECTIONS  # noqa: E402
+from dualmd.config.stages import TEXT2IMAGE_STAGE_SECTIONS  # noqa: E402
 
 T2I_VARIANTS = EXPERIMENT.text2image.variants
 T2I_TRAINED = catalog.text2image_targets(T2I_VARIANTS, "trained")

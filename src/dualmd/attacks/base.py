@@ -29,14 +29,15 @@ import torch
 from torch import Tensor
 
 from dualmd import catalog
-from dualmd.config import AttackConfig
+from dualmd.config.attacks import AttackConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
 from dualmd.noise import per_sample_noise, sample_seed  # noqa: F401  (re-exported)
 from dualmd.scores import AttackResult, load_scores, save_scores  # noqa: F401  (re-exported)
 
 Requires = catalog.Access
 
-#: Registered attack classes by name; filled by `register` when `dualmd.attacks` is imported.
+#: Registered attack classes by name; filled by `register` when an attack module is imported (`dualmd.attacks.run`
+#: imports each on demand).
 ATTACKS: dict[str, type[Attack]] = {}
 
 

@@ -43,7 +43,7 @@ from dualmd.attacks.base import (
     register,
     train_test_split,
 )
-from dualmd.config import GSAConfig
+from dualmd.config.attacks import GSAConfig
 from dualmd.models.adapter import NoisePredictor, Schedule, eps_network
 
 

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from dualmd.attacks import loss, pia, sima  # noqa: F401  (registers what it calibrates)
 from dualmd.attacks.base import ATTACKS, ModelAttack, register
-from dualmd.config import AttackConfig
+from dualmd.config.attacks import AttackConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
 
 

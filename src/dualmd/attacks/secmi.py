@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from dualmd.attacks.base import ModelAttack, batch_slices, model_device, per_sample_sum, register
-from dualmd.config import SecMIConfig
+from dualmd.config.attacks import SecMIConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
 
 

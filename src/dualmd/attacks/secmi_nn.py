@@ -25,7 +25,7 @@ from dualmd.attacks.base import (
     train_test_split,
 )
 from dualmd.attacks.secmi import round_trip
-from dualmd.config import SecMINNConfig
+from dualmd.config.attacks import SecMINNConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
 
 MOMENTUM = 0.9  # SecMI's nns_attack optimizer settings

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dualmd.config import DatasetConfig
+from dualmd.config.sections import DatasetConfig
 from dualmd.files import write_bytes_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dualmd.config import SplitConfig
+from dualmd.config.sections import SplitConfig
 from dualmd.data.datasets import write_npz
 from dualmd.files import write_bytes_atomic
 

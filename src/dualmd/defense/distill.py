@@ -7,7 +7,7 @@ inputs (x_t is built from them with fresh noise and t ~ U{0..T-1}); only its tar
 
     L(theta) = E ||stopgrad(eps_teacher(x_t, t)) - eps_theta(x_t, t)||^2
 
-The student is trained by the same loop as the baseline (`dualmd.train.run_and_save`) with the batch source
+The student is trained by the same loop as the baseline (`dualmd.train.run.run_and_save`) with the batch source
 and the target swapped, and it gets the baseline's number of optimiser steps (the paper's fairness rule).
 
 Self-distillation (`selfdistill_student`) is the control that separates "distillation" from "distillation from
@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dualmd.config import DiffusionConfig, DistillConfig, ModelConfig, TrainConfig
+from dualmd.config.sections import DiffusionConfig, DistillConfig, ModelConfig, TrainConfig
 from dualmd.models.adapter import NoisePredictor, UNetPredictor
 from dualmd.models.directory import load_metadata, load_predictor
-from dualmd.train import run_and_save
 from dualmd.train.checkpoint import run_hash, tensor_sha256
 from dualmd.train.loop import RandomBatches, StepInfo, make_accelerator
+from dualmd.train.run import run_and_save
 
 
 class LeakageError(ValueError):
@@ -245,7 +245,7 @@ def distill_student(
         probe_members, probe_nonmembers: images for the overfitting probe (members = D1 and D2).
         model_cfg, diffusion_cfg, train_cfg: as for the baseline (same architecture and number of steps).
         distill_cfg: records which teacher weights (raw or EMA) `teacher1`/`teacher2` hold.
-        out_dir, state_dir, metadata, on_step: as in `dualmd.train.train_model`.
+        out_dir, state_dir, metadata, on_step: as in `dualmd.train.run.train_model`.
     Returns:
         The metadata written to `out_dir/metadata.json` (with `teachers` and `teacher_weights`).
     """

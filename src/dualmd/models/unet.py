@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from diffusers import DDPMScheduler, UNet2DModel
 
-from dualmd.config import DiffusionConfig, ModelConfig
+from dualmd.config.sections import DiffusionConfig, ModelConfig
 
 
 def create_unet(*, model: ModelConfig, image_size: int, channels: int) -> UNet2DModel:

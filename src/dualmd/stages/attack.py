@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from dualmd import catalog
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,13 @@ def score(
             reference models (lira): exactly `attack.lira.num_reference` of them, each checked to have trained
             on its subset of this split.
     """
-    from dualmd.attacks import attack_model, attack_samples, save_scores
+    from dualmd.attacks.base import save_scores
+    from dualmd.attacks.run import attack_model, attack_samples
     from dualmd.data.members import evaluation_set, load_split_images
     from dualmd.data.splits import load_split
     from dualmd.images import load_samples
     from dualmd.models.directory import check_trained_on, load_predictor, target_dir
-    from dualmd.stages import device
+    from dualmd.stages.device import device
 
     spec = catalog.attack(attack)
     experiment = load_config(config)
@@ -81,11 +82,11 @@ def score(
 def _attack_models_of(attack, name, models_root, the_split, experiment, images, sample_ids, is_member):
     """A sampler attack through the sampler of target `name`, or a pair attack on each of its models; the models
     are the subfolders of `models_root` named in the catalog, each checked against the split first."""
-    from dualmd.attacks import attack_pair, attack_sampler
+    from dualmd.attacks.run import attack_pair, attack_sampler
     from dualmd.models.adapter import Schedule
     from dualmd.models.directory import check_trained_on, load_predictor
     from dualmd.samplers import load_sampler
-    from dualmd.stages import device
+    from dualmd.stages.device import device
 
     cfg = experiment.attack
     dirs = {m: models_root / m for m in catalog.sampler_models(name)}
@@ -114,7 +115,7 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
 
 def _reference_statistics(cfg, references: dict[str, Path], the_split, data, device):
     """The configured statistic of every member and non-member on each reference model of the config."""
-    from dualmd.attacks import reference_statistics
+    from dualmd.attacks.lira import reference_statistics
     from dualmd.data.datasets import to_model_range
     from dualmd.models.directory import check_trained_on, load_predictor
 

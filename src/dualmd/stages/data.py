@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 from dualmd.data.datasets import image_folder_names, load_dataset, load_images, save_images
 from dualmd.data.splits import make_split, save_split
 from dualmd.files import write_json

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dualmd import catalog
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 from dualmd.files import write_json
 
 
@@ -21,7 +21,7 @@ def heldout_loss(
     from dualmd.data.splits import load_split
     from dualmd.heldout import mean_interval, per_sample_loss, timestep_grid
     from dualmd.models.directory import check_trained_on, load_predictor, target_dir
-    from dualmd.stages import device
+    from dualmd.stages.device import device
 
     cfg = load_config(config).heldout
     the_split = load_split(split, split_meta)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dualmd import catalog
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 from dualmd.files import write_json
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 
 
 def replicates(*, config: Path, attacks: list[Path], utility: list[Path], out: Path) -> None:

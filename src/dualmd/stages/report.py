@@ -30,7 +30,7 @@ def report(
     checkpoint: with the held-out losses they give the frontier and the matched-utility comparison, bootstrapped
     with the `metrics` section's resamples and seed at its first FPR bound.
     """
-    from dualmd.config import load_config
+    from dualmd.config.experiment import load_config
     from dualmd.metrics import tpr_key
     from dualmd.models.directory import load_metadata
     from dualmd.plots import plot_frontier, plot_loss_curves

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 from dualmd.files import write_json
-from dualmd.stages import device
+from dualmd.stages.device import device
 
 
 def sample(*, config: Path, sampler: str, models: dict[str, Path], out: Path, info: Path, grid: Path) -> None:

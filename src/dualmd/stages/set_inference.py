@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from dualmd import catalog
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 
 log = logging.getLogger(__name__)
 

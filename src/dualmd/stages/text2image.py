@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dualmd import catalog
-from dualmd.config import ExperimentConfig, load_config
+from dualmd.config.experiment import ExperimentConfig, load_config
 
 if TYPE_CHECKING:
     from dualmd.text2image.memorized import MemorizedPrompts
@@ -173,11 +173,11 @@ def score(
     """Score each target's members and the non-members with white-box attack `attack`, each image conditioned
     on its original caption (a memorized-prompt image: its prompt); write `out_dir/<target>.npz` (the format of
     every attack's scores)."""
-    from dualmd.attacks import save_scores
+    from dualmd.attacks.base import save_scores
     from dualmd.data.members import evaluation_set, load_split_images
     from dualmd.data.splits import load_split
     from dualmd.models.directory import check_trained_on
-    from dualmd.stages import device
+    from dualmd.stages.device import device
     from dualmd.text2image.attack import attack_text2image
     from dualmd.text2image.components import load_components
     from dualmd.text2image.finetune import load_finetuned_unet
@@ -224,7 +224,7 @@ def sample(
     from dualmd.data.splits import load_split
     from dualmd.files import write_json
     from dualmd.images import save_samples
-    from dualmd.stages import device
+    from dualmd.stages.device import device
     from dualmd.text2image.generate import generate
     from dualmd.text2image.memorized import load_selection
 
@@ -260,10 +260,10 @@ def blackbox(
     """Score the sampler's members and the non-members with the black-box attack `attack` (Pang & Wang): each
     candidate's original caption (a memorized-prompt image: its prompt) prompts the sampler; write `out` (only
     the candidates outside the labelled slice are scored)."""
-    from dualmd.attacks import save_scores
+    from dualmd.attacks.base import save_scores
     from dualmd.data.members import evaluation_set, load_split_images
     from dualmd.data.splits import load_split
-    from dualmd.stages import device
+    from dualmd.stages.device import device
     from dualmd.text2image.blackbox import attack_sampler_blackbox
     from dualmd.text2image.generate import sampler_pipeline
     from dualmd.text2image.memorized import load_selection

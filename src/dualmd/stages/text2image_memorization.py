@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from dualmd import catalog
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 from dualmd.stages.text2image import text2image_config
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def score(
     from dualmd.data.members import load_split_images
     from dualmd.data.splits import load_split
     from dualmd.models.directory import check_trained_on
-    from dualmd.stages import device
+    from dualmd.stages.device import device
     from dualmd.text2image.attack import caption_t_error
     from dualmd.text2image.components import load_components
     from dualmd.text2image.finetune import load_finetuned_unet

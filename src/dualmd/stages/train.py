@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dualmd import catalog
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 from dualmd.data.members import load_split_images, subset_images
 from dualmd.data.splits import load_split
 from dualmd.models.directory import provenance
@@ -17,7 +17,7 @@ def train(
     """Train target `model` (kind "trained") on its member subset and write its model directory (with the
     checkpoints of `train.snapshot_fractions` when the catalog gives the target checkpoints; with DP-SGD for a
     DP-SGD control)."""
-    from dualmd.train import train_model
+    from dualmd.train.run import train_model
 
     target = catalog.target(model)
     if target.kind != "trained":

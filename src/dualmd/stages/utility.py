@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dualmd.config import load_config
+from dualmd.config.experiment import load_config
 from dualmd.files import write_json
-from dualmd.stages import device
+from dualmd.stages.device import device
 
 
 def reference(*, config: Path, images: Path, split: Path, split_meta: Path, out: Path) -> None:

@@ -28,10 +28,10 @@ from diffusers import UNet2DConditionModel
 from torch import Tensor
 
 from dualmd import catalog
-from dualmd.attacks import build_attack
 from dualmd.attacks.base import ModelAttack, batch_slices, check_labels
+from dualmd.attacks.run import build_attack
 from dualmd.attacks.secmi import t_error_batch
-from dualmd.config import AttackConfig, SecMIConfig
+from dualmd.config.attacks import AttackConfig, SecMIConfig
 from dualmd.models.adapter import Schedule
 from dualmd.scores import AttackResult
 from dualmd.text2image.components import Components, encode_images, encode_prompts

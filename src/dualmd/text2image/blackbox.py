@@ -31,9 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dualmd.attacks import build_attack
 from dualmd.attacks.pang_wang import Similarity, similarity_features
-from dualmd.config import AttackConfig, PangWangConfig, SampleConfig, UtilityConfig
+from dualmd.attacks.run import build_attack
+from dualmd.config.attacks import AttackConfig, PangWangConfig
+from dualmd.config.evaluation import UtilityConfig
+from dualmd.config.sections import SampleConfig
 from dualmd.noise import sample_seed
 from dualmd.scores import AttackResult
 from dualmd.text2image.pipeline import DualMDStableDiffusionPipeline

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dualmd.config import DatasetConfig
+from dualmd.config.sections import DatasetConfig
 from dualmd.noise import sample_seed
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

@@ -30,7 +30,7 @@ from accelerate import Accelerator
 from diffusers import UNet2DConditionModel
 from torch import Tensor
 
-from dualmd.config import TrainConfig
+from dualmd.config.sections import TrainConfig
 from dualmd.defense.distill import CrossTeacherTargets, check_teachers
 from dualmd.models.adapter import Schedule
 from dualmd.text2image.batches import AlternatingSources, CaptionBank, latent_source

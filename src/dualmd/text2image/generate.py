@@ -15,7 +15,7 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 
 from dualmd import catalog
-from dualmd.config import SampleConfig
+from dualmd.config.sections import SampleConfig
 from dualmd.text2image.components import load_components
 from dualmd.text2image.finetune import load_finetuned_unet
 from dualmd.text2image.pipeline import DualMDStableDiffusionPipeline

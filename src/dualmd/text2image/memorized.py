@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dualmd.config import MemorizedPromptsConfig
+from dualmd.config.text2image import MemorizedPromptsConfig
 from dualmd.files import write_json
 
 if TYPE_CHECKING:

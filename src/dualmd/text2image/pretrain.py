@@ -23,7 +23,7 @@ import torch
 from diffusers import AutoencoderKL
 from torch import Tensor
 
-from dualmd.config import TrainConfig
+from dualmd.config.sections import TrainConfig
 from dualmd.text2image.batches import latent_source
 from dualmd.text2image.captions import CaptionSampler
 from dualmd.text2image.components import Components, encode_images, save_pipeline, tiny_components

@@ -29,7 +29,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from dualmd.config import MemorizationConfig, SampleConfig
+from dualmd.config.evaluation import MemorizationConfig
+from dualmd.config.sections import SampleConfig
 from dualmd.noise import sample_seed
 from dualmd.text2image.memorized import GROUPS, MemorizedPrompts
 from dualmd.text2image.pipeline import DualMDStableDiffusionPipeline

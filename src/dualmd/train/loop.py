@@ -36,7 +36,7 @@ from diffusers.training_utils import EMAModel
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dualmd.config import TrainConfig
+from dualmd.config.sections import TrainConfig
 from dualmd.models.adapter import Schedule
 from dualmd.train.checkpoint import load_state, save_state
 

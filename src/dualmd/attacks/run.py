@@ -1,0 +1,160 @@
+"""The attack registry by name and the entry point of each kind of attack, which the attack stages call.
+
+Scores are "higher = more likely a member" (see `dualmd.attacks.base`). White-box attacks (`requires ==
+"model"`) query a `NoisePredictor`; black-box attacks see only generated images (`requires == "samples"`) or only
+what the sampler returns from a noisy image (`"sampler"`); `"pair"` attacks query each model of a pair sampler.
+No attack module imports this one; it imports them, by the names in `MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+from torch import Tensor
+
+from dualmd import catalog
+from dualmd.attacks import base
+from dualmd.attacks.base import Attack, AttackResult
+from dualmd.config.attacks import AttackConfig
+
+if TYPE_CHECKING:
+    from dualmd.attacks.lira import ReferenceStatistics
+    from dualmd.models.adapter import NoisePredictor, Schedule
+    from dualmd.sample import PredictorSelector
+
+#: The module whose import registers each attack (`base.register`). A module is imported when its attack is first
+#: built, not with this module: a job runs one attack and pays only for that attack's dependencies (diffusers'
+#: pipelines for recon, scikit-learn's ensembles for gsa), and a job that uses one helper module (copy
+#: detection's nearest neighbours) loads no attack.
+MODULES = {
+    "gsa": "gsa",
+    "lira": "lira",
+    "loss": "loss",
+    "nn_distance": "nn_distance",
+    "pang_wang": "pang_wang",
+    "pia": "pia",
+    "pian": "pia",
+    "recon": "recon",
+    "secmi_nn": "secmi_nn",
+    "secmi_stat": "secmi",
+    "sima": "sima",
+    "teacher_max": "teacher_max",
+}
+
+
+def registry() -> dict[str, type[Attack]]:
+    """Every registered attack by name (importing every attack module)."""
+    for module in sorted(set(MODULES.values())):
+        importlib.import_module(f"dualmd.attacks.{module}")
+    return base.ATTACKS
+
+
+def _built(name: str, cfg: AttackConfig, requires: str) -> Attack:
+    """`build_attack`, refusing an attack of another kind with the entry point it needs."""
+    attack = build_attack(name, cfg)
+    if attack.requires != requires:
+        raise ValueError(f"attack {name!r} needs {attack.requires!r} access: use {_ENTRY[attack.requires]}")
+    return attack
+
+
+def build_attack(name: str, cfg: AttackConfig) -> Attack:
+    """The attack registered as `name`, configured by `cfg`; unknown names raise ValueError listing the known."""
+    if name not in MODULES:
+        raise ValueError(f"unknown attack {name!r}; known: {sorted(MODULES)}")
+    importlib.import_module(f"dualmd.attacks.{MODULES[name]}")
+    return base.ATTACKS[name](cfg=cfg)
+
+
+def attack_model(
+    name: str,
+    cfg: AttackConfig,
+    *,
+    predictor: NoisePredictor,
+    schedule: Schedule,
+    images: Tensor,
+    sample_ids: np.ndarray,
+    is_member: np.ndarray,
+    references: ReferenceStatistics | None = None,
+) -> AttackResult:
+    """Run white-box attack `name` on a model.
+
+    Args:
+        predictor, schedule: the attacked model (e.g. from `dualmd.models.adapter.load_predictor`).
+        images: (N, C, H, W) float in [-1, 1], members and non-members.
+        sample_ids: (N,) distinct non-negative ints (dataset indices), seeding per-sample noise.
+        is_member: (N,) bool.
+        references: the reference models' statistics, for an attack calibrated by them (lira) and no other.
+    Returns:
+        Per-sample scores (secmi_nn, gsa: only the samples outside their training slice).
+    """
+    attack = _built(name, cfg, "model")
+    if catalog.attack(name).references:
+        if references is None:
+            raise ValueError(f"attack {name!r} is calibrated by reference models: pass their statistics")
+        attack = attack.with_references(references)  # type: ignore[attr-defined]
+    elif references is not None:
+        raise ValueError(f"attack {name!r} takes no reference models")
+    return attack.run(predictor, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
+
+
+def attack_samples(
+    name: str,
+    cfg: AttackConfig,
+    *,
+    generated: Tensor,
+    images: Tensor,
+    sample_ids: np.ndarray,
+    is_member: np.ndarray,
+) -> AttackResult:
+    """Run black-box attack `name` from generated images (N_gen, C, H, W) in [-1, 1]; other args as
+    `attack_model`."""
+    attack = _built(name, cfg, "samples")
+    return attack.run(generated, images, sample_ids, is_member)  # type: ignore[call-arg]
+
+
+def attack_sampler(
+    name: str,
+    cfg: AttackConfig,
+    *,
+    sampler: NoisePredictor | PredictorSelector,
+    schedule: Schedule,
+    images: Tensor,
+    sample_ids: np.ndarray,
+    is_member: np.ndarray,
+) -> AttackResult:
+    """Run black-box attack `name` through a sampler's denoising chain.
+
+    Args:
+        sampler: one model's predictor, or the selector of a pair (`dualmd.samplers.load_sampler`).
+        schedule: the sampler's noise schedule; other args as `attack_model`.
+    """
+    attack = _built(name, cfg, "sampler")
+    return attack.run(sampler, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
+
+
+def attack_pair(
+    name: str,
+    cfg: AttackConfig,
+    *,
+    models: dict[str, NoisePredictor],
+    schedule: Schedule,
+    images: Tensor,
+    sample_ids: np.ndarray,
+    is_member: np.ndarray,
+) -> AttackResult:
+    """Run white-box attack `name` on every model of a pair sampler (name -> predictor, e.g. DualMD's teachers);
+    other args as `attack_model`."""
+    attack = _built(name, cfg, "pair")
+    return attack.run(models, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
+
+
+#: The entry point of each kind of attack.
+_ENTRY = {
+    "model": "attack_model",
+    "samples": "attack_samples",
+    "sampler": "attack_sampler",
+    "pair": "attack_pair",
+    "prompts": "dualmd.text2image.blackbox.attack_sampler_blackbox",
+}

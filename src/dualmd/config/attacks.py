@@ -1,0 +1,266 @@
+"""The attack section: which attacks run, the keys they share, and one nested section per attack
+(`attack.<name>`, read by the attacks that `dualmd.catalog.ATTACKS[name].reads` names)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from dualmd import catalog
+from dualmd.config.base import Section, Weights, require
+
+
+@dataclass(frozen=True)
+class SecMIConfig(Section):
+    SECTION = "attack.secmi"
+    t_sec: int = 100  # timestep of the round-trip comparison
+    k: int = 10  # DDIM stride of the inversion
+
+    def _validate(self, prefix: str) -> None:
+        require(self.k >= 1, f"{prefix}.k", "must be >= 1")
+        require(
+            self.t_sec > self.k and self.t_sec % self.k == 0,
+            f"{prefix}.t_sec",
+            "must be a multiple of k and larger than k",
+        )
+
+
+@dataclass(frozen=True)
+class SecMINNConfig(Section):
+    SECTION = "attack.secmi_nn"
+    train_fraction: float = 0.2  # slice of members and non-members that trains the classifier
+    num_epochs: int = 15
+    lr: float = 1e-3
+    batch_size: int = 128
+
+    def _validate(self, prefix: str) -> None:
+        require(0.0 < self.train_fraction < 1.0, f"{prefix}.train_fraction", "must be in (0, 1)")
+        require(self.num_epochs >= 1, f"{prefix}.num_epochs", "must be >= 1")
+        require(self.lr > 0, f"{prefix}.lr", "must be > 0")
+        require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class PIAConfig(Section):
+    SECTION = "attack.pia"
+    timestep: int = 200  # attack timestep fixed a priori
+    sweep_timesteps: tuple[int, ...] = (20, 40, 60, 80, 100, 120, 140, 160, 180, 200)  # reported separately
+    lp: float = 4.0
+
+    def _validate(self, prefix: str) -> None:
+        require(self.lp > 0, f"{prefix}.lp", "must be > 0")
+
+
+@dataclass(frozen=True)
+class LossAttackConfig(Section):
+    SECTION = "attack.loss"
+    timesteps: tuple[int, ...] = (50, 100, 200)  # scores are averaged over these timesteps
+
+    def _validate(self, prefix: str) -> None:
+        require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one timestep")
+
+
+#: GSA's timesteps: K = 10 evenly spaced over T = 1000, t_j = j * T / K - 1 (Pang et al.'s sampling_frequency).
+GSA_TIMESTEPS = (99, 199, 299, 399, 499, 599, 699, 799, 899, 999)
+
+
+@dataclass(frozen=True)
+class GSAConfig(Section):
+    SECTION = "attack.gsa"
+    # gsa1: gradient of the loss averaged over the timesteps | gsa2: per-timestep gradient norms, averaged
+    variant: Literal["gsa1", "gsa2"] = "gsa1"
+    timesteps: tuple[int, ...] = GSA_TIMESTEPS  # one noise draw per (image, timestep)
+    train_fraction: float = 0.2  # slice of members and non-members that trains the classifier (as secmi_nn)
+    num_estimators: int = 200  # boosting stages (GSA's XGBClassifier(n_estimators=200))
+    max_depth: int = 3  # depth of each regression tree
+    learning_rate: float = 0.1  # shrinkage of each stage
+    batch_size: int = 64  # images per vmap call: memory holds batch_size per-sample gradients
+
+    def _validate(self, prefix: str) -> None:
+        require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one timestep")
+        require(
+            len(set(self.timesteps)) == len(self.timesteps), f"{prefix}.timesteps", "lists a timestep twice"
+        )
+        require(0.0 < self.train_fraction < 1.0, f"{prefix}.train_fraction", "must be in (0, 1)")
+        require(self.num_estimators >= 1, f"{prefix}.num_estimators", "must be >= 1")
+        require(self.max_depth >= 1, f"{prefix}.max_depth", "must be >= 1")
+        require(self.learning_rate > 0, f"{prefix}.learning_rate", "must be > 0")
+        require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class SimAConfig(Section):
+    SECTION = "attack.sima"
+    timestep: int = 20  # attack timestep fixed a priori: small, the model sees the (almost) clean image
+    sweep_timesteps: tuple[int, ...] = (0, 10, 20, 50, 100, 150, 200)  # reported separately
+    lp: float = 4.0  # the score is minus sum_i |eps_theta(x_0, t)_i|^lp (SimA's code: 4)
+
+    def _validate(self, prefix: str) -> None:
+        require(self.lp > 0, f"{prefix}.lp", "must be > 0")
+
+
+@dataclass(frozen=True)
+class LiraConfig(Section):
+    SECTION = "attack.lira"
+    num_reference: int = (
+        4  # reference models reference1..K, each on a random half of the reference population
+    )
+    statistic: Literal["loss", "pia", "pian", "sima"] = (
+        "loss"  # per-candidate statistic, configured by its section
+    )
+    global_variance: bool = True  # one pooled out-variance for every candidate (advised for few references)
+
+    def _validate(self, prefix: str) -> None:
+        # a per-candidate variance needs two reference statistics; the pooled one needs two as well
+        require(2 <= self.num_reference <= 9999, f"{prefix}.num_reference", "must be from 2 to 9999")
+
+
+@dataclass(frozen=True)
+class NNDistanceConfig(Section):
+    SECTION = "attack.nn_distance"
+    k: int = 1  # mean distance to the k nearest generated samples
+
+    def _validate(self, prefix: str) -> None:
+        require(self.k >= 1, f"{prefix}.k", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ReconConfig(Section):
+    """The reconstruction attack (`dualmd.attacks.recon`): grids chosen on a labelled slice."""
+
+    SECTION = "attack.recon"
+    timesteps: tuple[int, ...] = (50, 100, 200)  # candidate noising timesteps t (one is chosen)
+    num_queries: tuple[int, ...] = (1, 2)  # candidate numbers of queries averaged (one is chosen)
+    num_steps: int = 4  # deterministic DDIM steps from t back to the clean image
+    train_fraction: float = 0.2  # slice of members and non-members that chooses t and the queries
+
+    def _validate(self, prefix: str) -> None:
+        require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one timestep")
+        require(
+            len(set(self.timesteps)) == len(self.timesteps), f"{prefix}.timesteps", "lists a timestep twice"
+        )
+        require(len(self.num_queries) >= 1, f"{prefix}.num_queries", "needs at least one count")
+        require(min(self.num_queries, default=1) >= 1, f"{prefix}.num_queries", "counts must be >= 1")
+        require(self.num_steps >= 1, f"{prefix}.num_steps", "must be >= 1")
+        # the chain t > ... > 0 takes num_steps distinct integer timesteps
+        require(
+            min(self.timesteps, default=1) >= self.num_steps,
+            f"{prefix}.timesteps",
+            f"every timestep must be >= num_steps ({self.num_steps})",
+        )
+        require(0.0 < self.train_fraction < 1.0, f"{prefix}.train_fraction", "must be in (0, 1)")
+
+
+#: Model attacks `teacher_max` can run on each teacher: one score per image, no labelled slice.
+TeacherStatistic = Literal["loss", "secmi_stat", "pia", "pian", "sima"]
+
+
+@dataclass(frozen=True)
+class TeacherMaxConfig(Section):
+    """The white-box attack on both DualMD teachers (`dualmd.attacks.teacher_max`)."""
+
+    SECTION = "attack.teacher_max"
+    statistic: TeacherStatistic = "pia"  # the model attack scored on each teacher (its own section applies)
+
+
+@dataclass(frozen=True)
+class PangWangConfig(Section):
+    """The black-box attack of Pang & Wang (2023) on a text-to-image sampler (`dualmd.attacks.pang_wang`)."""
+
+    SECTION = "attack.pang_wang"
+    num_generations: int = 3  # images generated per candidate from its original caption (the paper: 3)
+    num_inference_steps: int = 50  # DDIM steps of each generation (the paper: 50)
+    guidance_scale: float = 7.5  # classifier-free guidance of each generation (the authors' code: 7.5)
+    # inception: the FID Inception-v3 of `utility` (pooled 2048-d, offline); deit: a DeiT folder in
+    # `encoder_path` (the authors': facebook/deit-base-distilled-patch16-384, last_hidden_state); pixels: 3x8x8
+    # pooled pixels, for tests
+    encoder: Literal["inception", "deit", "pixels"] = "inception"
+    encoder_path: str | None = None  # local folder of the DeiT model and image processor (encoder: deit)
+    # pixels per side of the inception encoder's input: 299 as FID; >= 75 (Inception-v3's smallest) runs the
+    # network up to its last map and averages it globally (`dualmd.utility`), ~10x cheaper at 128 on a CPU
+    encoder_image_size: int = 299
+    fit_fraction: float = 0.5  # first fraction of the members and of the non-members fitting the Gaussians
+    covariance_ridge: float = 1e-5  # added to the diagonal of each class covariance (the authors' 1e-5)
+
+    def _validate(self, prefix: str) -> None:
+        require(self.num_generations >= 1, f"{prefix}.num_generations", "must be >= 1")
+        require(self.num_inference_steps >= 1, f"{prefix}.num_inference_steps", "must be >= 1")
+        require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
+        require(0.0 < self.fit_fraction < 1.0, f"{prefix}.fit_fraction", "must be in (0, 1)")
+        require(self.covariance_ridge > 0, f"{prefix}.covariance_ridge", "must be > 0")
+        require(
+            self.encoder != "deit" or self.encoder_path is not None,
+            f"{prefix}.encoder_path",
+            "encoder 'deit' needs the local folder of the DeiT model",
+        )
+        require(self.encoder_image_size >= 75, f"{prefix}.encoder_image_size", "must be >= 75 (Inception-v3)")
+        require(
+            self.encoder == "inception" or self.encoder_image_size == 299,
+            f"{prefix}.encoder_image_size",
+            "applies to the inception encoder only (deit uses its image processor's size)",
+        )
+
+
+#: The nested section of each attack, by its key in the attack section.
+_NESTED = {
+    "secmi": SecMIConfig,
+    "secmi_nn": SecMINNConfig,
+    "pia": PIAConfig,
+    "loss": LossAttackConfig,
+    "nn_distance": NNDistanceConfig,
+    "gsa": GSAConfig,
+    "sima": SimAConfig,
+    "recon": ReconConfig,
+    "teacher_max": TeacherMaxConfig,
+    "lira": LiraConfig,
+    "pang_wang": PangWangConfig,
+}
+
+
+@dataclass(frozen=True)
+class AttackConfig(Section):
+    """Which attacks run and their parameters."""
+
+    SECTION = "attack"
+    # every attack but those that need reference models trained for them (config/attacks-strong.yaml adds lira)
+    # and the text-to-image black-box attack (access "prompts")
+    names: tuple[str, ...] = tuple(
+        a for a, spec in catalog.ATTACKS.items() if not spec.references and spec.access != "prompts"
+    )
+    weights: Weights = "ema"  # white-box attacks: which weights of a model are attacked
+    batch_size: int = 256
+    seed: int = 0  # per-sample noise seeds derive from this and the sample id
+    # white-box attacks' UNet forward (not GSA's per-sample gradients, which run the plain fp32 UNet)
+    compile: bool = False  # torch.compile the UNet forward
+    mixed_precision: Literal["no", "bf16"] = "no"  # bf16 autocast of the UNet forward
+    secmi: SecMIConfig = field(default_factory=SecMIConfig)
+    secmi_nn: SecMINNConfig = field(default_factory=SecMINNConfig)
+    pia: PIAConfig = field(default_factory=PIAConfig)
+    loss: LossAttackConfig = field(default_factory=LossAttackConfig)
+    nn_distance: NNDistanceConfig = field(default_factory=NNDistanceConfig)
+    gsa: GSAConfig = field(default_factory=GSAConfig)
+    sima: SimAConfig = field(default_factory=SimAConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
+    teacher_max: TeacherMaxConfig = field(default_factory=TeacherMaxConfig)
+    lira: LiraConfig = field(default_factory=LiraConfig)
+    pang_wang: PangWangConfig = field(default_factory=PangWangConfig)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None, *, prefix: str = "") -> AttackConfig:
+        """As every section, with each nested per-attack section built (and checked) first."""
+        raw = dict(raw or {})
+        prefix = prefix or cls.SECTION
+        nested = {
+            k: sub.from_mapping(raw.pop(k), prefix=f"{prefix}.{k}") for k, sub in _NESTED.items() if k in raw
+        }
+        return replace(super().from_mapping(raw, prefix=prefix), **nested)
+
+    def _validate(self, prefix: str) -> None:
+        unknown = [n for n in self.names if n not in catalog.ATTACKS]
+        require(
+            not unknown, f"{prefix}.names", f"unknown attack(s) {unknown}; known: {list(catalog.ATTACKS)}"
+        )
+        require(len(set(self.names)) == len(self.names), f"{prefix}.names", "lists an attack twice")
+        require(len(self.names) >= 1, f"{prefix}.names", "needs at least one attack")
+        require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")

@@ -1,0 +1,147 @@
+"""Stage configs: the sections each stage reads, resolved into the plain data of its config file, whose digest
+names the file (`results/configs/<scope>/<stage>.<digest>.yaml`), and the experiment of each replicate."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+import yaml
+
+from dualmd import catalog
+from dualmd.config.base import ConfigError
+from dualmd.config.experiment import ExperimentConfig
+
+#: The config sections each stage reads. A stage's resolved config (`stage_config`) is its input file, so a
+#: stage reruns exactly when one of these sections changes; attack stages (`attack_<name>`) read the shared
+#: attack keys and the nested sections of `catalog.ATTACKS[name].reads` (plus those of the attack a wrapping
+#: attack runs, `AttackSpec.wraps`, and the `sample` keys a sampler attack reads, `AttackSpec.sample_keys`).
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "data": ("dataset",),
+    "split": ("split",),
+    "train": ("model", "diffusion", "train"),
+    "distill": ("model", "diffusion", "train", "distill"),
+    "sample": ("sample",),
+    "metrics": ("metrics",),
+    "set_inference": ("set_inference", "metrics"),
+    "memorization": ("memorization",),
+    "utility": ("utility",),
+    "heldout": ("heldout",),
+}
+#: Sections each text-to-image stage reads (dataset: the captions). Their attacks read "t2i_attack_<name>": the
+#: attack's own config plus dataset and text2image.
+TEXT2IMAGE_STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "t2i_pretrain": ("dataset", "train", "text2image"),
+    "t2i_train": ("dataset", "train", "text2image"),
+    "t2i_distill": ("dataset", "train", "distill", "text2image"),
+    "t2i_sample": ("dataset", "sample", "text2image"),
+    # the choice of the memorized prompts (text2image.memorized_prompts without num_generations; dataset: the
+    # captions), and their scoring: SecMI's t-error with secmi_stat's attack config, generations of the sample
+    # section with guidance, copy detection of the memorization section
+    "t2i_memorized_prompts": ("dataset", "text2image"),
+    "t2i_prompt_memorization": ("sample", "memorization", "text2image"),
+}
+#: The text2image keys of the two memorized-prompt stages, and the keys of text2image.memorized_prompts each reads
+#: (no other stage reads that section: training, sampling and attacks read the selection file instead).
+_TEXT2IMAGE_KEYS = {
+    "t2i_memorized_prompts": ("enabled", "memorized_prompts"),
+    "t2i_prompt_memorization": ("enabled", "guidance_scale", "memorized_prompts"),
+}
+_MEMORIZED_KEYS = {
+    "t2i_memorized_prompts": ("num_images", "repeats", "half", "prompt_caption", "seed"),
+    "t2i_prompt_memorization": ("num_generations",),
+}
+_T2I_ATTACK = "t2i_attack_"
+_ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed", "compile", "mixed_precision")
+#: Seeds that differ between replicates: replicate r adds r to each.
+REPLICATE_SEEDS = (("split", "seed"), ("split", "half_seed"), ("train", "seed"))
+
+
+def control_targets(experiment: ExperimentConfig) -> list[str]:
+    """Every optional control target of the experiment ("student_ov50", "dpsgd_eps10", ...), from its
+    `controls` section."""
+    controls = experiment.controls
+    return catalog.control_targets(controls.dp_epsilons, controls.overlap_percents)
+
+
+def checkpoint_targets(experiment: ExperimentConfig) -> list[str]:
+    """Every checkpoint target of the experiment ("baseline@120", ...), from `train.snapshot_fractions`."""
+    return catalog.checkpoint_targets(experiment.train.snapshot_steps)
+
+
+def stage_names() -> list[str]:
+    """Every stage with a config of its own."""
+    return (
+        list(STAGE_SECTIONS)
+        + [f"attack_{name}" for name in catalog.ATTACKS]
+        + list(TEXT2IMAGE_STAGE_SECTIONS)
+        + [f"{_T2I_ATTACK}{name}" for name in catalog.TEXT2IMAGE_ATTACKS]
+    )
+
+
+def replicate(experiment: ExperimentConfig, index: int) -> ExperimentConfig:
+    """The experiment of replicate `index`: the seeds of REPLICATE_SEEDS shifted by `index` (0: unchanged)."""
+    sections: dict[str, Any] = {}
+    for section, key in REPLICATE_SEEDS:
+        current = sections.get(section, getattr(experiment, section))
+        sections[section] = replace(current, **{key: getattr(current, key) + index})
+    return replace(experiment, **sections)
+
+
+def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
+    """The resolved sections one stage reads, as plain data (what `results/configs/.../<stage>.*.yaml` holds)."""
+    if stage in TEXT2IMAGE_STAGE_SECTIONS or stage.startswith(_T2I_ATTACK):
+        return _text2image_stage_config(experiment, stage)
+    if stage.startswith("attack_"):
+        spec = catalog.attack(stage.removeprefix("attack_"))
+        full = experiment.attack.to_dict()
+        keys = _ATTACK_SHARED_KEYS + spec.reads
+        if spec.wraps is not None:  # e.g. teacher_max runs the attack named by its `statistic`
+            keys += catalog.attack(full[spec.reads[0]][spec.wraps]).reads
+        cfg: dict[str, Any] = {"attack": {"names": [spec.name], **{k: full[k] for k in dict.fromkeys(keys)}}}
+        if spec.sample_keys:  # a sampler attack queries the sampler of the sample stage
+            sample = experiment.sample.to_dict()
+            cfg["sample"] = {k: sample[k] for k in spec.sample_keys}
+        return cfg
+    if stage not in STAGE_SECTIONS:
+        raise ConfigError(f"unknown stage {stage!r}; known: {stage_names()}")
+    sections = STAGE_SECTIONS[stage]
+    if stage == "split" and experiment.split.source == "lists":
+        sections += (
+            "dataset",
+        )  # the lists name files of the image folder, which the dataset section locates
+    return {s: getattr(experiment, s).to_dict() for s in sections}
+
+
+def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
+    """A text-to-image stage's sections; `text2image.prompt_diversification` is left out (the target's name
+    carries it), so adding a variant reruns nothing of the other. `text2image.memorized_prompts` enters only the
+    two stages that read it (`_MEMORIZED_KEYS`), so turning it on changes no other stage's config: those stages
+    get the selection file as an input instead."""
+    if stage.startswith(_T2I_ATTACK):
+        cfg = stage_config(experiment, "attack_" + stage.removeprefix(_T2I_ATTACK))
+        sections: tuple[str, ...] = ("dataset", "text2image")
+    elif stage == "t2i_prompt_memorization":
+        # the t-error is SecMI's statistic: secmi_stat's attack config (t_sec, k, weights, batch size)
+        cfg, sections = stage_config(experiment, "attack_secmi_stat"), TEXT2IMAGE_STAGE_SECTIONS[stage]
+    else:
+        cfg, sections = {}, TEXT2IMAGE_STAGE_SECTIONS[stage]
+    cfg.update({s: getattr(experiment, s).to_dict() for s in sections})
+    text2image = cfg["text2image"]
+    del text2image["prompt_diversification"]
+    memorized = text2image.pop("memorized_prompts")
+    if stage in _TEXT2IMAGE_KEYS:
+        cfg["text2image"] = {k: text2image[k] for k in _TEXT2IMAGE_KEYS[stage] if k in text2image}
+        cfg["text2image"]["memorized_prompts"] = {k: memorized[k] for k in _MEMORIZED_KEYS[stage]}
+    return cfg
+
+
+def dump_stage_config(cfg: dict[str, Any]) -> str:
+    """Canonical YAML text of a stage config (sorted keys): equal configs give equal bytes."""
+    return yaml.safe_dump(cfg, sort_keys=True)
+
+
+def config_digest(cfg: dict[str, Any]) -> str:
+    """First 12 hex digits of the SHA-256 of the canonical text: the name a stage config file carries."""
+    return hashlib.sha256(dump_stage_config(cfg).encode()).hexdigest()[:12]

@@ -1,0 +1,91 @@
+"""The text-to-image section (`dualmd.text2image`) and its nested memorized-prompts section."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from dualmd.config.base import ConfigError, Section, require
+
+
+@dataclass(frozen=True)
+class MemorizedPromptsConfig(Section):
+    """Memorized prompts of the text-to-image experiment (paper §3.6, Fig. 3 and Table 5): a few images of one
+    member half appear `repeats` times in the training set of every model that trains on that half, so that
+    their captions become memorized prompts; as many other images of that half stay single ("other" prompts).
+    `dualmd.text2image.memorized` selects them, `dualmd.text2image.prompt_memorization` scores them."""
+
+    SECTION = "text2image.memorized_prompts"
+    num_images: int = 0  # images whose captions become memorized prompts (0: off); as many "other" prompts
+    repeats: int = 16  # times each of them appears in the training set (1: once, like every other image)
+    half: Literal["half1", "half2"] = "half1"  # the member half they come from (the split stays disjoint)
+    # which of an image's captions is its prompt (0: the original); a chosen image trains with it as its first
+    # caption, so template captions shared by many images (the digits' "a handwritten digit two") can be avoided
+    prompt_caption: int = 0
+    seed: int = 0  # seed of the choice among the half's images
+    num_generations: int = 4  # images generated per prompt (noise-magnitude detector, copy detection)
+
+    @property
+    def enabled(self) -> bool:
+        return self.num_images > 0
+
+    def _validate(self, prefix: str) -> None:
+        require(self.num_images >= 0, f"{prefix}.num_images", "must be >= 0 (0: off)")
+        require(self.repeats >= 1, f"{prefix}.repeats", "must be >= 1")
+        require(self.prompt_caption >= 0, f"{prefix}.prompt_caption", "must be >= 0")
+        require(self.num_generations >= 1, f"{prefix}.num_generations", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class Text2ImageConfig(Section):
+    """The text-to-image experiment (`dualmd.text2image`): a Stable-Diffusion-shaped pipeline fine-tuned on the
+    members, captions from the dataset (digits: templates; image_folder: its metadata.jsonl)."""
+
+    SECTION = "text2image"
+    enabled: bool = False  # run the text-to-image experiment instead of the unconditional one
+    pretrained: str | None = (
+        None  # SD pipeline folder (diffusers layout); None: the tiny stand-in, pretrained here
+    )
+    # Which variants the workflow builds: false (each image's first caption), true (one of its captions drawn at
+    # each use, targets "<name>_pd"), or [false, true] (both, paper Table 3). A stage takes the variant from the
+    # target's name (dualmd.catalog.PD_SUFFIX), so stage configs leave this key out.
+    prompt_diversification: bool | tuple[bool, ...] = False
+    caption_dropout: float = 0.1  # probability of the empty prompt in training (classifier-free guidance)
+    guidance_scale: float = 7.5  # classifier-free guidance scale of sampling (steps, seed...: section sample)
+    pretrain_vae_steps: int = 1000  # tiny stand-in only: VAE steps on the images outside the split
+    pretrain_unet_steps: int = 2000  # tiny stand-in only: conditional-UNet steps on those images
+    memorized_prompts: MemorizedPromptsConfig = field(default_factory=MemorizedPromptsConfig)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None, *, prefix: str = "") -> Text2ImageConfig:
+        """As every section, with the nested `memorized_prompts` section built (and checked) first."""
+        raw = dict(raw or {})
+        prefix = prefix or cls.SECTION
+        nested = raw.pop("memorized_prompts", None)
+        if nested is not None and not isinstance(nested, Mapping):
+            raise ConfigError(f"{prefix}.memorized_prompts: expected a mapping, got {nested!r}")
+        memorized = MemorizedPromptsConfig.from_mapping(nested, prefix=f"{prefix}.memorized_prompts")
+        section = replace(super().from_mapping(raw, prefix=prefix), memorized_prompts=memorized)
+        section._validate(prefix)  # again, now with the nested section in place
+        return section
+
+    def _validate(self, prefix: str) -> None:
+        require(0.0 <= self.caption_dropout < 1.0, f"{prefix}.caption_dropout", "must be in [0, 1)")
+        require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
+        require(self.pretrain_vae_steps >= 1, f"{prefix}.pretrain_vae_steps", "must be >= 1")
+        require(self.pretrain_unet_steps >= 1, f"{prefix}.pretrain_unet_steps", "must be >= 1")
+        require(
+            self.enabled or not self.memorized_prompts.enabled,
+            f"{prefix}.memorized_prompts.num_images",
+            "memorized prompts belong to the text-to-image experiment: set text2image.enabled or num_images: 0",
+        )
+        variants = self.variants
+        require(len(variants) >= 1, f"{prefix}.prompt_diversification", "must name at least one variant")
+        require(len(set(variants)) == len(variants), f"{prefix}.prompt_diversification", "holds duplicates")
+
+    @property
+    def variants(self) -> tuple[bool, ...]:
+        """The prompt-diversification variants to build, in report order (a single bool is one variant)."""
+        pd = self.prompt_diversification
+        return (pd,) if isinstance(pd, bool) else tuple(pd)
