@@ -134,7 +134,7 @@ def run_setting(setting: Setting, out: Path, jobs: int) -> dict:
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(train, ("teacher1", "teacher2", "baseline")))
     if not (folder / "models/student").is_dir():
-        teachers = ["--teacher", "teacher1=models/teacher1", "--teacher", "teacher2=models/teacher2"]
+        teachers = ["--teachers", "teacher1=models/teacher1", "--teachers", "teacher2=models/teacher2"]
         args = ["--model", "student", *teachers, "--out", "models/student", "--state-dir", "state/student"]
         dualmd("distill", *common, *args, cwd=folder, log=logs / "student.log")
     # each model's own training time (one thread), from its metadata
@@ -142,7 +142,7 @@ def run_setting(setting: Setting, out: Path, jobs: int) -> dict:
         json.loads((folder / "models" / m / "metadata.json").read_text())["wall_time_s"]
         for m in ("baseline", "teacher1", "teacher2", "student")
     )
-    targets = [arg for m in MODELS for arg in ("--target", f"{m}=models/{m}")]
+    targets = [arg for m in MODELS for arg in ("--targets", f"{m}=models/{m}")]
     if not (folder / "heldout.json").is_file():
         dualmd(
             "heldout-loss", *common, *targets, "--out", "heldout.json", cwd=folder, log=logs / "heldout.log"

@@ -91,6 +91,14 @@ class AttackSpec:
     wraps: str | None = None
     # The attack also queries LiRA's reference models (`reference_targets`), one set shared by every target.
     references: bool = False
+    # Module of `dualmd.attacks` that defines it (default: its name); a job running the attack imports that module
+    # and no other attack module, so the module's import closure is the attack's code.
+    module: str = ""
+
+    @property
+    def module_name(self) -> str:
+        """Dotted name of the module that defines the attack."""
+        return f"dualmd.attacks.{self.module or self.name}"
 
 
 _TARGETS = (
@@ -103,10 +111,10 @@ _TARGETS = (
 )
 _ATTACKS = (
     AttackSpec("loss", "model", reads=("loss",)),
-    AttackSpec("secmi_stat", "model", reads=("secmi",)),
+    AttackSpec("secmi_stat", "model", reads=("secmi",), module="secmi"),
     AttackSpec("secmi_nn", "model", reads=("secmi", "secmi_nn"), job_per_target=True),  # trains a ResNet-18
     AttackSpec("pia", "model", reads=("pia",)),
-    AttackSpec("pian", "model", reads=("pia",)),
+    AttackSpec("pian", "model", reads=("pia",), module="pia"),
     AttackSpec("sima", "model", reads=("sima",)),
     AttackSpec("gsa", "model", reads=("gsa",)),  # per-sample gradients and a boosted-tree classifier
     AttackSpec("nn_distance", "samples", reads=("nn_distance",)),

@@ -9,6 +9,10 @@ Two uses:
 - a workflow rule lists the files of its stage module's import `closure` as inputs, so editing
   a module reruns exactly the stages that run it;
 - a test checks that the graph has no cycle.
+
+An import by a name built at run time picks one plugin (an attack: `dualmd.catalog.AttackSpec.module_name`) out of
+many. A job runs only the plugin it names, so the workflow reads the graph without those edges
+(`import_graph(plugins=False)`) and adds the closure of the plugin each job names.
 """
 
 from __future__ import annotations
@@ -85,18 +89,19 @@ def _dynamic_import(node: ast.AST) -> tuple[str, bool] | None:
     return None
 
 
-def direct_imports(module: str, files: Mapping[str, Path]) -> set[str]:
-    """Modules of the package that `module` imports by name (parents of a dotted name not included)."""
+def direct_imports(module: str, files: Mapping[str, Path], plugins: bool = True) -> set[str]:
+    """Modules of the package that `module` imports by name (parents of a dotted name not included); without
+    `plugins`, a name built from a literal prefix counts as no module."""
     tree = ast.parse(files[module].read_text(), filename=str(files[module]))
     found: set[str] = set()
     for node in _runtime_nodes(tree):
         dynamic = _dynamic_import(node)
         if dynamic is not None:
             name, is_prefix = dynamic
-            if is_prefix:
-                found.update(m for m in files if m.startswith(name))
-            else:
+            if not is_prefix:
                 found.add(name)
+            elif plugins:
+                found.update(m for m in files if m.startswith(name))
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -107,10 +112,10 @@ def direct_imports(module: str, files: Mapping[str, Path]) -> set[str]:
     return {name for name in found if name in files and name != module}
 
 
-def import_graph(package_dir: Path = PACKAGE_DIR) -> dict[str, set[str]]:
-    """Module -> the package modules it imports directly."""
+def import_graph(package_dir: Path = PACKAGE_DIR, plugins: bool = True) -> dict[str, set[str]]:
+    """Module -> the package modules it imports directly (`plugins`: see `direct_imports`)."""
     files = module_files(package_dir)
-    return {module: direct_imports(module, files) for module in files}
+    return {module: direct_imports(module, files, plugins) for module in files}
 
 
 def _parents(module: str) -> list[str]:

@@ -134,7 +134,7 @@ def test_attack_refuses_a_model_trained_on_another_split(data, tmp_path):
         "loss",
         "--images",
         data / "images.npz",
-        "--target",
+        "--targets",
         f"baseline={model}",
         "--out-dir",
         tmp_path / "scores",
@@ -162,9 +162,9 @@ def test_distill_refuses_swapped_teachers(data, tmp_path):
         data / "split0.json",
         "--model",
         "student",
-        "--teacher",
+        "--teachers",
         f"teacher1={tmp_path / 'teacher2'}",
-        "--teacher",
+        "--teachers",
         f"teacher2={tmp_path / 'teacher1'}",
         "--out",
         tmp_path / "student",
@@ -199,24 +199,22 @@ def test_lira_calibrates_with_reference_models_trained_outside_the_split(data, t
         {"attack": {"names": ["lira"], "loss": {"timesteps": [50]}, "lira": {"num_reference": 2}}},
     )
     common = ["attack", "--config", attack_cfg, "--attack", "lira", "--images", data / "images.npz"]
-    common += ["--split", split, "--split-meta", split_meta, "--target", f"baseline={models['baseline']}"]
+    common += ["--split", split, "--split-meta", split_meta, "--targets", f"baseline={models['baseline']}"]
     refs = [f"reference{k}={models[f'reference{k}']}" for k in (1, 2)]
-    dualmd(
-        *common, "--out-dir", tmp_path / "scores", "--reference-model", refs[0], "--reference-model", refs[1]
-    )
+    dualmd(*common, "--out-dir", tmp_path / "scores", "--references", refs[0], "--references", refs[1])
     result = load_scores(tmp_path / "scores" / "baseline.npz")
     assert result.attack == "lira" and result.scores.shape == (32,) and np.isfinite(result.scores).all()
 
-    proc = dualmd(*common, "--out-dir", tmp_path / "bad", "--reference-model", refs[0], check=False)
+    proc = dualmd(*common, "--out-dir", tmp_path / "bad", "--references", refs[0], check=False)
     assert proc.returncode == 2 and "num_reference = 2 needs reference models" in proc.stderr
     swapped = f"reference2={models['baseline']}"
     proc = dualmd(
         *common,
         "--out-dir",
         tmp_path / "bad",
-        "--reference-model",
+        "--references",
         refs[0],
-        "--reference-model",
+        "--references",
         swapped,
         check=False,
     )

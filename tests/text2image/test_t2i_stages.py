@@ -12,7 +12,7 @@ from diffusers import StableDiffusionPipeline
 
 from dualmd.attacks.base import load_scores
 from dualmd.cli import main
-from dualmd.stages.text2image import population
+from dualmd.text2image.experiment import population
 
 CONFIG = {
     "dataset": {"name": "digits", "image_size": 32, "channels": 3, "max_images": 64},
@@ -105,28 +105,28 @@ def run(tmp_path_factory):
             "--pretrained",
             str(root / "pretrained"),
         ]
-        + ["--teacher", f"teacher1={root / 'teacher1'}", "--teacher", f"teacher2={root / 'teacher2'}"]
+        + ["--teachers", f"teacher1={root / 'teacher1'}", "--teachers", f"teacher2={root / 'teacher2'}"]
         + ["--out", str(root / "student"), "--state-dir", str(root / "s_student"), *memorized]
     )
     main(
         ["t2i-attack", "--config", str(cfg), "--attack", "loss", *data, "--out-dir", str(root / "scores")]
-        + ["--target", f"baseline={root / 'baseline'}", "--target", f"teacher1={root / 'teacher1'}"]
+        + ["--targets", f"baseline={root / 'baseline'}", "--targets", f"teacher1={root / 'teacher1'}"]
         + memorized
     )
     for sampler in ("baseline", "dualmd"):
         main(
             ["t2i-blackbox", "--config", str(cfg), "--attack", "pang_wang", *data, "--sampler", sampler]
-            + [f"--model-dir={m}={root / m}" for m in ("baseline", "teacher1", "teacher2")]
+            + [f"--models={m}={root / m}" for m in ("baseline", "teacher1", "teacher2")]
             + ["--out", str(root / f"blackbox_{sampler}.npz"), *memorized]
         )
         main(
             ["t2i-sample", "--config", str(cfg), "--split", str(root / "split.npz"), "--split-meta"]
             + [str(root / "split.json"), "--sampler", sampler, "--out", str(root / f"{sampler}.npz")]
             + ["--info", str(root / f"{sampler}.json"), "--grid", str(root / f"{sampler}.png")]
-            + [f"--model-dir={m}={root / m}" for m in ("baseline", "teacher1", "teacher2")]
+            + [f"--models={m}={root / m}" for m in ("baseline", "teacher1", "teacher2")]
             + memorized
         )
-    models = [f"--model-dir={m}={root / m}" for m in ("baseline", "teacher1", "teacher2", "student")]
+    models = [f"--models={m}={root / m}" for m in ("baseline", "teacher1", "teacher2", "student")]
     main(
         ["t2i-prompt-memorization", "--config", str(cfg), *data, *memorized, *models]
         + ["--out-dir", str(root / "memorization")]
@@ -212,7 +212,7 @@ def test_blackbox_stage_refuses_a_white_box_attack(run):
             + [
                 "--sampler",
                 "baseline",
-                f"--model-dir=baseline={run / 'baseline'}",
+                f"--models=baseline={run / 'baseline'}",
                 "--out",
                 str(run / "x.npz"),
             ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dualmd import sources
+from dualmd import catalog, sources
 
 
 def _package(root: Path, files: dict[str, str]) -> Path:
@@ -67,6 +67,10 @@ def test_import_module_calls_are_edges(tmp_path):
     assert graph["pkg.load"] == {"pkg.plugins.one", "pkg.plugins.two"}
     assert graph["pkg.fixed"] == {"pkg.other"}
     assert graph["pkg.opaque"] == set()
+    # without plugins, a name built at run time is no edge; a literal name still is
+    without = sources.import_graph(pkg, plugins=False)
+    assert without["pkg.load"] == set() and without["pkg.fixed"] == {"pkg.other"}
+    assert sources.closure(without, "pkg.load") == {"pkg", "pkg.load"}
 
 
 def test_dualmd_has_no_import_cycle():
@@ -100,14 +104,39 @@ def test_package_init_files_hold_only_a_docstring():
             assert isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str), module
 
 
+def test_an_attack_job_runs_its_own_attack_module_and_no_other():
+    """The code of an attack job (workflow/rules/common.smk: attack_code): the attack stage's closure without
+    plugin imports, and its attack's module closure. A wrapping attack runs the attacks it may wrap."""
+    graph = sources.import_graph(plugins=False)
+    attack_modules = {spec.module_name for spec in catalog.ATTACKS.values()}
+
+    def job(attack: str) -> set[str]:
+        return sources.closure(graph, "dualmd.stages.attack") | sources.closure(
+            graph, catalog.attack(attack).module_name
+        )
+
+    assert not sources.closure(graph, "dualmd.stages.attack") & attack_modules
+    assert job("pia") & attack_modules == {"dualmd.attacks.pia"}
+    assert job("pian") & attack_modules == {"dualmd.attacks.pia"}
+    assert job("secmi_stat") & attack_modules == {"dualmd.attacks.secmi"}
+    assert {"dualmd.attacks.pia", "dualmd.attacks.loss"} <= job("teacher_max")
+
+
 def test_planning_modules_import_no_third_party_numeric_library():
     """The modules the Snakefile imports at parse time are standard library only (plus yaml for config)."""
     graph = sources.import_graph()
     files = sources.module_files()
-    planning = {"dualmd", "dualmd.catalog", "dualmd.sources"} | {
+    planning = {"dualmd", "dualmd.catalog", "dualmd.sources", "dualmd.stage"} | {
         m for m in files if m.startswith("dualmd.config")
     }
-    for module in ("dualmd.catalog", "dualmd.sources", "dualmd.config.experiment", "dualmd.config.stages"):
+    modules = (
+        "dualmd.catalog",
+        "dualmd.sources",
+        "dualmd.stage",
+        "dualmd.config.experiment",
+        "dualmd.config.stages",
+    )
+    for module in modules:
         closure = sources.closure(graph, module)
         assert closure <= planning, (module, sorted(closure - planning))
         for name in closure:

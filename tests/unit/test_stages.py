@@ -19,13 +19,21 @@ from dualmd.data.datasets import save_images
 from dualmd.data.splits import Split, save_split
 from dualmd.images import save_samples
 from dualmd.models.directory import provenance
+from dualmd.stage import declarations
 from dualmd.stages.attack import score
 
 
-@pytest.mark.parametrize("name", sorted(cli.STAGES))
+@pytest.mark.parametrize("name", sorted(declarations()))
 def test_subcommand_options_are_the_stage_functions_arguments(name):
-    module, function = cli.STAGES[name][0].split(":")
-    stage = getattr(importlib.import_module(f"dualmd.stages.{module}"), function)
+    spec = declarations()[name]
+    stage = getattr(importlib.import_module(f"dualmd.stages.{spec.module}"), spec.function)
+    # what the source text declares is what the decorator recorded
+    assert stage.stage == {
+        "command": spec.command,
+        "config": spec.config,
+        "sections": spec.sections,
+        "distributed": spec.distributed,
+    }
     parser = cli._parser()
     sub = parser._subparsers._group_actions[0].choices[name]  # noqa: SLF001 - argparse has no public accessor
     dests = {a.dest for a in sub._actions if a.dest not in ("help", "threads")}
@@ -58,9 +66,9 @@ def test_named_paths_become_a_mapping(monkeypatch):
             "s.npz",
             "--split-meta",
             "s.json",
-            "--target",
+            "--targets",
             "baseline=m/baseline",
-            "--target",
+            "--targets",
             "student=m/student",
             "--out-dir",
             "o",
@@ -74,7 +82,7 @@ def test_named_paths_become_a_mapping(monkeypatch):
         "student": "m/student",
     }
     with pytest.raises(SystemExit):
-        cli.main(["attack", "--target", "no-equals-sign"])
+        cli.main(["attack", "--targets", "no-equals-sign"])
 
 
 # --- which images the attack stage scores as each target's members ------------------------------------------
@@ -163,7 +171,7 @@ def test_attack_stage_model_attack_uses_each_models_training_subset(tmp_path, at
 
 def test_sampler_and_pair_attacks_find_each_targets_models_in_the_models_folder(tmp_path, attack_inputs):
     """recon goes through each sampler (dualmd: both teachers), teacher_max scores dualmd on both teachers; the
-    stage takes the models from the folder named by --target and checks each against the split. recon scores only
+    stage takes the models from the folder named by --targets and checks each against the split. recon scores only
     what its labelled slice (1 member and 1 non-member of 6 each) did not choose its setting on."""
     split, paths = attack_inputs
     folder = tmp_path / "models"

@@ -63,9 +63,9 @@ def test_lint_and_default_dry_run():
     assert jobs["score_sampler_attack"] == 1 and jobs["score_pair_attack"] == 1
     assert jobs["infer_set_membership"] == 1
     dry = snakemake("-n", "--forceall", "--cores", "2", "-p", cwd=ROOT).stdout
-    samplers = " ".join(f"--target {s}=results/models/rep0" for s in catalog.samplers())
+    samplers = " ".join(f"--targets {s}=results/models/rep0" for s in catalog.samplers())
     assert "--attack recon --images" in dry and samplers in dry
-    assert "--attack teacher_max --images" in dry and "--target dualmd=results/models/rep0 --out-dir" in dry
+    assert "--attack teacher_max --images" in dry and "--targets dualmd=results/models/rep0 --out-dir" in dry
 
 
 def test_replicates_config_multiplies_runs_not_rules():
@@ -83,7 +83,7 @@ def test_ablation_config_adds_controls_that_every_stage_reaches():
     assert jobs["score_model_attack"] == 6 and jobs["score_heldout_loss"] == 1 and jobs["make_report"] == 1
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/ablation.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
-    assert "--model student_ov50 --teacher teacher1_ov50=results/models/rep0/teacher1_ov50" in dry
+    assert "--model student_ov50 --teachers teacher1_ov50=results/models/rep0/teacher1_ov50" in dry
     for name in ("teacher2_ov100", "student_ov100", "dpsgd_eps10", "dpsgd_eps100"):
         assert f"results/models/rep0/{name}" in dry and f"results/utility/rep0/{name}.json" in dry
 
@@ -107,9 +107,9 @@ def test_strong_attacks_config_trains_reference_models_only_for_lira():
     )
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/attacks-strong.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
-    refs = " ".join(f"--reference-model reference{k}=results/models/rep0/reference{k}" for k in range(1, 5))
+    refs = " ".join(f"--references reference{k}=results/models/rep0/reference{k}" for k in range(1, 5))
     assert "--attack lira " in dry and refs in dry
-    assert dry.count("--reference-model reference1=") == 1  # only lira's job reads them
+    assert dry.count("--references reference1=") == 1  # only lira's job reads them
     assert "--model reference3 --out results/models/rep0/reference3" in dry
 
 
@@ -143,19 +143,19 @@ def test_text2image_config_plans_the_text2image_experiment_only():
     args = ("-n", "--forceall", "--cores", "2", "-p", "--configfile", "config/text2image-tiny.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
     assert "--model student_pd --pretrained results/t2i_models/rep0/pretrained " in dry
-    assert "--teacher teacher1_pd=results/t2i_models/rep0/teacher1_pd" in dry
-    assert "--sampler dualmd --model-dir teacher1=results/t2i_models/rep0/teacher1 " in dry
+    assert "--teachers teacher1_pd=results/t2i_models/rep0/teacher1_pd" in dry
+    assert "--sampler dualmd --models teacher1=results/t2i_models/rep0/teacher1 " in dry
     assert "results/report/rep0/text2image.md" in dry
     models = " ".join(
-        f"--target {m}{pd}=results/t2i_models/rep0/{m}{pd}"
+        f"--targets {m}{pd}=results/t2i_models/rep0/{m}{pd}"
         for pd in ("", "_pd")
         for m in ("baseline", "teacher1", "teacher2", "student")
     )
     assert "--attack secmi_stat --images results/data/images.npz " in dry and models in dry
     assert (
         "--attack pang_wang --images results/data/images.npz --split results/split/rep0/split.npz "
-        "--split-meta results/split/rep0/split.json --sampler dualmd_pd --model-dir "
-        "teacher1_pd=results/t2i_models/rep0/teacher1_pd --model-dir teacher2_pd=results/t2i_models/rep0/teacher2_pd "
+        "--split-meta results/split/rep0/split.json --sampler dualmd_pd --models "
+        "teacher1_pd=results/t2i_models/rep0/teacher1_pd --models teacher2_pd=results/t2i_models/rep0/teacher2_pd "
         "--out results/t2i_scores/rep0/pang_wang/dualmd_pd.npz"
     ) in dry
     assert "results/report/rep0/text2image_blackbox.md" in dry
@@ -168,7 +168,7 @@ def test_text2image_config_plans_the_text2image_experiment_only():
     scoring = next(line for line in dry.splitlines() if "t2i-prompt-memorization" in line)
     assert f"{memorized} " in scoring and "--out-dir results/t2i_memorization/rep0/scores" in scoring
     assert all(
-        f"--model-dir {m}{pd}=results/t2i_models/rep0/{m}{pd}" in scoring
+        f"--models {m}{pd}=results/t2i_models/rep0/{m}{pd}" in scoring
         for pd in ("", "_pd")
         for m in ("baseline", "teacher1", "teacher2", "student")
     )
@@ -490,22 +490,68 @@ def test_dry_run_changes_nothing_on_disk(moved_run):
 
 
 def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
-    source = moved_run / "src/dualmd/attacks/loss.py"
+    """An attack job's code is its attack's own module closure: editing PIA's module reruns PIA's and PIAN's
+    scores (one module) and teacher_max's (it may wrap PIA), their evaluations and what reads them; no other
+    attack, no copy detection, no t-error."""
+    source = moved_run / "src/dualmd/attacks/pia.py"
     source.write_text(source.read_text() + "\n# edited\n")
-    # every stage whose import closure holds the attacks package (copy detection uses its nearest neighbours)
-    assert set(planned_jobs(moved_run)) == {
-        "score_model_attack",
-        "score_model_attack_each",
-        "score_sample_attack",
-        "score_sampler_attack",
-        "score_pair_attack",
-        "evaluate_attack",
-        "infer_set_membership",
-        "detect_copies",
-        "score_t_error",
-        "make_report",
-        "summarize_replicates",
+    assert planned_jobs(moved_run) == {
+        "score_model_attack": 2,
+        "score_pair_attack": 1,
+        "evaluate_attack": 3,
+        "infer_set_membership": 1,
+        "make_report": 1,
+        "summarize_replicates": 1,
     }
+
+
+def touched_run(project: Path, *args: str) -> Path:
+    """`project` as Snakemake sees a finished run, without computing anything: every output the dry run plans is
+    created empty (a name without a suffix as a directory), then `snakemake --touch` orders their times."""
+    dry = snakemake("-n", "--forceall", "--cores", "1", *args, cwd=project).stdout
+    outputs = {p.strip() for line in re.findall(r"^\s+output: (.*)$", dry, re.M) for p in line.split(",")}
+    for name in sorted(outputs):
+        path = project / name
+        if path.suffix:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    snakemake("--touch", "--cores", "1", *args, cwd=project)
+    assert planned_jobs(project, *args) == {}
+    return project
+
+
+@pytest.fixture(scope="module")
+def touched_t2i_run(tmp_path_factory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("t2i") / "project", ROOT / "config/text2image-tiny.yaml")
+    return touched_run(project)
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        (
+            "text2image/report.py",  # the formatter of Tables 3 and 4 and of the utility table
+            {"make_t2i_report": 1, "make_t2i_blackbox_report": 1, "make_t2i_utility_report": 1},
+        ),
+        ("stages/t2i_report.py", {"make_t2i_report": 1}),
+        ("stages/t2i_pretrain.py", None),  # pretraining and everything built on it
+    ],
+    ids=["report-formatter", "table3-stage", "pretraining-stage"],
+)
+def test_editing_a_text2image_module_reruns_only_the_stages_that_run_it(
+    touched_t2i_run, tmp_path, module, expected
+):
+    project = shutil.copytree(touched_t2i_run, tmp_path / "project", symlinks=True)
+    source = project / "src/dualmd" / module
+    source.write_text(source.read_text() + "\n# edited\n")
+    jobs = planned_jobs(project)
+    if expected is not None:
+        assert jobs == expected
+    else:
+        assert jobs["pretrain_t2i_pipeline"] == 1 and jobs["finetune_t2i_model"] == 6
+        assert "prepare_data" not in jobs and "make_split" not in jobs
 
 
 def test_dvc_pull_then_change_reruns_that_attack_and_no_training(finished_run, tmp_path):

@@ -4,13 +4,13 @@
 # that attack's job, and adding a target adds no job.
 rule score_model_attack:
     input:
-        cfg=config_file("attack_{attack}"),
+        config=config_file("attack_{attack}"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         targets=model_attack_targets,
         references=reference_dirs,
-        code=stage_code("attack"),
+        code=attack_code,
     output:
         scores=per_target("results/scores/{run}/{attack}/{target}.npz", MODEL_TARGETS),
     log:
@@ -22,54 +22,49 @@ rule score_model_attack:
     # after sampling, before the cheap evaluations
     priority: 10
     conda:
-        "../envs/attack.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
     params:
-        targets=model_target_args,
-        out_dir="results/scores/{run}/{attack}",
+        command=stage_command("attack", targets=model_targets, out_dir=SCORES_DIR),
     shell:
-        "python -m dualmd attack --config {input.cfg} --attack {wildcards.attack} --images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} {params.targets} "
-        "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 use rule score_model_attack as score_sample_attack with:
     input:
-        cfg=config_file("attack_{attack}"),
+        config=config_file("attack_{attack}"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         targets=sample_attack_targets,
-        code=stage_code("attack"),
+        code=attack_code,
     output:
         scores=per_target("results/scores/{run}/{attack}/{target}.npz", SAMPLERS),
     wildcard_constraints:
         attack="|".join(SAMPLE_ATTACKS) or "(?!)",
     params:
-        targets=sample_target_args,
-        out_dir="results/scores/{run}/{attack}",
+        command=stage_command("attack", targets=sample_targets, out_dir=SCORES_DIR),
 
 
 # Sampler attacks through every sampler's denoising chain (DualMD's through both teachers, alternating as it
 # samples), one job per attack; the inputs are the model directories every sampler draws with.
 use rule score_model_attack as score_sampler_attack with:
     input:
-        cfg=config_file("attack_{attack}"),
+        config=config_file("attack_{attack}"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         targets=sampler_attack_models,
-        code=stage_code("attack"),
+        code=attack_code,
     output:
         scores=per_target("results/scores/{run}/{attack}/{target}.npz", SAMPLERS),
     wildcard_constraints:
         attack="|".join(SAMPLER_ATTACKS) or "(?!)",
     params:
-        targets=sampler_target_args,
-        out_dir="results/scores/{run}/{attack}",
+        command=stage_command("attack", targets=sampler_targets, out_dir=SCORES_DIR),
 
 
 # Pair attacks, white-box on both models of every pair sampler (DualMD's teachers).
@@ -84,12 +79,12 @@ use rule score_sampler_attack as score_pair_attack with:
 # soon as that model is trained.
 use rule score_model_attack as score_model_attack_each with:
     input:
-        cfg=config_file("attack_{attack}"),
+        config=config_file("attack_{attack}"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         targets=one_model_dir,
-        code=stage_code("attack"),
+        code=attack_code,
     output:
         scores="results/scores/{run}/{attack}/{model}.npz",
     log:
@@ -106,7 +101,7 @@ use rule score_model_attack as score_model_attack_each with:
 # plus the log-log ROC plot.
 rule evaluate_attack:
     input:
-        cfg=config_file("metrics"),
+        config=config_file("metrics"),
         scores=attack_scores,
         code=stage_code("metrics"),
     output:
@@ -123,8 +118,9 @@ rule evaluate_attack:
     benchmark:
         "results/benchmarks/{run}/evaluate_attack/{attack}.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("evaluate", out="{output.metrics}"),
     shell:
-        "python -m dualmd evaluate --config {input.cfg} --attack {wildcards.attack} --scores {input.scores} "
-        "--out {output.metrics} --roc {output.roc} --plot {output.plot} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

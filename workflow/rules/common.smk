@@ -13,6 +13,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from dualmd import catalog, sources  # noqa: E402
+from dualmd.stage import command_line, declarations  # noqa: E402
 from dualmd.config.experiment import ExperimentConfig  # noqa: E402
 from dualmd.config.stages import (  # noqa: E402
     STAGE_SECTIONS,
@@ -124,21 +125,29 @@ def current_configs():
     return files
 
 
-# The package's import graph and source files, read once per workflow start.
-_GRAPH = sources.import_graph()
+# The package's import graph (imports of a plugin by name left out) and source files, read once per workflow start.
+_GRAPH = sources.import_graph(plugins=False)
 _FILES = sources.module_files()
+# Every stage by command, as declared in dualmd.stages (dualmd.stage): each rule's command line derives from it.
+STAGES = declarations()
 
 
-def stage_code(module):
-    """Source files the stage module `dualmd.stages.<module>` runs, relative to the working directory, so that
-    editing one reruns the stages that import it and a moved project reruns nothing."""
-    return sorted(
-        os.path.relpath(_FILES[m], Path.cwd())
-        for m in sources.closure(_GRAPH, f"dualmd.stages.{module}")
+def stage_code(module, plugins=()):
+    """Source files a job of stage module `dualmd.stages.<module>` runs, relative to the working directory: the
+    module's import closure and that of each plugin it names (an attack module), so that editing one reruns the
+    jobs that run it and a moved project reruns nothing."""
+    modules = set().union(
+        *(sources.closure(_GRAPH, m) for m in (f"dualmd.stages.{module}", *plugins))
     )
+    return sorted(os.path.relpath(_FILES[m], Path.cwd()) for m in modules)
 
 
-def launcher(wildcards, threads, resources):
+def attack_code(wildcards):
+    """Code of an attack job: the attack stage and the module of its attack, no other attack's."""
+    return stage_code("attack", [catalog.attack(wildcards.attack).module_name])
+
+
+def launcher(resources):
     """`python -m dualmd` on CPU; `accelerate launch` over the rule's GPUs otherwise."""
     gpus = int(resources.get("gpu", 0) or 0)
     if gpus == 0:
@@ -149,6 +158,31 @@ def launcher(wildcards, threads, resources):
         f"accelerate launch {multi} --num_machines 1 --dynamo_backend no "
         f"--mixed_precision {precision} -m dualmd"
     )
+
+
+def stage_command(command, **given):
+    """Params function: the command line of stage `command`. Each option takes its value from `given` (a pattern
+    such as "{output.summary}" or "{wildcards.trained}", or a function of the wildcards), else from the rule's
+    input, output or wildcard of the same name. A distributed stage (training) given GPUs runs under accelerate.
+    """
+    spec = STAGES[command]
+
+    def command(wildcards, input, output, threads, resources):
+        values = {}
+        for option in spec.options:
+            value = given.get(option.name)
+            if callable(value):
+                value = value(wildcards)
+            elif value is not None:
+                value = value.format(wildcards=wildcards, input=input, output=output)
+            else:
+                found = [s for s in (input, output, wildcards) if option.name in s.keys()]
+                value = getattr(found[0], option.name) if found else None
+            values[option.name] = value
+        launch = launcher(resources) if spec.distributed else "python -m dualmd"
+        return command_line(spec, values, threads=threads, launch=launch)
+
+    return command
 
 
 def training_priority(wildcards):
@@ -164,24 +198,10 @@ def teacher_dirs(wildcards):
     ]
 
 
-def named_args(flag, paths):
-    """`--flag NAME=PATH` per entry; NAME is the file's stem (scores) or the directory's name (models)."""
-    paths = [paths] if isinstance(paths, str) else paths
-    return " ".join(f"{flag} {Path(p).stem if Path(p).suffix else Path(p).name}={p}" for p in paths)
-
-
-def teacher_args(wildcards, input):
-    return named_args("--teacher", input.teachers)
-
-
 def sampler_dirs(wildcards):
     return [
         f"results/models/{wildcards.run}/{m}" for m in catalog.sampler_models(wildcards.sampler)
     ]
-
-
-def sampler_args(wildcards, input):
-    return named_args("--model-dir", input.models)
 
 
 def model_attack_targets(wildcards):
@@ -200,12 +220,10 @@ def model_dir(run, name):
     return f"results/models/{run}/{catalog.split_checkpoint(name)[0]}"
 
 
-def model_target_args(wildcards, input):
-    """`--target NAME=DIR` for one model target (a per-target job) or for every model target and checkpoint."""
+def model_targets(wildcards):
+    """Target name -> model directory, for one model target (a per-target job) or every model and checkpoint."""
     names = [wildcards.model] if "model" in wildcards.keys() else MODEL_TARGETS
-    targets = " ".join(f"--target {name}={model_dir(wildcards.run, name)}" for name in names)
-    references = list(getattr(input, "references", []))  # only the shared job of an attack has them
-    return f"{targets} {named_args('--reference-model', references)}" if references else targets
+    return {name: model_dir(wildcards.run, name) for name in names}
 
 
 def one_model_dir(wildcards):
@@ -216,8 +234,9 @@ def sample_attack_targets(wildcards):
     return [f"results/samples/{wildcards.run}/{s}/samples.npz" for s in SAMPLERS]
 
 
-def sample_target_args(wildcards, input):
-    return " ".join(f"--target {Path(p).parent.name}={p}" for p in input.targets)
+def sample_targets(wildcards):
+    """Sampler name -> its generated images."""
+    return {s: f"results/samples/{wildcards.run}/{s}/samples.npz" for s in SAMPLERS}
 
 
 def reached_targets(attack):
@@ -234,10 +253,10 @@ def sampler_attack_models(wildcards):
     return [f"results/models/{wildcards.run}/{m}" for m in dict.fromkeys(sum(needed, ()))]
 
 
-def sampler_target_args(wildcards, input):
-    """`--target NAME=<the run's models folder>` per target; the stage takes the target's models from it."""
-    folder = f"results/models/{wildcards.run}"
-    return " ".join(f"--target {t}={folder}" for t in reached_targets(wildcards.attack))
+def sampler_targets(wildcards):
+    """Target name -> the run's models folder, for every target a sampler or pair attack reaches (the stage takes
+    each target's models from it)."""
+    return {t: f"results/models/{wildcards.run}" for t in reached_targets(wildcards.attack)}
 
 
 def attack_scores(wildcards):
@@ -263,6 +282,10 @@ def weighted_target_scores(wildcards):
         for t in reached_targets(a)
         if catalog.target(t).has_weights
     ]
+
+
+# The folder of one attack's score files, as a `stage_command` pattern.
+SCORES_DIR = "results/scores/{wildcards.run}/{wildcards.attack}"
 
 
 def per_target(pattern, names):

@@ -51,11 +51,6 @@ def t2i_memorized_prompts(wildcards):
     return [f"results/t2i_memorization/{wildcards.run}/prompts.json"] if T2I_MEMORIZED else []
 
 
-def memorized_arg(wildcards, input):
-    """`--memorized FILE` when the job reads a memorized-prompt selection, else nothing."""
-    return f"--memorized {input.memorized}" if input.memorized else ""
-
-
 def t2i_pretrained(wildcards):
     """The pretrained pipeline folder of a replicate."""
     return T2I_PRETRAINED or f"results/t2i_models/{wildcards.run}/pretrained"
@@ -81,9 +76,9 @@ def t2i_sampler_dirs(wildcards):
     ]
 
 
-def t2i_target_args(wildcards, input):
-    """`--target NAME=DIR` for every model an attack job scores."""
-    return named_args("--target", input.models)
+def t2i_attack_code(wildcards):
+    """Code of a white-box text-to-image attack job: its stage and the module of its attack."""
+    return stage_code("t2i_attack", [catalog.attack(wildcards.t2i_whitebox).module_name])
 
 
 def t2i_attack_scores(wildcards):

@@ -17,11 +17,12 @@ rule score_t_error:
     benchmark:
         "results/benchmarks/{run}/score_t_error.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("t-error", out="{output.summary}"),
     shell:
-        "python -m dualmd t-error --scores {input.scores} --out {output.summary} --plot {output.plot} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Copy detection: each generated image's nearest-member distance over its mean k-nearest distance; the share
@@ -29,7 +30,7 @@ rule score_t_error:
 # One job for every sampler: each costs well under a second, the job's start-up several.
 rule detect_copies:
     input:
-        cfg=config_file("memorization"),
+        config=config_file("memorization"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
@@ -52,21 +53,22 @@ rule detect_copies:
     benchmark:
         "results/benchmarks/{run}/detect_copies.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     params:
-        targets=sample_target_args,
-        out_dir="results/memorization/{run}/copies",
+        command=stage_command(
+            "copies",
+            targets=sample_targets,
+            out_dir="results/memorization/{wildcards.run}/copies",
+        ),
     shell:
-        "python -m dualmd copies --config {input.cfg} --images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} {params.targets} "
-        "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Features of the reference set (utility.reference) under the FID network, computed once for every sampler.
 rule reference_features:
     input:
-        cfg=config_file("utility"),
+        config=config_file("utility"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
@@ -80,20 +82,20 @@ rule reference_features:
     # long and needing no model: run it while models train rather than last, alone, at the end of the run
     priority: 15
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
+    params:
+        command=stage_command("reference-features", out="{output.features}"),
     shell:
-        "python -m dualmd reference-features --config {input.cfg} "
-        "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
-        "--out {output.features} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Held-out denoising loss of every model on the non-members: the utility axis of each model.
 rule score_heldout_loss:
     input:
-        cfg=config_file("heldout"),
+        config=config_file("heldout"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
@@ -107,23 +109,21 @@ rule score_heldout_loss:
         "results/benchmarks/{run}/score_heldout_loss.tsv"
     priority: 10
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
     params:
-        targets=model_target_args,
+        command=stage_command("heldout-loss", targets=model_targets, out="{output.summary}"),
     shell:
-        "python -m dualmd heldout-loss --config {input.cfg} --images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} {params.targets} "
-        "--out {output.summary} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # FID with its bootstrap interval, KID with its standard error, and IS where the feature network has a classifier
 # head, of one sampler against the reference set (utility.reference).
 rule score_utility:
     input:
-        cfg=config_file("utility"),
+        config=config_file("utility"),
         reference="results/utility/{run}/reference.npz",
         samples="results/samples/{run}/{sampler}/samples.npz",
         info="results/samples/{run}/{sampler}/info.json",
@@ -138,11 +138,11 @@ rule score_utility:
     # fill both cores at the end of the run instead of one of these running alone
     priority: 10
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
+    params:
+        command=stage_command("utility", out="{output.summary}"),
     shell:
-        "python -m dualmd utility --config {input.cfg} "
-        "--reference {input.reference} --samples {input.samples} --info {input.info} "
-        "--sampler {wildcards.sampler} --out {output.summary} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

@@ -3,7 +3,7 @@
 # report reads is an input here.
 rule make_report:
     input:
-        cfg=config_file("metrics"),
+        config=config_file("metrics"),
         scores=model_attack_score_files,
         attacks=expand("results/metrics/{{run}}/{attack}.json", attack=ATTACKS),
         rocs=expand("results/metrics/{{run}}/{attack}_roc.csv", attack=ATTACKS),
@@ -75,15 +75,12 @@ rule make_report:
     benchmark:
         "results/benchmarks/{run}/make_report.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     params:
-        out_dir="results/report/{run}",
+        command=stage_command("report", out_dir="results/report/{wildcards.run}"),
     shell:
-        "python -m dualmd report --config {input.cfg} --scores {input.scores} --attacks {input.attacks} --rocs {input.rocs} --utility {input.utility} "
-        "--heldout {input.heldout} --copies {input.copies} --t-error {input.t_error} --models {input.models} "
-        "--split-meta {input.split_meta} --out-dir {params.out_dir} --loss-curves {output.loss_curves} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Set-level inference against every target with weights: one-sided Mann-Whitney U tests of n members against n
@@ -91,7 +88,7 @@ rule make_report:
 # the median p-value per n and the smallest n below set_inference.max_p. The .rst lines go to the landing page.
 rule infer_set_membership:
     input:
-        cfg=config_file("set_inference"),
+        config=config_file("set_inference"),
         attacks=expand("results/metrics/{{run}}/{attack}.json", attack=ATTACKS),
         scores=weighted_target_scores,
         code=stage_code("set_inference"),
@@ -108,17 +105,18 @@ rule infer_set_membership:
     benchmark:
         "results/benchmarks/{run}/infer_set_membership.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("set-inference", out="{output.table}"),
     shell:
-        "python -m dualmd set-inference --config {input.cfg} --attacks {input.attacks} --scores {input.scores} "
-        "--out {output.table} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Every replicate's attack and utility numbers side by side, with their mean and a 95% t-interval across seeds.
 rule summarize_replicates:
     input:
-        cfg=config_path("metrics", RUNS[0]),
+        config=config_path("metrics", RUNS[0]),
         attacks=expand("results/report/{run}/attacks.csv", run=RUNS),
         utility=expand("results/report/{run}/utility.csv", run=RUNS),
         code=stage_code("replicates"),
@@ -134,8 +132,9 @@ rule summarize_replicates:
     benchmark:
         "results/benchmarks/summarize_replicates.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("replicates", out="{output.table}"),
     shell:
-        "python -m dualmd replicates --config {input.cfg} --attacks {input.attacks} "
-        "--utility {input.utility} --out {output.table} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

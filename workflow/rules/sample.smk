@@ -2,7 +2,7 @@
 # in [-1, 1], the sampling provenance and a PNG grid for the report.
 rule sample_images:
     input:
-        cfg=config_file("sample"),
+        config=config_file("sample"),
         models=sampler_dirs,
         code=stage_code("sample"),
     output:
@@ -21,14 +21,12 @@ rule sample_images:
     # generated images feed several stages: draw them as soon as a model exists
     priority: 20
     conda:
-        "../envs/train.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
     params:
-        models=sampler_args,
+        command=stage_command("sample", out="{output.samples}"),
     shell:
-        "python -m dualmd sample --config {input.cfg} --sampler {wildcards.sampler} "
-        "{params.models} --out {output.samples} --info {output.info} --grid {output.grid} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

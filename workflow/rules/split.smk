@@ -8,7 +8,7 @@ rule write_stage_config:
         "logs/write_stage_config/{scope}/{stage}.{digest}.log",
     localrule: True
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     params:
         text=stage_text,
     shell:
@@ -21,7 +21,7 @@ rule write_stage_config:
 # by every replicate.
 rule prepare_data:
     input:
-        cfg=config_file("data", scope=SHARED),
+        config=config_file("data", scope=SHARED),
         code=stage_code("data"),
     output:
         images="results/data/images.npz",
@@ -31,17 +31,18 @@ rule prepare_data:
     benchmark:
         "results/benchmarks/prepare_data.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("prepare-data", out="{output.images}"),
     shell:
-        "python -m dualmd prepare-data --config {input.cfg} --out {output.images} --meta {output.meta} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Members / non-members and the two disjoint member halves D1 (half1) and D2 (half2), with hashes.
 rule make_split:
     input:
-        cfg=config_file("split"),
+        config=config_file("split"),
         images="results/data/images.npz",
         code=stage_code("data"),
     output:
@@ -52,8 +53,9 @@ rule make_split:
     benchmark:
         "results/benchmarks/{run}/make_split.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("split", out="{output.split}"),
     shell:
-        "python -m dualmd split --config {input.cfg} --images {input.images} "
-        "--out {output.split} --meta {output.meta} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

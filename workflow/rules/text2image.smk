@@ -8,11 +8,11 @@
 # images outside the split; not run when text2image.pretrained names a pipeline.
 rule pretrain_t2i_pipeline:
     input:
-        cfg=config_file("t2i_pretrain"),
+        config=config_file("t2i_pretrain"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
-        code=stage_code("text2image"),
+        code=stage_code("t2i_pretrain"),
     output:
         model=directory("results/t2i_models/{run}/pretrained"),
     log:
@@ -22,32 +22,33 @@ rule pretrain_t2i_pipeline:
     # every model is fine-tuned from it
     priority: 100
     conda:
-        "../envs/train.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
         runtime=60,
     params:
-        launch=launcher,
-        state="results/train_state/{run}/t2i_pretrained",
+        command=stage_command(
+            "t2i-pretrain",
+            out="{output.model}",
+            state_dir="results/train_state/{wildcards.run}/t2i_pretrained",
+        ),
     shell:
-        "{params.launch} t2i-pretrain --config {input.cfg} --images {input.images} --split {input.split} "
-        "--split-meta {input.split_meta} --out {output.model} --state-dir {params.state} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Full-UNet fine-tuning of the pretrained pipeline on a target's subset: the baseline on every member, each teacher
 # on its half, with or without prompt diversification (the target's name says which).
 rule finetune_t2i_model:
     input:
-        cfg=config_file("t2i_train"),
+        config=config_file("t2i_train"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         pretrained=t2i_pretrained,
         memorized=t2i_memorized_prompts,
-        code=stage_code("text2image"),
+        code=stage_code("t2i_train"),
     output:
         model=directory("results/t2i_models/{run}/{t2i_trained}"),
     log:
@@ -56,35 +57,35 @@ rule finetune_t2i_model:
         "results/benchmarks/{run}/finetune_t2i_model/{t2i_trained}.tsv"
     priority: t2i_training_priority
     conda:
-        "../envs/train.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
         runtime=60,
     params:
-        memorized=memorized_arg,
-        launch=launcher,
-        state="results/train_state/{run}/t2i_{t2i_trained}",
+        command=stage_command(
+            "t2i-train",
+            model="{wildcards.t2i_trained}",
+            out="{output.model}",
+            state_dir="results/train_state/{wildcards.run}/t2i_{wildcards.t2i_trained}",
+        ),
     shell:
-        "{params.launch} t2i-train --config {input.cfg} --images {input.images} --split {input.split} "
-        "--split-meta {input.split_meta} --model {wildcards.t2i_trained} --pretrained {input.pretrained} "
-        "--out {output.model} --state-dir {params.state} {params.memorized} --threads {threads} "
-        "> {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # The DistillMD student: initialised from the pretrained UNet, it regresses on teacher 2's caption-conditioned
 # prediction for D1 images and on teacher 1's for D2 images; refuses teachers not trained on this split's halves.
 rule distill_t2i_model:
     input:
-        cfg=config_file("t2i_distill"),
+        config=config_file("t2i_distill"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         pretrained=t2i_pretrained,
         teachers=t2i_teacher_dirs,
         memorized=t2i_memorized_prompts,
-        code=stage_code("text2image"),
+        code=stage_code("t2i_distill"),
     output:
         model=directory("results/t2i_models/{run}/{t2i_distilled}"),
     log:
@@ -93,34 +94,33 @@ rule distill_t2i_model:
         "results/benchmarks/{run}/distill_t2i_model/{t2i_distilled}.tsv"
     priority: t2i_training_priority
     conda:
-        "../envs/train.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
         runtime=60,
     params:
-        memorized=memorized_arg,
-        launch=launcher,
-        state="results/train_state/{run}/t2i_{t2i_distilled}",
-        teachers=teacher_args,
+        command=stage_command(
+            "t2i-distill",
+            model="{wildcards.t2i_distilled}",
+            out="{output.model}",
+            state_dir="results/train_state/{wildcards.run}/t2i_{wildcards.t2i_distilled}",
+        ),
     shell:
-        "{params.launch} t2i-distill --config {input.cfg} --images {input.images} --split {input.split} "
-        "--split-meta {input.split_meta} --model {wildcards.t2i_distilled} --pretrained {input.pretrained} "
-        "{params.teachers} --out {output.model} --state-dir {params.state} {params.memorized} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Images of one sampler (a model, or DualMD's teachers alternating at every DDIM step), prompted with the members'
 # original captions: an .npz in [-1, 1], the provenance and a PNG grid.
 rule sample_t2i_images:
     input:
-        cfg=config_file("t2i_sample"),
+        config=config_file("t2i_sample"),
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         models=t2i_sampler_dirs,
         memorized=t2i_memorized_prompts,
-        code=stage_code("text2image"),
+        code=stage_code("t2i_sample"),
     output:
         samples="results/t2i_samples/{run}/{t2i_sampler}/samples.npz",
         info="results/t2i_samples/{run}/{t2i_sampler}/info.json",
@@ -136,18 +136,17 @@ rule sample_t2i_images:
     benchmark:
         "results/benchmarks/{run}/sample_t2i_images/{t2i_sampler}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
     params:
-        memorized=memorized_arg,
-        models=sampler_args,
+        command=stage_command(
+            "t2i-sample", sampler="{wildcards.t2i_sampler}", out="{output.samples}"
+        ),
     shell:
-        "python -m dualmd t2i-sample --config {input.cfg} --split {input.split} --split-meta {input.split_meta} "
-        "--sampler {wildcards.t2i_sampler} {params.models} --out {output.samples} --info {output.info} "
-        "--grid {output.grid} {params.memorized} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Per-sample scores of one white-box attack on every model of every variant (each on its members against the
@@ -155,13 +154,13 @@ rule sample_t2i_images:
 # unconditional experiment's cheap attacks, so that a model adds no process start-up.
 rule score_t2i_attack:
     input:
-        cfg=config_file("t2i_attack_{t2i_whitebox}"),
+        config=config_file("t2i_attack_{t2i_whitebox}"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
-        models=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
+        targets=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
         memorized=t2i_memorized_prompts,
-        code=stage_code("text2image"),
+        code=t2i_attack_code,
     output:
         scores=per_target("results/t2i_scores/{run}/{t2i_whitebox}/{target}.npz", T2I_MODELS),
     log:
@@ -170,27 +169,26 @@ rule score_t2i_attack:
         "results/benchmarks/{run}/score_t2i_attack/{t2i_whitebox}.tsv"
     priority: 10
     conda:
-        "../envs/attack.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
     params:
-        memorized=memorized_arg,
-        targets=t2i_target_args,
-        out_dir="results/t2i_scores/{run}/{t2i_whitebox}",
+        command=stage_command(
+            "t2i-attack",
+            attack="{wildcards.t2i_whitebox}",
+            out_dir="results/t2i_scores/{wildcards.run}/{wildcards.t2i_whitebox}",
+        ),
     shell:
-        "python -m dualmd t2i-attack --config {input.cfg} --attack {wildcards.t2i_whitebox} "
-        "--images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} {params.targets} "
-        "--out-dir {params.out_dir} {params.memorized} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every
 # text-to-image model (the evaluate stage of the unconditional experiment), plus the log-log ROC plot.
 rule evaluate_t2i_attack:
     input:
-        cfg=config_file("metrics"),
+        config=config_file("metrics"),
         scores=t2i_attack_scores,
         code=stage_code("metrics"),
     output:
@@ -208,20 +206,21 @@ rule evaluate_t2i_attack:
     benchmark:
         "results/benchmarks/{run}/evaluate_t2i_attack/{attack}.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("evaluate", out="{output.metrics}"),
     shell:
-        "python -m dualmd evaluate --config {input.cfg} --attack {wildcards.attack} --scores {input.scores} "
-        "--out {output.metrics} --roc {output.roc} --plot {output.plot} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # The paper's Table 3: every attack against the undefended model, DistillMD and DualMD's teachers, with and without
 # prompt diversification (results/report/{run}/text2image.csv and .md).
 rule make_t2i_report:
     input:
-        cfg=config_file("metrics"),
+        config=config_file("metrics"),
         attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_WHITEBOX),
-        code=stage_code("text2image"),
+        code=stage_code("t2i_report"),
     output:
         table=report(
             "results/report/{run}/text2image.csv",
@@ -234,8 +233,9 @@ rule make_t2i_report:
     log:
         "logs/{run}/make_t2i_report.log",
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("t2i-report", out="{output.table}"),
     shell:
-        "python -m dualmd t2i-report --config {input.cfg} --attacks {input.attacks} --out {output.table} "
-        "--markdown {output.markdown} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

@@ -8,13 +8,13 @@
 # only the other candidates are scored.
 rule score_t2i_blackbox:
     input:
-        cfg=config_file("t2i_attack_{t2i_blackbox}"),
+        config=config_file("t2i_attack_{t2i_blackbox}"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
         models=t2i_sampler_dirs,
         memorized=t2i_memorized_prompts,
-        code=stage_code("text2image"),
+        code=stage_code("t2i_blackbox"),
     output:
         scores="results/t2i_scores/{run}/{t2i_blackbox}/{t2i_sampler}.npz",
     log:
@@ -23,28 +23,29 @@ rule score_t2i_blackbox:
         "results/benchmarks/{run}/score_t2i_blackbox/{t2i_blackbox}/{t2i_sampler}.tsv"
     priority: 10
     conda:
-        "../envs/attack.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
     params:
-        memorized=memorized_arg,
-        models=sampler_args,
+        command=stage_command(
+            "t2i-blackbox",
+            attack="{wildcards.t2i_blackbox}",
+            sampler="{wildcards.t2i_sampler}",
+            out="{output.scores}",
+        ),
     shell:
-        "python -m dualmd t2i-blackbox --config {input.cfg} --attack {wildcards.t2i_blackbox} "
-        "--images {input.images} --split {input.split} --split-meta {input.split_meta} "
-        "--sampler {wildcards.t2i_sampler} {params.models} --out {output.scores} {params.memorized} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # The paper's Table 4: the black-box attack against the undefended sampler, DualMD and DistillMD, with and
 # without prompt diversification (results/report/{run}/text2image_blackbox.csv and .md).
 rule make_t2i_blackbox_report:
     input:
-        cfg=config_file("metrics"),
+        config=config_file("metrics"),
         attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_BLACKBOX),
-        code=stage_code("text2image"),
+        code=stage_code("t2i_blackbox_report"),
     output:
         table=report(
             "results/report/{run}/text2image_blackbox.csv",
@@ -57,8 +58,9 @@ rule make_t2i_blackbox_report:
     log:
         "logs/{run}/make_t2i_blackbox_report.log",
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("t2i-blackbox-report", out="{output.table}"),
     shell:
-        "python -m dualmd t2i-blackbox-report --config {input.cfg} --attacks {input.attacks} "
-        "--out {output.table} --markdown {output.markdown} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

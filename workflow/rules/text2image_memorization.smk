@@ -9,10 +9,10 @@
 # and attack job of the run reads it (common_t2i.smk: t2i_memorized_prompts).
 rule select_memorized_prompts:
     input:
-        cfg=config_file("t2i_memorized_prompts"),
+        config=config_file("t2i_memorized_prompts"),
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
-        code=stage_code("text2image_memorization"),
+        code=stage_code("t2i_memorized_prompts"),
     output:
         prompts="results/t2i_memorization/{run}/prompts.json",
     log:
@@ -20,11 +20,12 @@ rule select_memorized_prompts:
     benchmark:
         "results/benchmarks/{run}/select_memorized_prompts.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("t2i-memorized-prompts", out="{output.prompts}"),
     shell:
-        "python -m dualmd t2i-memorized-prompts --config {input.cfg} --split {input.split} "
-        "--split-meta {input.split_meta} --out {output.prompts} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # One row per generation of every selected prompt with every model and DualMD pair: the prompt's t-error
@@ -32,13 +33,13 @@ rule select_memorized_prompts:
 # start-up (as score_t2i_attack).
 rule score_prompt_memorization:
     input:
-        cfg=config_file("t2i_prompt_memorization"),
+        config=config_file("t2i_prompt_memorization"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
-        prompts="results/t2i_memorization/{run}/prompts.json",
+        memorized="results/t2i_memorization/{run}/prompts.json",
         models=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
-        code=stage_code("text2image_memorization"),
+        code=stage_code("t2i_prompt_memorization"),
     output:
         scores=per_target(
             "results/t2i_memorization/{run}/scores/{target}.csv", T2I_MEMORIZATION_TARGETS
@@ -48,29 +49,28 @@ rule score_prompt_memorization:
     benchmark:
         "results/benchmarks/{run}/score_prompt_memorization.tsv"
     conda:
-        "../envs/attack.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
     params:
-        models=sampler_args,
-        out_dir="results/t2i_memorization/{run}/scores",
+        command=stage_command(
+            "t2i-prompt-memorization", out_dir="results/t2i_memorization/{wildcards.run}/scores"
+        ),
     shell:
-        "python -m dualmd t2i-prompt-memorization --config {input.cfg} --images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} --memorized {input.prompts} "
-        "{params.models} --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # Memorized vs other prompts: each detector's AUC with its 95% interval per target, the copy rates, their
 # Markdown and one histogram per detector (results/report/{run}/prompt_memorization*); in the HTML report.
 rule make_t2i_memorization_report:
     input:
-        cfg=config_file("metrics"),
+        config=config_file("metrics"),
         scores=per_target(
             "results/t2i_memorization/{run}/scores/{target}.csv", T2I_MEMORIZATION_TARGETS
         ),
-        code=stage_code("text2image_memorization"),
+        code=stage_code("t2i_memorization_report"),
     output:
         table=report(
             "results/report/{run}/prompt_memorization.csv",
@@ -100,10 +100,11 @@ rule make_t2i_memorization_report:
     log:
         "logs/{run}/make_t2i_memorization_report.log",
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command(
+            "t2i-memorization-report", out="{output.table}", copy_table="{output.copies}"
+        ),
     shell:
-        "python -m dualmd t2i-memorization-report --config {input.cfg} --scores {input.scores} "
-        "--out {output.table} --copy-table {output.copies} --markdown {output.markdown} "
-        "--t-error-plot {output.t_error_plot} --noise-plot {output.noise_plot} --threads {threads} "
-        "> {log} 2>&1"
+        "{params.command} > {log} 2>&1"

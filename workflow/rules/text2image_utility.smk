@@ -7,7 +7,7 @@
 # Features of the reference set under the FID network, computed once for every text-to-image sampler.
 rule reference_t2i_features:
     input:
-        cfg=config_file("utility"),
+        config=config_file("utility"),
         images="results/data/images.npz",
         split="results/split/{run}/split.npz",
         split_meta="results/split/{run}/split.json",
@@ -19,21 +19,21 @@ rule reference_t2i_features:
     benchmark:
         "results/benchmarks/{run}/reference_t2i_features.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
+    params:
+        command=stage_command("reference-features", out="{output.features}"),
     shell:
-        "python -m dualmd reference-features --config {input.cfg} --images {input.images} "
-        "--split {input.split} --split-meta {input.split_meta} --out {output.features} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # FID with its bootstrap interval, KID with its standard error, IS and the CLIP score (or why each is absent) of
 # one text-to-image sampler.
 rule score_t2i_utility:
     input:
-        cfg=config_file("utility"),
+        config=config_file("utility"),
         reference="results/t2i_utility/{run}/reference.npz",
         samples="results/t2i_samples/{run}/{t2i_sampler}/samples.npz",
         info="results/t2i_samples/{run}/{t2i_sampler}/info.json",
@@ -45,14 +45,14 @@ rule score_t2i_utility:
     benchmark:
         "results/benchmarks/{run}/score_t2i_utility/{t2i_sampler}.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
     resources:
         gpu=0,
+    params:
+        command=stage_command("utility", sampler="{wildcards.t2i_sampler}", out="{output.summary}"),
     shell:
-        "python -m dualmd utility --config {input.cfg} --reference {input.reference} "
-        "--samples {input.samples} --info {input.info} --sampler {wildcards.t2i_sampler} "
-        "--out {output.summary} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 # FID, KID, IS and CLIP score of every sampler, without and with prompt diversification
@@ -60,7 +60,7 @@ rule score_t2i_utility:
 rule make_t2i_utility_report:
     input:
         utility=expand("results/t2i_utility/{{run}}/{sampler}.json", sampler=T2I_SAMPLERS),
-        code=stage_code("text2image"),
+        code=stage_code("t2i_utility_report"),
     output:
         table=report(
             "results/report/{run}/text2image_utility.csv",
@@ -73,8 +73,9 @@ rule make_t2i_utility_report:
     log:
         "logs/{run}/make_t2i_utility_report.log",
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/dualmd.yaml"
     threads: 1
+    params:
+        command=stage_command("t2i-utility-report", out="{output.table}"),
     shell:
-        "python -m dualmd t2i-utility-report --utility {input.utility} --out {output.table} "
-        "--markdown {output.markdown} --threads {threads} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from dualmd import catalog
 from dualmd.config.experiment import load_config
+from dualmd.stage import stage
 
 log = logging.getLogger(__name__)
 
 
+@stage("attack", config="attack_{attack}")
 def score(
     *,
     config: Path,
@@ -115,7 +117,8 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
 
 def _reference_statistics(cfg, references: dict[str, Path], the_split, data, device):
     """The configured statistic of every member and non-member on each reference model of the config."""
-    from dualmd.attacks.lira import reference_statistics
+    import importlib
+
     from dualmd.data.datasets import to_model_range
     from dualmd.models.directory import check_trained_on, load_predictor
 
@@ -138,6 +141,8 @@ def _reference_statistics(cfg, references: dict[str, Path], the_split, data, dev
             )
         )
     ids, _ = the_split.evaluation_indices()
-    stats = reference_statistics(cfg, loaded, to_model_range(data[ids]), ids)
+    # LiRA's own module, imported by name as the attack itself is: the job's code holds it, no other job's does
+    lira = importlib.import_module(catalog.attack("lira").module_name)
+    stats = lira.reference_statistics(cfg, loaded, to_model_range(data[ids]), ids)
     log.info("%s on %d reference models: %d candidates", cfg.lira.statistic, len(loaded), len(ids))
     return stats

@@ -9,10 +9,12 @@ from dualmd.config.experiment import load_config
 from dualmd.data.datasets import image_folder_names, load_dataset, load_images, save_images
 from dualmd.data.splits import make_split, save_split
 from dualmd.files import write_json
+from dualmd.stage import stage
 
 log = logging.getLogger(__name__)
 
 
+@stage("prepare-data", config="data", sections=("dataset",))
 def prepare_data(*, config: Path, out: Path, meta: Path) -> None:
     """The configured dataset as a uint8 (N, C, H, W) .npz, and a sidecar naming its source and SHA-256."""
     cfg = load_config(config).dataset
@@ -22,6 +24,7 @@ def prepare_data(*, config: Path, out: Path, meta: Path) -> None:
     log.info("dataset %s: %s images of shape %s", cfg.name, images.shape[0], images.shape[1:])
 
 
+@stage("split", config="split", sections=("split",))
 def split(*, config: Path, images: Path, out: Path, meta: Path) -> None:
     """Members / non-members and the two disjoint member halves, with the hash of every subset (source "lists":
     the config's dataset section locates the image folder the lists name files of)."""

@@ -7,8 +7,10 @@ from pathlib import Path
 from dualmd import catalog
 from dualmd.config.experiment import load_config
 from dualmd.files import write_json
+from dualmd.stage import stage
 
 
+@stage("heldout-loss", config="heldout", sections=("heldout",))
 def heldout_loss(
     *, config: Path, images: Path, split: Path, split_meta: Path, targets: dict[str, Path], out: Path
 ) -> None:

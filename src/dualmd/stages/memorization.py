@@ -10,6 +10,7 @@ import numpy as np
 from dualmd import catalog
 from dualmd.config.experiment import load_config
 from dualmd.files import write_json
+from dualmd.stage import stage
 
 
 def load_t_errors(score_files: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -41,6 +42,7 @@ def t_error_summary(t_errors: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
     return {"models": models}
 
 
+@stage("t-error")
 def t_error(*, scores: list[Path], out: Path, plot: Path) -> None:
     """Member / non-member t-error separation of every model (paper Eq. 8) and the histograms."""
     from dualmd.plots import plot_t_error
@@ -50,6 +52,7 @@ def t_error(*, scores: list[Path], out: Path, plot: Path) -> None:
     plot_t_error(t_errors, out=plot)
 
 
+@stage("copies", config="memorization", sections=("memorization",))
 def copies(
     *,
     config: Path,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dualmd.config.experiment import load_config
 from dualmd.files import write_json
+from dualmd.stage import stage
 
 
 def _sweep(result, cfg) -> dict[str, dict[str, float]]:
@@ -25,6 +26,7 @@ def _sweep(result, cfg) -> dict[str, dict[str, float]]:
     }
 
 
+@stage("evaluate", config="metrics", sections=("metrics",))
 def evaluate(*, config: Path, attack: str, scores: list[Path], out: Path, roc: Path, plot: Path) -> None:
     """Metrics of one attack on every target (score file stem = target), its ROC curves as one long table,
     and the log-log ROC plot."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from dualmd.config.experiment import load_config
+from dualmd.stage import stage
 
 
+@stage("replicates", config="metrics")
 def replicates(*, config: Path, attacks: list[Path], utility: list[Path], out: Path) -> None:
     """replicates.csv from each replicate's attacks.csv and utility.csv (`dualmd.replicates`)."""
     from dualmd.files import atomic_write

@@ -6,9 +6,12 @@ import json
 import logging
 from pathlib import Path
 
+from dualmd.stage import stage
+
 log = logging.getLogger(__name__)
 
 
+@stage("report", config="metrics")
 def report(
     *,
     config: Path,

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from dualmd.config.experiment import load_config
 from dualmd.files import write_json
+from dualmd.stage import stage
 from dualmd.stages.device import device
 
 
+@stage("sample", config="sample", sections=("sample",))
 def sample(*, config: Path, sampler: str, models: dict[str, Path], out: Path, info: Path, grid: Path) -> None:
     """Generate `sample.num_images` images with `sampler` (its model directories in `models`): an .npz in
     [-1, 1], the sampling provenance, and a PNG grid."""

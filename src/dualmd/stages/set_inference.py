@@ -9,6 +9,7 @@ import pandas as pd
 
 from dualmd import catalog
 from dualmd.config.experiment import load_config
+from dualmd.stage import stage
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ["target", "attack", "chosen_by", "n", "median_p", "num_repeats", "smallest_n"]
 
 
+@stage("set-inference", config="set_inference", sections=("set_inference", "metrics"))
 def set_inference(*, config: Path, attacks: list[Path], scores: list[Path], out: Path) -> None:
     """set_inference.csv: for each target with weights, the median p-value per n of the scores of
     `set_inference.attack`, or of the strongest attack against it (`dualmd.report.strongest_attacks`, from the

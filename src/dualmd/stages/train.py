@@ -9,8 +9,10 @@ from dualmd.config.experiment import load_config
 from dualmd.data.members import load_split_images, subset_images
 from dualmd.data.splits import load_split
 from dualmd.models.directory import provenance
+from dualmd.stage import stage
 
 
+@stage("train", config="train", sections=("model", "diffusion", "train"), distributed=True)
 def train(
     *, config: Path, images: Path, split: Path, split_meta: Path, model: str, out: Path, state_dir: Path
 ) -> dict:
@@ -41,6 +43,7 @@ def train(
     )
 
 
+@stage("distill", config="distill", sections=("model", "diffusion", "train", "distill"), distributed=True)
 def distill(
     *,
     config: Path,

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from dualmd.config.experiment import load_config
 from dualmd.files import write_json
+from dualmd.stage import stage
 from dualmd.stages.device import device
 
 
+@stage("reference-features", config="utility")
 def reference(*, config: Path, images: Path, split: Path, split_meta: Path, out: Path) -> None:
     """Features of the reference set under the configured FID network, saved once for all samplers.
 
@@ -30,6 +32,7 @@ def reference(*, config: Path, images: Path, split: Path, split_meta: Path, out:
     save_reference(out, ReferenceStats.from_features(features, feature_net_name(cfg, device())))
 
 
+@stage("utility", config="utility", sections=("utility",))
 def utility(*, config: Path, reference: Path, samples: Path, info: Path, sampler: str, out: Path) -> None:
     """FID (with its interval), KID and IS of one sampler's images against the reference, with the sampler's
     settings; for images generated from prompts (text-to-image: the info lists them), also the CLIP score with

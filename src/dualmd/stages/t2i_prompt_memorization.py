@@ -1,9 +1,6 @@
-"""Stages of memorization on prompts in the text-to-image experiment (`workflow/rules/text2image_memorization.smk`):
-choose the memorized prompts, score every target on them, and the report (paper §3.6, Fig. 3 and Table 5).
-
-The selection (`dualmd.text2image.memorized`) is read by the training, sampling and attack stages too
-(`dualmd.stages.text2image`, option `memorized`); the detectors and copy statistics are in
-`dualmd.text2image.prompt_memorization`, the tables in `dualmd.text2image.memorization_report`.
+"""Stage of `workflow/rules/text2image_memorization.smk`: every target scored on the memorized and the other
+prompts (t-error, Wen et al.'s noise magnitude, copies); the detectors and copy statistics are in
+`dualmd.text2image.prompt_memorization`.
 """
 
 from __future__ import annotations
@@ -12,28 +9,10 @@ import logging
 from pathlib import Path
 
 from dualmd import catalog
-from dualmd.config.experiment import load_config
-from dualmd.stages.text2image import text2image_config
+from dualmd.stage import stage
+from dualmd.text2image.experiment import text2image_config
 
 log = logging.getLogger(__name__)
-
-
-def select(*, config: Path, split: Path, split_meta: Path, out: Path) -> None:
-    """Choose the memorized and the other images of `text2image.memorized_prompts.half` and write the selection."""
-    from dualmd.data.splits import load_split
-    from dualmd.text2image.captions import dataset_captions
-    from dualmd.text2image.memorized import save_selection, select_memorized_prompts
-
-    cfg = text2image_config(config)
-    the_split = load_split(split, split_meta)
-    captions = dataset_captions(cfg.dataset)
-    if len(captions) != the_split.num_dataset_images:
-        raise ValueError(
-            f"{len(captions)} captions for a split of {the_split.num_dataset_images} images: another dataset"
-        )
-    selection = select_memorized_prompts(the_split, captions, cfg.text2image.memorized_prompts)
-    save_selection(selection, out)
-    log.info("memorized %s, other %s", selection.memorized_ids, selection.other_ids)
 
 
 def memorization_targets(model_names: list[str]) -> list[str]:
@@ -43,6 +22,11 @@ def memorization_targets(model_names: list[str]) -> list[str]:
     return list(model_names) + [p for p in pairs if all(m in model_names for m in catalog.sampler_models(p))]
 
 
+@stage(
+    "t2i-prompt-memorization",
+    config="t2i_prompt_memorization",
+    sections=("sample", "memorization", "text2image"),
+)
 def score(
     *,
     config: Path,
@@ -111,29 +95,3 @@ def score(
         )
         rows.to_csv(Path(out_dir) / f"{target}.csv", index=False)
         log.info("%s: %d generations of %d prompts scored", target, len(rows), len(ids))
-
-
-def report(
-    *,
-    config: Path,
-    scores: list[Path],
-    out: Path,
-    copy_table: Path,
-    markdown: Path,
-    t_error_plot: Path,
-    noise_plot: Path,
-) -> None:
-    """The detector table (AUC of memorized vs other prompts with 95 % intervals from the metrics config), the
-    copy table, their Markdown and one histogram per detector."""
-    from dualmd.text2image.memorization_report import write_prompt_memorization
-
-    metrics = load_config(config).metrics
-    write_prompt_memorization(
-        scores,
-        num_bootstrap=metrics.num_bootstrap,
-        seed=metrics.seed,
-        table=out,
-        copies=copy_table,
-        markdown=markdown,
-        plots={"t_error": t_error_plot, "noise_magnitude": noise_plot},
-    )
