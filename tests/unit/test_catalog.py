@@ -167,3 +167,42 @@ def test_prompt_diversified_text2image_targets_resolve_by_name():
     )
     with pytest.raises(ValueError, match="unknown target"):
         catalog.target("selfdistill_pd")  # not a text-to-image target
+
+
+def test_an_attack_is_declared_once():
+    """An attack's catalog entry names its module and its config sections; the registry, the lazy import, the
+    config nesting and the schema's lists of attacks follow it, and the attack receives only its own sections."""
+    import yaml
+
+    from dualmd.config.attacks import _NESTED
+    from dualmd.sources import PACKAGE_DIR
+
+    assert set(registry()) == set(catalog.ATTACKS)
+    for name, spec in catalog.ATTACKS.items():
+        assert registry()[name].__module__ == spec.module_name, name
+    # every nested section is some attack's, and every section an attack reads is nested
+    assert set(_NESTED) == {s for spec in catalog.ATTACKS.values() for s in spec.reads}
+    schema = yaml.safe_load((PACKAGE_DIR.parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    attack = schema["properties"]["attack"]["properties"]
+    assert attack["names"]["items"]["enum"] == list(catalog.ATTACKS)
+    assert set(_NESTED) <= set(attack)
+    set_inference = schema["properties"]["set_inference"]["properties"]["attack"]
+    assert set_inference["enum"] == [*catalog.ATTACKS, None]
+    cfg = AttackConfig()
+    for name in catalog.ATTACKS:
+        received = cfg.for_attack(name)
+        own = {k for k in _NESTED if getattr(received, k) is not None}
+        assert own == set(cfg.sections_of(name)), name
+        assert (received.batch_size, received.weights, received.seed) == (
+            cfg.batch_size,
+            cfg.weights,
+            cfg.seed,
+        )
+    # a wrapping attack receives the sections of the attack it wraps: teacher_max over PIA by default
+    assert set(cfg.sections_of("teacher_max")) == {
+        "teacher_max",
+        *catalog.attack(cfg.teacher_max.statistic).reads,
+    }
+    assert (
+        cfg.for_attack("pia").secmi is None
+    )  # reading another attack's section fails instead of reading defaults

@@ -24,24 +24,12 @@ if TYPE_CHECKING:
     from dualmd.models.adapter import NoisePredictor, Schedule
     from dualmd.sample import PredictorSelector
 
-#: The module whose import registers each attack (`base.register`). A module is imported when its attack is first
-#: built, not with this module: a job runs one attack and pays only for that attack's dependencies (diffusers'
-#: pipelines for recon, scikit-learn's ensembles for gsa), and a job that uses one helper module (copy
-#: detection's nearest neighbours) loads no attack.
-MODULES = {
-    "gsa": "gsa",
-    "lira": "lira",
-    "loss": "loss",
-    "nn_distance": "nn_distance",
-    "pang_wang": "pang_wang",
-    "pia": "pia",
-    "pian": "pia",
-    "recon": "recon",
-    "secmi_nn": "secmi_nn",
-    "secmi_stat": "secmi",
-    "sima": "sima",
-    "teacher_max": "teacher_max",
-}
+#: The module whose import registers each attack (`base.register`), from its catalog entry
+#: (`catalog.AttackSpec.module_name`). A module is imported when its attack is first built, not with this module: a
+#: job runs one attack and pays only for that attack's dependencies (diffusers' pipelines for recon,
+#: scikit-learn's ensembles for gsa), and a job that uses one helper module (copy detection's nearest neighbours)
+#: loads no attack.
+MODULES = {name: spec.module_name.removeprefix("dualmd.attacks.") for name, spec in catalog.ATTACKS.items()}
 
 
 def registry() -> dict[str, type[Attack]]:
@@ -60,11 +48,12 @@ def _built(name: str, cfg: AttackConfig, requires: str) -> Attack:
 
 
 def build_attack(name: str, cfg: AttackConfig) -> Attack:
-    """The attack registered as `name`, configured by `cfg`; unknown names raise ValueError listing the known."""
+    """The attack registered as `name`, configured by the shared keys and its own sections of `cfg`
+    (`AttackConfig.for_attack`); unknown names raise ValueError listing the known."""
     if name not in MODULES:
         raise ValueError(f"unknown attack {name!r}; known: {sorted(MODULES)}")
     importlib.import_module(f"dualmd.attacks.{MODULES[name]}")
-    return base.ATTACKS[name](cfg=cfg)
+    return base.ATTACKS[name](cfg=cfg.for_attack(name))
 
 
 def attack_model(

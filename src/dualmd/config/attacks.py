@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from dualmd import catalog
@@ -202,22 +203,6 @@ class PangWangConfig(Section):
         )
 
 
-#: The nested section of each attack, by its key in the attack section.
-_NESTED = {
-    "secmi": SecMIConfig,
-    "secmi_nn": SecMINNConfig,
-    "pia": PIAConfig,
-    "loss": LossAttackConfig,
-    "nn_distance": NNDistanceConfig,
-    "gsa": GSAConfig,
-    "sima": SimAConfig,
-    "recon": ReconConfig,
-    "teacher_max": TeacherMaxConfig,
-    "lira": LiraConfig,
-    "pang_wang": PangWangConfig,
-}
-
-
 @dataclass(frozen=True)
 class AttackConfig(Section):
     """Which attacks run and their parameters."""
@@ -256,6 +241,21 @@ class AttackConfig(Section):
         }
         return replace(super().from_mapping(raw, prefix=prefix), **nested)
 
+    def sections_of(self, name: str) -> tuple[str, ...]:
+        """The nested sections attack `name` reads: its catalog entry's (`AttackSpec.reads`) and, for an attack that
+        runs another (`AttackSpec.wraps`, e.g. teacher_max's `statistic`), that attack's."""
+        spec = catalog.attack(name)
+        sections = spec.reads
+        if spec.wraps is not None:
+            sections += catalog.attack(getattr(getattr(self, spec.reads[0]), spec.wraps)).reads
+        return tuple(dict.fromkeys(sections))
+
+    def for_attack(self, name: str) -> AttackConfig:
+        """This config as attack `name` receives it: the shared keys and the sections it reads; every other
+        attack's section is None, so that an attack reading one fails at once instead of reading defaults."""
+        own = self.sections_of(name)
+        return replace(self, **{key: None for key in _NESTED if key not in own})
+
     def _validate(self, prefix: str) -> None:
         unknown = [n for n in self.names if n not in catalog.ATTACKS]
         require(
@@ -264,3 +264,12 @@ class AttackConfig(Section):
         require(len(set(self.names)) == len(self.names), f"{prefix}.names", "lists an attack twice")
         require(len(self.names) >= 1, f"{prefix}.names", "needs at least one attack")
         require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+
+
+#: The nested section of each attack, by its key in the attack section: every field of AttackConfig that is itself
+#: a section (catalog.AttackSpec.reads names them).
+_NESTED: dict[str, type[Section]] = {
+    f.name: hint
+    for f in fields(AttackConfig)
+    if isinstance(hint := typing.get_type_hints(AttackConfig)[f.name], type) and issubclass(hint, Section)
+}

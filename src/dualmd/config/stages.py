@@ -12,35 +12,20 @@ import yaml
 from dualmd import catalog
 from dualmd.config.base import ConfigError
 from dualmd.config.experiment import ExperimentConfig
+from dualmd.stage import config_sections, declarations
 
-#: The config sections each stage reads. A stage's resolved config (`stage_config`) is its input file, so a
-#: stage reruns exactly when one of these sections changes; attack stages (`attack_<name>`) read the shared
-#: attack keys and the nested sections of `catalog.ATTACKS[name].reads` (plus those of the attack a wrapping
-#: attack runs, `AttackSpec.wraps`, and the `sample` keys a sampler attack reads, `AttackSpec.sample_keys`).
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("dataset",),
-    "split": ("split",),
-    "train": ("model", "diffusion", "train"),
-    "distill": ("model", "diffusion", "train", "distill"),
-    "sample": ("sample",),
-    "metrics": ("metrics",),
-    "set_inference": ("set_inference", "metrics"),
-    "memorization": ("memorization",),
-    "utility": ("utility",),
-    "heldout": ("heldout",),
-}
-#: Sections each text-to-image stage reads (dataset: the captions). Their attacks read "t2i_attack_<name>": the
-#: attack's own config plus dataset and text2image.
+#: The config sections each stage config holds, as the stages declare them (`dualmd.stage`). A stage's resolved
+#: config (`stage_config`) is its input file, so a stage reruns exactly when one of these sections changes; attack
+#: stages (`attack_<name>`) read the shared attack keys and the nested sections of `catalog.ATTACKS[name].reads`
+#: (plus those of the attack a wrapping attack runs, `AttackSpec.wraps`, and the `sample` keys a sampler attack
+#: reads, `AttackSpec.sample_keys`).
+_DECLARED = config_sections(declarations())
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {k: v for k, v in _DECLARED.items() if not k.startswith("t2i_")}
+#: Sections of each text-to-image stage config (dataset: the captions). Their attacks read "t2i_attack_<name>": the
+#: attack's own config plus dataset and text2image. The memorized-prompt stages read only their keys of
+#: text2image (`_TEXT2IMAGE_KEYS`); prompt memorization also reads secmi_stat's attack config (its t-error).
 TEXT2IMAGE_STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "t2i_pretrain": ("dataset", "train", "text2image"),
-    "t2i_train": ("dataset", "train", "text2image"),
-    "t2i_distill": ("dataset", "train", "distill", "text2image"),
-    "t2i_sample": ("dataset", "sample", "text2image"),
-    # the choice of the memorized prompts (text2image.memorized_prompts without num_generations; dataset: the
-    # captions), and their scoring: SecMI's t-error with secmi_stat's attack config, generations of the sample
-    # section with guidance, copy detection of the memorization section
-    "t2i_memorized_prompts": ("dataset", "text2image"),
-    "t2i_prompt_memorization": ("sample", "memorization", "text2image"),
+    k: v for k, v in _DECLARED.items() if k.startswith("t2i_")
 }
 #: The text2image keys of the two memorized-prompt stages, and the keys of text2image.memorized_prompts each reads
 #: (no other stage reads that section: training, sampling and attacks read the selection file instead).
@@ -96,9 +81,8 @@ def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
     if stage.startswith("attack_"):
         spec = catalog.attack(stage.removeprefix("attack_"))
         full = experiment.attack.to_dict()
-        keys = _ATTACK_SHARED_KEYS + spec.reads
-        if spec.wraps is not None:  # e.g. teacher_max runs the attack named by its `statistic`
-            keys += catalog.attack(full[spec.reads[0]][spec.wraps]).reads
+        # its own sections and, for an attack that runs another (teacher_max's `statistic`), that attack's
+        keys = _ATTACK_SHARED_KEYS + experiment.attack.sections_of(spec.name)
         cfg: dict[str, Any] = {"attack": {"names": [spec.name], **{k: full[k] for k in dict.fromkeys(keys)}}}
         if spec.sample_keys:  # a sampler attack queries the sampler of the sample stage
             sample = experiment.sample.to_dict()
