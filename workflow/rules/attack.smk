@@ -2,7 +2,7 @@
 # scores every model (each on its own members against the non-members; a teacher on its half), a samples attack
 # every sampler's generated images. Higher score = more likely a member. A changed attack parameter reruns only
 # that attack's job, and adding a target adds no job.
-rule score_model_attack:
+use rule stage_job as score_model_attack with:
     input:
         config=config_file("attack_{attack}"),
         images="results/data/images.npz",
@@ -21,16 +21,11 @@ rule score_model_attack:
         attack="|".join(SHARED_JOB_ATTACKS) or "(?!)",
     # after sampling, before the cheap evaluations
     priority: 10
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
     params:
         command=stage_command("attack", targets=model_targets, out_dir=SCORES_DIR),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 use rule score_model_attack as score_sample_attack with:
@@ -99,7 +94,7 @@ use rule score_model_attack as score_model_attack_each with:
 
 # AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every target,
 # plus the log-log ROC plot.
-rule evaluate_attack:
+use rule stage_job as evaluate_attack with:
     input:
         config=config_file("metrics"),
         scores=attack_scores,
@@ -117,10 +112,5 @@ rule evaluate_attack:
         "logs/{run}/evaluate_attack/{attack}.log",
     benchmark:
         "results/benchmarks/{run}/evaluate_attack/{attack}.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("evaluate", out="{output.metrics}"),
-    shell:
-        "{params.command} > {log} 2>&1"

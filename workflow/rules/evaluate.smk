@@ -1,6 +1,6 @@
 # Memorization by t-error (paper Eq. 8): member vs non-member t-error separation of every model, from the per-sample
 # scores of catalog.T_ERROR_ATTACK, and the histograms (the paper's Fig. 3 analogue).
-rule score_t_error:
+use rule stage_job as score_t_error with:
     input:
         scores=per_target(f"results/scores/{{run}}/{catalog.T_ERROR_ATTACK}/{{target}}.npz", MODELS),
         code=stage_code("memorization"),
@@ -16,19 +16,14 @@ rule score_t_error:
         "logs/{run}/score_t_error.log",
     benchmark:
         "results/benchmarks/{run}/score_t_error.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("t-error", out="{output.summary}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Copy detection: each generated image's nearest-member distance over its mean k-nearest distance; the share
 # under the threshold is the sampler's memorization rate. Also the grid of the closest generated/member pairs.
 # One job for every sampler: each costs well under a second, the job's start-up several.
-rule detect_copies:
+use rule stage_job as detect_copies with:
     input:
         config=config_file("memorization"),
         images="results/data/images.npz",
@@ -52,21 +47,16 @@ rule detect_copies:
         "logs/{run}/detect_copies.log",
     benchmark:
         "results/benchmarks/{run}/detect_copies.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command(
             "copies",
             targets=sample_targets,
             out_dir="results/memorization/{wildcards.run}/copies",
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Features of the reference set (utility.reference) under the FID network, computed once for every sampler.
-rule reference_features:
+use rule stage_job as reference_features with:
     input:
         config=config_file("utility"),
         images="results/data/images.npz",
@@ -81,19 +71,14 @@ rule reference_features:
         "results/benchmarks/{run}/reference_features.tsv"
     # long and needing no model: run it while models train rather than last, alone, at the end of the run
     priority: 15
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
     params:
         command=stage_command("reference-features", out="{output.features}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Held-out denoising loss of every model on the non-members: the utility axis of each model.
-rule score_heldout_loss:
+use rule stage_job as score_heldout_loss with:
     input:
         config=config_file("heldout"),
         images="results/data/images.npz",
@@ -108,20 +93,15 @@ rule score_heldout_loss:
     benchmark:
         "results/benchmarks/{run}/score_heldout_loss.tsv"
     priority: 10
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
     params:
         command=stage_command("heldout-loss", targets=model_targets, out="{output.summary}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # FID with its bootstrap interval, KID with its standard error, and IS where the feature network has a classifier
 # head, of one sampler against the reference set (utility.reference).
-rule score_utility:
+use rule stage_job as score_utility with:
     input:
         config=config_file("utility"),
         reference="results/utility/{run}/reference.npz",
@@ -137,12 +117,7 @@ rule score_utility:
     # Inception on every generated image: among the longest jobs, so ahead of the short evaluations, which then
     # fill both cores at the end of the run instead of one of these running alone
     priority: 10
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
     params:
         command=stage_command("utility", out="{output.summary}"),
-    shell:
-        "{params.command} > {log} 2>&1"

@@ -1,7 +1,7 @@
 # The run's tables (attacks, utility, memorization, training) as CSV and Markdown, a flat metrics.json for
 # `dvc metrics show`, a combined roc.csv for `dvc plots show`, and the training loss curves. Every file the
 # report reads is an input here.
-rule make_report:
+use rule stage_job as make_report with:
     input:
         config=config_file("metrics"),
         scores=model_attack_score_files,
@@ -74,19 +74,14 @@ rule make_report:
         "logs/{run}/make_report.log",
     benchmark:
         "results/benchmarks/{run}/make_report.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("report", out_dir="results/report/{wildcards.run}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Set-level inference against every target with weights: one-sided Mann-Whitney U tests of n members against n
 # non-members (n = 2, 4, 8, ...) on the scores of the strongest attack against it (or the configured attack);
 # the median p-value per n and the smallest n below set_inference.max_p. The .rst lines go to the landing page.
-rule infer_set_membership:
+use rule stage_job as infer_set_membership with:
     input:
         config=config_file("set_inference"),
         attacks=expand("results/metrics/{{run}}/{attack}.json", attack=ATTACKS),
@@ -104,17 +99,12 @@ rule infer_set_membership:
         "logs/{run}/infer_set_membership.log",
     benchmark:
         "results/benchmarks/{run}/infer_set_membership.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("set-inference", out="{output.table}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Every replicate's attack and utility numbers side by side, with their mean and a 95% t-interval across seeds.
-rule summarize_replicates:
+use rule stage_job as summarize_replicates with:
     input:
         config=config_path("metrics", RUNS[0]),
         attacks=expand("results/report/{run}/attacks.csv", run=RUNS),
@@ -131,10 +121,5 @@ rule summarize_replicates:
         "logs/summarize_replicates.log",
     benchmark:
         "results/benchmarks/summarize_replicates.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("replicates", out="{output.table}"),
-    shell:
-        "{params.command} > {log} 2>&1"

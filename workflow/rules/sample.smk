@@ -1,6 +1,6 @@
 # Generated images of one sampler: a single model, or a pair alternating its models (DualMD). An .npz of images
 # in [-1, 1], the sampling provenance and a PNG grid for the report.
-rule sample_images:
+use rule stage_job as sample_images with:
     input:
         config=config_file("sample"),
         models=sampler_dirs,
@@ -20,13 +20,8 @@ rule sample_images:
         "results/benchmarks/{run}/sample_images/{sampler}.tsv"
     # generated images feed several stages: draw them as soon as a model exists
     priority: 20
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
     params:
         command=stage_command("sample", out="{output.samples}"),
-    shell:
-        "{params.command} > {log} 2>&1"

@@ -19,7 +19,7 @@ rule write_stage_config:
 
 # The dataset as one uint8 NCHW array (results/data/images.npz) with a sidecar naming source and SHA-256; shared
 # by every replicate.
-rule prepare_data:
+use rule stage_job as prepare_data with:
     input:
         config=config_file("data", scope=SHARED),
         code=stage_code("data"),
@@ -30,17 +30,12 @@ rule prepare_data:
         "logs/prepare_data.log",
     benchmark:
         "results/benchmarks/prepare_data.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("prepare-data", out="{output.images}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Members / non-members and the two disjoint member halves D1 (half1) and D2 (half2), with hashes.
-rule make_split:
+use rule stage_job as make_split with:
     input:
         config=config_file("split"),
         images="results/data/images.npz",
@@ -52,10 +47,5 @@ rule make_split:
         "logs/{run}/make_split.log",
     benchmark:
         "results/benchmarks/{run}/make_split.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("split", out="{output.split}"),
-    shell:
-        "{params.command} > {log} 2>&1"

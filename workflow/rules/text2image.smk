@@ -6,7 +6,7 @@
 
 # The tiny Stable-Diffusion-shaped pipeline (VAE, conditional UNet, frozen text encoder) trained on the dataset
 # images outside the split; not run when text2image.pretrained names a pipeline.
-rule pretrain_t2i_pipeline:
+use rule stage_job as pretrain_t2i_pipeline with:
     input:
         config=config_file("t2i_pretrain"),
         images="results/data/images.npz",
@@ -21,9 +21,6 @@ rule pretrain_t2i_pipeline:
         "results/benchmarks/{run}/pretrain_t2i_pipeline.tsv"
     # every model is fine-tuned from it
     priority: 100
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
@@ -34,13 +31,11 @@ rule pretrain_t2i_pipeline:
             out="{output.model}",
             state_dir="results/train_state/{wildcards.run}/t2i_pretrained",
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Full-UNet fine-tuning of the pretrained pipeline on a target's subset: the baseline on every member, each teacher
 # on its half, with or without prompt diversification (the target's name says which).
-rule finetune_t2i_model:
+use rule stage_job as finetune_t2i_model with:
     input:
         config=config_file("t2i_train"),
         images="results/data/images.npz",
@@ -56,9 +51,6 @@ rule finetune_t2i_model:
     benchmark:
         "results/benchmarks/{run}/finetune_t2i_model/{t2i_trained}.tsv"
     priority: t2i_training_priority
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
@@ -70,13 +62,11 @@ rule finetune_t2i_model:
             out="{output.model}",
             state_dir="results/train_state/{wildcards.run}/t2i_{wildcards.t2i_trained}",
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # The DistillMD student: initialised from the pretrained UNet, it regresses on teacher 2's caption-conditioned
 # prediction for D1 images and on teacher 1's for D2 images; refuses teachers not trained on this split's halves.
-rule distill_t2i_model:
+use rule stage_job as distill_t2i_model with:
     input:
         config=config_file("t2i_distill"),
         images="results/data/images.npz",
@@ -93,9 +83,6 @@ rule distill_t2i_model:
     benchmark:
         "results/benchmarks/{run}/distill_t2i_model/{t2i_distilled}.tsv"
     priority: t2i_training_priority
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
@@ -107,13 +94,11 @@ rule distill_t2i_model:
             out="{output.model}",
             state_dir="results/train_state/{wildcards.run}/t2i_{wildcards.t2i_distilled}",
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Images of one sampler (a model, or DualMD's teachers alternating at every DDIM step), prompted with the members'
 # original captions: an .npz in [-1, 1], the provenance and a PNG grid.
-rule sample_t2i_images:
+use rule stage_job as sample_t2i_images with:
     input:
         config=config_file("t2i_sample"),
         split="results/split/{run}/split.npz",
@@ -135,9 +120,6 @@ rule sample_t2i_images:
         "logs/{run}/sample_t2i_images/{t2i_sampler}.log",
     benchmark:
         "results/benchmarks/{run}/sample_t2i_images/{t2i_sampler}.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
@@ -145,14 +127,12 @@ rule sample_t2i_images:
         command=stage_command(
             "t2i-sample", sampler="{wildcards.t2i_sampler}", out="{output.samples}"
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Per-sample scores of one white-box attack on every model of every variant (each on its members against the
 # non-members), each image's latent conditioned on its original caption: one job per attack, as for the
 # unconditional experiment's cheap attacks, so that a model adds no process start-up.
-rule score_t2i_attack:
+use rule stage_job as score_t2i_attack with:
     input:
         config=config_file("t2i_attack_{t2i_whitebox}"),
         images="results/data/images.npz",
@@ -168,9 +148,6 @@ rule score_t2i_attack:
     benchmark:
         "results/benchmarks/{run}/score_t2i_attack/{t2i_whitebox}.tsv"
     priority: 10
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
@@ -180,13 +157,11 @@ rule score_t2i_attack:
             attack="{wildcards.t2i_whitebox}",
             out_dir="results/t2i_scores/{wildcards.run}/{wildcards.t2i_whitebox}",
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every
 # text-to-image model (the evaluate stage of the unconditional experiment), plus the log-log ROC plot.
-rule evaluate_t2i_attack:
+use rule stage_job as evaluate_t2i_attack with:
     input:
         config=config_file("metrics"),
         scores=t2i_attack_scores,
@@ -205,18 +180,13 @@ rule evaluate_t2i_attack:
         "logs/{run}/evaluate_t2i_attack/{attack}.log",
     benchmark:
         "results/benchmarks/{run}/evaluate_t2i_attack/{attack}.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("evaluate", out="{output.metrics}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # The paper's Table 3: every attack against the undefended model, DistillMD and DualMD's teachers, with and without
 # prompt diversification (results/report/{run}/text2image.csv and .md).
-rule make_t2i_report:
+use rule stage_job as make_t2i_report with:
     input:
         config=config_file("metrics"),
         attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_WHITEBOX),
@@ -232,10 +202,5 @@ rule make_t2i_report:
         markdown="results/report/{run}/text2image.md",
     log:
         "logs/{run}/make_t2i_report.log",
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("t2i-report", out="{output.table}"),
-    shell:
-        "{params.command} > {log} 2>&1"

@@ -6,7 +6,7 @@
 # Per-candidate scores of one black-box attack on one sampler: generations from each candidate's caption,
 # embedded and compared with the candidate, a Gaussian per class fitted on a labelled slice of the candidates;
 # only the other candidates are scored.
-rule score_t2i_blackbox:
+use rule stage_job as score_t2i_blackbox with:
     input:
         config=config_file("t2i_attack_{t2i_blackbox}"),
         images="results/data/images.npz",
@@ -22,9 +22,6 @@ rule score_t2i_blackbox:
     benchmark:
         "results/benchmarks/{run}/score_t2i_blackbox/{t2i_blackbox}/{t2i_sampler}.tsv"
     priority: 10
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
@@ -35,13 +32,11 @@ rule score_t2i_blackbox:
             sampler="{wildcards.t2i_sampler}",
             out="{output.scores}",
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # The paper's Table 4: the black-box attack against the undefended sampler, DualMD and DistillMD, with and
 # without prompt diversification (results/report/{run}/text2image_blackbox.csv and .md).
-rule make_t2i_blackbox_report:
+use rule stage_job as make_t2i_blackbox_report with:
     input:
         config=config_file("metrics"),
         attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_BLACKBOX),
@@ -57,10 +52,5 @@ rule make_t2i_blackbox_report:
         markdown="results/report/{run}/text2image_blackbox.md",
     log:
         "logs/{run}/make_t2i_blackbox_report.log",
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("t2i-blackbox-report", out="{output.table}"),
-    shell:
-        "{params.command} > {log} 2>&1"

@@ -7,7 +7,7 @@
 
 # The memorized images and as many other images of the same half, with their prompts; every training, sampling
 # and attack job of the run reads it (common_t2i.smk: t2i_memorized_prompts).
-rule select_memorized_prompts:
+use rule stage_job as select_memorized_prompts with:
     input:
         config=config_file("t2i_memorized_prompts"),
         split="results/split/{run}/split.npz",
@@ -19,19 +19,14 @@ rule select_memorized_prompts:
         "logs/{run}/select_memorized_prompts.log",
     benchmark:
         "results/benchmarks/{run}/select_memorized_prompts.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("t2i-memorized-prompts", out="{output.prompts}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # One row per generation of every selected prompt with every model and DualMD pair: the prompt's t-error
 # (models), the generation's noise magnitude and copy statistics. One job, so that a model adds no process
 # start-up (as score_t2i_attack).
-rule score_prompt_memorization:
+use rule stage_job as score_prompt_memorization with:
     input:
         config=config_file("t2i_prompt_memorization"),
         images="results/data/images.npz",
@@ -48,9 +43,6 @@ rule score_prompt_memorization:
         "logs/{run}/score_prompt_memorization.log",
     benchmark:
         "results/benchmarks/{run}/score_prompt_memorization.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
@@ -58,13 +50,11 @@ rule score_prompt_memorization:
         command=stage_command(
             "t2i-prompt-memorization", out_dir="results/t2i_memorization/{wildcards.run}/scores"
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # Memorized vs other prompts: each detector's AUC with its 95% interval per target, the copy rates, their
 # Markdown and one histogram per detector (results/report/{run}/prompt_memorization*); in the HTML report.
-rule make_t2i_memorization_report:
+use rule stage_job as make_t2i_memorization_report with:
     input:
         config=config_file("metrics"),
         scores=per_target(
@@ -99,12 +89,7 @@ rule make_t2i_memorization_report:
         ),
     log:
         "logs/{run}/make_t2i_memorization_report.log",
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command(
             "t2i-memorization-report", out="{output.table}", copy_table="{output.copies}"
         ),
-    shell:
-        "{params.command} > {log} 2>&1"

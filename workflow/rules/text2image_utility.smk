@@ -5,7 +5,7 @@
 
 
 # Features of the reference set under the FID network, computed once for every text-to-image sampler.
-rule reference_t2i_features:
+use rule stage_job as reference_t2i_features with:
     input:
         config=config_file("utility"),
         images="results/data/images.npz",
@@ -18,20 +18,15 @@ rule reference_t2i_features:
         "logs/{run}/reference_t2i_features.log",
     benchmark:
         "results/benchmarks/{run}/reference_t2i_features.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
     params:
         command=stage_command("reference-features", out="{output.features}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # FID with its bootstrap interval, KID with its standard error, IS and the CLIP score (or why each is absent) of
 # one text-to-image sampler.
-rule score_t2i_utility:
+use rule stage_job as score_t2i_utility with:
     input:
         config=config_file("utility"),
         reference="results/t2i_utility/{run}/reference.npz",
@@ -44,20 +39,15 @@ rule score_t2i_utility:
         "logs/{run}/score_t2i_utility/{t2i_sampler}.log",
     benchmark:
         "results/benchmarks/{run}/score_t2i_utility/{t2i_sampler}.tsv"
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
     params:
         command=stage_command("utility", sampler="{wildcards.t2i_sampler}", out="{output.summary}"),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # FID, KID, IS and CLIP score of every sampler, without and with prompt diversification
 # (results/report/{run}/text2image_utility.csv and .md).
-rule make_t2i_utility_report:
+use rule stage_job as make_t2i_utility_report with:
     input:
         utility=expand("results/t2i_utility/{{run}}/{sampler}.json", sampler=T2I_SAMPLERS),
         code=stage_code("t2i_utility_report"),
@@ -72,10 +62,5 @@ rule make_t2i_utility_report:
         markdown="results/report/{run}/text2image_utility.md",
     log:
         "logs/{run}/make_t2i_utility_report.log",
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     params:
         command=stage_command("t2i-utility-report", out="{output.table}"),
-    shell:
-        "{params.command} > {log} 2>&1"

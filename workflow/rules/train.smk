@@ -1,6 +1,6 @@
 # Train one DDPM on its split subset (the baseline on every member, each teacher on its half). Resumable state
 # lives in results/train_state/, outside the declared output, so a killed job resumes from its last checkpoint.
-rule train_model:
+use rule stage_job as train_model with:
     input:
         config=config_file("train"),
         images="results/data/images.npz",
@@ -15,9 +15,6 @@ rule train_model:
         "results/benchmarks/{run}/train_model/{trained}.tsv"
     # training is the critical path: the models others are built from first
     priority: training_priority
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
@@ -29,13 +26,11 @@ rule train_model:
             out="{output.model}",
             state_dir="results/train_state/{wildcards.run}/{wildcards.trained}",
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
 
 
 # A model distilled from others: the DistillMD student (Algorithm 2) regresses on teacher 2 for D1 batches and on
 # teacher 1 for D2 batches. Refuses to run when the teachers' metadata does not name the halves of this split.
-rule distill_model:
+use rule stage_job as distill_model with:
     input:
         config=config_file("distill"),
         images="results/data/images.npz",
@@ -50,9 +45,6 @@ rule distill_model:
     benchmark:
         "results/benchmarks/{run}/distill_model/{distilled}.tsv"
     priority: training_priority
-    conda:
-        "../envs/dualmd.yaml"
-    threads: 1
     resources:
         gpu=0,
         mem_mb=4000,
@@ -64,5 +56,3 @@ rule distill_model:
             out="{output.model}",
             state_dir="results/train_state/{wildcards.run}/{wildcards.distilled}",
         ),
-    shell:
-        "{params.command} > {log} 2>&1"
