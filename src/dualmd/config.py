@@ -23,7 +23,7 @@ import yaml
 
 from dualmd import catalog
 
-DatasetName = Literal["digits", "cifar10", "cifar100", "stl10", "image_folder"]
+DatasetName = Literal["digits", "fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder"]
 Weights = Literal["raw", "ema"]
 
 
@@ -115,7 +115,7 @@ class DatasetConfig(_Section):
 
     SECTION = "dataset"
     name: DatasetName = "digits"
-    root: str | None = None  # local folder of cifar10/cifar100/stl10 or the image_folder tree
+    root: str | None = None  # local folder of cifar10/cifar100/stl10/fashion_mnist or the image_folder tree
     download: bool = False  # torchvision datasets only: fetch into `root` when missing
     image_size: int = 8  # pixels per side after resize/crop
     channels: int = 1  # 1 (grayscale) or 3 (RGB)
