@@ -315,7 +315,7 @@ def run_setting(setting: Setting, out: Path, jobs: int, feature_net: str = "ince
     train_all(stages, jobs)
     evaluate(stages, reference, jobs)
     row = summarize(setting, folder, stages.timings)
-    write_json(folder / "row.json", row)
+    write_bytes_atomic(folder / "row.json", json.dumps(row, indent=1).encode())  # keys in column order
     return row
 
 
