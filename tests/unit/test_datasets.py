@@ -1,5 +1,7 @@
-"""Dataset loaders (digits, image folders, torchvision roots) and the uint8 .npz image store."""
+"""Dataset loaders (digits, Fashion-MNIST IDX files, image folders, torchvision roots) and the uint8 .npz image
+store."""
 
+import gzip
 import hashlib
 import os
 import pickle
@@ -11,7 +13,9 @@ import torch
 from PIL import Image
 
 from dualmd.config.sections import DatasetConfig
+from dualmd.data import datasets
 from dualmd.data.datasets import (
+    FASHION_MNIST_ROOT,
     DatasetError,
     DatasetNotFoundError,
     load_dataset,
@@ -49,6 +53,121 @@ def test_max_images_keeps_the_first_images():
 def test_max_images_beyond_dataset_is_an_error():
     with pytest.raises(DatasetError, match="only 1797"):
         load_dataset(DatasetConfig.from_mapping({"max_images": 5000}))
+
+
+def _idx_bytes(images, magic=0x00000803):
+    """An IDX file of uint8 images (N, H, W): magic number, then the dimensions as big-endian uint32."""
+    return struct.pack(">4I", magic, *images.shape) + images.tobytes()
+
+
+def _write_idx(path, images, *, gz, magic=0x00000803):
+    data = _idx_bytes(images, magic)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def fashion(tmp_path):
+    """A tiny Fashion-MNIST folder: 3 training and 2 test images of random 28x28 pixels (gzipped)."""
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    test = rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte", train, gz=True)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", test, gz=True)
+    return tmp_path, train, test
+
+
+def _fashion_cfg(root, **keys):
+    return DatasetConfig.from_mapping({"name": "fashion_mnist", "root": str(root), "image_size": 28, **keys})
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
+def test_fashion_mnist_reads_train_then_test_pixels_exactly(tmp_path, gz):
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    test = rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte", train, gz=gz)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", test, gz=gz)
+    images = load_dataset(_fashion_cfg(tmp_path))
+    assert images.shape == (5, 1, 28, 28) and images.dtype == np.uint8
+    assert np.array_equal(images[:, 0], np.concatenate([train, test]))  # train first, file order kept
+
+
+def test_fashion_mnist_max_images_runs_into_the_test_file(fashion):
+    root, train, test = fashion
+    images = load_dataset(_fashion_cfg(root, max_images=4))
+    assert np.array_equal(images[:, 0], np.concatenate([train, test[:1]]))
+    with pytest.raises(DatasetError, match="only 5"):
+        load_dataset(_fashion_cfg(root, max_images=6))
+
+
+def test_fashion_mnist_resizes_like_the_other_datasets(fashion):
+    root, train, test = fashion
+    images = load_dataset(_fashion_cfg(root, image_size=16, channels=3))
+    assert images.shape == (5, 3, 16, 16)
+    assert np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0], images[:, 2])
+    expected = np.asarray(resize_center_crop(Image.fromarray(test[1]), 16))
+    assert np.array_equal(images[4, 0], expected)
+
+
+def test_fashion_mnist_missing_folder_says_how_to_install(tmp_path, monkeypatch):
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset(_fashion_cfg(tmp_path / "nope"))
+    message = str(info.value)
+    assert "apt-get install dataset-fashion-mnist" in message and str(tmp_path / "nope") in message
+    # dataset.root null reads the Debian package's folder
+    monkeypatch.setattr(datasets, "FASHION_MNIST_ROOT", tmp_path / "debian")
+    with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist") as info:
+        load_dataset(DatasetConfig.from_mapping({"name": "fashion_mnist"}))
+    assert str(tmp_path / "debian") in str(info.value)
+
+
+def test_fashion_mnist_default_root_is_the_debian_folder():
+    assert FASHION_MNIST_ROOT.as_posix() == "/usr/share/datasets/fashion-mnist"
+    assert DatasetConfig.from_mapping({"name": "fashion_mnist"}).root is None  # no root needed
+
+
+def test_fashion_mnist_missing_file_is_named(fashion):
+    root, _, _ = fashion
+    (root / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset(_fashion_cfg(root))
+    message = str(info.value)
+    assert str(root / "t10k-images-idx3-ubyte") in message
+    assert "apt-get install dataset-fashion-mnist" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "gz", "message"),
+    [
+        (_idx_bytes(np.zeros((2, 28, 28), np.uint8))[:-1], False, "truncated: 1583 bytes for 2 images"),
+        (_idx_bytes(np.zeros((2, 28, 28), np.uint8))[:10], False, "truncated IDX file"),
+        (_idx_bytes(np.zeros((2, 28, 28), np.uint8)) + b"x", False, "longer than its header says"),
+        (_idx_bytes(np.zeros((2, 28, 28), np.uint8), magic=0x801), False, "magic number 0x00000801"),
+        (_idx_bytes(np.zeros((2, 8, 8), np.uint8)), False, "images of 8x8 pixels, expected 28x28"),
+        (gzip.compress(_idx_bytes(np.zeros((2, 28, 28), np.uint8)))[:-8], True, "cannot read the IDX file"),
+        (b"not gzip at all", True, "cannot read the IDX file"),
+    ],
+    ids=["truncated", "no-header", "too-long", "magic", "dimensions", "truncated-gzip", "not-gzip"],
+)
+def test_fashion_mnist_bad_idx_file_is_named(fashion, data, gz, message):
+    root, _, _ = fashion
+    (root / "t10k-images-idx3-ubyte.gz").unlink()
+    bad = root / ("t10k-images-idx3-ubyte.gz" if gz else "t10k-images-idx3-ubyte")
+    bad.write_bytes(data)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(_fashion_cfg(root))
+    assert str(bad) in str(info.value) and message in str(info.value)
+
+
+@pytest.mark.skipif(not FASHION_MNIST_ROOT.is_dir(), reason="dataset-fashion-mnist is not installed")
+def test_installed_fashion_mnist_has_70000_images():
+    images = load_dataset(DatasetConfig.from_mapping({"name": "fashion_mnist", "image_size": 28}))
+    assert images.shape == (70_000, 1, 28, 28)
+    assert images.min() == 0 and images.max() == 255
 
 
 def _write(path, array, fmt=None):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from dualmd.config.base import Section, Weights, require
 
-DatasetName = Literal["digits", "cifar10", "cifar100", "stl10", "image_folder"]
+DatasetName = Literal["digits", "fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder"]
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class DatasetConfig(Section):
 
     SECTION = "dataset"
     name: DatasetName = "digits"
-    root: str | None = None  # local folder of cifar10/cifar100/stl10 or the image_folder tree
+    root: str | None = None  # local folder of cifar10/cifar100/stl10/fashion_mnist or the image_folder tree
     download: bool = False  # torchvision datasets only: fetch into `root` when missing
     image_size: int = 8  # pixels per side after resize/crop
     channels: int = 1  # 1 (grayscale) or 3 (RGB)

@@ -4,6 +4,10 @@ Every source goes through the same preprocessing: convert to grayscale ("L") or 
 side to `image_size` and centre-crop to a square, as torchvision's ``Resize(size)`` + ``CenterCrop(size)``
 do. Bilinear resampling matches torchvision's default and the authors' STL10/Tiny-ImageNet preprocessing.
 
+Fashion-MNIST (`fashion_mnist`) is read from its four IDX files (gzipped or not) under `dataset.root`, by default
+where Debian's package ``dataset-fashion-mnist`` installs them: the 60,000 training images first, then the
+10,000 test images, each file in its own order; labels are not read.
+
 Errors: `DatasetError` (a ValueError) for unreadable, corrupt or malformed data; `DatasetNotFoundError`
 (a DatasetError that is also a FileNotFoundError) when a file or folder is missing, so callers may catch
 either family.
@@ -11,10 +15,12 @@ either family.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -36,6 +42,14 @@ _TORCHVISION = {
     "cifar100": ("CIFAR100", {"train": True}, "cifar-100-python"),
     "stl10": ("STL10", {"split": "unlabeled"}, "stl10_binary"),
 }
+#: Where Debian's package dataset-fashion-mnist installs Fashion-MNIST (used when dataset.root is null).
+FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
+#: Fashion-MNIST's image files, in the order their images are concatenated (train, then test); each may be
+#: stored gzipped (``<name>.gz``, as distributed) or plain.
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
+FASHION_MNIST_SIZE = 28  # pixels per side of every stored image
+_IDX_UBYTE_3D = 0x00000803  # IDX magic number: unsigned bytes, 3 dimensions (images, rows, columns)
+_IDX_HEADER_BYTES = 16  # magic number and three big-endian uint32 dimensions
 # A fixed zip timestamp makes .npz bytes depend on the arrays only (np.savez stamps the current time).
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -63,6 +77,8 @@ def load_dataset(cfg: DatasetConfig) -> np.ndarray:
     """
     if cfg.name == "digits":
         images: Iterable[Image.Image] = _digits(cfg.max_images)
+    elif cfg.name == "fashion_mnist":
+        images = _fashion_mnist(cfg)
     elif cfg.name == "image_folder":
         images = _folder_images(_image_paths(Path(str(cfg.root)), cfg.max_images))
     elif cfg.name in _TORCHVISION:
@@ -89,6 +105,66 @@ def _digits(max_images: int | None) -> list[Image.Image]:
     raw = raw[: _first(len(raw), max_images, "digits")]
     pixels = np.rint(raw * (255.0 / 16.0)).astype(np.uint8)
     return [Image.fromarray(p) for p in pixels]
+
+
+def _fashion_mnist(cfg: DatasetConfig) -> list[Image.Image]:
+    """Fashion-MNIST's 28x28 grayscale images (0 = background, 255 = ink), train then test images."""
+    root = FASHION_MNIST_ROOT if cfg.root is None else Path(cfg.root)
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"fashion_mnist: folder {root} does not exist; install Fashion-MNIST there with "
+            f"`apt-get install dataset-fashion-mnist`, or set dataset.root to a folder holding "
+            f"{' and '.join(f'{name}(.gz)' for name in FASHION_MNIST_FILES)}"
+        )
+    pixels = np.concatenate([read_idx_images(_idx_file(root, name)) for name in FASHION_MNIST_FILES])
+    pixels = pixels[: _first(len(pixels), cfg.max_images, "fashion_mnist")]
+    return [Image.fromarray(p) for p in pixels]
+
+
+def _idx_file(root: Path, name: str) -> Path:
+    """The gzipped file `name`.gz in `root`, else the plain file `name`."""
+    for path in (root / f"{name}.gz", root / name):
+        if path.is_file():
+            return path
+    raise DatasetNotFoundError(
+        f"fashion_mnist: neither {root / name}.gz nor {root / name} exists; install Fashion-MNIST with "
+        f"`apt-get install dataset-fashion-mnist` (files under {FASHION_MNIST_ROOT}), or set dataset.root"
+    )
+
+
+def read_idx_images(path: str | Path) -> np.ndarray:
+    """Read an IDX file of 28x28 uint8 images (magic 0x00000803, big-endian dimensions), gzipped or not.
+
+    Args:
+        path: the file; a name ending in ".gz" is decompressed.
+
+    Returns:
+        uint8 array (N, 28, 28) in file order.
+
+    Raises:
+        DatasetError: the file cannot be decompressed, is truncated or too long, has another magic number, or
+            its images are not 28x28 (the message names the file).
+    """
+    path = Path(path)
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DatasetError(f"{path}: cannot read the IDX file: {err}") from err
+    if len(data) < _IDX_HEADER_BYTES:
+        raise DatasetError(f"{path}: truncated IDX file ({len(data)} bytes, shorter than its 16-byte header)")
+    magic, num, rows, cols = np.frombuffer(data, dtype=">u4", count=4)
+    if magic != _IDX_UBYTE_3D:
+        raise DatasetError(
+            f"{path}: magic number {magic:#010x}, expected {_IDX_UBYTE_3D:#010x} (3-D uint8 images)"
+        )
+    if (rows, cols) != (FASHION_MNIST_SIZE, FASHION_MNIST_SIZE):
+        raise DatasetError(f"{path}: images of {rows}x{cols} pixels, expected 28x28")
+    expected = _IDX_HEADER_BYTES + int(num) * int(rows) * int(cols)
+    if len(data) != expected:
+        problem = "truncated" if len(data) < expected else "longer than its header says"
+        raise DatasetError(f"{path}: {problem}: {len(data)} bytes for {num} images, expected {expected}")
+    pixels = np.frombuffer(data, dtype=np.uint8, offset=_IDX_HEADER_BYTES)
+    return pixels.reshape(int(num), int(rows), int(cols))  # (N, 28, 28), read-only view of the file's bytes
 
 
 def _image_paths(root: Path, max_images: int | None) -> list[Path]:
