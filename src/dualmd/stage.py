@@ -60,6 +60,21 @@ COMMON_HELP = {
     "models": "NAME=DIR of a model",
     "targets": "NAME=PATH: model directory or generated images of a target",
     "references": "NAME=DIR of a LiRA reference model (lira only)",
+    "out": "the file the stage writes",
+    "out_dir": "the folder the stage writes one file per target into",
+    "meta": "sidecar JSON of the output (source, SHA-256)",
+    "scores": "per-sample score files, one per target (file stem = target)",
+    "attacks": "metrics JSON of each attack (evaluate)",
+    "rocs": "ROC CSV of each attack (evaluate)",
+    "utility": "utility JSON of each sampler (utility)",
+    "heldout": "held-out loss JSON (heldout-loss)",
+    "copies": "copy-detection JSON of each sampler (copies)",
+    "t_error": "t-error summary JSON (t-error)",
+    "reference": "FID features of the reference set (reference-features)",
+    "roc": "ROC curves of every target as one long CSV table",
+    "plot": "PNG figure",
+    "grid": "PNG grid of the generated images",
+    "markdown": "the same table as Markdown",
 }
 
 

@@ -10,7 +10,13 @@ from dualmd.stage import stage
 
 @stage("replicates", config="metrics")
 def replicates(*, config: Path, attacks: list[Path], utility: list[Path], out: Path) -> None:
-    """replicates.csv from each replicate's attacks.csv and utility.csv (`dualmd.replicates`)."""
+    """replicates.csv from each replicate's attacks.csv and utility.csv (`dualmd.replicates`).
+
+    Args:
+        attacks: attacks.csv of each replicate's report.
+        utility: utility.csv of each replicate's report.
+        out: replicates.csv.
+    """
     from dualmd.files import atomic_write
     from dualmd.metrics import tpr_key
     from dualmd.replicates import read_tables, summarize_replicates

@@ -22,7 +22,14 @@ def report(
     noise_plot: Path,
 ) -> None:
     """The detector table (AUC of memorized vs other prompts with 95 % intervals from the metrics config), the
-    copy table, their Markdown and one histogram per detector."""
+    copy table, their Markdown and one histogram per detector.
+
+    Args:
+        scores: per-prompt score CSV of each target (t2i-prompt-memorization).
+        out: the detector table (CSV).
+        copy_table: the copy rate of each target (CSV).
+        t_error_plot, noise_plot: histograms of the t-error and of the noise magnitude.
+    """
     from dualmd.text2image.memorization_report import write_prompt_memorization
 
     metrics = load_config(config).metrics
