@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from projects import (
+from helpers.projects import (
     README_PULL,
     ROOT,
     TEST_CONFIG,

@@ -1,8 +1,6 @@
 """Copies of the project for the workflow and cluster tests: commands run with the test interpreter first on PATH,
 dry-run plans read from Snakemake's job table, file hashes, config edits, and a tiny run finished through
 `dvc repro` in a fresh git + DVC repository.
-
-Test files import these directly (``from projects import run``): pytest puts this folder on the import path.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 TEST_CONFIG = ROOT / ".test/config/config.yaml"
 PROJECT_FILES = [
     "Snakefile",
