@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from projects import (
+from helpers.projects import (
     ROOT,
     TEST_CONFIG,
     assert_pulled_like,

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_unet
-from test_train import TRAIN, Interrupt, interrupt_at, load_weights, run
+from helpers.models import tiny_unet
+from helpers.training import TRAIN, Interrupt, interrupt_at, load_weights, run
 
 from dualmd.train.checkpoint import STATE_FILE
 from dualmd.train.dp import DPSpec, make_private

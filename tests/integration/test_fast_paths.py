@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState
-from conftest import TINY_MODEL, tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler
-from test_train import DIFFUSION, TRAIN, Interrupt, interrupt_at, load_weights, run, tiny_images
+from helpers.models import TINY_MODEL, tiny_model_dir, tiny_unet
+from helpers.training import DIFFUSION, TRAIN, Interrupt, interrupt_at, load_weights, run, tiny_images
 
 from dualmd.attacks.run import attack_model
 from dualmd.config.attacks import AttackConfig, LossAttackConfig, PIAConfig
@@ -347,8 +347,6 @@ def test_compiled_attack_forward_matches_eager(trained_model, fast_compile):
 
 
 def test_sample_and_attack_options_reach_the_forward(tmp_path, fast_compile):
-    from conftest import tiny_model_dir
-
     from dualmd.config.sections import SampleConfig
     from dualmd.models.directory import load_predictor
     from dualmd.samplers import generate

@@ -12,9 +12,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_unet
 from diffusers import DDPMScheduler
-from test_train import TRAIN, Interrupt, interrupt_at, load_weights, run
+from helpers.models import tiny_unet
+from helpers.training import TRAIN, Interrupt, interrupt_at, load_weights, run
 
 from dualmd.attacks.run import attack_model
 from dualmd.config.attacks import AttackConfig, LossAttackConfig, PIAConfig

@@ -4,66 +4,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-
-from dualmd.config.sections import DiffusionConfig, ModelConfig, TrainConfig
-from dualmd.train.checkpoint import STATE_FILE
-from dualmd.train.loop import RandomBatches, StepInfo, make_accelerator, make_ema, random_hflip
-from dualmd.train.run import fixed_noise, train_model
-
-MODEL = ModelConfig(block_out_channels=(8, 16), norm_num_groups=4)
-DIFFUSION = DiffusionConfig(num_train_timesteps=20)
-TRAIN = TrainConfig(
-    num_train_steps=12,
-    batch_size=8,
-    lr=2e-3,
-    warmup_steps=3,
-    checkpoint_every_steps=5,
-    log_every_steps=4,
-    probe_timesteps=(2, 5, 10),
-    probe_num_images=16,
-    seed=3,
+from helpers.training import (
+    CALLER_META,
+    TRAIN,
+    Interrupt,
+    interrupt_at,
+    load_weights,
+    run,
+    tiny_images,
 )
-CALLER_META = {
-    "model_id": "baseline",
-    "subset": "members",
-    "subset_sha256": "ab" * 32,
-    "split_fingerprint": "fp",
-}
 
-
-def tiny_images(n: int, seed: int) -> torch.Tensor:
-    """(n, 1, 8, 8) in [-1, 1]: one of four bar patterns per image plus a little noise, so models can fit."""
-    g = torch.Generator().manual_seed(seed)
-    base = -torch.ones(4, 1, 8, 8)
-    base[0, :, 2:4, :], base[1, :, :, 2:4], base[2, :, 5:7, :], base[3, :, :, 5:7] = 1, 1, 1, 1
-    x = base[torch.arange(n) % 4] + 0.1 * torch.randn(n, 1, 8, 8, generator=g)
-    return x.clamp(-1, 1)
-
-
-def run(tmp: Path, name: str, cfg: TrainConfig = TRAIN, **kw) -> dict:
-    images = tiny_images(32, seed=0)
-    return train_model(
-        images=images,
-        probe_members=images,
-        probe_nonmembers=tiny_images(32, seed=1),
-        model_cfg=MODEL,
-        diffusion_cfg=DIFFUSION,
-        train_cfg=cfg,
-        out_dir=tmp / name,
-        state_dir=tmp / f"state_{name}",
-        metadata=dict(CALLER_META),
-        **kw,
-    )
-
-
-def load_weights(model_dir: Path, sub: str) -> dict[str, torch.Tensor]:
-    return UNet2DModel.from_pretrained(model_dir / sub).state_dict()
+from dualmd.train.checkpoint import STATE_FILE
+from dualmd.train.loop import RandomBatches, make_accelerator, make_ema, random_hflip
+from dualmd.train.run import fixed_noise
 
 
 def test_model_dir_loads_in_diffusers_pipeline_and_metadata_is_complete(tmp_path):
@@ -99,18 +57,6 @@ def test_model_dir_loads_in_diffusers_pipeline_and_metadata_is_complete(tmp_path
     assert on_disk["device"] == str(make_accelerator(TRAIN).device) and on_disk["resumed_from_step"] == 0
     assert on_disk["wall_time_s"] > 0 and on_disk["images_per_s"] > 0
     assert set(on_disk["versions"]) == {"torch", "diffusers", "accelerate"}
-
-
-class Interrupt(Exception):
-    """Stands in for a job killed in the middle of training."""
-
-
-def interrupt_at(step: int):
-    def hook(info: StepInfo) -> None:
-        if info.step == step:
-            raise Interrupt
-
-    return hook
 
 
 @pytest.mark.parametrize("ema_schedule", ["ramp", "constant"])

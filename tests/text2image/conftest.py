@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.text2image import NUM_IMAGES, POPULATION, short_run
 
 from dualmd.config.sections import DatasetConfig
 from dualmd.data.datasets import load_dataset, to_model_range
 from dualmd.text2image.captions import load_digit_captions
 from dualmd.text2image.components import load_components
 from dualmd.text2image.pretrain import build_tiny_pipeline
-from text2image.t2i_helpers import NUM_IMAGES, POPULATION, short_run
 
 
 @pytest.fixture(scope="session")

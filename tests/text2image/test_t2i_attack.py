@@ -6,13 +6,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from helpers.text2image import PRIVATE, short_run
 from sklearn.metrics import roc_auc_score
 
 from dualmd.config.attacks import AttackConfig, LossAttackConfig, PIAConfig, SecMIConfig
 from dualmd.text2image.attack import WHITEBOX_ATTACKS, CaptionedPredictor, attack_text2image
 from dualmd.text2image.captions import CaptionSampler
 from dualmd.text2image.finetune import finetune_unet, load_finetuned_unet
-from text2image.t2i_helpers import PRIVATE, short_run
 
 MEMBERS, NONMEMBERS = list(PRIVATE)[:8], list(PRIVATE)[8:16]
 IDS = MEMBERS + NONMEMBERS

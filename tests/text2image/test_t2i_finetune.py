@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
+from helpers.text2image import PRIVATE, short_run
 
 from dualmd.defense.distill import CrossTeacherTargets, LeakageError
 from dualmd.text2image.batches import AlternatingSources, CaptionBank, latent_source
@@ -18,7 +19,6 @@ from dualmd.text2image.finetune import (
     load_teachers,
 )
 from dualmd.train.loop import Conditioned
-from text2image.t2i_helpers import PRIVATE, short_run
 
 MEMBERS = list(PRIVATE)[:16]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_unet
 from diffusers import DDPMScheduler
+from helpers.models import tiny_unet
 from torch import nn
 
 from dualmd.attacks.base import AttackResult, load_scores, per_sample_noise, save_scores, train_test_split

@@ -4,8 +4,8 @@ target the defenses are compared against (the baseline regresses the true noise)
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL, tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler
+from helpers.models import TINY_MODEL, tiny_unet
 
 from dualmd.config.sections import DiffusionConfig, TrainConfig
 from dualmd.defense.dualmd import AlternatingTeachers, DualMDPipeline, teacher_sequence

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_model_dir
 from diffusers import DDPMScheduler
+from helpers.models import tiny_model_dir
 
 from dualmd.data.datasets import save_images
 from dualmd.data.splits import Split, save_split

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model_dir, tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler
+from helpers.models import tiny_model_dir, tiny_unet
 from PIL import Image
 
 from dualmd.config.sections import SampleConfig

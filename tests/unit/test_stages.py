@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_model_dir
+from helpers.models import tiny_model_dir
 
 from dualmd import cli
 from dualmd.attacks.base import load_scores

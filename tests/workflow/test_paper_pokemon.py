@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import yaml
+from helpers.projects import ROOT, planned_jobs, snakemake
 from PIL import Image
-from projects import ROOT, planned_jobs, snakemake
 from snakemake.utils import validate
 
 from dualmd.cli import main

@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
-from projects import ROOT, run
+from helpers.projects import ROOT, run
 
 TINY = "config/text2image-tiny.yaml"
 

@@ -13,7 +13,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from projects import copy_project, planned_jobs, snakemake
+from helpers.projects import copy_project, planned_jobs, snakemake
 
 CONFIG = {
     "dataset": {"name": "digits", "image_size": 32, "channels": 3, "max_images": 64},

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from projects import (
+from helpers.projects import (
     README_PULL,
     ROOT,
     TEST_CONFIG,
@@ -30,6 +30,7 @@ from projects import (
     planned_jobs,
     run,
     snakemake,
+    touched_run,
     tree_hashes,
 )
 
@@ -503,23 +504,6 @@ def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
         "make_report": 1,
         "summarize_replicates": 1,
     }
-
-
-def touched_run(project: Path, *args: str) -> Path:
-    """`project` as Snakemake sees a finished run, without computing anything: every output the dry run plans is
-    created empty (a name without a suffix as a directory), then `snakemake --touch` orders their times."""
-    dry = snakemake("-n", "--forceall", "--cores", "1", *args, cwd=project).stdout
-    outputs = {p.strip() for line in re.findall(r"^\s+output: (.*)$", dry, re.M) for p in line.split(",")}
-    for name in sorted(outputs):
-        path = project / name
-        if path.suffix:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-    snakemake("--touch", "--cores", "1", *args, cwd=project)
-    assert planned_jobs(project, *args) == {}
-    return project
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Constants and helpers of the text-to-image tests (a module of its own: `conftest` names the top-level one)."""
+"""Constants and helpers of the text-to-image tests: the dataset ids of the population and the private set, and
+short training runs."""
 
 from dualmd.config.sections import TrainConfig
 

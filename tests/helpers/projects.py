@@ -1,8 +1,6 @@
 """Copies of the project for the workflow and cluster tests: commands run with the test interpreter first on PATH,
 dry-run plans read from Snakemake's job table, file hashes, config edits, and a tiny run finished through
 `dvc repro` in a fresh git + DVC repository.
-
-Test files import these directly (``from projects import run``): pytest puts this folder on the import path.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 TEST_CONFIG = ROOT / ".test/config/config.yaml"
 PROJECT_FILES = [
     "Snakefile",
@@ -161,3 +159,20 @@ def assert_pulled_like(clone: Path, project: Path) -> dict[str, int]:
     assert not TRAINING_RULES & set(plan), f"a pulled clone must not retrain: {plan}"
     assert "write_stage_config" not in plan, "the pulled stage configs are current"
     return plan
+
+
+def touched_run(project: Path, *args: str) -> Path:
+    """`project` as Snakemake sees a finished run, without computing anything: every output the dry run plans is
+    created empty (a name without a suffix as a directory), then `snakemake --touch` orders their times."""
+    dry = snakemake("-n", "--forceall", "--cores", "1", *args, cwd=project).stdout
+    outputs = {p.strip() for line in re.findall(r"^\s+output: (.*)$", dry, re.M) for p in line.split(",")}
+    for name in sorted(outputs):
+        path = project / name
+        if path.suffix:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    snakemake("--touch", "--cores", "1", *args, cwd=project)
+    assert planned_jobs(project, *args) == {}
+    return project
