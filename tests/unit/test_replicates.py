@@ -10,6 +10,7 @@ import pytest
 from dualmd.replicates import mean_interval_across_seeds, read_tables, summarize_replicates
 
 T_975_2 = 4.302652729749464  # Student's t, 97.5th percentile, 2 degrees of freedom
+T_975_1 = 12.706204736174694  # and 1 degree of freedom
 
 
 def test_t_interval_by_hand_and_undefined_for_one_seed():
@@ -18,6 +19,15 @@ def test_t_interval_by_hand_and_undefined_for_one_seed():
     assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half), rel=1e-12)
     mean, low, high = mean_interval_across_seeds([0.7])
     assert mean == 0.7 and math.isnan(low) and math.isnan(high)
+
+
+def test_two_seeds_give_an_interval_with_one_degree_of_freedom():
+    """The smallest defined case: n - 1 = 1 degree of freedom (an odd n hides an off-by-one in the degrees)."""
+    mean, low, high = mean_interval_across_seeds([1.0, 3.0])  # sd sqrt(2): half = t * sqrt(2) / sqrt(2)
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - T_975_1, 2.0 + T_975_1), rel=1e-12)
+    mean, low, high = mean_interval_across_seeds([1.0, 2.0, 3.0, 6.0])  # 3 degrees, sd sqrt(14 / 3)
+    half = 3.1824463052837078 * math.sqrt(14 / 3) / 2
+    assert (low, high) == pytest.approx((3.0 - half, 3.0 + half), rel=1e-12)
 
 
 def attacks(auc_baseline, auc_student):
