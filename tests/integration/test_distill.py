@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from helpers.models import TINY_MODEL
 
-from dualmd.config.sections import DiffusionConfig, DistillConfig, ModelConfig, TrainConfig
+from dualmd.config.sections import DiffusionConfig, DistillConfig, TrainConfig
 from dualmd.defense.distill import LeakageError, Teacher, check_teachers, distill_student, selfdistill_student
 from dualmd.train.loop import StepInfo
 from dualmd.train.run import train_model
 
-MODEL = ModelConfig(block_out_channels=(8, 16), norm_num_groups=4)
+MODEL = TINY_MODEL
 DIFFUSION = DiffusionConfig(num_train_timesteps=20)
 TRAIN = TrainConfig(
     num_train_steps=10,
