@@ -189,7 +189,7 @@ COMMON = (
 
 
 def prepare(stages: Stages, out: Path) -> Path:
-    """Data, split and the shared FID reference of the dataset's images; returns the reference's path."""
+    """Data and split; returns the path of the dataset's shared FID reference (computed by `train_all`)."""
     folder = stages.folder
     data = ("--config", "config.yaml")
     stages.run(
@@ -202,20 +202,23 @@ def prepare(stages: Stages, out: Path) -> Path:
     net = yaml.safe_load((folder / "config.yaml").read_text())["utility"]["feature_net"]
     reference = out / "references" / f"{name}_{meta['shape'][-1]}px_{meta['sha256'][:12]}_{net}.npz"
     reference.parent.mkdir(parents=True, exist_ok=True)
-    stages.run("reference", reference, "reference-features", *COMMON, "--out", str(reference))
     return reference
 
 
-def train_all(stages: Stages, jobs: int) -> None:
-    """Both teachers and the baseline (side by side with jobs > 1), then the student."""
+def train_all(stages: Stages, reference: Path, jobs: int) -> None:
+    """The FID reference (unless another setting made it), both teachers and the baseline, side by side with
+    jobs > 1; then the student."""
     folder = stages.folder
 
     def train(model: str) -> None:
+        if model == "reference":
+            stages.run("reference", reference, "reference-features", *COMMON, "--out", str(reference))
+            return
         args = ("--model", model, "--out", f"models/{model}", "--state-dir", f"state/{model}")
         stages.run(model, folder / "models" / model, "train", *COMMON, *args)
 
     with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(train, ("teacher1", "teacher2", "baseline")))
+        list(pool.map(train, ("reference", "teacher1", "teacher2", "baseline")))
     teachers = ("--teachers", "teacher1=models/teacher1", "--teachers", "teacher2=models/teacher2")
     args = ("--model", "student", *teachers, "--out", "models/student", "--state-dir", "state/student")
     stages.run("student", folder / "models/student", "distill", *COMMON, *args)
@@ -312,7 +315,7 @@ def run_setting(setting: Setting, out: Path, jobs: int, feature_net: str = "ince
     write_bytes_atomic(folder / "config.yaml", config.encode())
     stages = Stages(folder)
     reference = prepare(stages, out)
-    train_all(stages, jobs)
+    train_all(stages, reference, jobs)
     evaluate(stages, reference, jobs)
     row = summarize(setting, folder, stages.timings)
     write_bytes_atomic(folder / "row.json", json.dumps(row, indent=1).encode())  # keys in column order
