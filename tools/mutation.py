@@ -4,8 +4,9 @@ Each module listed in `tools/mutation.toml` is mutated on its own, in a work fol
 (`.mutation/<module>/`, a copy of `src/`, `tests/` and `pyproject.toml` with a `[tool.mutmut]` section added), and its
 mutants run against that module's tests only. mutmut first runs those tests once to record which test calls which
 function, then runs each mutant against the tests that reach the mutated function, in a process forked from a warm
-interpreter (no import of torch per mutant). The work folder is kept: a rerun checks only the functions that
-changed since.
+interpreter (no import of torch per mutant). The work folder is kept: a rerun checks the mutants of the functions
+that changed since, and the survivors again when a test changed; `--fresh` checks every mutant again (the scores
+in docs/testing.md come from fresh runs).
 
 A mutant listed under `[[equivalent]]` in the TOML changes nothing observable; it is reported with its reason and
 left out of the score. It is named by its module, function and the source line before and after the mutation,
@@ -23,6 +24,7 @@ mutant (a stale entry is a claim nobody checks).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -157,17 +159,42 @@ def changed_lines(diff: str) -> tuple[str, str]:
     return before, after
 
 
-def run_module(module: str, spec: dict, target: float, equivalents: list[Equivalent], jobs: int) -> Outcome:
+def tests_digest(work: Path) -> str:
+    """Digest of every file under the work folder's tests/ (a changed test may kill an earlier survivor)."""
+    digest = hashlib.sha256()
+    for path in sorted((work / "tests").rglob("*.py")):
+        digest.update(str(path.relative_to(work)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def statuses(work: Path) -> dict[str, str]:
+    found = (RESULT_LINE.match(line) for line in mutmut(work, "results", "--all", "true").splitlines())
+    return {m[1]: m[2].strip() for m in found if m}
+
+
+def run_module(
+    module: str, spec: dict, target: float, equivalents: list[Equivalent], jobs: int, fresh: bool = False
+) -> Outcome:
+    """Mutate `module`, run its mutants against its tests and sort the survivors from the equivalent ones.
+
+    mutmut keeps a mutant's result until its function changes; when the tests changed since the last run, the
+    survivors are run again by name (`fresh` reruns every mutant)."""
     work = prepare(module, spec["tests"])
+    if fresh:
+        shutil.rmtree(work / "mutants", ignore_errors=True)
+    digest, stored = tests_digest(work), work / "tests.sha256"
+    checked_before = (work / "mutants").is_dir()
     mutmut(work, "run", "--max-children", str(jobs))
+    survivors = [name for name, status in statuses(work).items() if status not in KILLED]
+    tests_changed = not stored.is_file() or stored.read_text() != digest
+    if survivors and checked_before and tests_changed:
+        mutmut(work, "run", "--max-children", str(jobs), *survivors)
+    stored.write_text(digest)
     outcome = Outcome(module, spec["group"], target)
     listed = [e for e in equivalents if e.module == module]
     matched: set[Equivalent] = set()
-    for line in mutmut(work, "results", "--all", "true").splitlines():
-        found = RESULT_LINE.match(line)
-        if not found:
-            continue
-        mutant = Mutant(found[1], found[2].strip(), function_of(found[1]))
+    for name, status in statuses(work).items():
+        mutant = Mutant(name, status, function_of(name))
         if mutant.status not in KILLED:
             mutant.diff = mutmut(work, "show", mutant.name).split("\n", 1)[-1]
             mutant.before, mutant.after = changed_lines(mutant.diff)
@@ -220,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="mutants run side by side")
     parser.add_argument("--check", action="store_true", help="exit 1 where a module misses its target")
     parser.add_argument(
+        "--fresh", action="store_true", help="run every mutant again, not only the changed ones"
+    )
+    parser.add_argument(
         "--markdown", action="store_true", help="print the score table as Markdown at the end"
     )
     args = parser.parse_args(argv)
@@ -231,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for module in chosen:
         spec = modules[module]
-        outcome = run_module(module, spec, targets[spec["group"]], equivalents, args.jobs)
+        outcome = run_module(module, spec, targets[spec["group"]], equivalents, args.jobs, args.fresh)
         report(outcome)
         outcomes.append(outcome)
     if args.markdown:
