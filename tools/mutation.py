@@ -228,6 +228,7 @@ def report(outcome: Outcome) -> None:
 
 
 def markdown(outcomes: list[Outcome]) -> str:
+    """The score table and the equivalent mutants with their reasons, as docs/testing.md shows them."""
     rows = [
         "| module | group | mutants | equivalent | killed | score | target |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -235,8 +236,16 @@ def markdown(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         total = len(o.mutants) + len(o.equivalent)
         rows.append(
-            f"| `{o.module}` | {o.group} | {total} | {len(o.equivalent)} | {o.killed} | {o.score:.0%} | {o.target:.0%} |"
+            f"| `{o.module}` | {o.group} | {total} | {len(o.equivalent)} | {o.killed} | {o.score:.0%} "
+            f"| {o.target:.0%} |"
         )
+    rows += ["", "| module | function | mutation | why it changes nothing |", "|---|---|---|---|"]
+    for o in outcomes:
+        for _, e in o.equivalent:
+            change = f"`{e.before}` → `{e.after}`".replace("|", "\\|")
+            rows.append(
+                f"| `{o.module.removeprefix('src/dualmd/')}` | `{e.function}` | {change} | {e.reason} |"
+            )
     return "\n".join(rows)
 
 
