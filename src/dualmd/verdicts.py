@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from dualmd.metrics import auc
@@ -177,3 +178,63 @@ def reported_part(result: AttackResult, slice_ids: np.ndarray, orientation: int 
         extra={k: v[mask] for k, v in result.extra.items()},
         attack=result.attack,
     )
+
+
+#: Columns of `results/report/verdicts.csv`.
+VERDICT_COLUMNS = [
+    "defense",
+    "attack",
+    "metric",
+    "axis",
+    "replicates",
+    "difference",
+    "low",
+    "high",
+    "p_value",
+    "p_holm",
+    "verdict",
+]
+
+
+def verdict_table(rows: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """One verdict per (defense, attack, metric, axis) from per-replicate matched-utility rows.
+
+    `rows` has columns replicate, defense, attack, metric, axis, difference, low, high, p_value (the within-run
+    bootstrap's interval and p-value) and note: a row whose note is set (out of range, not resolvable) has no
+    difference, and its note becomes the verdict where every replicate has one. With two or more replicates the
+    differences are combined by `across_replicates`; with one, its bootstrap interval and p-value are kept. Holm's
+    adjustment runs over each defense's family of rows that have a p-value.
+    """
+    out = []
+    keys = ["defense", "attack", "metric", "axis"]
+    for _, group in rows.groupby(keys, sort=False):
+        measured = group[group["note"].isna()]
+        row = group.iloc[0][keys].to_dict()
+        if measured.empty:
+            out.append({**row, "replicates": len(group), "verdict": "; ".join(sorted(set(group["note"])))})
+            continue
+        if len(measured) >= 2:
+            diff = across_replicates(measured["difference"].to_numpy())
+        else:
+            first = measured.iloc[0]
+            diff = Difference(1, first["difference"], first["low"], first["high"], first["p_value"])
+        out.append(
+            {
+                **row,
+                "replicates": diff.replicates,
+                "difference": diff.difference,
+                "low": diff.low,
+                "high": diff.high,
+                "p_value": diff.p_value,
+            }
+        )
+    table = pd.DataFrame(out, columns=VERDICT_COLUMNS)
+    for defense in table["defense"].unique():
+        family = table["defense"] == defense
+        table.loc[family, "p_holm"] = holm(table.loc[family, "p_value"])
+    for i, row in table.iterrows():
+        if pd.isna(row["difference"]):
+            continue
+        diff = Difference(**{name: row[name] for name in Difference.__dataclass_fields__})
+        table.at[i, "verdict"] = verdict(diff, row["p_holm"], alpha)
+    return table

@@ -4,6 +4,7 @@ out-of-range utility, the inverted flag, and selection on one slice with the rep
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dualmd.metrics import auc
@@ -12,6 +13,7 @@ from dualmd.verdicts import (
     LEAKS_LESS,
     LEAKS_MORE,
     SAME,
+    VERDICT_COLUMNS,
     Difference,
     across_replicates,
     from_bootstrap,
@@ -22,6 +24,7 @@ from dualmd.verdicts import (
     select_strongest,
     selection_slice,
     verdict,
+    verdict_table,
 )
 
 
@@ -224,3 +227,123 @@ def test_reported_part_keeps_the_attack_its_extras_and_by_default_its_scores():
     assert rest.attack == "pia"
     np.testing.assert_array_equal(rest.scores, [0.2, 0.1])
     np.testing.assert_array_equal(rest.extra["t20"], [3.0, 4.0])
+
+
+def _p_df2(values):
+    """Two-sided one-sample t-test p-value for three values (df = 2: p = 1 - |t| / sqrt(2 + t^2))."""
+    v = np.asarray(values)
+    t = v.mean() / (v.std(ddof=1) / math.sqrt(3))
+    return 1 - abs(t) / math.sqrt(2 + t * t)
+
+
+def test_verdict_table_combines_replicates_and_adjusts_within_each_defense():
+    note = "worse utility than every undefended point; leakage -0.100 against baseline@120"
+    rows = pd.DataFrame(
+        [
+            *(
+                {
+                    "replicate": r,
+                    "defense": "student",
+                    "attack": "pia",
+                    "metric": "auc",
+                    "axis": "heldout",
+                    "difference": d,
+                }
+                for r, d in enumerate([-0.1, -0.2, -0.3])
+            ),
+            *(
+                {
+                    "replicate": r,
+                    "defense": "student",
+                    "attack": "loss",
+                    "metric": "auc",
+                    "axis": "heldout",
+                    "difference": d,
+                }
+                for r, d in enumerate([-0.1, -0.11, -0.12])
+            ),
+            *(
+                {
+                    "replicate": r,
+                    "defense": "student",
+                    "attack": "recon",
+                    "metric": "auc",
+                    "axis": "fid",
+                    "note": note,
+                }
+                for r in range(3)
+            ),
+            {
+                "replicate": 0,
+                "defense": "dualmd",
+                "attack": "recon",
+                "metric": "auc",
+                "axis": "fid",
+                "difference": -0.05,
+                "low": -0.08,
+                "high": -0.02,
+                "p_value": 0.01,
+            },
+            {
+                "replicate": 0,
+                "defense": "selfdistill",
+                "attack": "loss",
+                "metric": "auc",
+                "axis": "heldout",
+                "difference": -0.05,
+                "low": -0.08,
+                "high": -0.02,
+                "p_value": 0.02,
+            },
+        ]
+    )
+    table = verdict_table(rows).set_index(["defense", "attack"])
+    p_pia, p_loss = _p_df2([-0.1, -0.2, -0.3]), _p_df2([-0.1, -0.11, -0.12])
+    pia, loss = table.loc[("student", "pia")], table.loc[("student", "loss")]
+    assert (pia["replicates"], pia["difference"]) == (3, pytest.approx(-0.2))
+    assert pia["p_value"] == pytest.approx(p_pia)
+    # Holm over the student's two measured rows: the smaller p doubled, the larger kept (running maximum)
+    assert loss["p_holm"] == pytest.approx(2 * p_loss) and pia["p_holm"] == pytest.approx(p_pia)
+    assert loss["verdict"] == LEAKS_LESS and pia["verdict"] == SAME  # pia's interval contains 0
+    recon = table.loc[("student", "recon")]
+    assert recon["verdict"] == note and math.isnan(recon["p_holm"]) and recon["replicates"] == 3
+    dual = table.loc[("dualmd", "recon")]
+    assert (dual["low"], dual["high"], dual["p_holm"]) == (-0.08, -0.02, 0.01)
+    assert dual["verdict"] == f"{LEAKS_LESS} (one seed)"
+    assert table.loc[("selfdistill", "loss"), "p_holm"] == 0.02  # a family of one, not pooled with dualmd
+    assert list(verdict_table(rows).columns) == VERDICT_COLUMNS
+
+
+def test_verdict_table_keeps_the_input_order_pairs_two_replicates_and_joins_notes():
+    base = {"defense": "student", "metric": "auc", "axis": "heldout"}
+    rows = pd.DataFrame(
+        [
+            {**base, "replicate": 0, "attack": "sima", "note": "not resolvable"},
+            {**base, "replicate": 1, "attack": "sima", "note": "worse utility than every undefended point"},
+            {**base, "replicate": 0, "attack": "loss", "difference": -0.1, "note": None},
+            {**base, "replicate": 1, "attack": "loss", "difference": -0.3, "note": None},
+            {
+                **base,
+                "defense": "dualmd",
+                "replicate": 0,
+                "attack": "nn_distance",
+                "note": None,
+                "difference": -0.1,
+                "low": -0.2,
+                "high": -0.05,
+                "p_value": 0.2,
+            },
+        ]
+    )
+    table = verdict_table(rows)
+    assert list(zip(table["defense"], table["attack"], strict=True)) == [
+        ("student", "sima"),
+        ("student", "loss"),
+        ("dualmd", "nn_distance"),
+    ]
+    assert table["verdict"][0] == "not resolvable; worse utility than every undefended point"
+    # two replicates: t(0.975, df=1) = 12.7062, sem = 0.1
+    assert table["replicates"][1] == 2
+    assert (table["low"][1], table["high"][1]) == pytest.approx((-0.2 - 1.270620, -0.2 + 1.270620), abs=1e-5)
+    assert table["verdict"][2] == f"{SAME} (one seed)"  # p 0.2 is not below the default alpha
+    assert verdict_table(rows, alpha=0.25)["verdict"][2] == f"{LEAKS_LESS} (one seed)"
