@@ -8,7 +8,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from helpers.models import TINY_MODEL, tiny_unet
 
 from dualmd.config.sections import DiffusionConfig, TrainConfig
-from dualmd.defense.dualmd import AlternatingTeachers, DualMDPipeline, teacher_sequence
+from dualmd.defense.dualmd import AlternatingTeachers, DualMDPipeline, teacher_sequence, to_pil
 from dualmd.models.adapter import Schedule
 from dualmd.models.unet import create_scheduler
 from dualmd.sample import run_sampler
@@ -109,6 +109,20 @@ def test_degenerate_parity_raises_before_any_step():
     assert log == []
 
 
+def test_parity_refusal_names_the_first_pair_of_same_parity_and_the_fixes():
+    """A chain that alternates at first and gets stuck later (8 -> 6, then 3 -> 1) is refused, and the
+    message names the first offending pair and both ways out (step_index, or the full chain)."""
+    expected = (
+        "DualMD timestep parity does not alternate the teachers on these timesteps (5 steps, e.g. t=8 and "
+        "t=6 have the same parity, as with DDPM/DDIM 'leading' spacing at an even stride). Use "
+        "sample.dualmd_alternation: step_index, or num_inference_steps = num_train_timesteps."
+    )
+    with pytest.raises(ValueError) as raised:
+        teacher_sequence([9, 8, 6, 3, 1], "timestep_parity")
+    assert str(raised.value) == expected
+    assert teacher_sequence([9, 8, 7, 4, 1], "timestep_parity") == [1, 2, 1, 2, 1]  # odd strides alternate
+
+
 def test_unknown_alternation_raises():
     with pytest.raises(ValueError, match="unknown DualMD alternation"):
         teacher_sequence([3, 2, 1], "average")
@@ -126,6 +140,25 @@ def test_pipeline_end_to_end_save_and_reload(tmp_path):
     assert torch.allclose(again(3, num_inference_steps=4, eta=0.5, seed=2), images, atol=1e-5)
     pil = pipe(2, num_inference_steps=2, output_type="pil")
     assert len(pil) == 2 and pil[0].size == (8, 8) and pil[0].mode == "L"
+
+
+def test_to_pil_maps_minus_one_to_black_and_one_to_white_and_clips_outside():
+    """x in [-1, 1] -> round((x + 1) * 127.5) as 8-bit grey: -1 -> 0, 0 -> 128 (127.5 rounds to even), 0.5 ->
+    191, 1 -> 255; values outside [-1, 1] saturate at 0 and 255 instead of wrapping around."""
+    images = torch.tensor([[[[-1.0, 0.0, 0.5], [1.0, -1.5, 1.01]]]])
+    (pil,) = to_pil(images)
+    assert pil.mode == "L" and pil.size == (3, 2)
+    assert np.array(pil).tolist() == [[0, 128, 191], [255, 0, 255]]
+
+
+def test_to_pil_keeps_three_channels_as_rgb():
+    """(N, 3, H, W) gives RGB images whose pixels hold each channel's value (not only the first channel)."""
+    images = torch.tensor([[[[-1.0, 1.0]], [[0.0, -1.0]], [[1.0, 0.5]]]] * 2)  # (2, 3, 1, 2)
+    pils = to_pil(images)
+    assert len(pils) == 2
+    for pil in pils:
+        assert pil.mode == "RGB" and pil.size == (2, 1)
+        assert pil.getpixel((0, 0)) == (0, 128, 255) and pil.getpixel((1, 0)) == (255, 0, 191)
 
 
 def test_pipeline_teachers_differ_from_a_single_teacher():

@@ -1,6 +1,7 @@
 """Sampling loop, per-image seeds, sample files and the `generate` entry point."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 from dualmd.config.sections import SampleConfig
 from dualmd.images import load_samples, save_samples
 from dualmd.models.adapter import UNetPredictor
+from dualmd.models.directory import load_unet
 from dualmd.sample import (
     SinglePredictor,
     build_scheduler,
@@ -20,7 +22,7 @@ from dualmd.sample import (
     sample_images,
     scheduler_overrides,
 )
-from dualmd.samplers import generate
+from dualmd.samplers import generate, load_sampler
 
 TEACHER_VALUES = {"teacher1": 0.5, "teacher2": -0.5}
 
@@ -254,3 +256,123 @@ def test_generate_dualmd_timestep_parity_on_the_full_ddpm_chain(tmp_path, teache
     expected = [("teacher1" if t % 2 else "teacher2", t) for t in range(19, -1, -1)]
     assert teacher_log == expected
     assert info["teacher_sequence"] == "12" * 10
+
+
+def test_generate_dualmd_timestep_parity_from_an_even_timestep_starts_with_teacher2(tmp_path, teacher_log):
+    """DDPM, T = 21, all 21 steps (t = 20, 19, ..., 0), timestep_parity rule: t = 20 is even, so teacher 2 takes
+    the first step, where the step_index rule would start with teacher 1; the rule chosen reaches the sampler."""
+    dirs = {m: constant_model_dir(tmp_path / m, v, num_train_timesteps=21) for m, v in TEACHER_VALUES.items()}
+    cfg = SampleConfig(
+        num_images=1, scheduler="ddpm", num_inference_steps=21, dualmd_alternation="timestep_parity"
+    )
+    _, info = generate("dualmd", dirs, cfg)
+    assert teacher_log == [("teacher1" if t % 2 else "teacher2", t) for t in range(20, -1, -1)]
+    assert teacher_log[0] == ("teacher2", 20)
+    assert info["teacher_sequence"] == "2" + "12" * 10 and info["alternation"] == "timestep_parity"
+
+
+def test_generate_records_its_sampling_provenance(tmp_path):
+    """Every setting that shapes the images is recorded: eta only for DDIM, the variance only for DDPM, the
+    model directories actually used, and for DualMD the rule and the teacher at each step."""
+    dirs = {m: tiny_model_dir(tmp_path / m, seed) for seed, m in enumerate(["teacher1", "teacher2"])}
+    ddim = SampleConfig(
+        num_images=2,
+        scheduler="ddim",
+        num_inference_steps=5,
+        eta=0.5,
+        variance_type="fixed_large",
+        clip_sample=False,
+        weights="raw",
+        seed=3,
+        batch_size=2,
+    )
+    _, info = generate("dualmd", dirs, ddim)
+    assert info == {
+        "sampler": "dualmd",
+        "models": {"teacher1": str(dirs["teacher1"]), "teacher2": str(dirs["teacher2"])},
+        "weights": "raw",
+        "scheduler": "ddim",
+        "num_inference_steps": 5,
+        "num_train_timesteps": 20,
+        "eta": 0.5,
+        "variance_type": None,
+        "clip_sample": False,
+        "timestep_spacing": "leading",
+        "num_images": 2,
+        "seed": 3,
+        "alternation": "step_index",
+        "teacher_sequence": "12121",
+    }
+    ddpm = SampleConfig(
+        num_images=1, scheduler="ddpm", num_inference_steps=4, eta=0.0, variance_type="fixed_large", seed=5
+    )
+    _, info = generate("teacher2", dirs, ddpm)
+    assert info == {
+        "sampler": "teacher2",
+        "models": {"teacher2": str(dirs["teacher2"])},
+        "weights": "ema",
+        "scheduler": "ddpm",
+        "num_inference_steps": 4,
+        "num_train_timesteps": 20,
+        "eta": None,
+        "variance_type": "fixed_large",
+        "clip_sample": True,
+        "timestep_spacing": "leading",
+        "num_images": 1,
+        "seed": 5,
+    }
+
+
+def test_generate_runs_models_and_chain_on_the_requested_device(tmp_path, monkeypatch):
+    """`generate(device=...)` loads every UNet there and runs the sampling chain there, and the sampling
+    config's compile and mixed-precision options reach each model's predictor."""
+    dirs = {m: tiny_model_dir(tmp_path / m, seed) for seed, m in enumerate(["teacher1", "teacher2"])}
+    loaded, predictors, chains = [], [], []
+
+    def recording_load_unet(model_dir, weights, *args, **kwargs):
+        loaded.append((Path(model_dir).name, weights, args, kwargs))
+        return load_unet(model_dir, weights, "cpu")
+
+    class RecordingPredictor(UNetPredictor):
+        def __init__(self, unet, **options):
+            predictors.append(options)
+            super().__init__(unet)  # uncompiled, fp32: only the options passed are under test
+
+    def recording_sample_images(selector, base, cfg, shape, *args, **kwargs):
+        chains.append((args, kwargs))
+        return sample_images(selector, base, cfg, shape)
+
+    monkeypatch.setattr("dualmd.samplers.load_unet", recording_load_unet)
+    monkeypatch.setattr("dualmd.samplers.UNetPredictor", RecordingPredictor)
+    monkeypatch.setattr("dualmd.samplers.sample_images", recording_sample_images)
+    device = torch.device("cpu", 0)
+    cfg = SampleConfig(
+        num_images=1, num_inference_steps=2, weights="raw", compile=True, mixed_precision="bf16"
+    )
+    generate("dualmd", dirs, cfg, device=device)
+    assert loaded == [("teacher1", "raw", (device,), {}), ("teacher2", "raw", (device,), {})]
+    assert predictors == [{"compile": True, "mixed_precision": "bf16"}] * 2
+    assert chains == [((), {"device": device})]
+
+
+def test_load_sampler_defaults_to_uncompiled_fp32_teachers_on_the_cpu(tmp_path):
+    """Without options the pair's teachers are plain fp32 forwards of the CPU UNets of teacher 1 and teacher 2
+    (in that order), alternating by the rule asked for."""
+    dirs = {m: tiny_model_dir(tmp_path / m, seed) for seed, m in enumerate(["teacher1", "teacher2"])}
+    selector, base, shape = load_sampler("dualmd", dirs, weights="ema", alternation="timestep_parity")
+    assert selector.alternation == "timestep_parity" and shape == (1, 8, 8)
+    assert base.config.num_train_timesteps == 20
+    for teacher, seed in ((selector.teacher1, 0), (selector.teacher2, 1)):
+        assert teacher.device == torch.device("cpu") and teacher.autocast is False
+        assert teacher._forward is teacher.unet  # not wrapped by torch.compile
+        expected = tiny_unet(seed).state_dict()
+        assert all(torch.equal(v, expected[k]) for k, v in teacher.unet.state_dict().items())
+
+
+def test_mismatched_schedules_name_both_model_directories(tmp_path):
+    """The refusal says which directory's schedule differs from which (the second from the first)."""
+    first, second = tiny_model_dir(tmp_path / "t1", 0), tiny_model_dir(tmp_path / "t2", 1, 30)
+    dirs = {"teacher1": first, "teacher2": second}
+    with pytest.raises(ValueError) as raised:
+        generate("dualmd", dirs, SampleConfig(num_images=1, num_inference_steps=2))
+    assert str(raised.value) == f"{second} was trained with another noise schedule than {first}"
