@@ -11,11 +11,13 @@ Intervals come from one joint bootstrap: each resample draws the members and the
 replacement) once, as counts per sample id, and every number of that resample (each target's held-out loss on
 the non-members, each attack's AUC and TPR on its members and the non-members) is computed on the same draw.
 So a difference between two targets keeps the correlation their shared images induce, and its interval is the
-percentile interval of the resampled differences. Verdicts:
+percentile interval of the resampled differences, and its two-sided p-value is the bootstrap's
+(`dualmd.verdicts.from_bootstrap`). Verdicts of one run (`dualmd.verdicts.verdict_table` combines runs):
 
 * "not resolvable": the TPR's FPR bound is below 1 / (number of non-members the attack scored), so the TPR
   would be the one at zero false positives (`dualmd.metrics.is_resolvable`); its cells are NaN;
-* "not bracketed": the defense's utility lies outside the curve's range (no like-for-like baseline);
+* outside the curve's range (no like-for-like baseline): "worse utility than every undefended point" or "better
+  ...", with the defense's leakage relative to the curve point nearest in utility (`dualmd.verdicts.out_of_range`);
 * "not better than early stopping": the difference's interval contains 0;
 * "leaks less than the baseline at equal utility" / "leaks more ...": the interval excludes 0.
 """
@@ -31,9 +33,9 @@ import pandas as pd
 from dualmd import catalog
 from dualmd.metrics import is_resolvable, min_nonmembers, roc_points, tpr_key
 from dualmd.scores import AttackResult
+from dualmd.verdicts import from_bootstrap, out_of_range
 
 #: Verdicts of `matched_utility` that say no difference was shown.
-NOT_BRACKETED = "not bracketed"
 NOT_BETTER = "not better than early stopping"
 NOT_RESOLVABLE = "not resolvable"
 
@@ -171,8 +173,9 @@ def matched_utility(
 ) -> pd.DataFrame:
     """Each defense against the undefended curve at the defense's utility, per attack and metric.
 
-    Columns: defense, attack, metric, defense_value, curve_value (interpolated), difference (defense - curve),
-    difference_low, difference_high, bracket ("baseline@300 .. baseline@600"), verdict.
+    Columns: defense, attack, metric, axis ("heldout": the utility matched on), defense_value, curve_value
+    (interpolated), difference (defense - curve), difference_low, difference_high, p_value, bracket
+    ("baseline@300 .. baseline@600"), verdict.
     """
     rows = []
     metrics = {"auc": "auc", tpr_key(max_fpr): "tpr"}
@@ -193,7 +196,7 @@ def matched_utility(
                 None,
             )
             for column, key in metrics.items():
-                row = {"defense": defense, "attack": attack, "metric": column}
+                row = {"defense": defense, "attack": attack, "metric": column, "axis": "heldout"}
                 row["defense_value"] = float(points.loc[defense, column])
                 if np.isnan(row["defense_value"]):  # a TPR whose bound the non-members cannot resolve
                     rows.append(
@@ -204,7 +207,11 @@ def matched_utility(
                     )
                     continue
                 if pair is None:
-                    rows.append({**row, "verdict": NOT_BRACKETED})
+                    values = {c: float(points.loc[c, column]) for c in curve}
+                    where = out_of_range(
+                        u, dict(zip(curve, utilities, strict=True)), row["defense_value"], values
+                    )
+                    rows.append({**row, "verdict": where})
                     continue
                 a, b = (curve[i] for i in pair)
                 draws = {n: resampled[(n, attack)] for n in (a, b, defense)}
@@ -234,6 +241,7 @@ def matched_utility(
                         "difference": row["defense_value"] - curve_value,
                         "difference_low": low,
                         "difference_high": high,
+                        "p_value": from_bootstrap(row["defense_value"] - curve_value, diff_b).p_value,
                         "bracket": f"{a} .. {b}",
                         "verdict": verdict,
                     }
@@ -242,11 +250,13 @@ def matched_utility(
         "defense",
         "attack",
         "metric",
+        "axis",
         "defense_value",
         "curve_value",
         "difference",
         "difference_low",
         "difference_high",
+        "p_value",
         "bracket",
         "verdict",
     ]

@@ -11,7 +11,6 @@ import pytest
 from dualmd.config.evaluation import MetricsConfig
 from dualmd.frontier import (
     NOT_BETTER,
-    NOT_BRACKETED,
     NOT_RESOLVABLE,
     Heldout,
     JointBootstrap,
@@ -107,14 +106,21 @@ def test_matched_utility_interpolates_the_bracketing_checkpoints_by_hand():
     assert auc_row["bracket"] == "baseline@10 .. baseline@20"
     assert auc_row["difference_high"] < 0
     assert auc_row["verdict"] == "leaks less than the baseline at equal utility"
+    assert auc_row["p_value"] == pytest.approx(2 / 12)  # all 11 draws below 0: 2 * (0 + 1) / (11 + 1)
     tpr_row = matched[matched["metric"] == "tpr_at_fpr_0.01"].iloc[0]  # TPR = AUC / 2 on every point
     assert tpr_row["curve_value"] == pytest.approx(0.375)
     assert tpr_row["difference"] == pytest.approx(0.275 - 0.375)
 
 
-def test_matched_utility_says_not_bracketed_and_not_better_than_early_stopping():
+def test_matched_utility_names_the_side_out_of_range_and_says_not_better_than_early_stopping():
     table, resampled = hand_table(defense_utility=2.0)  # worse than the earliest checkpoint
-    assert set(matched_utility(table, resampled, ["student"], max_fpr=0.01)["verdict"]) == {NOT_BRACKETED}
+    out = matched_utility(table, resampled, ["student"], max_fpr=0.01).set_index("metric")
+    # the nearest point in utility is baseline@10 (AUC 0.6, TPR 0.3); the student has AUC 0.55, TPR 0.275
+    for metric, delta in (("auc", "-0.050"), ("tpr_at_fpr_0.01", "-0.025")):
+        assert out.loc[metric, "verdict"] == (
+            f"worse utility than every undefended point; leakage {delta} against baseline@10"
+        )
+        assert np.isnan(out.loc[metric, "p_value"]) and out.loc[metric, "axis"] == "heldout"
     table, resampled = hand_table(defense_utility=0.75)
     table.loc[table["target"] == "student", "auc"] = 0.7  # exactly on the curve
     resampled[("student", "loss")]["auc"] = 0.7 + np.linspace(-0.05, 0.05, 11)

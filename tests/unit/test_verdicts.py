@@ -347,3 +347,40 @@ def test_verdict_table_keeps_the_input_order_pairs_two_replicates_and_joins_note
     assert (table["low"][1], table["high"][1]) == pytest.approx((-0.2 - 1.270620, -0.2 + 1.270620), abs=1e-5)
     assert table["verdict"][2] == f"{SAME} (one seed)"  # p 0.2 is not below the default alpha
     assert verdict_table(rows, alpha=0.25)["verdict"][2] == f"{LEAKS_LESS} (one seed)"
+
+
+MATCHED_COLUMNS = "defense,attack,metric,axis,defense_value,curve_value,difference,difference_low,difference_high,p_value,bracket,verdict"
+
+
+def test_the_stage_combines_each_replicates_matched_utility_file(tmp_path):
+    from dualmd.stages.verdicts import verdicts
+
+    out_of_range = "worse utility than every undefended point; leakage -0.050 against baseline@10"
+    files = []
+    for run, diff in (("rep0", -0.1), ("rep1", -0.11), ("rep2", -0.12)):
+        folder = tmp_path / run
+        folder.mkdir()
+        (folder / "matched_utility.csv").write_text(
+            f"{MATCHED_COLUMNS}\n"
+            f"student,loss,auc,heldout,0.6,0.7,{diff},{diff - 0.05},{diff + 0.05},0.01,baseline@10 .. baseline,x\n"
+            f'student,pia,auc,heldout,0.55,,,,,,,"{out_of_range}"\n'
+        )
+        files.append(folder / "matched_utility.csv")
+    verdicts(matched=files, out=tmp_path / "verdicts.csv")
+    table = pd.read_csv(tmp_path / "verdicts.csv")
+    assert list(table.columns) == VERDICT_COLUMNS
+    loss, pia = table.iloc[0], table.iloc[1]
+    assert (loss["replicates"], loss["difference"]) == (3, pytest.approx(-0.11))
+    assert loss["p_value"] == pytest.approx(_p_df2([-0.1, -0.11, -0.12])) and loss["verdict"] == LEAKS_LESS
+    assert pia["verdict"] == out_of_range and pia["replicates"] == 3
+
+
+def test_the_stage_names_a_matched_utility_file_without_p_values(tmp_path):
+    from dualmd.stages.verdicts import verdicts
+
+    old = tmp_path / "rep0" / "matched_utility.csv"
+    old.parent.mkdir()
+    old.write_text("defense,attack,metric,difference,verdict\n")
+    with pytest.raises(ValueError, match=r"rep0/matched_utility.csv lacks the columns \['axis', 'p_value'\]"):
+        verdicts(matched=[old], out=tmp_path / "verdicts.csv")
+    assert not (tmp_path / "verdicts.csv").exists()

@@ -73,7 +73,7 @@ def test_replicates_config_multiplies_runs_not_rules():
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/replicates.yaml")
     assert jobs["train_model"] == 3 * 3 and jobs["make_split"] == 3 and jobs["make_report"] == 3
     assert jobs["prepare_data"] == 1, "replicates share the dataset"
-    assert jobs["summarize_replicates"] == 1
+    assert jobs["summarize_replicates"] == 1 and jobs["decide_verdicts"] == 1
 
 
 def test_ablation_config_adds_controls_that_every_stage_reaches():
@@ -422,6 +422,7 @@ ATTACK_CHANGE = (
                 "infer_set_membership": 1,
                 "make_report": 1,
                 "summarize_replicates": 1,
+                "decide_verdicts": 1,
             },
         ),
         (
@@ -437,12 +438,19 @@ ATTACK_CHANGE = (
                 "score_utility": 6,
                 "make_report": 1,
                 "summarize_replicates": 1,
+                "decide_verdicts": 1,
             },
         ),
         (
             "num_timesteps: 4",
             "num_timesteps: 5",
-            {"write_stage_config": 1, "score_heldout_loss": 1, "make_report": 1, "summarize_replicates": 1},
+            {
+                "write_stage_config": 1,
+                "score_heldout_loss": 1,
+                "make_report": 1,
+                "summarize_replicates": 1,
+                "decide_verdicts": 1,
+            },
         ),
     ],
     ids=["attack-parameter", "sampling-parameter", "heldout-parameter"],
@@ -478,6 +486,7 @@ def test_reverting_a_change_reruns_it_again(moved_run):
         "infer_set_membership": 1,
         "make_report": 1,
         "summarize_replicates": 1,
+        "decide_verdicts": 1,
     }
 
 
@@ -503,6 +512,7 @@ def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
         "infer_set_membership": 1,
         "make_report": 1,
         "summarize_replicates": 1,
+        "decide_verdicts": 1,
     }
 
 

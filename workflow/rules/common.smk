@@ -298,7 +298,7 @@ def final_targets():
     of the text-to-image experiment when it is enabled (common_t2i.smk)."""
     if EXPERIMENT.text2image.enabled:
         return t2i_final_targets()
-    files = current_configs() + ["results/report/replicates.csv"]
+    files = current_configs() + ["results/report/replicates.csv", "results/report/verdicts.csv"]
     for run in RUNS:
         folder = f"results/report/{run}"
         files += [f"{folder}/metrics.json", f"{folder}/t_error.png", f"{folder}/set_inference.csv"]

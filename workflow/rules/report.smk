@@ -123,3 +123,24 @@ use rule stage_job as summarize_replicates with:
         "results/benchmarks/summarize_replicates.tsv"
     params:
         command=stage_command("replicates", out="{output.table}"),
+
+
+# Every defense's verdicts at equal utility: each replicate's matched-utility difference combined across seeds
+# (t-interval over replicates; the within-run bootstrap with one), Holm-adjusted within each defense's family.
+use rule stage_job as decide_verdicts with:
+    input:
+        matched=expand("results/report/{run}/matched_utility.csv", run=RUNS),
+        code=stage_code("verdicts"),
+    output:
+        table=report(
+            "results/report/verdicts.csv",
+            caption="../report/verdicts_table.rst",
+            category="Tables",
+            labels={"table": "verdicts"},
+        ),
+    log:
+        "logs/decide_verdicts.log",
+    benchmark:
+        "results/benchmarks/decide_verdicts.tsv"
+    params:
+        command=stage_command("verdicts", out="{output.table}"),
