@@ -407,3 +407,20 @@ def test_verdict_from_the_interval_with_zero_on_its_edge(differences, verdict):
     low, high = np.percentile(differences, [2.5, 97.5])
     assert (row["difference_low"], row["difference_high"]) == (low, high)
     assert row["verdict"] == verdict
+
+
+def test_heldout_from_json_aligns_each_models_losses_with_the_sample_ids():
+    data = {
+        "sample_ids": [22, 20, 24],
+        "models": {"baseline": {"per_sample": [1, 2, 4]}, "student": {"per_sample": [0.5, 0.25, 0.125]}},
+    }
+    heldout = Heldout.from_json(data)
+    assert heldout.sample_ids.dtype == np.int64 and heldout.sample_ids.tolist() == [22, 20, 24]
+    assert heldout.losses["baseline"].dtype == np.float64
+    assert heldout.losses["baseline"].tolist() == [1.0, 2.0, 4.0]
+    assert heldout.losses["student"].tolist() == [0.5, 0.25, 0.125]
+    data["models"]["student"]["per_sample"] = [0.5, 0.25]
+    with pytest.raises(
+        ValueError, match=r"held-out losses of \['student'\] are not aligned with the 3 sample ids"
+    ):
+        Heldout.from_json(data)
