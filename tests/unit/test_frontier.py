@@ -19,7 +19,7 @@ from dualmd.frontier import (
     frontier_table,
     matched_utility,
 )
-from dualmd.metrics import auc, summarize, tpr_at_fpr
+from dualmd.metrics import auc, summarize, tpr_at_fpr, tpr_key
 from dualmd.report import frontier_tables
 from dualmd.scores import AttackResult, save_scores
 
@@ -416,6 +416,7 @@ def test_heldout_from_json_aligns_each_models_losses_with_the_sample_ids():
     }
     heldout = Heldout.from_json(data)
     assert heldout.sample_ids.dtype == np.int64 and heldout.sample_ids.tolist() == [22, 20, 24]
+    assert Heldout.from_json({**data, "sample_ids": [22.0, 20.0, 24.0]}).sample_ids.dtype == np.int64
     assert heldout.losses["baseline"].dtype == np.float64
     assert heldout.losses["baseline"].tolist() == [1.0, 2.0, 4.0]
     assert heldout.losses["student"].tolist() == [0.5, 0.25, 0.125]
@@ -424,3 +425,111 @@ def test_heldout_from_json_aligns_each_models_losses_with_the_sample_ids():
         ValueError, match=r"held-out losses of \['student'\] are not aligned with the 3 sample ids"
     ):
         Heldout.from_json(data)
+
+
+def test_a_curve_of_two_points_brackets_and_one_point_does_not():
+    """The final baseline and one checkpoint already make a curve; the final baseline alone does not."""
+    table, resampled = noisy_table(0.375)
+    two = table[table["target"] != "baseline@20"]
+    matched = matched_utility(two, resampled, ["student"], max_fpr=0.01).set_index("metric")
+    assert matched.loc["auc", "bracket"] == "baseline@10 .. baseline"
+    # 0.375 lies 5/6 of the way from 1.0 (AUC 0.6) to 0.25 (AUC 0.95)
+    assert matched.loc["auc", "curve_value"] == pytest.approx(0.6 + 0.35 * 5 / 6)
+    one = table[~table["target"].isin(["baseline@10", "baseline@20"])]
+    assert matched_utility(one, resampled, ["student"], max_fpr=0.01).empty
+
+
+def test_matched_rows_follow_the_attacks_order_and_skip_absent_defenses():
+    """Attacks in the order of the table (not alphabetical), every defense in the given order, and a defense the
+    table lacks (or another model's curve) gives no row."""
+    table, resampled = noisy_table(0.625)
+    other = table.assign(attack="gsa")
+    for (name, _), draws in list(resampled.items()):
+        resampled[(name, "gsa")] = draws
+    both = pd.concat([table, other], ignore_index=True)
+    both = pd.concat([both, both[both["target"] == "student"].assign(target="dualmd")], ignore_index=True)
+    for attack in ("loss", "gsa"):
+        resampled[("dualmd", attack)] = resampled[("student", attack)]
+    matched = matched_utility(both, resampled, ["selfdistill", "dualmd", "student"], max_fpr=0.01)
+    assert list(zip(matched["attack"], matched["defense"], matched["metric"], strict=True)) == [
+        (attack, defense, metric)
+        for attack in ("loss", "gsa")
+        for defense in ("dualmd", "student")
+        for metric in ("auc", "tpr_at_fpr_0.01")
+    ]
+    assert matched_utility(both, resampled, ["student"], max_fpr=0.01, model="teacher1").empty
+
+
+def test_targets_without_a_heldout_loss_are_left_out_of_the_frontier():
+    """A model without held-out losses (dualmd has no single noise predictor) has no frontier row, wherever it
+    comes among the score files."""
+    ids, labels = np.r_[MEMBERS, NONMEMBERS], np.r_[np.ones(4, bool), np.zeros(5, bool)]
+    r = result([0.9, 0.7, 0.6, 0.1, 0.8, 0.3, 0.2, 0.05, 0.0], ids, labels)
+    heldout = Heldout(sample_ids=NONMEMBERS, losses={"baseline": np.arange(5.0), "student": np.ones(5)})
+    boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=5, seed=0)
+    scores = {("dualmd", "loss"): r, ("student", "loss"): r, ("teacher1", "loss"): r, ("baseline", "loss"): r}
+    table, resampled = frontier_table(heldout, scores, boot, max_fpr=0.2)
+    assert table["target"].tolist() == ["baseline", "student"]
+    assert set(resampled) == {("baseline", "loss"), ("student", "loss")}
+    empty, nothing = frontier_table(heldout, {("dualmd", "loss"): r}, boot, max_fpr=0.2)
+    assert empty.empty and nothing == {}
+
+
+MATCHED_COLUMNS = [
+    "defense",
+    "attack",
+    "metric",
+    "defense_value",
+    "curve_value",
+    "difference",
+    "difference_low",
+    "difference_high",
+    "bracket",
+    "verdict",
+]
+
+
+def test_an_unbracketed_defense_has_a_row_per_metric_and_every_column():
+    """Outside the curve's range both metrics get the verdict, and the table keeps all its columns (empty ones
+    NaN), also when nothing is compared at all."""
+    table, resampled = noisy_table(2.0)
+    matched = matched_utility(table, resampled, ["student"], max_fpr=0.01)
+    assert matched.columns.tolist() == MATCHED_COLUMNS
+    assert matched[["metric", "verdict"]].values.tolist() == [
+        ["auc", NOT_BRACKETED],
+        ["tpr_at_fpr_0.01", NOT_BRACKETED],
+    ]
+    assert matched["defense_value"].tolist() == [0.55, 0.275] and matched["curve_value"].isna().all()
+    assert matched_utility(table, resampled, [], max_fpr=0.01).columns.tolist() == MATCHED_COLUMNS
+
+
+def test_a_bound_a_rounding_error_below_an_fpr_step_admits_that_step():
+    """FPR steps are k / n; a bound within 1e-12 below a step (a bound computed with rounding) counts the step,
+    a bound 1e-11 below it does not, in the point estimate and in the resamples."""
+    ids, labels = np.r_[MEMBERS, NONMEMBERS], np.r_[np.ones(4, bool), np.zeros(5, bool)]
+    r = result([0.9, 0.7, 0.6, 0.1, 0.8, 0.3, 0.2, 0.05, 0.0], ids, labels)
+    heldout = Heldout(sample_ids=NONMEMBERS, losses={"baseline": np.arange(5.0)})
+    boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=5, seed=0)
+    for max_fpr, expected in ((0.2 - 1e-12, 0.75), (0.2 - 1e-11, 0.25)):
+        table, _ = frontier_table(heldout, {("baseline", "loss"): r}, boot, max_fpr=max_fpr)
+        assert table.iloc[0, table.columns.get_loc(tpr_key(max_fpr))] == expected, max_fpr
+
+
+def test_curve_without_the_final_model_is_its_checkpoints_only():
+    assert curve_names(["baseline@20", "student", "baseline@5"]) == ["baseline@5", "baseline@20"]
+    assert curve_names(["teacher1@7", "teacher1", "baseline@3"], model="teacher1") == [
+        "teacher1@7",
+        "teacher1",
+    ]
+
+
+def test_single_precision_resamples_are_interpolated_in_double_precision():
+    """Resampled numbers stored as float32 give the differences computed in float64 from the same values."""
+    table, resampled = noisy_table(0.625, seed=3)
+    single = {k: {m: v.astype(np.float32) for m, v in d.items()} for k, d in resampled.items()}
+    double = {k: {m: v.astype(np.float64) for m, v in d.items()} for k, d in single.items()}
+    got = matched_utility(table, single, ["student"], max_fpr=0.01).set_index("metric").loc["auc"]
+    want = matched_utility(table, double, ["student"], max_fpr=0.01).set_index("metric").loc["auc"]
+    assert (got["difference_low"], got["difference_high"]) == pytest.approx(
+        (want["difference_low"], want["difference_high"]), rel=1e-12
+    )
