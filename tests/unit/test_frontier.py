@@ -223,6 +223,14 @@ def test_each_targets_intervals_are_the_percentiles_of_its_own_resampled_numbers
         "attack",
     ]
     assert table.index.tolist() == list(range(6))
+    assert table.columns.tolist()[8:] == [
+        "auc",
+        "auc_low",
+        "auc_high",
+        "tpr_at_fpr_0.4",
+        "tpr_at_fpr_0.4_low",
+        "tpr_at_fpr_0.4_high",
+    ]
     for row in table.to_dict("records"):
         r = scores[(row["target"], row["attack"])]
         utility, aucs, tprs = brute_force_resamples(r, losses[row["target"]], boot, 0.4)
@@ -359,6 +367,10 @@ def test_a_curve_whose_utility_rises_with_training_still_brackets_by_its_range()
     assert matched.loc["auc", "bracket"] == "baseline@10 .. baseline@20"
     # 0.375 halfway from 0.25 (AUC 0.6) to 0.5 (AUC 0.8)
     assert matched.loc["auc", "curve_value"] == pytest.approx(0.7)
+    table.loc[table["target"] == "student", "utility"] = 0.75
+    resampled[("student", "loss")]["utility"] = 0.75 + np.linspace(-0.01, 0.01, B)
+    matched = matched_utility(table, resampled, ["student"], max_fpr=0.01).set_index("metric")
+    assert matched.loc["auc", "bracket"] == "baseline@20 .. baseline"
 
 
 def test_checkpoints_of_equal_utility_give_the_first_ones_metric():
@@ -374,6 +386,9 @@ def test_checkpoints_of_equal_utility_give_the_first_ones_metric():
     assert row["curve_value"] == pytest.approx(0.6) and row["difference"] == pytest.approx(-0.05)
     # each resample: defense 0.55 + shift minus the first checkpoint's 0.6 + shift
     assert (row["difference_low"], row["difference_high"]) == pytest.approx((-0.05, -0.05))
+    tpr = matched.loc["tpr_at_fpr_0.01"]  # TPR = AUC / 2: 0.275 against 0.3
+    assert tpr["curve_value"] == pytest.approx(0.3) and tpr["difference"] == pytest.approx(-0.025)
+    assert (tpr["difference_low"], tpr["difference_high"]) == pytest.approx((-0.025, -0.025))
 
 
 def exact_table(differences):
@@ -533,3 +548,13 @@ def test_single_precision_resamples_are_interpolated_in_double_precision():
     assert (got["difference_low"], got["difference_high"]) == pytest.approx(
         (want["difference_low"], want["difference_high"]), rel=1e-12
     )
+
+
+def test_a_metric_without_a_value_does_not_stop_the_other_metrics_comparison():
+    """A defense whose AUC cell is empty (NaN) gets no AUC comparison, and its TPR is still compared."""
+    table, resampled = hand_table(defense_utility=0.625)
+    table.loc[table["target"] == "student", "auc"] = np.nan
+    matched = matched_utility(table, resampled, ["student"], max_fpr=0.01).set_index("metric")
+    assert matched.index.tolist() == ["auc", "tpr_at_fpr_0.01"]
+    assert np.isnan(matched.loc["auc", "difference"])
+    assert matched.loc["tpr_at_fpr_0.01", "difference"] == pytest.approx(0.275 - 0.375)
