@@ -177,3 +177,17 @@ def test_mean_interval_refuses_bad_inputs_and_accepts_the_smallest_ones():
     rng = np.random.default_rng(9)
     means = np.array(values, dtype=np.float64)[rng.integers(0, 4, (500, 4))].mean(axis=1)
     assert mean_interval(values, 500, seed=9) == (3.75, *np.percentile(means, [2.5, 97.5]))
+
+
+def test_mean_interval_percentiles_of_distinct_means_computed_in_double_precision():
+    """Ten distinct single-precision losses: the bootstrap means are (nearly) all different, so the 2.5th and
+    97.5th percentiles are pinned down; mean and means are computed in float64 from the float32 values."""
+    values = np.random.default_rng(1).random(10).astype(np.float32)
+    x = values.astype(np.float64)
+    rng = np.random.default_rng(5)
+    means = x[rng.integers(0, 10, (300, 10))].mean(axis=1)
+    mean, low, high = mean_interval(values, 300, seed=5)
+    assert mean == x.mean() and mean != float(values.mean())
+    assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), rel=1e-12)
+    assert low != pytest.approx(np.percentile(means, 3.5), rel=1e-9)
+    assert high != pytest.approx(np.percentile(means, 96.5), rel=1e-9)
