@@ -134,3 +134,60 @@ def test_stage_refuses_a_model_trained_on_another_subset(tmp_path, stage_inputs)
     with pytest.raises(ValueError, match="half1"):
         heldout_loss(targets=targets, out=tmp_path / "heldout.json", **paths)
     assert not (tmp_path / "heldout.json").exists()
+
+
+def test_timestep_grid_refuses_an_empty_grid_and_accepts_a_single_midpoint():
+    with pytest.raises(ValueError, match=r"heldout.num_timesteps=0 must be in \[1, 20\]"):
+        timestep_grid(20, 0)
+    assert timestep_grid(20, 1) == (10,)
+    assert timestep_grid(7, 2) == (1, 5)  # floor(1.75), floor(5.25): midpoints of [0, 3.5) and [3.5, 7)
+
+
+def test_per_sample_loss_refuses_ids_that_do_not_match_the_images():
+    images, ids = images_and_ids()
+    with pytest.raises(ValueError, match="5 images but 4 sample ids"):
+        per_sample_loss(lambda x, t: x, SCHEDULE, images, ids[:4], (3,), seed=0)
+
+
+def test_losses_are_double_precision_means_over_the_timesteps():
+    """A predictor that answers in float64 still gives the float32 error squared in float64, averaged (not
+    summed) over the grid; the result is float64."""
+    images, ids = images_and_ids()
+    timesteps = (3, 10, 17)
+    model = lambda x, t: (0.3 * x).double()  # noqa: E731
+    losses = per_sample_loss(model, SCHEDULE, images, ids, timesteps, seed=2, batch_size=2)
+    assert losses.dtype == np.float64 and losses.shape == (5,)
+    expected = np.zeros(5)
+    for t in timesteps:
+        eps = per_sample_noise(2, ids, (1, 4, 4), t)
+        steps = torch.full((5,), t, dtype=torch.long)
+        pred = (0.3 * SCHEDULE.q_sample(images, steps, eps)).double().float()
+        expected += ((pred - eps).double() ** 2).flatten(1).mean(dim=1).numpy()
+    np.testing.assert_allclose(losses, expected / 3, rtol=1e-12)
+
+
+def test_mean_interval_refuses_bad_inputs_and_accepts_the_smallest_ones():
+    with pytest.raises(ValueError, match=r"need at least two values, got shape \(2, 2\)"):
+        mean_interval(np.ones((2, 2)), 10, seed=0)
+    with pytest.raises(ValueError, match="num_bootstrap must be >= 1, got 0"):
+        mean_interval(np.array([1.0, 2.0]), 0, seed=0)
+    mean, low, high = mean_interval(np.array([1.0, 3.0]), 1, seed=0)  # two values, one resample
+    assert mean == 2.0 and low == high and low in (1.0, 2.0, 3.0)
+    values = [1, 2, 4, 8]  # integers are averaged as floats
+    rng = np.random.default_rng(9)
+    means = np.array(values, dtype=np.float64)[rng.integers(0, 4, (500, 4))].mean(axis=1)
+    assert mean_interval(values, 500, seed=9) == (3.75, *np.percentile(means, [2.5, 97.5]))
+
+
+def test_mean_interval_percentiles_of_distinct_means_computed_in_double_precision():
+    """Ten distinct single-precision losses: the bootstrap means are (nearly) all different, so the 2.5th and
+    97.5th percentiles are pinned down; mean and means are computed in float64 from the float32 values."""
+    values = np.random.default_rng(1).random(10).astype(np.float32)
+    x = values.astype(np.float64)
+    rng = np.random.default_rng(5)
+    means = x[rng.integers(0, 10, (300, 10))].mean(axis=1)
+    mean, low, high = mean_interval(values, 300, seed=5)
+    assert mean == x.mean() and mean != float(values.mean())
+    assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), rel=1e-12)
+    assert low != pytest.approx(np.percentile(means, 3.5), rel=1e-9)
+    assert high != pytest.approx(np.percentile(means, 96.5), rel=1e-9)

@@ -304,3 +304,154 @@ def test_roc_points_equal_scikit_learns_roc_curve(seed, weighted):
     )
     np.testing.assert_array_equal(fpr, ref_fpr)
     np.testing.assert_array_equal(tpr, ref_tpr)
+
+
+def hand_resamples(scores, is_member, num_bootstrap, seed):
+    """The stratified resamples drawn by hand: one generator, members then non-members in each resample."""
+    rng = np.random.default_rng(seed)
+    members, nonmembers = scores[is_member], scores[~is_member]
+    labels = np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
+    for _ in range(num_bootstrap):
+        s = np.r_[rng.choice(members, len(members)), rng.choice(nonmembers, len(nonmembers))]
+        yield s, labels
+
+
+def overlapping_scores(seed=4, num_members=30, num_nonmembers=40):
+    rng = np.random.default_rng(seed)
+    is_member = rng.permutation(np.r_[np.ones(num_members, bool), np.zeros(num_nonmembers, bool)])
+    return rng.normal(size=len(is_member)) + 0.8 * is_member, is_member
+
+
+def test_bootstrap_interval_is_the_2_5th_and_97_5th_percentile_of_the_hand_drawn_resamples():
+    scores, is_member = overlapping_scores()
+    values = [auc(s, m) for s, m in hand_resamples(scores, is_member, 60, seed=8)]
+    expected = tuple(np.percentile(values, [2.5, 97.5]))
+    assert bootstrap_ci(scores, is_member, auc, num_bootstrap=60, seed=8) == pytest.approx(
+        expected, rel=1e-12
+    )
+    assert expected != pytest.approx(tuple(np.percentile(values, [5, 95])))  # the percentiles matter here
+
+
+def test_each_metrics_interval_comes_from_its_own_resampled_values():
+    """AUC, ASR and every TPR bound: the summary's interval equals the percentiles of that metric on the same
+    hand-drawn resamples, computed with the single-metric functions."""
+    scores, is_member = overlapping_scores()
+    bounds = (0.05, 0.25)
+    cfg = MetricsConfig(tpr_at_fpr=bounds, num_bootstrap=50, seed=6)
+    out = summarize(scores, is_member, cfg)
+    functions = {
+        "auc": auc,
+        "asr": asr,
+        **{tpr_key(a): (lambda s, m, a=a: tpr_at_fpr(s, m, a)) for a in bounds},
+    }
+    intervals = set()
+    for key, fn in functions.items():
+        values = [fn(s, m) for s, m in hand_resamples(scores, is_member, 50, seed=6)]
+        low, high = np.percentile(values, [2.5, 97.5])
+        assert out[key] == pytest.approx(fn(scores, is_member), abs=1e-12), key
+        assert (out[f"{key}_low"], out[f"{key}_high"]) == pytest.approx((low, high), abs=1e-12), key
+        intervals.add((round(low, 12), round(high, 12)))
+    assert len(intervals) == len(functions)  # four different intervals: none can stand in for another
+    assert (out["num_members"], out["num_nonmembers"]) == (30, 40)
+
+
+def test_one_resample_is_enough_and_none_is_refused():
+    scores, is_member = overlapping_scores()
+    (s, m), *_ = hand_resamples(scores, is_member, 1, seed=2)
+    assert bootstrap_ci(scores, is_member, auc, num_bootstrap=1, seed=2) == (auc(s, m), auc(s, m))
+    with pytest.raises(ValueError, match="num_bootstrap must be >= 1, got 0"):
+        bootstrap_ci(scores, is_member, auc, num_bootstrap=0, seed=2)
+    out = summarize(scores, is_member, MetricsConfig(tpr_at_fpr=(0.25,), num_bootstrap=1, seed=2))
+    assert out["auc_low"] == out["auc_high"] == pytest.approx(auc(s, m), abs=1e-12)
+
+
+def test_labels_given_as_zeros_and_ones_are_members_and_nonmembers():
+    assert auc(SCORES, np.array([1, 0, 1, 0])) == pytest.approx(0.75)
+    assert auc(SCORES, np.array([1.0, 0.0, 1.0, 0.0])) == pytest.approx(0.75)
+    fpr, tpr = roc(SCORES, np.array([1, 0, 1, 0]))
+    np.testing.assert_allclose(tpr, [0.0, 0.5, 0.5, 1.0, 1.0])
+    with pytest.raises(ValueError, match="1-D"):
+        auc(SCORES, IS_MEMBER[:, None])  # scores 1-D, labels not
+    with pytest.raises(ValueError, match="both members and non-members, got 0 members of 4"):
+        auc(SCORES, np.zeros(4, bool))
+    with pytest.raises(ValueError, match="^3 score\\(s\\) are NaN or infinite"):
+        auc(np.array([np.inf, np.nan, -np.inf, 1.0]), IS_MEMBER)
+    with pytest.raises(ValueError, match="^is_member must be boolean \\(or 0/1\\)$"):
+        auc(SCORES, np.array([1, 0, 1, -1]))
+
+
+def test_integer_scores_are_ranked_as_numbers():
+    """Scores of an integer dtype give the same curve as the same values in float64."""
+    ints = np.array([9, 8, 7, 1])
+    fpr, tpr = roc(ints, IS_MEMBER)
+    np.testing.assert_allclose(fpr, [0.0, 0.0, 0.5, 0.5, 1.0])
+    np.testing.assert_allclose(tpr, [0.0, 0.5, 0.5, 1.0, 1.0])
+    out = summarize(ints, IS_MEMBER, MetricsConfig(tpr_at_fpr=(0.5,), num_bootstrap=0))
+    assert (out["auc"], out["asr"], out["tpr_at_fpr_0.5"]) == (0.75, 0.75, 1.0)
+
+
+def test_roc_points_drop_samples_of_weight_zero():
+    """A sample of weight 0 is absent: the curve equals the one of the data without it."""
+    scores = np.array([0.9, 0.85, 0.8, 0.7, 0.1])
+    labels = np.array([True, False, False, True, False])
+    fpr, tpr = roc_points(scores, labels, np.array([1.0, 0.0, 1.0, 1.0, 1.0]))
+    ref_fpr, ref_tpr = roc_points(scores[[0, 2, 3, 4]], labels[[0, 2, 3, 4]])
+    np.testing.assert_array_equal(fpr, ref_fpr)
+    np.testing.assert_array_equal(tpr, ref_tpr)
+    fpr, tpr = roc_points(scores, labels, np.array([2.0, 1.0, 1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(fpr, [0.0, 0.0, 1 / 3, 2 / 3, 2 / 3, 1.0])
+    np.testing.assert_allclose(tpr, [0.0, 2 / 3, 2 / 3, 2 / 3, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("max_fpr", [0.0, -0.1, 1.5])
+def test_min_nonmembers_refuses_bounds_outside_zero_to_one(max_fpr):
+    with pytest.raises(ValueError, match="max_fpr must be in \\(0, 1\\]"):
+        min_nonmembers(max_fpr)
+
+
+def test_a_bound_of_one_needs_one_nonmember():
+    assert min_nonmembers(1.0) == 1 and is_resolvable(1.0, 1)
+
+
+def test_tpr_bound_of_a_key_that_is_not_a_number_is_none():
+    assert tpr_bound("tpr_at_fpr_abc") is None and tpr_bound("tpr_at_fpr_") is None
+    assert tpr_bound("0.01") is None  # a number without the prefix is not a TPR key
+    assert tpr_bound("tpr_at_fpr_1e-05") == 1e-5 and tpr_key(1e-5) == "tpr_at_fpr_1e-05"
+
+
+def test_resampled_labels_are_boolean_so_a_metric_may_select_with_them():
+    """A metric that selects members with the labels (mean member score minus mean non-member score) gets
+    boolean labels in every resample; its interval equals the brute-force one."""
+
+    def gap(s, m):
+        return float(s[m].mean() - s[~m].mean())
+
+    scores, is_member = overlapping_scores()
+    values = [gap(s, m) for s, m in hand_resamples(scores, is_member, 40, seed=1)]
+    expected = tuple(np.percentile(values, [2.5, 97.5]))
+    assert bootstrap_ci(scores, is_member, gap, num_bootstrap=40, seed=1) == pytest.approx(
+        expected, rel=1e-12
+    )
+
+
+def test_weighted_roc_sums_tied_samples_in_input_order():
+    """With fractional weights the order of summation shows in the last bit: samples tied in score are added
+    in the order they are given (a stable sort), so the curve equals the running sums taken by hand."""
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, 300).astype(float)
+    labels = rng.random(300) < 0.4
+    weights = rng.random(300)
+    tps, fps, tp, fp = [0.0], [0.0], 0.0, 0.0
+    for value in sorted(set(scores), reverse=True):
+        for i in np.flatnonzero(scores == value):  # input order within the tie
+            if labels[i]:
+                tp += weights[i] * 1.0
+                fp += weights[i] * 0.0
+            else:
+                tp += weights[i] * 0.0
+                fp += weights[i] * 1.0
+        tps.append(tp)
+        fps.append(fp)
+    fpr, tpr = roc_points(scores, labels, weights)
+    np.testing.assert_array_equal(fpr, np.array(fps) / fps[-1])
+    np.testing.assert_array_equal(tpr, np.array(tps) / tps[-1])

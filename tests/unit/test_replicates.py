@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -65,3 +66,76 @@ def test_summary_has_every_replicate_and_the_interval(tmp_path):
     assert loss.index.tolist() == ["baseline"] and loss.loc["baseline", "mean"] == pytest.approx(1.25)
     fid = summary[summary["metric"] == "fid"].set_index("target")
     assert fid.loc["dualmd", "mean"] == 80.0 and fid.loc["dualmd", "low"] == pytest.approx(80.0)  # sd 0
+
+
+def test_interval_is_computed_in_double_precision_from_single_precision_scores():
+    """Scores saved as float32 are summarised in float64: mean and half-width equal the float64 computation."""
+    values = np.array([0.1, 0.2, 0.4], dtype=np.float32)
+    x = values.astype(np.float64)
+    mean = float(x.mean())
+    half = T_975_2 * float(x.std(ddof=1)) / math.sqrt(3)
+    got = mean_interval_across_seeds(values)
+    assert got[0] == mean
+    assert got[1] == pytest.approx(mean - half, rel=1e-12, abs=0)
+    assert got[2] == pytest.approx(mean + half, rel=1e-12, abs=0)
+    assert got[0] != float(values.mean())  # single precision would give another mean
+
+
+def test_summary_rows_name_their_kind_and_utility_rows_have_no_attack():
+    """Attack metrics are rows of kind "attack" named by their attack; utility numbers are rows of kind
+    "utility" with an empty attack; the table has exactly the documented columns and a fresh 0..n-1 index."""
+    tables = {"rep0": attacks(0.9, 0.5), "rep1": attacks(1.0, 0.7)}
+    utility = {
+        "rep0": pd.DataFrame({"target": ["baseline"], "heldout_loss": [0.5], "fid": [70.0]}),
+        "rep1": pd.DataFrame({"target": ["baseline"], "heldout_loss": [0.7], "fid": [72.0]}),
+    }
+    summary = summarize_replicates(tables, utility, ("auc",))
+    assert summary.columns.tolist() == [
+        "kind",
+        "attack",
+        "target",
+        "metric",
+        "num_replicates",
+        "mean",
+        "low",
+        "high",
+        "rep0",
+        "rep1",
+    ]
+    assert summary.index.tolist() == list(range(len(summary)))
+    rows = {(r.kind, r.attack, r.target, r.metric): r.mean for r in summary.itertuples()}
+    assert rows == pytest.approx(
+        {
+            ("attack", "pia", "baseline", "auc"): 0.95,
+            ("attack", "pia", "student", "auc"): 0.6,
+            ("utility", "", "baseline", "fid"): 71.0,
+            ("utility", "", "baseline", "heldout_loss"): 0.6,
+        }
+    )
+
+
+def test_a_replicate_without_utility_table_or_attack_rows_is_missing_not_an_error():
+    """A replicate that has no utility table contributes only its attack numbers; one whose attack table is
+    empty has NaN (not None) in its column, and neither counts towards the number of replicates."""
+    empty = attacks(0.0, 0.0).iloc[:0]
+    tables = {"rep0": attacks(0.9, 0.5), "rep1": attacks(1.0, 0.7), "rep2": empty}
+    utility = {"rep0": pd.DataFrame({"target": ["baseline"], "heldout_loss": [0.5], "fid": [70.0]})}
+    summary = summarize_replicates(tables, utility, ("auc",))
+    auc = summary[summary["metric"] == "auc"].set_index("target")
+    assert auc.loc["student", ["rep0", "rep1"]].tolist() == pytest.approx([0.5, 0.7])
+    assert auc["num_replicates"].tolist() == [2, 2]
+    assert all(isinstance(v, float) and math.isnan(v) for v in summary["rep2"])
+    loss = summary[summary["metric"] == "heldout_loss"].iloc[0]
+    assert loss["num_replicates"] == 1 and loss["rep0"] == 0.5
+    assert math.isnan(loss["rep1"]) and math.isnan(loss["low"])
+
+
+def test_targets_ranked_alike_keep_the_order_of_the_replicate_tables():
+    """Two spellings of one checkpoint ("@100", "@0100") rank alike in the report; their rows then stay in the
+    order in which the replicate tables list them, not in alphabetical order."""
+    table = pd.DataFrame(
+        {"attack": ["pia", "pia"], "target": ["baseline@100", "baseline@0100"], "auc": [0.8, 0.6]}
+    )
+    summary = summarize_replicates({"rep0": table, "rep1": table}, {}, ("auc",))
+    assert summary["target"].tolist() == ["baseline@100", "baseline@0100"]
+    assert summary["mean"].tolist() == pytest.approx([0.8, 0.6])

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy.stats import mannwhitneyu
 
 from dualmd.files import write_json
 from dualmd.scores import AttackResult, save_scores
@@ -121,3 +122,51 @@ def test_stage_tests_the_strongest_attack_against_each_target_with_weights(tmp_p
     table = pd.read_csv(out)
     assert set(table["attack"]) == {"pia"} and set(table["chosen_by"]) == {"configured"}
     assert table.groupby("target")["smallest_n"].first().to_dict() == {"baseline": "8", "student": "none"}
+
+
+def test_median_p_values_equal_the_draws_made_by_hand_with_the_per_size_generator():
+    """Overlapping scores (p-values differ from draw to draw): for each n the draws come from a generator
+    seeded (seed, n), n members then n non-members without replacement, and the median of the one-sided
+    ("members greater") p-values is reported."""
+    rng = np.random.default_rng(2)
+    is_member = rng.permutation(np.r_[np.ones(9, bool), np.zeros(12, bool)])
+    scores = rng.normal(size=21) + 0.7 * is_member
+    members, nonmembers = scores[is_member], scores[~is_member]
+    medians = median_p_values(scores, is_member, num_repeats=7, seed=5)
+    assert list(medians) == [2, 4, 8]
+    for n, median in medians.items():
+        g = np.random.default_rng([5, n])
+        p_values = [
+            mannwhitneyu(
+                g.choice(members, n, replace=False),
+                g.choice(nonmembers, n, replace=False),
+                alternative="greater",
+            ).pvalue
+            for _ in range(7)
+        ]
+        assert len(set(p_values)) > 1, n  # the draws differ, so the summary statistic matters
+        assert median == float(np.median(p_values)), n
+        assert median != pytest.approx(float(np.mean(p_values))), n
+
+
+def test_members_are_drawn_without_replacement():
+    """Eight members, one of them far above the rest, against non-members in between: a set of all eight
+    members holds the outlier once, so the exact p-value is that of the full samples in every draw."""
+    members = np.r_[100.0, np.arange(7.0)]
+    nonmembers = np.arange(8.0) + 0.5
+    scores, is_member = np.r_[members, nonmembers], np.r_[np.ones(8, bool), np.zeros(8, bool)]
+    expected = mannwhitneyu(members, nonmembers, alternative="greater").pvalue
+    assert median_p_values(scores, is_member, num_repeats=5, seed=0)[8] == pytest.approx(expected, rel=1e-12)
+
+
+def test_smallest_significant_takes_sizes_in_increasing_order_and_a_strict_bound():
+    assert smallest_significant({8: 0.001, 2: 0.5, 4: 0.005}, 0.01) == 4
+    assert smallest_significant({2: 0.01, 4: 0.001}, 0.01) == 4  # 0.01 is not below 0.01
+    assert smallest_significant({}, 0.01) is None
+
+
+def test_bad_scores_are_refused_and_too_few_samples_give_no_sizes():
+    with pytest.raises(ValueError, match="both members and non-members"):
+        median_p_values(np.arange(4.0), np.ones(4, bool), num_repeats=3, seed=0)
+    assert median_p_values(np.arange(4.0), np.array([True, False, False, False]), num_repeats=3, seed=0) == {}
+    assert set_sizes(2, 2) == [2] and set_sizes(3, 100) == [2] and set_sizes(8, 8) == [2, 4, 8]
