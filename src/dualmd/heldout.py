@@ -29,7 +29,6 @@ def timestep_grid(num_train_timesteps: int, num: int) -> tuple[int, ...]:
     return tuple(int((k + 0.5) * num_train_timesteps / num) for k in range(num))
 
 
-@torch.no_grad()
 def per_sample_loss(
     model: NoisePredictor,
     schedule: Schedule,
@@ -50,13 +49,14 @@ def per_sample_loss(
         raise ValueError(f"{len(images)} images but {len(sample_ids)} sample ids")
     shape = tuple(images.shape[1:])
     losses = torch.zeros(len(images), dtype=torch.float64)
-    for start in range(0, len(images), batch_size):
-        x_0, ids = images[start : start + batch_size], sample_ids[start : start + batch_size]
-        for t in timesteps:
-            eps = per_sample_noise(seed, ids, shape, t)
-            steps = torch.full((len(x_0),), t, dtype=torch.long)
-            pred = model(schedule.q_sample(x_0, steps, eps), steps).float()
-            losses[start : start + len(x_0)] += ((pred - eps).double() ** 2).flatten(1).mean(dim=1)
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x_0, ids = images[start : start + batch_size], sample_ids[start : start + batch_size]
+            for t in timesteps:
+                eps = per_sample_noise(seed, ids, shape, t)
+                steps = torch.full((len(x_0),), t, dtype=torch.long)
+                pred = model(schedule.q_sample(x_0, steps, eps), steps).float()
+                losses[start : start + len(x_0)] += ((pred - eps).double() ** 2).flatten(1).mean(dim=1)
     return (losses / len(timesteps)).numpy()
 
 

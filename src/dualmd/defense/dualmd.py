@@ -95,7 +95,6 @@ class DualMDPipeline(DiffusionPipeline):
         steps = sampling_timesteps(self.scheduler, self._num_steps(num_inference_steps))
         return "".join(str(k) for k in teacher_sequence(steps, alternation))
 
-    @torch.no_grad()
     def __call__(
         self,
         num_images: int = 1,
@@ -122,17 +121,18 @@ class DualMDPipeline(DiffusionPipeline):
             teacher1=UNetPredictor(self.unet1), teacher2=UNetPredictor(self.unet2), alternation=alternation
         )
         config = self.unet1.config
-        images = run_sampler(
-            selector,
-            self.scheduler,
-            num_images=num_images,
-            image_shape=(config.in_channels, config.sample_size, config.sample_size),
-            num_inference_steps=self._num_steps(num_inference_steps),
-            eta=eta,
-            seed=seed,
-            batch_size=batch_size,
-            device=self.device,
-        )
+        with torch.no_grad():
+            images = run_sampler(
+                selector,
+                self.scheduler,
+                num_images=num_images,
+                image_shape=(config.in_channels, config.sample_size, config.sample_size),
+                num_inference_steps=self._num_steps(num_inference_steps),
+                eta=eta,
+                seed=seed,
+                batch_size=batch_size,
+                device=self.device,
+            )
         if output_type == "pt":
             return images
         if output_type == "pil":
