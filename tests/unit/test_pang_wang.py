@@ -200,3 +200,42 @@ def test_gaussian_llr_default_ridge_is_the_authors_1e_5():
     np.testing.assert_allclose(
         gaussian_llr(features, labels, x), reference_llr(features, labels, x, 1e-5), rtol=1e-9
     )
+
+
+def test_float32_embeddings_are_compared_in_float64():
+    rng = np.random.default_rng(6)
+    generated, candidate = rng.normal(size=(3, 2, 5)), rng.normal(size=(3, 5))
+    tokens_g, tokens_c = rng.normal(size=(3, 2, 4, 5)), rng.normal(size=(3, 4, 5))
+    for gen, cand, how in ((generated, candidate, "product"), (tokens_g, tokens_c, "token_cosine")):
+        exact = similarity_features(gen.astype(np.float32).astype(np.float64), cand.astype(np.float32), how)
+        for g, c in ((gen.astype(np.float32), cand.astype(np.float32).astype(np.float64)),
+                     (gen.astype(np.float32).astype(np.float64), cand.astype(np.float32))):  # fmt: skip
+            features = similarity_features(g, c, how)
+            assert features.dtype == np.float64
+            np.testing.assert_allclose(features, exact, rtol=1e-13, atol=1e-15)
+
+
+def test_gaussian_llr_of_float32_features_is_computed_in_float64():
+    features, labels = correlated_features()
+    features32 = features.astype(np.float32)
+    x = np.random.default_rng(3).normal(size=(4, 3))
+    exact = reference_llr(features32.astype(np.float64), labels, x, 1e-5)
+    np.testing.assert_allclose(gaussian_llr(features32, labels, x), exact, rtol=1e-10)
+
+
+def test_pang_wang_returns_int64_ids_and_names_itself_in_errors():
+    features, labels = correlated_features(num=12)
+    result = build_attack("pang_wang", AttackConfig()).run(features, np.arange(12, dtype=np.int32), labels)
+    assert result.sample_ids.dtype == np.int64
+    one_member = np.array([True] + [False] * 11)
+    with pytest.raises(
+        ValueError, match=r"^pang_wang: train_fraction=0\.5 leaves an empty training or test set"
+    ):
+        build_attack("pang_wang", AttackConfig()).run(features, np.arange(12), one_member)
+
+
+def test_gaussian_llr_takes_zero_one_labels_and_float32_candidates():
+    features, labels = correlated_features()
+    x = np.random.default_rng(3).normal(size=(4, 3)).astype(np.float32)
+    exact = reference_llr(features, labels, x.astype(np.float64), 1e-5)
+    np.testing.assert_allclose(gaussian_llr(features, labels.astype(int), x), exact, rtol=1e-10)
