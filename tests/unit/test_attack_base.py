@@ -145,6 +145,11 @@ def test_check_images_names_what_is_wrong():
     with pytest.raises(ValueError, match=r"^images: values in \[0, 1\.5\]; expected \[-1, 1\]"):
         check_images(torch.tensor([0.0, 1.5]).view(1, 1, 1, 2))
     check_images(torch.tensor([-1.0009, 1.0009]).view(1, 1, 1, 2))  # uint8 conversions land on the bounds
+    check_images(
+        torch.tensor([-1.001, 1.001], dtype=torch.float64).view(1, 1, 1, 2)
+    )  # the tolerance included
+    with pytest.raises(ValueError, match=r"^images: expected a float tensor \(B, C, H, W\), got list \(\)$"):
+        check_images([0.5, 0.5])
     for bad in (1.002, -1.002):
         with pytest.raises(ValueError, match="expected"):
             check_images(torch.tensor([0.0, bad]).view(1, 1, 1, 2))
