@@ -12,7 +12,7 @@ replacement) once, as counts per sample id, and every number of that resample (e
 the non-members, each attack's AUC and TPR on its members and the non-members) is computed on the same draw.
 So a difference between two targets keeps the correlation their shared images induce, and its interval is the
 percentile interval of the resampled differences, and its two-sided p-value is the bootstrap's
-(`dualmd.verdicts.from_bootstrap`). Verdicts of one run (`dualmd.verdicts.verdict_table` combines runs):
+(`dualmd.verdicts.bootstrap_p_value`). Verdicts of one run (`dualmd.verdicts.verdict_table` combines runs):
 
 * "not resolvable": the TPR's FPR bound is below 1 / (number of non-members the attack scored), so the TPR
   would be the one at zero false positives (`dualmd.metrics.is_resolvable`); its cells are NaN;
@@ -33,7 +33,7 @@ import pandas as pd
 from dualmd import catalog
 from dualmd.metrics import is_resolvable, min_nonmembers, roc_points, tpr_key
 from dualmd.scores import AttackResult
-from dualmd.verdicts import from_bootstrap, out_of_range
+from dualmd.verdicts import bootstrap_p_value, out_of_range
 
 #: Verdicts of `matched_utility` that say no difference was shown.
 NOT_BETTER = "not better than early stopping"
@@ -160,7 +160,7 @@ def _interpolate(first, second, utility):
     for bootstrap arrays; the first point's metric where both utilities are equal)."""
     (u1, m1), (u2, m2) = first, second
     du = np.asarray(u2 - u1, dtype=np.float64)
-    share = np.divide(utility - u1, du, out=np.zeros(np.broadcast(du, utility).shape), where=du != 0)
+    share = np.where(du != 0, (utility - u1) / np.where(du != 0, du, 1.0), 0.0)
     return m1 + (m2 - m1) * share
 
 
@@ -208,9 +208,8 @@ def matched_utility(
                     continue
                 if pair is None:
                     values = {c: float(points.loc[c, column]) for c in curve}
-                    where = out_of_range(
-                        u, dict(zip(curve, utilities, strict=True)), row["defense_value"], values
-                    )
+                    by_name = {c: float(points.loc[c, "utility"]) for c in curve}
+                    where = out_of_range(u, by_name, row["defense_value"], values)
                     rows.append({**row, "verdict": where})
                     continue
                 a, b = (curve[i] for i in pair)
@@ -241,7 +240,7 @@ def matched_utility(
                         "difference": row["defense_value"] - curve_value,
                         "difference_low": low,
                         "difference_high": high,
-                        "p_value": from_bootstrap(row["defense_value"] - curve_value, diff_b).p_value,
+                        "p_value": bootstrap_p_value(diff_b),
                         "bracket": f"{a} .. {b}",
                         "verdict": verdict,
                     }

@@ -80,15 +80,21 @@ def across_replicates(differences: Sequence[float], level: float = 0.95) -> Diff
     return Difference(len(d), mean, mean - half, mean + half, p)
 
 
-def from_bootstrap(difference: float, draws: np.ndarray, level: float = 0.95) -> Difference:
-    """One replicate: the percentile interval of the bootstrap draws of the difference and the two-sided
-    bootstrap p-value 2 * min(P(draw <= 0), P(draw >= 0)), each share counted with +1 (never exactly 0)."""
+def bootstrap_p_value(draws: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "the difference is 0": 2 * min(P(draw <= 0), P(draw >= 0)), each share
+    counted with +1 (never exactly 0), capped at 1."""
     d = np.asarray(draws, dtype=np.float64)
-    tail = (1 - level) / 2 * 100
-    low, high = (float(v) for v in np.percentile(d, [tail, 100 - tail]))
     below = (np.count_nonzero(d <= 0) + 1) / (len(d) + 1)
     above = (np.count_nonzero(d >= 0) + 1) / (len(d) + 1)
-    return Difference(1, float(difference), low, high, min(1.0, 2 * min(below, above)))
+    return min(1.0, 2 * min(below, above))
+
+
+def from_bootstrap(difference: float, draws: np.ndarray, level: float = 0.95) -> Difference:
+    """One replicate: the percentile interval of the bootstrap draws of the difference and their p-value
+    (`bootstrap_p_value`)."""
+    tail = (1 - level) / 2 * 100
+    low, high = (float(v) for v in np.percentile(draws, [tail, 100 - tail]))
+    return Difference(1, float(difference), low, high, bootstrap_p_value(draws))
 
 
 def verdict(diff: Difference, p_holm: float, alpha: float = 0.05) -> str:
