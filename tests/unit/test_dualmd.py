@@ -9,7 +9,7 @@ from helpers.models import TINY_MODEL, tiny_unet
 
 from dualmd.config.sections import DiffusionConfig, TrainConfig
 from dualmd.defense.dualmd import AlternatingTeachers, DualMDPipeline, teacher_sequence, to_pil
-from dualmd.models.adapter import Schedule
+from dualmd.models.adapter import Schedule, UNetPredictor
 from dualmd.models.unet import create_scheduler
 from dualmd.sample import run_sampler
 from dualmd.train.loop import RandomBatches, StepInfo, fit, make_accelerator, noise_target
@@ -166,6 +166,31 @@ def test_pipeline_teachers_differ_from_a_single_teacher():
     dual = DualMDPipeline(unet1=tiny_unet(0), unet2=tiny_unet(1), scheduler=scheduler)
     same = DualMDPipeline(unet1=tiny_unet(0), unet2=tiny_unet(0), scheduler=scheduler)
     assert not torch.allclose(dual(2, seed=0), same(2, seed=0), atol=1e-4)
+
+
+def test_pipeline_call_is_the_sampling_loop_with_every_setting_passed_on():
+    """A DDIM chain of 5 of 15 steps (timesteps 12, 9, 6, 3, 0: parities alternate) with eta, seed and the parity
+    rule: the pipeline gives exactly the images of the sampling loop run with the same settings."""
+    scheduler = DDIMScheduler(num_train_timesteps=15)
+    unet1, unet2 = tiny_unet(0), tiny_unet(1)
+    pipe = DualMDPipeline(unet1=unet1, unet2=unet2, scheduler=scheduler)
+    settings = {"num_inference_steps": 5, "eta": 0.3, "seed": 5, "batch_size": 2}
+    images = pipe(3, alternation="timestep_parity", **settings)
+    selector = AlternatingTeachers(
+        teacher1=UNetPredictor(unet1), teacher2=UNetPredictor(unet2), alternation="timestep_parity"
+    )
+    expected = run_sampler(selector, scheduler, num_images=3, image_shape=(1, 8, 8), **settings)
+    assert torch.equal(images, expected)
+    assert pipe.teacher_sequence(5, "timestep_parity") == "21212"
+
+
+def test_pipeline_defaults_are_one_image_from_seed_zero_and_an_unknown_output_type_is_named():
+    pipe = DualMDPipeline(
+        unet1=tiny_unet(0), unet2=tiny_unet(1), scheduler=DDIMScheduler(num_train_timesteps=6)
+    )
+    assert torch.equal(pipe(), pipe(1, seed=0))
+    with pytest.raises(ValueError, match=r"^unknown output_type 'np'; use 'pt' or 'pil'$"):
+        pipe(1, output_type="np")
 
 
 # --- the baseline's training target -------------------------------------------------------------------------
