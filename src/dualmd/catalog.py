@@ -91,6 +91,9 @@ class AttackSpec:
     wraps: str | None = None
     # The attack also queries LiRA's reference models (`reference_targets`), one set shared by every target.
     references: bool = False
+    # The attack scores the checkpoints of the undefended curve too (``baseline@<step>``), so the frontier and the
+    # matched-utility verdicts include it. Off only for a costly per-target job whose cost grows with the curve.
+    curve: bool = True
     # Module of `dualmd.attacks` that defines it (default: its name); a job running the attack imports that module
     # and no other attack module, so the module's import closure is the attack's code.
     module: str = ""
@@ -112,7 +115,8 @@ _TARGETS = (
 _ATTACKS = (
     AttackSpec("loss", "model", reads=("loss",)),
     AttackSpec("secmi_stat", "model", reads=("secmi",), module="secmi"),
-    AttackSpec("secmi_nn", "model", reads=("secmi", "secmi_nn"), job_per_target=True),  # trains a ResNet-18
+    # trains a ResNet-18 per target (the default run's costliest attack job): not on the curve's checkpoints
+    AttackSpec("secmi_nn", "model", reads=("secmi", "secmi_nn"), job_per_target=True, curve=False),
     AttackSpec("pia", "model", reads=("pia",)),
     AttackSpec("pian", "model", reads=("pia",), module="pia"),
     AttackSpec("sima", "model", reads=("sima",)),
@@ -302,10 +306,10 @@ def report_rank(name: str) -> tuple[float, float]:
 
 
 def compared_to_curve(name: str) -> bool:
-    """True for the models the frontier compares with the undefended curve at matched utility: every
-    distilled model and every DP-SGD baseline."""
+    """True for the targets the frontier compares with the undefended curve at matched utility: every
+    distilled model, every pair sampler (DualMD, on the FID axis) and every DP-SGD baseline."""
     found = target(name)
-    return found.kind == "distilled" or found.dp_epsilon is not None
+    return found.kind in ("distilled", "pair") or found.dp_epsilon is not None
 
 
 def attack(name: str) -> AttackSpec:
@@ -336,9 +340,10 @@ def member_subset(name: str) -> str:
 
 
 def sampler_models(name: str) -> tuple[str, ...]:
-    """Model directories a sampler draws with: its own, or those of a pair."""
+    """Targets whose weights a sampler draws with: its own (a checkpoint "<name>@<step>" its own weights), or the
+    models of a pair."""
     t = target(name)
-    return t.models if t.kind == "pair" else (t.name,)
+    return t.models if t.kind == "pair" else (name,)
 
 
 def attack_targets(name: str) -> list[str]:

@@ -1,18 +1,23 @@
 """The privacy-utility frontier: every model's leakage against its utility, and each defense against the
 undefended model at the same utility.
 
-Utility is the held-out denoising loss (`dualmd.heldout`, lower is better); leakage is an attack's AUC and its
-TPR at the first FPR bound of ``metrics.tpr_at_fpr``. The undefended model's checkpoints (``baseline@<step>``,
-then the final baseline) trace a curve: an early-stopped baseline is the cheapest "defense" there is. A
-defense's *matched-utility* comparison interpolates that curve linearly in utility between the two consecutive
-checkpoints (in training order) whose utilities bracket the defense's, and reports defense minus curve.
+Utility is measured on two axes, lower better on both (an `Axis`): the held-out denoising loss of a model
+(`dualmd.heldout`, "heldout"), and the FID of a sampler's images ("fid"), which also places DualMD, a sampler
+without a single noise predictor. Leakage is an attack's AUC and its TPR at the first FPR bound of
+``metrics.tpr_at_fpr``. The undefended model's checkpoints (``baseline@<step>``, then the final baseline) trace a
+curve on each axis: an early-stopped baseline is the cheapest "defense" there is. A defense's *matched-utility*
+comparison interpolates that curve linearly in utility between the two consecutive checkpoints (in training
+order) whose utilities bracket the defense's, and reports defense minus curve, per attack, metric and axis.
 
 Intervals come from one joint bootstrap: each resample draws the members and the non-members (stratified, with
 replacement) once, as counts per sample id, and every number of that resample (each target's held-out loss on
 the non-members, each attack's AUC and TPR on its members and the non-members) is computed on the same draw.
 So a difference between two targets keeps the correlation their shared images induce, and its interval is the
 percentile interval of the resampled differences, and its two-sided p-value is the bootstrap's
-(`dualmd.verdicts.bootstrap_p_value`). Verdicts of one run (`dualmd.verdicts.verdict_table` combines runs):
+(`dualmd.verdicts.bootstrap_p_value`). A sampler's FID is resampled over its own generated images (the utility
+stage's draws, `dualmd.utility.fid_draws`): those images are drawn independently of the members and the
+non-members, so resample b pairs the b-th FID draw with the b-th member draw. Verdicts of one run
+(`dualmd.verdicts.verdict_table` combines runs):
 
 * "not resolvable": the TPR's FPR bound is below 1 / (number of non-members the attack scored), so the TPR
   would be the one at zero false positives (`dualmd.metrics.is_resolvable`); its cells are NaN;
@@ -24,7 +29,7 @@ percentile interval of the resampled differences, and its two-sided p-value is t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,54 +96,109 @@ class JointBootstrap:
         return self.counts[:, cols]
 
 
+@dataclass(frozen=True)
+class Axis:
+    """One utility axis of the frontier (lower is better): each target's value and its value in every resample."""
+
+    name: str  # "heldout" or "fid": the `axis` column of the tables
+    metric: str  # what the value is: "heldout_loss" or "fid" (the `utility_metric` column)
+    values: Mapping[str, float]  # target -> its utility
+    draws: Mapping[str, np.ndarray]  # target -> (B,) its utility in each resample
+
+
+def heldout_axis(heldout: Heldout, bootstrap: JointBootstrap) -> Axis:
+    """The held-out loss axis: each model's mean loss on the non-members, resampled with the non-members' counts
+    of `bootstrap` (the draws the attacks' metrics use)."""
+    weights = bootstrap.weights(heldout.sample_ids)
+    return Axis(
+        name="heldout",
+        metric="heldout_loss",
+        values={name: float(losses.mean()) for name, losses in heldout.losses.items()},
+        draws={name: weights @ losses / weights.sum(axis=1) for name, losses in heldout.losses.items()},
+    )
+
+
+def fid_axis(summaries: Mapping[str, Mapping], num_bootstrap: int) -> Axis:
+    """The FID axis from each sampler's utility summary ({"fid", "fid_draws"}, `dualmd.utility.compute_utility`).
+
+    A sampler with other than `num_bootstrap` stored draws has them repeated or cut to that number (they are
+    independent draws of its generated images, in no order).
+    """
+    missing = [name for name, s in summaries.items() if not s.get("fid_draws")]
+    if missing:
+        raise ValueError(f"the utility summaries of {missing} hold no FID draws; rerun their utility stage")
+    return Axis(
+        name="fid",
+        metric="fid",
+        values={name: float(s["fid"]) for name, s in summaries.items()},
+        draws={
+            name: np.resize(np.asarray(s["fid_draws"], dtype=np.float64), num_bootstrap)
+            for name, s in summaries.items()
+        },
+    )
+
+
 def frontier_table(
-    heldout: Heldout,
+    axes: Sequence[Axis],
     scores: Mapping[tuple[str, str], AttackResult],
     bootstrap: JointBootstrap,
     max_fpr: float,
-) -> tuple[pd.DataFrame, dict[tuple[str, str], dict[str, np.ndarray]]]:
-    """One row per (target, attack) with a held-out loss and scores: utility and leakage with intervals.
+) -> tuple[pd.DataFrame, dict[tuple[str, str, str], dict[str, np.ndarray]]]:
+    """One row per (target, attack, axis) with a utility on that axis and scores: utility and leakage with
+    intervals. A target no axis measures has no row.
 
     Returns:
-        (table, resampled) where resampled[(target, attack)] holds the (B,) arrays "utility", "auc", "tpr"
+        (table, resampled) where resampled[(target, attack, axis)] holds the (B,) arrays "utility", "auc", "tpr"
         that `matched_utility` differences.
     """
     tpr_col = tpr_key(max_fpr)
     rows, resampled = [], {}
-    loss_weights = bootstrap.weights(heldout.sample_ids)
     for (name, attack), result in scores.items():
-        if name not in heldout.losses:
+        measured = [axis for axis in axes if name in axis.values]
+        if not measured:
             continue
-        losses = heldout.losses[name]
-        utility_b = loss_weights @ losses / loss_weights.sum(axis=1)
         w = bootstrap.weights(result.sample_ids)
         metrics_b = np.array([_weighted_metrics(result, w[b], max_fpr) for b in range(len(w))])
         point = _weighted_metrics(result, np.ones(len(result.scores)), max_fpr)
         if not is_resolvable(max_fpr, int((~result.is_member).sum())):
             metrics_b[:, 1], point = np.nan, (point[0], np.nan)
-        resampled[(name, attack)] = {"utility": utility_b, "auc": metrics_b[:, 0], "tpr": metrics_b[:, 1]}
         base, step = catalog.split_checkpoint(name)
-        row = {"target": name, "model": base, "step": step, "utility_metric": "heldout_loss"}
-        for key, value, draws in (
-            ("utility", float(losses.mean()), utility_b),
-            ("auc", point[0], metrics_b[:, 0]),
-            (tpr_col, point[1], metrics_b[:, 1]),
-        ):
-            low, high = np.percentile(draws, [2.5, 97.5])  # NaN for an unresolvable TPR
-            row.update({key: value, f"{key}_low": float(low), f"{key}_high": float(high)})
-        rows.append({"attack": attack, **row})
+        for axis in measured:
+            utility_b = axis.draws[name]
+            resampled[(name, attack, axis.name)] = {
+                "utility": utility_b,
+                "auc": metrics_b[:, 0],
+                "tpr": metrics_b[:, 1],
+            }
+            row = {
+                "target": name,
+                "model": base,
+                "step": step,
+                "axis": axis.name,
+                "utility_metric": axis.metric,
+            }
+            for key, value, draws in (
+                ("utility", axis.values[name], utility_b),
+                ("auc", point[0], metrics_b[:, 0]),
+                (tpr_col, point[1], metrics_b[:, 1]),
+            ):
+                low, high = np.percentile(draws, [2.5, 97.5])  # NaN for an unresolvable TPR
+                row.update({key: value, f"{key}_low": float(low), f"{key}_high": float(high)})
+            rows.append({"attack": attack, **row})
     table = pd.DataFrame(rows)
     if not table.empty:
+        order = {axis.name: k for k, axis in enumerate(axes)}
         table = (
-            table.assign(_rank=table["target"].map(catalog.report_rank))
-            .sort_values(["attack", "_rank"], kind="stable")
-            .drop(columns="_rank")
+            table.assign(_axis=table["axis"].map(order), _rank=table["target"].map(catalog.report_rank))
+            .sort_values(["_axis", "attack", "_rank"], kind="stable")
+            .drop(columns=["_axis", "_rank"])
             .reset_index(drop=True)
         )
         first = [
             "target",
             "model",
             "step",
+            "axis",
             "utility_metric",
             "utility",
             "utility_low",
@@ -166,20 +226,20 @@ def _interpolate(first, second, utility):
 
 def matched_utility(
     table: pd.DataFrame,
-    resampled: Mapping[tuple[str, str], Mapping[str, np.ndarray]],
+    resampled: Mapping[tuple[str, str, str], Mapping[str, np.ndarray]],
     defenses: list[str],
     max_fpr: float,
     model: str = "baseline",
 ) -> pd.DataFrame:
-    """Each defense against the undefended curve at the defense's utility, per attack and metric.
+    """Each defense against the undefended curve at the defense's utility, per attack, axis and metric.
 
-    Columns: defense, attack, metric, axis ("heldout": the utility matched on), defense_value, curve_value
-    (interpolated), difference (defense - curve), difference_low, difference_high, p_value, bracket
+    Columns: defense, attack, metric, axis (the utility matched on: "heldout" or "fid"), defense_value,
+    curve_value (interpolated), difference (defense - curve), difference_low, difference_high, p_value, bracket
     ("baseline@300 .. baseline@600"), verdict.
     """
     rows = []
     metrics = {"auc": "auc", tpr_key(max_fpr): "tpr"}
-    for attack, group in table.groupby("attack", sort=False):
+    for (attack, axis), group in table.groupby(["attack", "axis"], sort=False):
         points = group.set_index("target")
         curve = curve_names(list(points.index), model)
         for defense in defenses:
@@ -196,7 +256,7 @@ def matched_utility(
                 None,
             )
             for column, key in metrics.items():
-                row = {"defense": defense, "attack": attack, "metric": column, "axis": "heldout"}
+                row = {"defense": defense, "attack": attack, "metric": column, "axis": axis}
                 row["defense_value"] = float(points.loc[defense, column])
                 if np.isnan(row["defense_value"]):  # a TPR whose bound the non-members cannot resolve
                     rows.append(
@@ -213,7 +273,7 @@ def matched_utility(
                     rows.append({**row, "verdict": where})
                     continue
                 a, b = (curve[i] for i in pair)
-                draws = {n: resampled[(n, attack)] for n in (a, b, defense)}
+                draws = {n: resampled[(n, attack, axis)] for n in (a, b, defense)}
                 curve_value = float(
                     _interpolate(
                         (utilities[pair[0]], float(points.loc[a, column])),

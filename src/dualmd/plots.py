@@ -47,55 +47,93 @@ def plot_roc(roc: pd.DataFrame, *, attack: str, out: str | Path) -> None:
     _save(fig, out)
 
 
-def plot_frontier(table: pd.DataFrame, *, tpr_column: str, out: str | Path) -> None:
-    """Privacy against utility, one panel per attack: x held-out loss, y TPR at the FPR bound (log axis).
+#: x-axis label of each utility axis of the frontier (`dualmd.frontier.Axis.name`).
+AXIS_LABELS = {"heldout": "held-out loss (lower = better)", "fid": "FID (lower = better)"}
+
+
+def plot_frontier(table: pd.DataFrame, *, tpr_column: str, out: str | Path, columns: int = 4) -> None:
+    """Privacy against utility as a grid readable at page width: one panel per attack and utility axis (the
+    held-out loss panels first, then the FID ones, each axis starting a row), `columns` panels per row; x the
+    utility, y TPR at the FPR bound (log axis), or the AUC where the non-members are too few to resolve that TPR.
 
     The checkpoints of the undefended model and the model itself are one line in training order; every other
     target is a point; bars are the 95 % intervals. TPR 0 is drawn at the floor of the axis.
 
     Args:
-        table: `dualmd.frontier.frontier_table` rows (target, model, step, utility, attack, <tpr_column> and
-            their _low / _high).
+        table: `dualmd.frontier.frontier_table` rows (target, model, step, axis, utility, attack, <tpr_column>
+            and their _low / _high).
         tpr_column: e.g. "tpr_at_fpr_0.01".
         out: PNG path.
+        columns: panels per row.
     """
-    attacks = list(dict.fromkeys(table["attack"])) if not table.empty else []
-    fig, axes = plt.subplots(
-        1, max(1, len(attacks)), figsize=(3.6 * max(1, len(attacks)), 3.4), squeeze=False
+    panels = [] if table.empty else list(dict.fromkeys(zip(table["axis"], table["attack"], strict=True)))
+    rows_of = {}  # axis -> its panels, each axis starting a row
+    for axis, attack in panels:
+        rows_of.setdefault(axis, []).append(attack)
+    layout = [
+        (axis, attacks[i : i + columns])
+        for axis, attacks in rows_of.items()
+        for i in range(0, len(attacks), columns)
+    ]
+    ncols = min(columns, max([len(a) for _, a in layout], default=1))
+    fig, grid = plt.subplots(
+        max(1, len(layout)), ncols, figsize=(3.3 * ncols, 3.0 * max(1, len(layout))), squeeze=False
     )
     floor = 1e-3
-    for ax, attack in zip(axes[0], attacks, strict=False):
-        df = table[table["attack"] == attack]
-        curve = df[df["model"] == "baseline"].sort_values("step", na_position="last")
-        ax.plot(
-            curve["utility"], curve[tpr_column].clip(lower=floor), "-o", color="0.4", ms=3, label="baseline"
+    for row_axes, (axis, attacks) in zip(grid, layout, strict=False):
+        for ax in row_axes[len(attacks) :]:
+            ax.set_visible(False)
+        for ax, attack in zip(row_axes, attacks, strict=False):
+            df = table[(table["attack"] == attack) & (table["axis"] == axis)]
+            ax.set(xlabel=AXIS_LABELS.get(axis, axis), title=attack)
+            if df[tpr_column].notna().any():
+                _frontier_panel(ax, df, tpr_column, floor)
+                ax.set(yscale="log", ylim=(floor * 0.8, 1.1))
+            else:  # no resolvable TPR: the AUC instead
+                _frontier_panel(ax, df, "auc", 0.0)
+                ax.set(ylim=(0.0, 1.02), title=f"{attack} (AUC)")
+            if ax is row_axes[0] or not df[tpr_column].notna().any():
+                ax.set_ylabel(
+                    tpr_column.replace("tpr_at_fpr_", "TPR @ FPR ") if df[tpr_column].notna().any() else "AUC"
+                )
+    if layout:
+        handles = {}
+        for ax in grid.flat:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(label, handle)
+        fig.legend(
+            handles.values(), handles.keys(), fontsize=8, loc="upper center", ncol=min(len(handles), 6)
         )
-        for _, row in curve.iterrows():
-            ax.annotate(
-                str(int(row["step"])) if pd.notna(row["step"]) else "final",
-                (row["utility"], max(row[tpr_column], floor)),
-                fontsize=6,
-            )
-        for name, row in df[df["model"] != "baseline"].set_index("target").iterrows():
-            y = max(row[tpr_column], floor)
-            ax.errorbar(
-                row["utility"],
-                y,
-                xerr=[[row["utility"] - row["utility_low"]], [row["utility_high"] - row["utility"]]],
-                yerr=[
-                    [y - max(row[f"{tpr_column}_low"], floor)],
-                    [max(row[f"{tpr_column}_high"], floor) - y],
-                ],
-                fmt="o",
-                ms=4,
-                capsize=2,
-                label=name,
-            )
-        ax.set(yscale="log", ylim=(floor * 0.8, 1.1), xlabel="held-out loss (lower = better)", title=attack)
-    axes[0][0].set_ylabel(tpr_column.replace("tpr_at_fpr_", "TPR @ FPR "))
-    if attacks:
-        axes[0][0].legend(fontsize=7, loc="best")
-    _save(fig, out)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / max(1, len(layout))))
+    _save(fig, out, tight=False)
+
+
+def _frontier_panel(ax, df: pd.DataFrame, tpr_column: str, floor: float) -> None:
+    """One attack on one axis: the undefended curve as a line, every other target as a point with its bars; y is
+    column `tpr_column` (its _low / _high the bars), drawn at `floor` where lower."""
+    curve = df[df["model"] == "baseline"].sort_values("step", na_position="last")
+    ax.plot(curve["utility"], curve[tpr_column].clip(lower=floor), "-o", color="0.4", ms=3, label="baseline")
+    for _, row in curve.iterrows():
+        ax.annotate(
+            str(int(row["step"])) if pd.notna(row["step"]) else "final",
+            (row["utility"], max(row[tpr_column], floor)),
+            fontsize=6,
+        )
+    for name, row in df[df["model"] != "baseline"].set_index("target").iterrows():
+        y = max(row[tpr_column], floor)
+        ax.errorbar(
+            row["utility"],
+            y,
+            xerr=[[row["utility"] - row["utility_low"]], [row["utility_high"] - row["utility"]]],
+            yerr=[
+                [y - max(row[f"{tpr_column}_low"], floor)],
+                [max(row[f"{tpr_column}_high"], floor) - y],
+            ],
+            fmt="o",
+            ms=4,
+            capsize=2,
+            label=name,
+        )
 
 
 def plot_t_error(t_errors: Mapping[str, tuple[np.ndarray, np.ndarray]], *, out: str | Path) -> None:
@@ -164,8 +202,10 @@ def save_grid(images: Tensor, out: str | Path, *, nrow: int) -> None:
     save_image(grid, out)
 
 
-def _save(fig, out: str | Path) -> None:
+def _save(fig, out: str | Path, *, tight: bool = True) -> None:
+    """Write the figure as PNG; `tight`: lay it out first (off when the caller has laid it out itself)."""
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -381,22 +381,32 @@ def _comparison_lines(matched: pd.DataFrame, *, rst: bool) -> str:
 def frontier_tables(
     *,
     heldout_file: str | Path,
+    utility_files: Sequence[str | Path],
     score_files: Sequence[str | Path],
     num_bootstrap: int,
     seed: int,
     max_fpr: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The frontier (`dualmd.frontier.frontier_table`) and the matched-utility comparison of every distilled
-    model and DP-SGD baseline (`dualmd.catalog.compared_to_curve`),
-    from the held-out losses and the per-sample score files ``<attack>/<target>.npz`` of the model attacks."""
-    from dualmd.frontier import Heldout, JointBootstrap, frontier_table, matched_utility
+    """The frontier (`dualmd.frontier.frontier_table`) on the held-out loss and the FID axes, and the
+    matched-utility comparison of every defense (`dualmd.catalog.compared_to_curve`), from the held-out losses,
+    the samplers' utility summaries and the per-sample score files ``<attack>/<target>.npz``."""
+    from dualmd.frontier import (
+        Heldout,
+        JointBootstrap,
+        fid_axis,
+        frontier_table,
+        heldout_axis,
+        matched_utility,
+    )
     from dualmd.scores import load_scores
 
     heldout = Heldout.from_json(_read_json(heldout_file))
+    summaries = {s["sampler"]: s for s in map(_read_json, utility_files)}
     scores = {(Path(p).stem, Path(p).parent.name): load_scores(p) for p in score_files}
     member_ids = np.unique(np.concatenate([r.sample_ids[r.is_member] for r in scores.values()]))
     bootstrap = JointBootstrap(member_ids, heldout.sample_ids, num_bootstrap, seed)
-    table, resampled = frontier_table(heldout, scores, bootstrap, max_fpr)
+    axes = [heldout_axis(heldout, bootstrap), fid_axis(summaries, num_bootstrap)]
+    table, resampled = frontier_table(axes, scores, bootstrap, max_fpr)
     compared = [name for name in dict.fromkeys(table["target"]) if catalog.compared_to_curve(name)]
     matched = matched_utility(table, resampled, compared, max_fpr)
     return table, matched

@@ -507,14 +507,21 @@ def frechet_distance(features: np.ndarray, mu: np.ndarray, sigma: np.ndarray) ->
 def fid_interval(
     features: np.ndarray, reference: ReferenceStats, num_bootstrap: int, seed: int
 ) -> tuple[float, float]:
-    """95 % bootstrap interval of the FID over resamples (with replacement) of the generated images.
+    """95 % bootstrap interval of the FID over resamples (with replacement) of the generated images: the
+    percentile interval of `fid_draws`."""
+    low, high = np.percentile(fid_draws(features, reference, num_bootstrap, seed), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def fid_draws(features: np.ndarray, reference: ReferenceStats, num_bootstrap: int, seed: int) -> np.ndarray:
+    """The FID of each of `num_bootstrap` resamples (with replacement) of the generated images, bias-corrected.
 
     The reference statistics stay fixed: the interval is the sampling uncertainty of the generated set, the part
     that differs between samplers compared against one reference. A resample holds only ~63 % distinct images
     and the FID of fewer distinct images is larger (the estimator's known bias in N), so raw percentiles sit
-    above the estimate; the interval is the percentile interval moved by the bootstrap's bias estimate,
-    mean(resampled FIDs) - FID (Efron & Tibshirani 1993, ch. 10), which centres it on the estimate while keeping
-    its width and skew.
+    above the estimate; every draw is moved by the bootstrap's bias estimate, mean(resampled FIDs) - FID (Efron &
+    Tibshirani 1993, ch. 10), which centres the draws (and the interval) on the estimate while keeping their
+    spread and skew.
 
     With N <= D, every term of a resample's FID is read off two N x N Gram matrices computed once,
     X Sigma X^T and X X^T. With C the resample's centred rows, the trace term of `frechet_distance` takes the
@@ -550,8 +557,7 @@ def fid_interval(
             diff = weights @ features[drawn] / num - reference.mu
             values.append(float(diff @ diff + own + trace_ref - 2.0 * np.sqrt(np.clip(eig, 0.0, None)).sum()))
     bias = float(np.mean(values)) - frechet_distance(features, reference.mu, reference.sigma)
-    low, high = np.percentile(values, [2.5, 97.5]) - bias
-    return float(low), float(high)
+    return np.asarray(values) - bias
 
 
 def _weighted_centred(gram: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -621,7 +627,7 @@ def compute_utility(
         cfg: number of images, feature network, batch size.
         device: where the feature network runs.
     Returns:
-        {"fid", "fid_low", "fid_high" (`fid_interval`), "kid", "kid_se" (`kernel_inception_distance`),
+        {"fid", "fid_low", "fid_high" (`fid_interval`), "fid_draws" (`fid_draws`, the frontier's FID axis), "kid", "kid_se" (`kernel_inception_distance`),
          "inception_score", "inception_score_std" (None when absent), "is_absent_reason", "feature_net",
          "num_images", "num_reference"}.
     """
@@ -634,12 +640,14 @@ def compute_utility(
     reference = _as_reference(reference, cfg, net, device)
     feats, probs = _extract(generated[: cfg.num_images], net, cfg.batch_size, str(device))
     score, std = inception_score(probs) if probs is not None else (None, None)
-    fid_low, fid_high = fid_interval(feats, reference, cfg.num_bootstrap, cfg.seed)
+    draws = fid_draws(feats, reference, cfg.num_bootstrap, cfg.seed)
+    fid_low, fid_high = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
     kid, kid_se = kernel_inception_distance(feats, reference.features)
     return {
         "fid": fid_from_stats(feats, reference),
         "fid_low": fid_low,
         "fid_high": fid_high,
+        "fid_draws": draws.tolist(),
         "kid": kid,
         "kid_se": kid_se,
         "inception_score": score,

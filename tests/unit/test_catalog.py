@@ -74,6 +74,8 @@ def test_checkpoint_names_resolve_to_their_model():
     assert catalog.split_checkpoint("teacher1") == ("teacher1", None)
     assert catalog.target("baseline@120") is catalog.target("baseline")
     assert catalog.member_subset("baseline@300") == "members"
+    # a checkpoint samples with its own weights (the sample stage reads them from its model's checkpoints/)
+    assert catalog.sampler_models("baseline@120") == ("baseline@120",)
     with pytest.raises(ValueError, match="unknown target 'teacher1@5'"):  # teachers keep no checkpoints
         catalog.target("teacher1@5")
     with pytest.raises(ValueError, match="integer step"):
@@ -115,7 +117,7 @@ def test_dp_controls_are_named_by_their_epsilon_and_resolve_without_the_config()
         "dpsgd_eps0.5",
     ]
     compared = [n for n in ["baseline", "baseline@120", "student", "dualmd", "selfdistill", "dpsgd_eps10"]]
-    assert [n for n in compared if catalog.compared_to_curve(n)] == ["student", "selfdistill", "dpsgd_eps10"]
+    assert [n for n in compared if catalog.compared_to_curve(n)] == ["student", "dualmd", "selfdistill", "dpsgd_eps10"]
 
 
 def test_overlap_ablation_targets():
@@ -206,3 +208,11 @@ def test_an_attack_is_declared_once():
     assert (
         cfg.for_attack("pia").secmi is None
     )  # reading another attack's section fails instead of reading defaults
+
+
+def test_only_secmi_nn_skips_the_curve_and_an_attack_off_it_runs_one_job_per_target():
+    """The workflow's shared attack jobs write a score file for every model and checkpoint, so only a per-target
+    attack can leave the checkpoints out; secmi_nn (a ResNet-18 trained per target) is the one that does."""
+    off = [a.name for a in catalog.ATTACKS.values() if not a.curve]
+    assert off == ["secmi_nn"]
+    assert all(catalog.attack(name).job_per_target for name in off)

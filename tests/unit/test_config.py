@@ -525,8 +525,8 @@ def test_replicates_shift_only_their_seeds():
 
 def test_snapshot_steps_round_fractions_of_the_run_and_name_checkpoints():
     cfg = ExperimentConfig.from_mapping({"train": {"num_train_steps": 1200}})
-    assert cfg.train.snapshot_steps == (120, 300, 600)
-    assert checkpoint_targets(cfg) == ["baseline@120", "baseline@300", "baseline@600"]
+    assert cfg.train.snapshot_steps == (24, 60, 120, 300, 600)  # 2, 5, 10, 25 and 50 % of the steps
+    assert checkpoint_targets(cfg) == [f"baseline@{s}" for s in (24, 60, 120, 300, 600)]
     tiny = ExperimentConfig.from_mapping(
         {"train": {"num_train_steps": 4, "snapshot_fractions": [0.1, 0.5, 0.9]}}
     )

@@ -15,7 +15,9 @@ from dualmd.frontier import (
     Heldout,
     JointBootstrap,
     curve_names,
+    fid_axis,
     frontier_table,
+    heldout_axis,
     matched_utility,
 )
 from dualmd.metrics import auc, summarize, tpr_at_fpr, tpr_key
@@ -51,7 +53,9 @@ def test_frontier_point_values_equal_the_metrics_and_resamples_equal_repeated_da
     losses = np.array([0.5, 0.25, 0.75, 1.0, 0.5])
     heldout = Heldout(sample_ids=NONMEMBERS, losses={"baseline": losses})
     boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=20, seed=1)
-    table, resampled = frontier_table(heldout, {("baseline", "loss"): scores}, boot, max_fpr=0.2)
+    table, resampled = frontier_table(
+        [heldout_axis(heldout, boot)], {("baseline", "loss"): scores}, boot, max_fpr=0.2
+    )
     row = table.iloc[0]
     expected = summarize(scores.scores, scores.is_member, MetricsConfig(tpr_at_fpr=(0.2,), num_bootstrap=0))
     assert row["utility"] == pytest.approx(0.6) and row["auc"] == pytest.approx(expected["auc"])
@@ -59,10 +63,12 @@ def test_frontier_point_values_equal_the_metrics_and_resamples_equal_repeated_da
     for b in (0, 7):  # a resample is the data with each sample repeated as often as it was drawn
         counts = boot.weights(scores.sample_ids)[b].astype(int)
         s, m = np.repeat(scores.scores, counts), np.repeat(scores.is_member, counts)
-        assert resampled[("baseline", "loss")]["auc"][b] == pytest.approx(auc(s, m))
-        assert resampled[("baseline", "loss")]["tpr"][b] == pytest.approx(tpr_at_fpr(s, m, 0.2))
+        assert resampled[("baseline", "loss", "heldout")]["auc"][b] == pytest.approx(auc(s, m))
+        assert resampled[("baseline", "loss", "heldout")]["tpr"][b] == pytest.approx(tpr_at_fpr(s, m, 0.2))
         loss_counts = boot.weights(NONMEMBERS)[b]
-        assert resampled[("baseline", "loss")]["utility"][b] == pytest.approx(loss_counts @ losses / 5)
+        assert resampled[("baseline", "loss", "heldout")]["utility"][b] == pytest.approx(
+            loss_counts @ losses / 5
+        )
     assert (
         row["auc_low"] <= row["auc"] <= row["auc_high"] and row["utility_low"] <= 0.6 <= row["utility_high"]
     )
@@ -84,6 +90,7 @@ def hand_table(defense_utility):
                 "step": s,
                 "utility": u,
                 "attack": "loss",
+                "axis": "heldout",
                 "auc": a,
                 "tpr_at_fpr_0.01": a / 2,
             }
@@ -92,7 +99,8 @@ def hand_table(defense_utility):
     )
     shift = np.linspace(-0.01, 0.01, 11)  # small symmetric wobble of every number
     resampled = {
-        (t, "loss"): {"utility": u + shift, "auc": a + shift, "tpr": a / 2 + shift} for t, _, _, u, a in rows
+        (t, "loss", "heldout"): {"utility": u + shift, "auc": a + shift, "tpr": a / 2 + shift}
+        for t, _, _, u, a in rows
     }
     return table, resampled
 
@@ -123,7 +131,7 @@ def test_matched_utility_names_the_side_out_of_range_and_says_not_better_than_ea
         assert np.isnan(out.loc[metric, "p_value"]) and out.loc[metric, "axis"] == "heldout"
     table, resampled = hand_table(defense_utility=0.75)
     table.loc[table["target"] == "student", "auc"] = 0.7  # exactly on the curve
-    resampled[("student", "loss")]["auc"] = 0.7 + np.linspace(-0.05, 0.05, 11)
+    resampled[("student", "loss", "heldout")]["auc"] = 0.7 + np.linspace(-0.05, 0.05, 11)
     matched = matched_utility(table, resampled, ["student"], max_fpr=0.01)
     row = matched[matched["metric"] == "auc"].iloc[0]
     assert row["difference"] == pytest.approx(0.0, abs=1e-12) and row["verdict"] == NOT_BETTER
@@ -134,11 +142,13 @@ def test_tpr_below_one_over_the_nonmembers_is_nan_and_its_comparison_not_resolva
     scores = result([0.9, 0.8, 0.3, 0.7, 0.1, 0.8, 0.2, 0.4, 0.0], [*MEMBERS, *NONMEMBERS], [1] * 4 + [0] * 5)
     heldout = Heldout(sample_ids=NONMEMBERS, losses={"baseline": np.linspace(0.1, 0.5, 5)})
     boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=10, seed=0)
-    table, resampled = frontier_table(heldout, {("baseline", "loss"): scores}, boot, max_fpr=0.1)
+    table, resampled = frontier_table(
+        [heldout_axis(heldout, boot)], {("baseline", "loss"): scores}, boot, max_fpr=0.1
+    )
     row = table.iloc[0]
     assert np.isnan([row["tpr_at_fpr_0.1"], row["tpr_at_fpr_0.1_low"], row["tpr_at_fpr_0.1_high"]]).all()
     assert row["auc"] == pytest.approx(auc(scores.scores, scores.is_member))
-    assert np.isnan(resampled[("baseline", "loss")]["tpr"]).all()
+    assert np.isnan(resampled[("baseline", "loss", "heldout")]["tpr"]).all()
 
     hand, draws = hand_table(defense_utility=0.625)
     hand["tpr_at_fpr_0.01"] = np.nan
@@ -155,29 +165,127 @@ def test_curve_is_the_checkpoints_in_training_order_then_the_model():
 
 
 def test_frontier_tables_from_files(tmp_path):
-    """The report's entry point on files: score files named <attack>/<target>.npz and the held-out JSON."""
+    """The report's entry point on files: score files named <attack>/<target>.npz, the held-out JSON and the
+    samplers' utility JSONs. A model attack's rows are on both axes; DualMD (no held-out loss) is on the FID axis
+    only, compared there through the attack that reaches it."""
     rng = np.random.default_rng(0)
     ids, labels = np.r_[MEMBERS, NONMEMBERS], np.r_[np.ones(4, bool), np.zeros(5, bool)]
     files = []
-    for target in ("baseline@1", "baseline", "student"):
-        path = tmp_path / "loss" / f"{target}.npz"
-        path.parent.mkdir(exist_ok=True)
-        save_scores(result(rng.normal(size=9) + labels, ids, labels), path)
-        files.append(path)
+    for attack, targets in (
+        ("loss", ("baseline@1", "baseline", "student")),
+        ("recon", ("baseline@1", "dualmd")),
+    ):
+        for target in targets:
+            path = tmp_path / attack / f"{target}.npz"
+            path.parent.mkdir(exist_ok=True)
+            save_scores(result(rng.normal(size=9) + labels, ids, labels), path)
+            files.append(path)
+    recon_baseline = tmp_path / "recon" / "baseline.npz"
+    save_scores(result(rng.normal(size=9) + labels, ids, labels), recon_baseline)
+    files.append(recon_baseline)
     heldout = {
         "sample_ids": NONMEMBERS.tolist(),
         "models": {
             t: {"per_sample": (rng.random(5) + k).tolist()}
-            for k, t in enumerate(["baseline", "baseline@1", "student"])
+            for k, t in enumerate(["baseline", "student", "baseline@1"])  # the student between the two
         },
     }
     (tmp_path / "heldout.json").write_text(json.dumps(heldout))
+    utility = []
+    for sampler, fid in (("baseline@1", 90.0), ("baseline", 10.0), ("student", 30.0), ("dualmd", 50.0)):
+        utility.append(tmp_path / f"{sampler}.json")
+        draws = fid + rng.normal(0, 1, 30)
+        utility[-1].write_text(json.dumps({"sampler": sampler, "fid": fid, "fid_draws": draws.tolist()}))
     table, matched = frontier_tables(
-        heldout_file=tmp_path / "heldout.json", score_files=files, num_bootstrap=30, seed=0, max_fpr=0.2
+        heldout_file=tmp_path / "heldout.json",
+        utility_files=utility,
+        score_files=files,
+        num_bootstrap=30,
+        seed=0,
+        max_fpr=0.2,
     )
-    assert table["target"].tolist() == ["baseline@1", "baseline", "student"]
+    assert table[["axis", "attack", "target"]].values.tolist() == [
+        ["heldout", "loss", "baseline@1"],
+        ["heldout", "loss", "baseline"],
+        ["heldout", "loss", "student"],
+        ["heldout", "recon", "baseline@1"],
+        ["heldout", "recon", "baseline"],
+        ["fid", "loss", "baseline@1"],
+        ["fid", "loss", "baseline"],
+        ["fid", "loss", "student"],
+        ["fid", "recon", "baseline@1"],
+        ["fid", "recon", "baseline"],
+        ["fid", "recon", "dualmd"],
+    ]
     assert table["step"].tolist()[:1] == [1] and pd.isna(table["step"][1])
-    assert set(matched["defense"]) == {"student"} and len(matched) == 2  # AUC and TPR
+    assert table.loc[table["axis"] == "fid", "utility"].tolist() == [90.0, 10.0, 30.0, 90.0, 10.0, 50.0]
+    assert set(table["utility_metric"]) == {"heldout_loss", "fid"}
+    assert matched[["defense", "attack", "axis"]].drop_duplicates().values.tolist() == [
+        ["student", "loss", "heldout"],
+        ["student", "loss", "fid"],
+        ["dualmd", "recon", "fid"],
+    ]
+    assert len(matched) == 6 and matched["difference"].notna().all()  # AUC and TPR each, all bracketed
+    dualmd = matched[matched["defense"] == "dualmd"].iloc[0]
+    assert dualmd["bracket"] == "baseline@1 .. baseline"
+
+
+def test_fid_axis_reads_each_samplers_draws_and_names_a_summary_without_them():
+    """The FID axis holds each sampler's FID and its stored draws, repeated or cut to the number of resamples."""
+    axis = fid_axis(
+        {
+            "baseline": {"fid": 12.5, "fid_draws": [12.0, 13.0]},
+            "dualmd": {"fid": 40.0, "fid_draws": [39, 40, 41]},
+        },
+        num_bootstrap=4,
+    )
+    assert (axis.name, axis.metric) == ("fid", "fid")
+    assert axis.values == {"baseline": 12.5, "dualmd": 40.0}
+    assert axis.draws["baseline"].tolist() == [12.0, 13.0, 12.0, 13.0]
+    assert axis.draws["dualmd"].tolist() == [39.0, 40.0, 41.0, 39.0]
+    assert fid_axis({"student": {"fid": 1.0, "fid_draws": [1, 2, 3, 4, 5]}}, 2).draws["student"].tolist() == [
+        1,
+        2,
+    ]
+    with pytest.raises(ValueError, match=r"utility summaries of \['student'\] hold no FID draws"):
+        fid_axis({"baseline": {"fid": 1.0, "fid_draws": [1.0]}, "student": {"fid": 2.0}}, num_bootstrap=4)
+
+
+def test_heldout_axis_is_the_mean_loss_resampled_with_the_nonmembers_counts():
+    losses = np.array([0.5, 0.25, 0.75, 1.0, 0.5])
+    boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=6, seed=3)
+    axis = heldout_axis(Heldout(sample_ids=NONMEMBERS, losses={"student": losses}), boot)
+    assert (axis.name, axis.metric) == ("heldout", "heldout_loss") and axis.values == {"student": 0.6}
+    counts = boot.weights(NONMEMBERS).astype(int)
+    expected = [np.repeat(losses, counts[b]).mean() for b in range(6)]
+    np.testing.assert_allclose(axis.draws["student"], expected)
+
+
+def test_a_sampler_is_matched_on_the_fid_axis_by_hand():
+    """DualMD at FID 70 between baseline@10 (FID 100, AUC 0.6) and baseline@20 (FID 40, AUC 0.8): half way,
+    so the curve's AUC is 0.7 and DualMD's 0.55 differs by -0.15; every resample shifts FIDs alike."""
+    rows = [("baseline@10", 10, 100.0, 0.6), ("baseline@20", 20, 40.0, 0.8), ("baseline", None, 20.0, 0.95)]
+    rows.append(("dualmd", None, 70.0, 0.55))
+    table = pd.DataFrame(
+        [
+            {"target": t, "model": t.split("@")[0], "step": s, "axis": "fid", "utility": u, "attack": "recon"}
+            | {"auc": a, "tpr_at_fpr_0.01": a / 2}
+            for t, s, u, a in rows
+        ]
+    )
+    shift = np.linspace(-1.0, 1.0, 11)
+    resampled = {
+        (t, "recon", "fid"): {"utility": u + shift, "auc": a + shift / 100, "tpr": a / 2 + shift / 100}
+        for t, _, u, a in rows
+    }
+    matched = matched_utility(table, resampled, ["dualmd"], max_fpr=0.01).set_index("metric")
+    row = matched.loc["auc"]
+    assert row["axis"] == "fid" and row["bracket"] == "baseline@10 .. baseline@20"
+    assert row["curve_value"] == pytest.approx(0.7) and row["difference"] == pytest.approx(-0.15)
+    # resample k: FIDs all shifted by s_k, so DualMD stays half way; AUCs all shifted by s_k / 100 too
+    assert (row["difference_low"], row["difference_high"]) == pytest.approx((-0.15, -0.15))
+    assert row["verdict"] == "leaks less than the baseline at equal utility"
+    assert matched.loc["tpr_at_fpr_0.01", "curve_value"] == pytest.approx(0.35)
 
 
 def brute_force_resamples(result_, losses, boot, max_fpr):
@@ -214,14 +322,15 @@ def test_each_targets_intervals_are_the_percentiles_of_its_own_resampled_numbers
         for name in names
     }
     boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=40, seed=3)
-    table, resampled = frontier_table(heldout, scores, boot, max_fpr=0.4)
+    table, resampled = frontier_table([heldout_axis(heldout, boot)], scores, boot, max_fpr=0.4)
     assert list(zip(table["attack"], table["target"], strict=True)) == [
         (attack, name) for attack in ("loss", "pia") for name in ("baseline@10", "baseline", "student")
     ]
-    assert table.columns.tolist()[:8] == [
+    assert table.columns.tolist()[:9] == [
         "target",
         "model",
         "step",
+        "axis",
         "utility_metric",
         "utility",
         "utility_low",
@@ -229,7 +338,7 @@ def test_each_targets_intervals_are_the_percentiles_of_its_own_resampled_numbers
         "attack",
     ]
     assert table.index.tolist() == list(range(6))
-    assert table.columns.tolist()[8:] == [
+    assert table.columns.tolist()[9:] == [
         "auc",
         "auc_low",
         "auc_high",
@@ -240,7 +349,7 @@ def test_each_targets_intervals_are_the_percentiles_of_its_own_resampled_numbers
     for row in table.to_dict("records"):
         r = scores[(row["target"], row["attack"])]
         utility, aucs, tprs = brute_force_resamples(r, losses[row["target"]], boot, 0.4)
-        draws = resampled[(row["target"], row["attack"])]
+        draws = resampled[(row["target"], row["attack"], row["axis"])]
         np.testing.assert_allclose(draws["utility"], utility, rtol=1e-12)
         np.testing.assert_allclose(draws["auc"], aucs, rtol=1e-12)
         np.testing.assert_allclose(draws["tpr"], tprs, rtol=1e-12)
@@ -266,10 +375,12 @@ def test_a_tpr_at_fpr_exactly_one_false_positive_counts_that_point_in_every_resa
     r = result([0.9, 0.7, 0.6, 0.1, 0.8, 0.3, 0.2, 0.05, 0.0], ids, labels)
     heldout = Heldout(sample_ids=NONMEMBERS_SHUFFLED, losses={"baseline": np.arange(5.0)})
     boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=30, seed=0)
-    table, resampled = frontier_table(heldout, {("baseline", "loss"): r}, boot, max_fpr=0.2)
+    table, resampled = frontier_table(
+        [heldout_axis(heldout, boot)], {("baseline", "loss"): r}, boot, max_fpr=0.2
+    )
     assert table.loc[0, "tpr_at_fpr_0.2"] == 0.75
     _, _, tprs = brute_force_resamples(r, np.arange(5.0), boot, 0.2)
-    np.testing.assert_array_equal(resampled[("baseline", "loss")]["tpr"], tprs)
+    np.testing.assert_array_equal(resampled[("baseline", "loss", "heldout")]["tpr"], tprs)
 
 
 def test_joint_bootstrap_draws_follow_the_seed_and_cover_every_id():
@@ -302,7 +413,7 @@ def noisy_table(defense_utility, seed=0):
     table, _ = hand_table(defense_utility)
     resampled = {}
     for row in table.itertuples():
-        resampled[(row.target, "loss")] = {
+        resampled[(row.target, "loss", "heldout")] = {
             "utility": row.utility + rng.normal(0, 0.03, B),
             "auc": row.auc + rng.normal(0, 0.05, B),
             "tpr": row.auc / 2 + rng.normal(0, 0.05, B),
@@ -313,10 +424,13 @@ def noisy_table(defense_utility, seed=0):
 def brute_force_differences(resampled, a, b, defense, key):
     out = []
     for k in range(B):
-        ua, ub = resampled[(a, "loss")]["utility"][k], resampled[(b, "loss")]["utility"][k]
-        ma, mb = resampled[(a, "loss")][key][k], resampled[(b, "loss")][key][k]
-        u = resampled[(defense, "loss")]["utility"][k]
-        out.append(resampled[(defense, "loss")][key][k] - (ma + (mb - ma) * (u - ua) / (ub - ua)))
+        ua, ub = (
+            resampled[(a, "loss", "heldout")]["utility"][k],
+            resampled[(b, "loss", "heldout")]["utility"][k],
+        )
+        ma, mb = resampled[(a, "loss", "heldout")][key][k], resampled[(b, "loss", "heldout")][key][k]
+        u = resampled[(defense, "loss", "heldout")]["utility"][k]
+        out.append(resampled[(defense, "loss", "heldout")][key][k] - (ma + (mb - ma) * (u - ua) / (ub - ua)))
     return np.array(out)
 
 
@@ -373,13 +487,13 @@ def test_a_curve_whose_utility_rises_with_training_still_brackets_by_its_range()
     rising = {"baseline@10": 0.25, "baseline@20": 0.5, "baseline": 1.0}
     for name, u in rising.items():
         table.loc[table["target"] == name, "utility"] = u
-        resampled[(name, "loss")]["utility"] = u + np.linspace(-0.01, 0.01, B)
+        resampled[(name, "loss", "heldout")]["utility"] = u + np.linspace(-0.01, 0.01, B)
     matched = matched_utility(table, resampled, ["student"], max_fpr=0.01).set_index("metric")
     assert matched.loc["auc", "bracket"] == "baseline@10 .. baseline@20"
     # 0.375 halfway from 0.25 (AUC 0.6) to 0.5 (AUC 0.8)
     assert matched.loc["auc", "curve_value"] == pytest.approx(0.7)
     table.loc[table["target"] == "student", "utility"] = 0.75
-    resampled[("student", "loss")]["utility"] = 0.75 + np.linspace(-0.01, 0.01, B)
+    resampled[("student", "loss", "heldout")]["utility"] = 0.75 + np.linspace(-0.01, 0.01, B)
     matched = matched_utility(table, resampled, ["student"], max_fpr=0.01).set_index("metric")
     assert matched.loc["auc", "bracket"] == "baseline@20 .. baseline"
 
@@ -390,7 +504,7 @@ def test_checkpoints_of_equal_utility_give_the_first_ones_metric():
     table, resampled = hand_table(defense_utility=0.5)
     table.loc[table["target"] == "baseline@10", "utility"] = 0.5
     for name in ("baseline@10", "baseline@20", "student"):
-        resampled[(name, "loss")]["utility"] = np.full(11, 0.5)
+        resampled[(name, "loss", "heldout")]["utility"] = np.full(11, 0.5)
     matched = matched_utility(table, resampled, ["student"], max_fpr=0.01).set_index("metric")
     row = matched.loc["auc"]
     assert row["bracket"] == "baseline@10 .. baseline@20"
@@ -408,11 +522,11 @@ def exact_table(differences):
     table, resampled = hand_table(defense_utility=0.5)
     for name in ("baseline@10", "baseline@20", "baseline", "student"):
         u = float(table.loc[table["target"] == name, "utility"].iloc[0])
-        resampled[(name, "loss")]["utility"] = np.full(len(differences), u)
-    resampled[("baseline@20", "loss")]["auc"] = np.full(len(differences), 0.75)
-    resampled[("student", "loss")]["auc"] = 0.75 + np.asarray(differences)
+        resampled[(name, "loss", "heldout")]["utility"] = np.full(len(differences), u)
+    resampled[("baseline@20", "loss", "heldout")]["auc"] = np.full(len(differences), 0.75)
+    resampled[("student", "loss", "heldout")]["auc"] = 0.75 + np.asarray(differences)
     # with the defense at utility 0.5 the first segment (baseline@10 .. baseline@20) brackets it at its end
-    resampled[("baseline@10", "loss")]["auc"] = np.full(len(differences), 0.5)
+    resampled[("baseline@10", "loss", "heldout")]["auc"] = np.full(len(differences), 0.5)
     return table, resampled
 
 
@@ -470,12 +584,12 @@ def test_matched_rows_follow_the_attacks_order_and_skip_absent_defenses():
     table lacks (or another model's curve) gives no row."""
     table, resampled = noisy_table(0.625)
     other = table.assign(attack="gsa")
-    for (name, _), draws in list(resampled.items()):
-        resampled[(name, "gsa")] = draws
+    for (name, _, axis), draws in list(resampled.items()):
+        resampled[(name, "gsa", axis)] = draws
     both = pd.concat([table, other], ignore_index=True)
     both = pd.concat([both, both[both["target"] == "student"].assign(target="dualmd")], ignore_index=True)
     for attack in ("loss", "gsa"):
-        resampled[("dualmd", attack)] = resampled[("student", attack)]
+        resampled[("dualmd", attack, "heldout")] = resampled[("student", attack, "heldout")]
     matched = matched_utility(both, resampled, ["selfdistill", "dualmd", "student"], max_fpr=0.01)
     assert list(zip(matched["attack"], matched["defense"], matched["metric"], strict=True)) == [
         (attack, defense, metric)
@@ -494,10 +608,10 @@ def test_targets_without_a_heldout_loss_are_left_out_of_the_frontier():
     heldout = Heldout(sample_ids=NONMEMBERS, losses={"baseline": np.arange(5.0), "student": np.ones(5)})
     boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=5, seed=0)
     scores = {("dualmd", "loss"): r, ("student", "loss"): r, ("teacher1", "loss"): r, ("baseline", "loss"): r}
-    table, resampled = frontier_table(heldout, scores, boot, max_fpr=0.2)
+    table, resampled = frontier_table([heldout_axis(heldout, boot)], scores, boot, max_fpr=0.2)
     assert table["target"].tolist() == ["baseline", "student"]
-    assert set(resampled) == {("baseline", "loss"), ("student", "loss")}
-    empty, nothing = frontier_table(heldout, {("dualmd", "loss"): r}, boot, max_fpr=0.2)
+    assert set(resampled) == {("baseline", "loss", "heldout"), ("student", "loss", "heldout")}
+    empty, nothing = frontier_table([heldout_axis(heldout, boot)], {("dualmd", "loss"): r}, boot, max_fpr=0.2)
     assert empty.empty and nothing == {}
 
 
@@ -540,7 +654,9 @@ def test_a_bound_a_rounding_error_below_an_fpr_step_admits_that_step():
     heldout = Heldout(sample_ids=NONMEMBERS, losses={"baseline": np.arange(5.0)})
     boot = JointBootstrap(MEMBERS, NONMEMBERS, num_bootstrap=5, seed=0)
     for max_fpr, expected in ((0.2 - 1e-12, 0.75), (0.2 - 1e-11, 0.25)):
-        table, _ = frontier_table(heldout, {("baseline", "loss"): r}, boot, max_fpr=max_fpr)
+        table, _ = frontier_table(
+            [heldout_axis(heldout, boot)], {("baseline", "loss"): r}, boot, max_fpr=max_fpr
+        )
         assert table.iloc[0, table.columns.get_loc(tpr_key(max_fpr))] == expected, max_fpr
 
 

@@ -28,9 +28,9 @@ def figures(monkeypatch):
     saved = []
     save = plots._save
 
-    def capture(fig, out):
+    def capture(fig, out, **kwargs):
         saved.append(fig)
-        save(fig, out)
+        save(fig, out, **kwargs)
 
     monkeypatch.setattr(plots, "_save", capture)
     return saved
@@ -138,3 +138,69 @@ def test_grid_of_two_images_is_framed_in_white_padding(tmp_path):
     pixels = np.asarray(grid.convert("RGB"))
     assert pixels[0, 0].tolist() == [255, 255, 255] and pixels[5 * 13, 9 * 13 + 6].tolist() == [255, 255, 255]
     assert pixels[5 * 13, 5 * 13].tolist() == [0, 0, 0]
+
+
+def _frontier_rows(axis, attack):
+    """A curve of two checkpoints and the final baseline, and the student, on one axis for one attack."""
+    rows = [("baseline@10", "baseline", 10, 2.0, 0.5), ("baseline", "baseline", None, 1.0, 0.2)]
+    rows.append(("student", "student", None, 1.5, 0.05))
+    return [
+        {
+            "target": t,
+            "model": m,
+            "step": s,
+            "axis": axis,
+            "attack": attack,
+            "utility": u,
+            "tpr_at_fpr_0.01": y,
+        }
+        | {"utility_low": u - 0.1, "utility_high": u + 0.1, "tpr_at_fpr_0.01_low": y / 2}
+        | {"tpr_at_fpr_0.01_high": min(1.0, 2 * y)}
+        for t, m, s, u, y in rows
+    ]
+
+
+def test_frontier_is_a_grid_of_four_columns_with_each_axis_starting_a_row(tmp_path, figures):
+    """Five attacks on the held-out axis fill a row of four and one more; the FID axis's two start a row of
+    their own. Each panel is titled by its attack and labelled by its axis; unused cells are hidden."""
+    heldout = ["loss", "secmi_stat", "pia", "pian", "sima"]
+    rows = [r for a in heldout for r in _frontier_rows("heldout", a)]
+    rows += [r for a in ("nn_distance", "recon") for r in _frontier_rows("fid", a)]
+    out = tmp_path / "frontier.png"
+    plots.plot_frontier(pd.DataFrame(rows), tpr_column="tpr_at_fpr_0.01", out=out)
+    image = _open_png(out)
+    assert image.size == (round(3.3 * 4 * 120), round(3.0 * 3 * 120))  # 4 columns, 3 rows at 120 dpi
+    shown = [ax for ax in figures[0].axes if ax.get_visible()]
+    assert [(ax.get_title(), ax.get_xlabel()) for ax in shown] == [
+        *((a, plots.AXIS_LABELS["heldout"]) for a in heldout),
+        *((a, plots.AXIS_LABELS["fid"]) for a in ("nn_distance", "recon")),
+    ]
+    assert len(figures[0].axes) - len(shown) == 3 + 2  # the rest of the second and third rows
+    assert {ax.get_xscale() for ax in shown} == {"linear"}  # a bias-corrected FID interval may reach below 0
+    legend = figures[0].legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["baseline", "student"]
+
+
+def test_a_frontier_of_one_attack_is_one_panel_wide(tmp_path, figures):
+    out = tmp_path / "frontier.png"
+    plots.plot_frontier(
+        pd.DataFrame(_frontier_rows("heldout", "loss")), tpr_column="tpr_at_fpr_0.01", out=out
+    )
+    assert _open_png(out).size == (round(3.3 * 120), round(3.0 * 120))
+    assert len(figures[0].axes) == 1
+
+
+def test_a_frontier_panel_without_a_resolvable_tpr_shows_the_auc(tmp_path, figures):
+    """Too few non-members for the TPR's bound (the column is NaN): the panel plots the AUC on a linear axis."""
+    rows = [
+        r | {"auc": 0.5 + r["tpr_at_fpr_0.01"] / 2, "auc_low": 0.4, "auc_high": 0.9}
+        for r in _frontier_rows("fid", "recon")
+    ]
+    table = pd.DataFrame(rows).assign(
+        **{c: np.nan for c in ("tpr_at_fpr_0.01", "tpr_at_fpr_0.01_low", "tpr_at_fpr_0.01_high")}
+    )
+    plots.plot_frontier(table, tpr_column="tpr_at_fpr_0.01", out=tmp_path / "f.png")
+    (ax,) = figures[0].axes
+    assert ax.get_title() == "recon (AUC)" and ax.get_ylabel() == "AUC" and ax.get_yscale() == "linear"
+    line = ax.get_lines()[0]  # the undefended curve: baseline@10 then the final baseline
+    assert line.get_ydata().tolist() == [0.75, 0.6]

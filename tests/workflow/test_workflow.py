@@ -55,11 +55,13 @@ def test_lint_and_default_dry_run():
     assert lint.returncode == 0, lint.stdout + lint.stderr
     jobs = planned_jobs(ROOT, "--forceall")
     assert jobs["train_model"] == 3 and jobs["distill_model"] == 2  # the DistillMD student and the control
-    assert jobs["sample_images"] == 6 and jobs["make_report"] == 1 and jobs["score_heldout_loss"] == 1
+    # every target samples, the baseline's checkpoints (@24, @60, @120, @300, @600) too: the FID axis of the curve
+    assert jobs["sample_images"] == 6 + 5 and jobs["score_utility"] == 6 + 5
+    assert jobs["make_report"] == 1 and jobs["score_heldout_loss"] == 1
     # one scoring job per cheap attack (loss, secmi_stat, pia, pian, sima, gsa), whatever the number of targets;
-    # one per model and checkpoint for secmi_nn
+    # one per model for secmi_nn, which leaves the checkpoints out (catalog.AttackSpec.curve)
     assert jobs["score_model_attack"] == 6 and jobs["score_sample_attack"] == 1
-    assert jobs["score_model_attack_each"] == 5 + 3  # baseline@120, @300, @600
+    assert jobs["score_model_attack_each"] == 5
     # recon through every sampler and teacher_max on DualMD's teachers: one job each
     assert jobs["score_sampler_attack"] == 1 and jobs["score_pair_attack"] == 1
     assert jobs["infer_set_membership"] == 1
@@ -67,6 +69,9 @@ def test_lint_and_default_dry_run():
     samplers = " ".join(f"--targets {s}=results/models/rep0" for s in catalog.samplers())
     assert "--attack recon --images" in dry and samplers in dry
     assert "--attack teacher_max --images" in dry and "--targets dualmd=results/models/rep0 --out-dir" in dry
+    # a checkpoint's sampler reads its weights from its model's directory
+    assert "--sampler baseline@24 --models baseline@24=results/models/rep0/baseline " in dry
+    assert "--targets baseline@600=results/models/rep0 " in dry  # recon through the checkpoint's sampler
 
 
 def test_replicates_config_multiplies_runs_not_rules():
@@ -80,7 +85,7 @@ def test_ablation_config_adds_controls_that_every_stage_reaches():
     """Two overlaps (two teachers and a student each) and two DP-SGD baselines."""
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/ablation.yaml")
     assert jobs["train_model"] == 3 + 2 * 2 + 2 and jobs["distill_model"] == 2 + 2
-    assert jobs["sample_images"] == 6 + 2 * 3 + 2 and jobs["score_model_attack_each"] == 8 + 2 * 3 + 2
+    assert jobs["sample_images"] == 6 + 5 + 2 * 3 + 2 and jobs["score_model_attack_each"] == 5 + 2 * 3 + 2
     assert jobs["score_model_attack"] == 6 and jobs["score_heldout_loss"] == 1 and jobs["make_report"] == 1
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/ablation.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
@@ -104,7 +109,9 @@ def test_strong_attacks_config_trains_reference_models_only_for_lira():
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/attacks-strong.yaml")
     assert jobs["train_model"] == 3 + 4 and jobs["score_model_attack"] == 6 + 1
     assert (
-        jobs["sample_images"] == 6 and jobs["score_model_attack_each"] == 8 and jobs["evaluate_attack"] == 11
+        jobs["sample_images"] == 6 + 5
+        and jobs["score_model_attack_each"] == 5
+        and jobs["evaluate_attack"] == 11
     )
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/attacks-strong.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
@@ -286,8 +293,17 @@ def test_end_to_end_outputs(finished_run):
         assert (report / name).stat().st_size > 0, name
     assert planned_jobs(finished_run) == {}, "a finished run must have nothing left to do"
     matched = list(csv.DictReader((report / "matched_utility.csv").open()))
-    assert {row["defense"] for row in matched} == {"student", "selfdistill"}  # every distilled model
+    # every distilled model on both utility axes, DualMD on the FID axis (it has no held-out loss)
+    assert {(row["defense"], row["axis"]) for row in matched} == {
+        ("student", "heldout"),
+        ("student", "fid"),
+        ("selfdistill", "heldout"),
+        ("selfdistill", "fid"),
+        ("dualmd", "fid"),
+    }
     assert all(row["verdict"] for row in matched)
+    # the black-box attacks are on the curve: DualMD is compared through them
+    assert {row["attack"] for row in matched if row["defense"] == "dualmd"} == {"nn_distance", "recon"}
     text = (report / "report.md").read_text()
     assert "secmi_stat" in text and "dualmd" in text and "student" in text
     # the strongest attack against every target, by name, in the report and on the landing page
@@ -324,6 +340,12 @@ def test_end_to_end_outputs(finished_run):
         assert name in html, f"{name} missing from the HTML report"
 
 
+def reaches_the_curve(spec) -> bool:
+    """The attack scores the baseline's checkpoints: a model attack on the curve, every samples and sampler attack
+    (a checkpoint is a sampler too)."""
+    return spec.access in ("samples", "sampler") or (spec.access == "model" and spec.curve)
+
+
 def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
     """metrics.json holds every attack x target of the catalog, every sampler's FID and KID and every model's
     held-out loss, with the member counts the split implies: teachers are scored on their own half, the other
@@ -335,13 +357,14 @@ def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
 
     cfg = load_config(finished_run / "config/config.yaml")
     checkpoints = checkpoint_targets(cfg)
-    assert checkpoints == ["baseline@1", "baseline@3", "baseline@6"]  # 10, 25, 50 % of 12 steps
+    # 2 % of 12 steps rounds to 0 and 5 % to the step 10 % gives: 10, 25, 50 %
+    assert checkpoints == ["baseline@1", "baseline@3", "baseline@6"]
     counts = json.loads((finished_run / "results/split/rep0/split.json").read_text())["counts"]
     metrics = json.loads((finished_run / "results/report/rep0/metrics.json").read_text())
     expected_pairs = {
         (a, t)
         for a in cfg.attack.names
-        for t in catalog.attack_targets(a) + (checkpoints if catalog.attack(a).access == "model" else [])
+        for t in catalog.attack_targets(a) + (checkpoints if reaches_the_curve(catalog.attack(a)) else [])
     }
     found_pairs = {tuple(k.split("/")[1:3]) for k in metrics if k.startswith("attack/")}
     assert found_pairs == expected_pairs
@@ -369,7 +392,7 @@ def test_end_to_end_numbers_cover_every_attack_target_and_sampler(finished_run):
             low, value, high = (metrics[f"{key}/{metric}{s}"] for s in ("_low", "", "_high"))
             assert 0.0 <= value <= 1.0 and 0.0 <= low <= high <= 1.0, (key, metric, low, value, high)
     assert counts["half1"] + counts["half2"] == counts["members"] and counts["half1"] < counts["members"]
-    for sampler in catalog.samplers():
+    for sampler in catalog.samplers() + checkpoints:
         low, fid, high = (metrics[f"utility/{sampler}/fid{s}"] for s in ("_low", "", "_high"))
         assert all(map(math.isfinite, (low, fid, high))) and low <= high, sampler
         assert metrics[f"utility/{sampler}/kid_se"] > 0, sampler
@@ -430,12 +453,12 @@ ATTACK_CHANGE = (
             "num_inference_steps: 4",
             {
                 "write_stage_config": 1,
-                "sample_images": 6,
+                "sample_images": 6 + 3,
                 "score_sample_attack": 1,
                 "evaluate_attack": 1,
                 "infer_set_membership": 1,
                 "detect_copies": 1,
-                "score_utility": 6,
+                "score_utility": 6 + 3,
                 "make_report": 1,
                 "summarize_replicates": 1,
                 "decide_verdicts": 1,
@@ -463,10 +486,8 @@ def test_change_reruns_only_what_reads_it(moved_run, old, new, expected):
 def test_training_steps_rerun_training_and_everything_downstream(moved_run):
     edit_config(moved_run, "num_train_steps: 12", "num_train_steps: 13")
     jobs = planned_jobs(moved_run)
-    assert jobs["train_model"] == 3 and jobs["distill_model"] == 2 and jobs["sample_images"] == 6
-    assert (
-        jobs["score_model_attack"] == 6 and jobs["score_model_attack_each"] == 5 + 3
-    )  # and baseline@1, 3, 6
+    assert jobs["train_model"] == 3 and jobs["distill_model"] == 2 and jobs["sample_images"] == 6 + 3
+    assert jobs["score_model_attack"] == 6 and jobs["score_model_attack_each"] == 5
     assert jobs["score_heldout_loss"] == 1
     assert jobs["make_report"] == 1
     # the train and distill stage configs

@@ -58,11 +58,12 @@ def kind_names(kind):
 
 
 MODELS = catalog.models() + [c for c in CONTROLS if catalog.target(c).has_weights]
-SAMPLERS = catalog.samplers() + CONTROLS
-# Weights kept during a model's training ("baseline@120", ...): scored like models, stored inside the model's
-# directory (the workflow tracks the directory, the stage resolves the checkpoint in it).
+# Weights kept during a model's training ("baseline@120", ...): models and samplers like the others (the
+# undefended curve on both utility axes), stored inside the model's directory (the workflow tracks the directory,
+# the stage resolves the checkpoint in it).
 CHECKPOINTS = checkpoint_targets(EXPERIMENT)
 MODEL_TARGETS = MODELS + CHECKPOINTS
+SAMPLERS = catalog.samplers() + CONTROLS + CHECKPOINTS
 PAIRS = kind_names("pair")
 # Stage configs not tied to one replicate live under this scope.
 SHARED = "shared"
@@ -198,10 +199,13 @@ def teacher_dirs(wildcards):
     ]
 
 
+def sampler_models(wildcards):
+    """Name -> model directory of every model a sampler draws with (a checkpoint: its model's directory)."""
+    return {m: model_dir(wildcards.run, m) for m in catalog.sampler_models(wildcards.sampler)}
+
+
 def sampler_dirs(wildcards):
-    return [
-        f"results/models/{wildcards.run}/{m}" for m in catalog.sampler_models(wildcards.sampler)
-    ]
+    return list(sampler_models(wildcards).values())
 
 
 def model_attack_targets(wildcards):
@@ -240,17 +244,18 @@ def sample_targets(wildcards):
 
 
 def reached_targets(attack):
-    """Targets an attack scores: models and checkpoints, samplers, or pairs (by its access)."""
-    access = catalog.attack(attack).access
-    if access == "model":
-        return MODEL_TARGETS
-    return PAIRS if access == "pair" else SAMPLERS
+    """Targets an attack scores: models and checkpoints (an attack off the curve: models only), samplers, or
+    pairs (by its access)."""
+    spec = catalog.attack(attack)
+    if spec.access == "model":
+        return MODEL_TARGETS if spec.curve else MODELS
+    return PAIRS if spec.access == "pair" else SAMPLERS
 
 
 def sampler_attack_models(wildcards):
     """Model directories of every target a sampler or pair attack reaches (DualMD: both teachers)."""
     needed = [catalog.sampler_models(t) for t in reached_targets(wildcards.attack)]
-    return [f"results/models/{wildcards.run}/{m}" for m in dict.fromkeys(sum(needed, ()))]
+    return list(dict.fromkeys(model_dir(wildcards.run, m) for m in sum(needed, ())))
 
 
 def sampler_targets(wildcards):
@@ -267,10 +272,13 @@ def attack_scores(wildcards):
     ]
 
 
-def model_attack_score_files(wildcards):
-    """Per-sample scores of every model attack on every model and checkpoint (the frontier's input)."""
+def frontier_score_files(wildcards):
+    """Per-sample scores of every model, samples and sampler attack on every target it reaches (the frontier's
+    and the matched-utility verdicts' input)."""
     return [
-        f"results/scores/{wildcards.run}/{a}/{t}.npz" for a in MODEL_ATTACKS for t in MODEL_TARGETS
+        f"results/scores/{wildcards.run}/{a}/{t}.npz"
+        for a in MODEL_ATTACKS + SAMPLE_ATTACKS + SAMPLER_ATTACKS
+        for t in reached_targets(a)
     ]
 
 

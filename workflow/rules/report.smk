@@ -4,7 +4,7 @@
 use rule stage_job as make_report with:
     input:
         config=config_file("metrics"),
-        scores=model_attack_score_files,
+        scores=frontier_score_files,
         attacks=expand("results/metrics/{{run}}/{attack}.json", attack=ATTACKS),
         rocs=expand("results/metrics/{{run}}/{attack}_roc.csv", attack=ATTACKS),
         utility=per_target("results/utility/{run}/{target}.json", SAMPLERS),

@@ -24,4 +24,4 @@ use rule stage_job as sample_images with:
         gpu=0,
         mem_mb=4000,
     params:
-        command=stage_command("sample", out="{output.samples}"),
+        command=stage_command("sample", models=sampler_models, out="{output.samples}"),

@@ -152,8 +152,9 @@ class TrainConfig(Section):
     seed: int = 0
     probe_timesteps: tuple[int, ...] = (50, 100, 200, 400)  # member/non-member loss gap, recorded in metadata
     probe_num_images: int = 256  # at most this many members and non-members are probed
-    # a model with checkpoints (dualmd.catalog) keeps its weights at these fractions of its steps
-    snapshot_fractions: tuple[float, ...] = (0.1, 0.25, 0.5)
+    # a model with checkpoints (dualmd.catalog) keeps its weights at these fractions of its steps; the early ones
+    # reach the utility of the weakest defended model, so that the undefended curve brackets every defense
+    snapshot_fractions: tuple[float, ...] = (0.02, 0.05, 0.1, 0.25, 0.5)
 
     @property
     def snapshot_steps(self) -> tuple[int, ...]:

@@ -86,12 +86,12 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
     are the subfolders of `models_root` named in the catalog, each checked against the split first."""
     from dualmd.attacks.run import attack_pair, attack_sampler
     from dualmd.models.adapter import Schedule
-    from dualmd.models.directory import check_trained_on, load_predictor
+    from dualmd.models.directory import check_trained_on, load_predictor, target_dir
     from dualmd.samplers import load_sampler
     from dualmd.stages.device import device
 
     cfg = experiment.attack
-    dirs = {m: models_root / m for m in catalog.sampler_models(name)}
+    dirs = {m: target_dir(m, models_root / catalog.split_checkpoint(m)[0]) for m in catalog.sampler_models(name)}
     for model, path in dirs.items():
         check_trained_on(path, the_split, catalog.member_subset(model))
     common = dict(images=images, sample_ids=sample_ids, is_member=is_member)

@@ -29,9 +29,10 @@ def report(
 ) -> None:
     """Every table of the report from the files the workflow declares as this stage's inputs, and nothing else.
 
-    `scores` are the per-sample score files ``<attack>/<target>.npz`` of the model attacks on every model and
-    checkpoint: with the held-out losses they give the frontier and the matched-utility comparison, bootstrapped
-    with the `metrics` section's resamples and seed at its first FPR bound.
+    `scores` are the per-sample score files ``<attack>/<target>.npz`` of the model, samples and sampler attacks on
+    every target they reach, the curve's checkpoints included: with the held-out losses and the samplers' FIDs
+    they give the frontier and the matched-utility comparison on both axes, bootstrapped with the `metrics`
+    section's resamples and seed at its first FPR bound.
     """
     from dualmd.config.experiment import load_config
     from dualmd.metrics import tpr_key
@@ -43,6 +44,7 @@ def report(
     max_fpr = cfg.tpr_at_fpr[0]
     frontier, matched = frontier_tables(
         heldout_file=heldout,
+        utility_files=utility,
         score_files=scores,
         num_bootstrap=max(cfg.num_bootstrap, 1),
         seed=cfg.seed,

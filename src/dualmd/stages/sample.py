@@ -12,12 +12,15 @@ from dualmd.stages.device import device
 
 @stage("sample", config="sample", sections=("sample",))
 def sample(*, config: Path, sampler: str, models: dict[str, Path], out: Path, info: Path, grid: Path) -> None:
-    """Generate `sample.num_images` images with `sampler` (its model directories in `models`): an .npz in
-    [-1, 1], the sampling provenance, and a PNG grid."""
+    """Generate `sample.num_images` images with `sampler` (its model directories in `models`; a checkpoint
+    "<name>@<step>" is read from its model's directory): an .npz in [-1, 1], the sampling provenance, and a PNG
+    grid."""
     from dualmd.images import save_samples
+    from dualmd.models.directory import target_dir
     from dualmd.samplers import generate
 
     cfg = load_config(config).sample
-    images, details = generate(sampler, {k: Path(v) for k, v in models.items()}, cfg, device=device())
+    dirs = {name: target_dir(name, path) for name, path in models.items()}
+    images, details = generate(sampler, dirs, cfg, device=device())
     save_samples(images, out, grid, nrow=16)
     write_json(info, {"sampler": sampler, **details, "config": cfg.to_dict()})
