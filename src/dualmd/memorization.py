@@ -134,3 +134,37 @@ def closest_pairs(result: dict, num_pairs: int) -> np.ndarray:
     """
     order = np.argsort(result["nearest_distance"], kind="stable")[:num_pairs]
     return np.stack([order, result["nearest_member"][order]], axis=1).astype(np.int64)
+
+
+def pair_labels(result: dict, pairs: np.ndarray) -> list[str]:
+    """The text printed under each closest pair: its nearest-member distance d, its copy ratio and whether the
+    copy rule flags it.
+
+    Args:
+        result: output of `copy_detection`.
+        pairs: (P, 2) rows (generated index, member index), as `closest_pairs` returns.
+    Returns:
+        P strings of two or three lines, e.g. "d = 0.100\\nratio = 0.020\\ncopy" (3 decimals each; the third
+        line only for a copy).
+    """
+    labels = []
+    for g in pairs[:, 0]:
+        lines = [f"d = {result['nearest_distance'][g]:.3f}", f"ratio = {result['ratio'][g]:.3f}"]
+        if result["is_copy"][g]:
+            lines.append("copy")
+        labels.append("\n".join(lines))
+    return labels
+
+
+def pairs_caption(result: dict) -> str:
+    """What the numbers of `pair_labels` are, in one sentence per number, for the figure of the closest pairs.
+
+    Args:
+        result: output of `copy_detection` (its rule, k_nearest and threshold are named).
+    """
+    return (
+        "Closest pairs first. d: Euclidean (l2) distance between the generated image and its nearest member, "
+        "over all pixels with values in [-1, 1]. "
+        f"ratio: d / {COPY_RULES[result['rule']]} (rule {result['rule']}, k = {result['k_nearest']}); "
+        f"a copy when ratio < {result['threshold']:.3g}."
+    )

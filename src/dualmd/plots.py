@@ -1,8 +1,10 @@
-"""Figures of the report: ROC curves (log-log), t-error histograms, training loss curves, image grids."""
+"""Figures of the report: ROC curves (log-log), t-error histograms, training loss curves, the closest
+generated / member pairs."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,8 +15,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from dualmd.files import atomic_write  # noqa: E402
+
 if TYPE_CHECKING:
     from torch import Tensor
+
+_DPI = 120  # of every saved figure; `plot_copy_pairs` places its images in pixels at this resolution
+_PAIRS_FONT_PT = 8
+_LINE_SPACING = 1.3  # between the baselines of a label's lines, in units of the text height
+_MARGIN_PX, _GAP_PX, _COL_GAP_PX = 8, 6, 14  # around the figure; between images and text; between pairs
 
 
 def plot_roc(roc: pd.DataFrame, *, attack: str, out: str | Path) -> None:
@@ -190,22 +199,170 @@ def plot_loss_curves(metadata: Sequence[dict], *, out: str | Path) -> None:
     _save(fig, out)
 
 
-def save_grid(images: Tensor, out: str | Path, *, nrow: int) -> None:
-    """Save images (N, C, H, W) in [-1, 1] as one PNG grid, upscaled so tiny images stay visible."""
-    import torch
-    from torchvision.utils import make_grid, save_image
+def plot_copy_pairs(
+    generated: Tensor,
+    members: Tensor,
+    labels: Sequence[str],
+    *,
+    caption: str,
+    out: str | Path,
+    pairs_per_row: int = 4,
+    min_image_px: int = 64,
+) -> None:
+    """Generated images above their nearest members, `pairs_per_row` pairs a row, each pair's label under it.
 
-    grid = make_grid((images.clamp(-1, 1) + 1) / 2, nrow=nrow, padding=1, pad_value=1.0)
-    scale = max(1, 256 // max(grid.shape[-1], 1))
-    grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, out)
+    Images are placed pixel for pixel (no resampling), enlarged by the whole factor
+    `dualmd.images.upscale_factor(H, min_image_px)`: 8 px digits at 8x, 28 px at 3x, 32 px at 2x. 64 px
+    rather than the grids' 32 px because a column must be as wide as its label anyway ("ratio = 0.123" is
+    about 90 px).
+    Every row starts with the names of its two image rows, "generated" and "nearest member".
+
+    Args:
+        generated: (P, C, H, W) in [-1, 1], C in {1, 3}.
+        members: (P, C, H, W): the nearest member of each generated image.
+        labels: P texts ("\n" between lines) printed under the pairs, e.g. `dualmd.memorization.pair_labels`.
+        caption: what the labels mean, wrapped to the figure's width under the pairs.
+        out: PNG path.
+        pairs_per_row: pairs side by side before the figure wraps to a new row.
+        min_image_px: smallest side at which an image is shown.
+    """
+    from dualmd.images import upscale, upscale_factor
+
+    if not (len(generated) == len(members) == len(labels) >= 1):
+        raise ValueError(
+            f"one label per pair: {len(generated)} generated, {len(members)} members, {len(labels)} labels"
+        )
+    factor = upscale_factor(min(generated.shape[-2:]), min_image_px)
+    tiles = [_rgb_pixels(upscale(batch, factor)) for batch in (generated, members)]  # 2 x (P, h, w, 3)
+    fig = plt.figure(dpi=_DPI)
+    text = _TextMeasure(fig, _PAIRS_FONT_PT)
+    grid = _PairsGrid.fit(text, tiles[0].shape[1:3], labels, caption, pairs_per_row)
+    fig.set_size_inches(grid.width / _DPI, grid.height / _DPI)
+
+    def put(s: str, x: float, y_top: float, **kwargs) -> None:  # pixel position from the top-left corner
+        fig.text(x / grid.width, 1 - y_top / grid.height, s, fontsize=_PAIRS_FONT_PT, va="top", **kwargs)
+
+    for row in range(grid.num_rows):
+        for name, y in zip(("generated", "nearest member"), grid.image_tops(row), strict=True):
+            put(name, grid.left - _GAP_PX, y + (grid.h - text.line_height) / 2, ha="right")
+    for i, label in enumerate(labels):
+        x, tops = grid.column_left(i), grid.image_tops(i // pairs_per_row)
+        for tile, y in zip(tiles, tops, strict=True):
+            # figimage places whole pixels, counted from the bottom-left corner
+            fig.figimage(
+                tile[i], xo=x + (grid.col_w - grid.w) // 2, yo=grid.height - y - grid.h, origin="upper"
+            )
+        put(label, x + grid.col_w / 2, tops[1] + grid.h + _GAP_PX, ha="center", linespacing=_LINE_SPACING)
+    put("\n".join(grid.caption_lines), _MARGIN_PX, grid.caption_top, linespacing=_LINE_SPACING)
+    _save(fig, out)
+
+
+@dataclass(frozen=True)
+class _PairsGrid:
+    """Where `plot_copy_pairs` puts things, in pixels from the figure's top-left corner.
+
+    Each row of pairs: the generated images, under them their nearest members, under those the labels; the row
+    names ("nearest member" the widest) in a left column; the caption under all rows.
+    """
+
+    h: int  # shown image height
+    w: int  # shown image width
+    col_w: int  # one pair's column: the image or its widest label line
+    row_h: int
+    left: int  # x of the first column
+    num_cols: int
+    num_rows: int
+    pairs_per_row: int
+    caption_lines: tuple[str, ...]
+    line_height: int
+
+    @classmethod
+    def fit(
+        cls,
+        text: _TextMeasure,
+        image_hw: tuple[int, int],
+        labels: Sequence[str],
+        caption: str,
+        pairs_per_row: int,
+    ) -> _PairsGrid:
+        h, w = image_hw
+        col_w = max(w, *(text.width(line) for label in labels for line in label.split("\n")))
+        num_cols = min(len(labels), pairs_per_row)
+        left = _MARGIN_PX + max(text.width("generated"), text.width("nearest member")) + _GAP_PX
+        width = left + num_cols * col_w + (num_cols - 1) * _COL_GAP_PX + _MARGIN_PX
+        return cls(
+            h=h,
+            w=w,
+            col_w=col_w,
+            row_h=2 * h + 2 * _GAP_PX + max(label.count("\n") + 1 for label in labels) * text.line_height,
+            left=left,
+            num_cols=num_cols,
+            num_rows=-(-len(labels) // pairs_per_row),
+            pairs_per_row=pairs_per_row,
+            caption_lines=tuple(text.wrap(caption, width - 2 * _MARGIN_PX)),
+            line_height=text.line_height,
+        )
+
+    @property
+    def width(self) -> int:
+        return self.left + self.num_cols * self.col_w + (self.num_cols - 1) * _COL_GAP_PX + _MARGIN_PX
+
+    @property
+    def caption_top(self) -> int:
+        return _MARGIN_PX + self.num_rows * (self.row_h + _COL_GAP_PX)
+
+    @property
+    def height(self) -> int:
+        return self.caption_top + len(self.caption_lines) * self.line_height + _MARGIN_PX
+
+    def column_left(self, pair: int) -> int:
+        return self.left + (pair % self.pairs_per_row) * (self.col_w + _COL_GAP_PX)
+
+    def image_tops(self, row: int) -> tuple[int, int]:
+        """Top edges of the generated and of the member images in `row`."""
+        top = _MARGIN_PX + row * (self.row_h + _COL_GAP_PX)
+        return top, top + self.h + _GAP_PX
+
+
+class _TextMeasure:
+    """Widths and line height of text in pixels, as `fig` will draw it at `size_pt`."""
+
+    def __init__(self, fig, size_pt: float) -> None:
+        from matplotlib.font_manager import FontProperties
+
+        self._renderer = fig.canvas.get_renderer()
+        self._font = FontProperties(size=size_pt)
+        # "lp" spans ascent to descent; matplotlib spaces lines by a multiple of it (an upper bound here)
+        _, lp_height, _ = self._renderer.get_text_width_height_descent("lp", self._font, ismath=False)
+        self.line_height = int(np.ceil(_LINE_SPACING * lp_height))
+
+    def width(self, line: str) -> int:
+        w, _, _ = self._renderer.get_text_width_height_descent(line, self._font, ismath=False)
+        return int(np.ceil(w))
+
+    def wrap(self, paragraph: str, width_px: int) -> list[str]:
+        """Greedy word wrap to lines no wider than `width_px` (a single longer word keeps its own line)."""
+        lines: list[str] = []
+        for word in paragraph.split():
+            if lines and self.width(f"{lines[-1]} {word}") <= width_px:
+                lines[-1] = f"{lines[-1]} {word}"
+            else:
+                lines.append(word)
+        return lines
+
+
+def _rgb_pixels(images: Tensor) -> np.ndarray:
+    """Images (N, C, H, W) in [-1, 1], C in {1, 3} -> (N, H, W, 3) uint8, grey images repeated to RGB."""
+    import torch
+
+    pixels = ((images.clamp(-1, 1) + 1) / 2 * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    return np.ascontiguousarray(pixels.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy())
 
 
 def _save(fig, out: str | Path, *, tight: bool = True) -> None:
-    """Write the figure as PNG; `tight`: lay it out first (off when the caller has laid it out itself)."""
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    """Lay out `fig` (unless `tight` is False: the caller laid it out) and write it as a PNG, atomically (a killed
+    job leaves no half-written figure); close it."""
     if tight:
         fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    atomic_write(out, lambda handle: fig.savefig(handle, format="png", dpi=_DPI))
     plt.close(fig)

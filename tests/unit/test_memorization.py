@@ -7,7 +7,14 @@ from diffusers import DDPMScheduler
 
 from dualmd.attacks.secmi import t_error_batch
 from dualmd.config.attacks import SecMIConfig
-from dualmd.memorization import closest_pairs, copy_detection, t_error, t_error_separation
+from dualmd.memorization import (
+    closest_pairs,
+    copy_detection,
+    pair_labels,
+    pairs_caption,
+    t_error,
+    t_error_separation,
+)
 from dualmd.models.adapter import Schedule
 
 
@@ -76,6 +83,39 @@ def test_closest_pairs_sorted_by_distance():
     pairs = closest_pairs(result, num_pairs=3)
     assert pairs.tolist() == [[2, 2], [1, 0], [0, 1]]
     assert closest_pairs(result, num_pairs=10).shape == (4, 2)
+
+
+def test_pair_labels_print_each_pairs_distance_and_ratio():
+    # Members at 0, 10, 20; with k = 2 each ratio is d1 / mean(d1, d2):
+    # 19.9 -> 0.1 / mean(0.1, 9.9) = 0.02, 0.5 -> 0.5 / 5 = 0.1, 9 -> 1 / 5 = 0.2 (all under 1/3: copies),
+    # 30 -> 10 / mean(10, 20) = 0.667 (not a copy).
+    members = torch.tensor([0.0, 10.0, 20.0]).view(3, 1, 1, 1)
+    generated = torch.tensor([9.0, 0.5, 19.9, 30.0]).view(4, 1, 1, 1)
+    result = copy_detection(generated, members, k_nearest=2)
+    assert pair_labels(result, closest_pairs(result, num_pairs=4)) == [
+        "d = 0.100\nratio = 0.020\ncopy",
+        "d = 0.500\nratio = 0.100\ncopy",
+        "d = 1.000\nratio = 0.200\ncopy",
+        "d = 10.000\nratio = 0.667",
+    ]
+    # A pair is labelled by its generated image, whatever member index the row carries.
+    assert pair_labels(result, np.array([[3, 0]])) == ["d = 10.000\nratio = 0.667"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "denominator"),
+    [
+        ("mean_k_ratio", "d / the mean distance to the k nearest members (rule mean_k_ratio, k = 2)"),
+        ("second_nearest_ratio", "d / the distance to the second-nearest member (rule second_nearest_ratio"),
+    ],
+    ids=["mean_k", "second_nearest"],
+)
+def test_pairs_caption_names_the_distance_the_rule_and_the_threshold(rule, denominator):
+    members = torch.tensor([0.0, 10.0, 20.0]).view(3, 1, 1, 1)
+    result = copy_detection(torch.zeros(1, 1, 1, 1), members, k_nearest=2, threshold=0.25, rule=rule)
+    caption = pairs_caption(result)
+    assert "d: Euclidean (l2) distance between the generated image and its nearest member" in caption
+    assert denominator in caption and caption.endswith("a copy when ratio < 0.25.")
 
 
 def test_t_error_is_secmi_round_trip_error_and_batch_independent():

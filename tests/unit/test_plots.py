@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from dualmd import plots
@@ -115,29 +116,74 @@ def test_loss_curves_draw_only_models_with_history(tmp_path, figures):
     assert line.get_xdata().tolist() == [10.0] and line.get_ydata().tolist() == [0.5]
 
 
-def test_grid_of_one_image_maps_minus_one_to_black_and_zero_to_grey(tmp_path):
-    image = torch.zeros(1, 1, 8, 8)
-    image[..., :4] = -3.0  # clamped to -1 first
-    out = tmp_path / "grid" / "one.png"
-    plots.save_grid(image, out, nrow=1)
-    grid = _open_png(out)
-    # torchvision returns a single image without padding: 8 px, upscaled by 256 // 8 = 32.
-    assert grid.size == (256, 256)
-    pixels = np.asarray(grid.convert("RGB"))
-    # Image column 2 (left half, -3 -> -1 -> 0) and column 6 (0 -> 0.5 -> 128), each 32 px wide.
-    assert pixels[128, 2 * 32 + 16].tolist() == [0, 0, 0]
-    assert pixels[128, 6 * 32 + 16].tolist() == [128, 128, 128]
-    assert pixels[0, 255].tolist() == [128, 128, 128]  # no white padding frame around a single image
+RED, BLUE = (255, 0, 0), (0, 0, 255)
 
 
-def test_grid_of_two_images_is_framed_in_white_padding(tmp_path):
-    plots.save_grid(torch.full((2, 3, 8, 8), -1.0), tmp_path / "two.png", nrow=2)
-    grid = _open_png(tmp_path / "two.png")
-    # Two 8 px images in a row, 1 px padding around each: 19 x 10 px, upscaled by 256 // 19 = 13.
-    assert grid.size == (19 * 13, 10 * 13)
-    pixels = np.asarray(grid.convert("RGB"))
-    assert pixels[0, 0].tolist() == [255, 255, 255] and pixels[5 * 13, 9 * 13 + 6].tolist() == [255, 255, 255]
-    assert pixels[5 * 13, 5 * 13].tolist() == [0, 0, 0]
+def solid(color: tuple[int, int, int], num: int, size_px: int = 8) -> torch.Tensor:
+    """`num` images (num, 3, size_px, size_px) of one RGB colour, in [-1, 1]."""
+    value = torch.tensor(color, dtype=torch.float32) / 255 * 2 - 1
+    return value.view(1, 3, 1, 1).expand(num, 3, size_px, size_px).clone()
+
+
+def runs(mask: np.ndarray) -> list[int]:
+    """Lengths of the runs of True in a 1-D mask."""
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(int), 0]))
+    return (edges[1::2] - edges[::2]).tolist()
+
+
+def test_copy_pairs_show_generated_above_members_at_64_px(tmp_path, figures):
+    labels = [f"d = {d:.3f}" for d in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)]
+    out = tmp_path / "pairs" / "baseline_pairs.png"
+    plots.plot_copy_pairs(solid(RED, 6), solid(BLUE, 6), labels, caption="d: l2 distance.", out=out)
+    pixels = np.asarray(_open_png(out).convert("RGB"))
+    red, blue = (pixels == RED).all(axis=2), (pixels == BLUE).all(axis=2)
+    # 6 pairs, 4 a row: 8 px images enlarged 8x, drawn pixel for pixel (no blurred edges).
+    assert red.sum() == blue.sum() == 6 * 64 * 64
+    assert runs(red.any(axis=0)) == [64] * 4 and runs(red.any(axis=1)) == [64, 64]  # 4 columns, 2 rows
+    assert runs(red[np.flatnonzero(red.any(axis=1))[-1]]) == [64, 64]  # the second row holds pairs 5 and 6
+    red_rows, blue_rows = np.flatnonzero(red.any(axis=1)), np.flatnonzero(blue.any(axis=1))
+    assert red_rows[0] < blue_rows[0] < red_rows[64] < blue_rows[64]  # generated above its member, per row
+    assert (red.any(axis=0) == blue.any(axis=0)).all()  # the member stands right under its generated image
+    texts = [t.get_text() for t in figures[0].texts]
+    assert labels == [t for t in texts if t.startswith("d = ")]
+    assert texts.count("generated") == texts.count("nearest member") == 2 and "d: l2 distance." in texts
+
+
+def test_copy_pairs_figure_grows_down_not_across_with_more_pairs(tmp_path):
+    sizes = {}
+    for num_pairs in (1, 4, 5, 16):
+        out = tmp_path / f"{num_pairs}.png"
+        labels = ["d = 1.000\nratio = 0.500"] * num_pairs
+        plots.plot_copy_pairs(solid(RED, num_pairs), solid(BLUE, num_pairs), labels, caption="c", out=out)
+        sizes[num_pairs] = _open_png(out).size
+    assert sizes[1][0] < sizes[4][0] == sizes[5][0] == sizes[16][0]  # at most 4 pairs a row
+    assert sizes[1][1] == sizes[4][1] < sizes[5][1] < sizes[16][1]  # a row more for pairs 5 and 13
+    assert sizes[4][0] > sizes[4][1] and sizes[16][1] > sizes[16][0]  # one row is wide, four are tall
+
+
+def test_copy_pairs_text_stays_inside_the_figure_and_off_the_images(tmp_path, figures):
+    labels = ["d = 123.456\nratio = 0.021\ncopy", "d = 0.500\nratio = 0.900"]
+    caption = "A caption long enough to need wrapping: " + "word " * 40
+    plots.plot_copy_pairs(
+        solid(RED, 2, 32), solid(BLUE, 2, 32), labels, caption=caption, out=tmp_path / "p.png"
+    )
+    fig = figures[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()  # closing the figure detached its own canvas
+    width, height = fig.bbox.width, fig.bbox.height
+    boxes = [(im.ox, im.oy, im.ox + im.get_size()[1], im.oy + im.get_size()[0]) for im in fig.images]
+    assert [(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes] == [(64, 64)] * 4  # 32 px shown at 64 px
+    for text in fig.texts:
+        box = text.get_window_extent(renderer)
+        assert 0 <= box.x0 and box.x1 <= width and 0 <= box.y0 and box.y1 <= height, text.get_text()
+        for x0, y0, x1, y1 in boxes:
+            assert box.x1 <= x0 or box.x0 >= x1 or box.y1 <= y0 or box.y0 >= y1, text.get_text()
+    assert len(fig.texts[-1].get_text().split("\n")) > 1  # the caption was wrapped to the figure's width
+
+
+def test_copy_pairs_need_one_label_per_pair(tmp_path):
+    with pytest.raises(ValueError, match="one label per pair"):
+        plots.plot_copy_pairs(solid(RED, 2), solid(BLUE, 2), ["d = 1"], caption="", out=tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
 
 
 def _frontier_rows(axis, attack):

@@ -178,7 +178,7 @@ def test_save_and_load_samples_round_trip(tmp_path):
     save_samples(images, tmp_path / "s.npz", tmp_path / "grid.png", nrow=4)
     assert torch.equal(load_samples(tmp_path / "s.npz"), images)
     grid = Image.open(tmp_path / "grid.png")
-    assert grid.size == (4 * 9 + 1, 2 * 9 + 1)  # 4 columns, 2 rows, 1-pixel padding
+    assert grid.size == (4 * 34 + 2, 2 * 34 + 2)  # 4 x 2 images of 8 px shown at 32 px, 2 px padding
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "s.npz"]  # no temporary files left
 
 

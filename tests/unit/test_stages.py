@@ -207,3 +207,29 @@ def test_sampler_and_pair_attacks_find_each_targets_models_in_the_models_folder(
     (folder / "teacher2" / "metadata.json").write_text(json.dumps(provenance(split, "teacher2", "half1")))
     with pytest.raises(ValueError, match="half1"):
         score(attack="teacher_max", targets={"dualmd": folder}, out_dir=tmp_path / "bad", **paths)
+
+
+def test_copies_stage_labels_the_closest_pairs_with_their_distances(tmp_path, attack_inputs, monkeypatch):
+    """teacher1's members are images 5, 8, 11 (pixels 100, 160, 220). Generated: pixels 140 (8 x 8 pixels,
+    each 40 / 127.5 from image 5 and 20 / 127.5 from image 8: d = 8 * 20 / 127.5 = 1.255, ratio
+    20 / mean(20, 40) = 0.667) and an exact copy of image 5 (d = 0, ratio 0)."""
+    from dualmd import plots
+    from dualmd.stages.memorization import copies
+
+    _, paths = attack_inputs
+    paths["config"].write_text(yaml.safe_dump({"memorization": {"k_nearest": 2, "num_pairs_shown": 2}}))
+    generated = torch.stack([torch.full((1, 8, 8), 140 / 127.5 - 1), torch.full((1, 8, 8), 100 / 127.5 - 1)])
+    save_samples(generated, tmp_path / "teacher1.npz", tmp_path / "teacher1.png")
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig) or save(fig, out))
+    copies(targets={"teacher1": tmp_path / "teacher1.npz"}, out_dir=tmp_path / "copies", **paths)
+    summary = json.loads((tmp_path / "copies" / "teacher1.json").read_text())
+    assert summary["closest_pairs"] == [[1, 0], [0, 1]] and summary["num_copies"] == 1
+    assert (tmp_path / "copies" / "teacher1_pairs.png").read_bytes()[:4] == b"\x89PNG"
+    texts = [t.get_text() for t in figures[0].texts]
+    assert [t for t in texts if t.startswith("d = ")] == [
+        "d = 0.000\nratio = 0.000\ncopy",
+        "d = 1.255\nratio = 0.667",
+    ]
+    assert [im.get_size() for im in figures[0].images] == [(64, 64)] * 4  # 8 px images shown at 8x

@@ -21,7 +21,8 @@ use rule stage_job as score_t_error with:
 
 
 # Copy detection: each generated image's nearest-member distance over its mean k-nearest distance; the share
-# under the threshold is the sampler's memorization rate. Also the grid of the closest generated/member pairs.
+# under the threshold is the sampler's memorization rate. Also the closest generated/member pairs, labelled
+# with their distances.
 # One job for every sampler: each costs well under a second, the job's start-up several.
 use rule stage_job as detect_copies with:
     input:

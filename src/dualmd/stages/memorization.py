@@ -63,14 +63,13 @@ def copies(
     out_dir: Path,
 ) -> None:
     """Copy detection of each sampler's images (targets: sampler -> samples .npz) against its members, to
-    ``<out_dir>/<sampler>.json``, and the grid of its closest pairs to ``<out_dir>/<sampler>_pairs.png``."""
-    import torch
-
+    ``<out_dir>/<sampler>.json``, and its `memorization.num_pairs_shown` closest generated / member pairs,
+    labelled with their distance and copy ratio, to ``<out_dir>/<sampler>_pairs.png``."""
     from dualmd.data.members import load_split_images, subset_images
     from dualmd.data.splits import load_split
     from dualmd.images import load_samples
-    from dualmd.memorization import closest_pairs, copy_detection
-    from dualmd.plots import save_grid
+    from dualmd.memorization import closest_pairs, copy_detection, pair_labels, pairs_caption
+    from dualmd.plots import plot_copy_pairs
 
     cfg = load_config(config).memorization
     the_split = load_split(split, split_meta)
@@ -82,9 +81,13 @@ def copies(
             generated, members, k_nearest=cfg.k_nearest, threshold=cfg.copy_threshold, rule=cfg.copy_rule
         )
         closest = closest_pairs(result, cfg.num_pairs_shown)
-        # Two rows per block: generated images above, their nearest members below.
-        pairs = torch.cat([generated[closest[:, 0]], members[closest[:, 1]]])
-        save_grid(pairs, out_dir / f"{sampler}_pairs.png", nrow=len(closest))
+        plot_copy_pairs(
+            generated[closest[:, 0]],
+            members[closest[:, 1]],
+            pair_labels(result, closest),
+            caption=pairs_caption(result),
+            out=out_dir / f"{sampler}_pairs.png",
+        )
         write_json(
             out_dir / f"{sampler}.json",
             {
