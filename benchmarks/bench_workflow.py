@@ -14,7 +14,8 @@ lists its imports; the table then adds per rule the seconds spent importing modu
 floor: the job-seconds without those imports, divided by the cores (the wall time if start-up cost nothing and
 the cores never idled).
 
-Goal: the default `snakemake --cores all` in <= 480 s on 2 cores.
+Goals, as ratios that do not depend on the host's speed: the default run's job-seconds at most 20x its mean
+`train_model` job, its wall time at most 12x that job.
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ def print_table(
         print(
             f"wall time {wall:.1f} s on {cores} cores; job-seconds / (cores x wall) = {total / (cores * wall):.1%}"
         )
+    train = table.get("train_model")
+    if train and train["jobs"]:  # ratios to the run's own mean training job: independent of the host's speed
+        mean = train["wall_s"] / train["jobs"]
+        walls = f", wall / train_model = {wall / mean:.1f}x" if wall is not None else ""
+        print(f"mean train_model job {mean:.1f} s; job-seconds / train_model = {total / mean:.1f}x{walls}")
     if total_imports is not None:
         print(
             f"imports {total_imports:.1f} job-s ({total_imports / total:.1%}); compute floor "

@@ -6,15 +6,21 @@ so the report never parses paths.
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from dualmd import catalog
 from dualmd.metrics import min_nonmembers, tpr_bound, tpr_key
+
+if TYPE_CHECKING:
+    from dualmd.config.evaluation import MetricsConfig
+    from dualmd.scores import AttackResult
 
 #: Rows of the attack table come in this order: undefended first, then the defenses.
 TARGET_ORDER = list(catalog.TARGETS)
@@ -309,6 +315,7 @@ def write_report(
     heldout_file: str | Path | None = None,
     frontier: pd.DataFrame | None = None,
     matched: pd.DataFrame | None = None,
+    summary: pd.DataFrame | None = None,
     max_fpr: float = 0.01,
 ) -> dict:
     """Write attacks/strongest_attacks/utility/memorization/training tables (CSV + MD), metrics.json, roc.csv,
@@ -331,6 +338,8 @@ def write_report(
     }
     if frontier is not None and matched is not None:
         tables["frontier"], tables["matched_utility"] = frontier, matched
+    if summary is not None:
+        tables["summary"] = summary
     roc = combined_roc(roc_files)  # every input is read before the first output is written
     for name, df in tables.items():
         df.to_csv(out / f"{name}.csv", index=False)
@@ -339,7 +348,7 @@ def write_report(
     roc.to_csv(out / "roc.csv", index=False)
     metrics = flat_metrics(tables["attacks"], tables["utility"], tables["memorization"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-    (out / "report.md").write_text(_markdown(tables, split_meta))
+    (out / "report.md").write_text(_markdown(tables, split_meta, max_fpr))
     (out / "verdicts.rst").write_text(verdicts_rst(tables.get("matched_utility")))
     (out / "strongest.rst").write_text(strongest_lines(tables["strongest_attacks"], rst=True))
     return metrics
@@ -378,6 +387,154 @@ def _comparison_lines(matched: pd.DataFrame, *, rst: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Columns of the summary table that opens the report (`summary_table`).
+SUMMARY_COLUMNS = [
+    "target",
+    "heldout_loss",
+    "heldout_loss_low",
+    "heldout_loss_high",
+    "fid",
+    "fid_low",
+    "fid_high",
+    "attack",
+    "selection_auc",
+    "inverted",
+    "auc",
+    "auc_low",
+    "auc_high",
+    "tpr",
+    "tpr_low",
+    "tpr_high",
+    "verdict_heldout",
+    "verdict_fid",
+]
+
+
+def summary_table(
+    scores: Mapping[tuple[str, str], AttackResult],
+    utility: pd.DataFrame,
+    matched: pd.DataFrame,
+    cfg: MetricsConfig,
+) -> pd.DataFrame:
+    """The answer first: one row per target (checkpoints left out), in report order.
+
+    Utility on both axes (from `utility_table`); the strongest attack against the target, selected with its
+    orientation on the labelled slice (`dualmd.verdicts.selection_slice` at ``metrics.selection_fraction``, over
+    the attacks that score it: the fitted attacks secmi_nn, gsa and recon train on that slice and score only the
+    rest, so they cannot be selected there); that attack's AUC and TPR at the first FPR bound of
+    ``metrics.tpr_at_fpr`` on the rest only, with 95 % bootstrap intervals; "inverted" where the slice chose the
+    negated score (members score lower: leakage the other way); and the attack's AUC verdict at equal utility on
+    each axis (`matched`, per replicate), or "" where the target is not compared with the curve.
+
+    Args:
+        scores: (target, attack) -> per-sample scores of every attack on every target it reaches.
+        utility: `utility_table` rows.
+        matched: `dualmd.frontier.matched_utility` rows.
+        cfg: the metrics section (TPR bound, bootstrap, selection fraction).
+    """
+    from dualmd.metrics import summarize
+    from dualmd.verdicts import reported_part, select_strongest, selection_slice
+
+    max_fpr = cfg.tpr_at_fpr[0]
+    tpr_col = tpr_key(max_fpr)
+    by_target: dict[str, dict[str, AttackResult]] = {}
+    for (target, attack), result in scores.items():
+        if catalog.split_checkpoint(target)[1] is None:
+            by_target.setdefault(target, {})[attack] = result
+    useful = utility.set_index("target") if not utility.empty else pd.DataFrame()
+    rows = []
+    for target in sorted(by_target, key=catalog.report_rank):
+        results = by_target[target]
+        widest = max(results.values(), key=lambda r: len(r.sample_ids))  # an attack that scores every sample
+        slice_ids = selection_slice(widest.sample_ids, widest.is_member, cfg.selection_fraction)
+        row: dict = {"target": target}
+        for key in ("heldout_loss", "fid"):
+            for suffix in ("", "_low", "_high"):
+                column = f"{key}{suffix}"
+                has = target in useful.index and column in useful.columns
+                row[column] = useful.loc[target, column] if has else float("nan")
+        try:
+            chosen = select_strongest(results, slice_ids)
+        except ValueError:  # no attack scores the slice
+            rows.append({**row, "attack": "", "verdict_heldout": "", "verdict_fid": ""})
+            continue
+        rest = reported_part(results[chosen.attack], slice_ids, chosen.orientation)
+        found = summarize(rest.scores, rest.is_member, cfg)
+        row |= {
+            "attack": chosen.attack,
+            "selection_auc": chosen.selection_auc,
+            "inverted": chosen.orientation < 0,
+            "auc": found["auc"],
+            "auc_low": found.get("auc_low", float("nan")),
+            "auc_high": found.get("auc_high", float("nan")),
+            "tpr": found[tpr_col],
+            "tpr_low": found.get(f"{tpr_col}_low", float("nan")),
+            "tpr_high": found.get(f"{tpr_col}_high", float("nan")),
+        }
+        for axis in ("heldout", "fid"):
+            hit = matched[
+                (matched["defense"] == target)
+                & (matched["attack"] == chosen.attack)
+                & (matched["metric"] == "auc")
+                & (matched["axis"] == axis)
+            ]
+            row[f"verdict_{axis}"] = _verdict_cell(hit.iloc[0]) if len(hit) else ""
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _verdict_cell(row: pd.Series) -> str:
+    """A matched-utility row as one cell: the verdict, and the AUC difference with its interval where measured."""
+    if pd.isna(row.get("difference")):
+        return str(row["verdict"])
+    return (
+        f"{row['verdict']} ({row['difference']:+.3f} [{row['difference_low']:+.3f}, "
+        f"{row['difference_high']:+.3f}])"
+    )
+
+
+def summary_display(summary: pd.DataFrame, max_fpr: float, *, literal: bool = False) -> pd.DataFrame:
+    """The summary table as the report prints it: values with their intervals, one readable column each;
+    `literal`: target and attack names as reStructuredText literals."""
+    shown = with_intervals(summary.drop(columns=["selection_auc", "inverted"]))
+    name = (lambda n: f"``{n}``") if literal else (lambda n: n)
+    shown["target"] = [name(t) for t in summary["target"]]
+    shown["attack"] = [
+        "" if not a else f"{name(a)} (slice AUC {s:.3f}{', inverted' if inv else ''})"
+        for a, s, inv in zip(summary["attack"], summary["selection_auc"], summary["inverted"], strict=True)
+    ]
+    return shown.rename(
+        columns={
+            "heldout_loss": "held-out loss",
+            "fid": "FID",
+            "attack": "strongest attack (chosen on the slice)",
+            "auc": "AUC (rest)",
+            "tpr": f"TPR @ {max_fpr:g} FPR (rest)",
+            "verdict_heldout": "at equal held-out loss",
+            "verdict_fid": "at equal FID",
+        }
+    )
+
+
+def summary_rst(summary: pd.DataFrame, max_fpr: float, frontier_png: str | Path | None = None) -> str:
+    """The summary table as a reStructuredText list-table, then the frontier figure inlined as a data URI (the
+    HTML report's landing page shows both)."""
+    shown = summary_display(summary, max_fpr, literal=True).fillna("").astype(str)
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for cells in [list(shown.columns), *shown.values.tolist()]:
+        lines += [f"   * - {cells[0]}".rstrip(), *(f"     - {c}".rstrip() for c in cells[1:])]
+    if frontier_png is not None and Path(frontier_png).is_file():
+        # docutils limits a line to 10,000 characters and joins an argument's lines without their whitespace
+        uri = "data:image/png;base64," + base64.b64encode(Path(frontier_png).read_bytes()).decode()
+        lines += [
+            "",
+            ".. image::",
+            *(f"   {uri[i : i + 76]}" for i in range(0, len(uri), 76)),
+            "   :width: 100%",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def frontier_tables(
     *,
     heldout_file: str | Path,
@@ -412,10 +569,22 @@ def frontier_tables(
     return table, matched
 
 
-def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict) -> str:
+def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict, max_fpr: float = 0.01) -> str:
     counts = split_meta.get("counts", {})
-    parts = [
-        "# dualmd report\n",
+    parts = ["# dualmd report\n"]
+    if "summary" in tables:
+        parts += [
+            "## Summary: each target's utility, the strongest attack against it and the verdict at equal"
+            " utility\n",
+            "The strongest attack is chosen, with its orientation, on a labelled slice of the members and"
+            " non-members; its AUC and TPR are measured on the rest (95% bootstrap intervals). The verdicts"
+            " compare that attack's AUC with the undefended baseline's checkpoint curve interpolated at the"
+            " target's held-out loss and at its FID (difference and 95% joint-bootstrap interval; this run's"
+            " seed only: `results/report/verdicts.csv` combines the replicates).\n",
+            summary_display(tables["summary"], max_fpr).to_markdown(index=False, floatfmt=".4g"),
+            "\n![privacy-utility frontier](frontier.png)\n",
+        ]
+    parts += [
         f"Split: {counts} (SHA-256 of each subset in the split's split.json).\n",
         "## Membership inference (members = positive class; 95% bootstrap intervals)\n",
         with_intervals(tables["attacks"]).to_markdown(index=False),

@@ -682,3 +682,115 @@ def test_verdicts_rst_renders_every_comparison_as_a_list_item():
     assert "No distilled model" in verdicts_rst(None) and "No distilled model" in verdicts_rst(
         matched.iloc[:0]
     )
+
+
+def _scored(attack, member_scores, nonmember_scores):
+    """Scores of 10 members (ids 0-9) and 10 non-members (ids 10-19), in the split's order."""
+    import numpy as np
+
+    from dualmd.scores import AttackResult
+
+    return AttackResult(
+        attack=attack,
+        scores=np.asarray([*member_scores, *nonmember_scores], dtype=float),
+        sample_ids=np.arange(20),
+        is_member=np.arange(20) < 10,
+        extra={},
+    )
+
+
+def test_summary_selects_on_the_slice_and_reports_on_the_rest():
+    """With selection_fraction 0.2 the slice is members 0, 1 and non-members 10, 11. `loss` is perfect there and
+    random on the rest (both groups share the same eight scores: AUC exactly 0.5), `pia` is 0.75 there and
+    perfect on the rest: the summary picks `loss` and reports its 0.5, not the slice's 1.0. `sima` is reversed on
+    the slice of `dualmd`: chosen negated, flagged inverted, and measured negated on the rest."""
+    from dualmd.config.evaluation import MetricsConfig
+    from dualmd.report import summary_table
+
+    rest = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    scores = {
+        ("student", "loss"): _scored("loss", [1.0, 1.0, *rest], [0.0, 0.0, *rest]),
+        ("student", "pia"): _scored("pia", [0.6, 0.4, *[r + 1 for r in rest]], [0.5, 0.3, *rest]),
+        ("baseline@10", "loss"): _scored("loss", [1.0] * 10, [0.0] * 10),  # a checkpoint: no row
+        ("dualmd", "sima"): _scored("sima", [0.0, 0.1, *rest[:6], 0.0, 0.0], [0.9, 0.8, *rest[2:], 0.9, 0.9]),
+    }
+    utility = pd.DataFrame(
+        [
+            {"target": "student", "heldout_loss": 0.2, "heldout_loss_low": 0.19, "heldout_loss_high": 0.21}
+            | {"fid": 30.0, "fid_low": 28.0, "fid_high": 33.0},
+            {"target": "dualmd", "fid": 40.0, "fid_low": 38.0, "fid_high": 41.0},
+        ]
+    )
+    matched = pd.DataFrame(
+        [
+            {"defense": "student", "attack": "loss", "metric": "auc", "axis": "heldout", "difference": -0.1}
+            | {"difference_low": -0.2, "difference_high": -0.05, "verdict": "leaks less than the baseline"},
+            {
+                "defense": "student",
+                "attack": "loss",
+                "metric": "auc",
+                "axis": "fid",
+                "difference": float("nan"),
+            }
+            | {"verdict": "worse utility than every undefended point; leakage -0.100 against baseline@10"},
+            {"defense": "student", "attack": "pia", "metric": "auc", "axis": "heldout", "difference": 0.3}
+            | {"difference_low": 0.1, "difference_high": 0.5, "verdict": "leaks more than the baseline"},
+        ]
+    )
+    cfg = MetricsConfig(tpr_at_fpr=(0.1,), num_bootstrap=50, seed=0, selection_fraction=0.2)
+    table = summary_table(scores, utility, matched, cfg).set_index("target")
+    assert table.index.tolist() == ["student", "dualmd"]  # report order, the checkpoint left out
+    student = table.loc["student"]
+    assert (student["attack"], student["selection_auc"], student["inverted"]) == ("loss", 1.0, False)
+    assert student["auc"] == pytest.approx(0.5)  # random on the 16 samples outside the slice
+    assert student["auc_low"] <= 0.5 <= student["auc_high"]
+    assert (student["heldout_loss"], student["fid_high"]) == (0.2, 33.0)
+    assert student["verdict_heldout"] == "leaks less than the baseline (-0.100 [-0.200, -0.050])"
+    assert (
+        student["verdict_fid"]
+        == "worse utility than every undefended point; leakage -0.100 against baseline@10"
+    )
+    dualmd = table.loc["dualmd"]
+    assert (dualmd["attack"], dualmd["inverted"], dualmd["selection_auc"]) == ("sima", True, 1.0)
+    # negated on the rest: members -0.1..-0.6, 0, 0 against non-members -0.3..-0.8, -0.9, -0.9
+    members, nonmembers = [-r for r in rest[:6]] + [0.0, 0.0], [-r for r in rest[2:]] + [-0.9, -0.9]
+    wins = sum((m > n) + 0.5 * (m == n) for m in members for n in nonmembers)
+    assert dualmd["auc"] == pytest.approx(wins / 64)
+    assert math.isnan(dualmd["heldout_loss"]) and dualmd["fid"] == 40.0
+    assert dualmd["verdict_heldout"] == "" and dualmd["verdict_fid"] == ""  # no matched row for sima
+
+
+def test_summary_display_and_rst_name_the_choice_and_inline_the_frontier(tmp_path):
+    from dualmd.report import SUMMARY_COLUMNS, summary_display, summary_rst
+
+    row = dict.fromkeys(SUMMARY_COLUMNS, float("nan")) | {
+        "target": "dpsgd_eps10",
+        "attack": "secmi_stat",
+        "selection_auc": 0.8125,
+        "inverted": True,
+        "auc": 0.7,
+        "auc_low": 0.6,
+        "auc_high": 0.8,
+        "verdict_heldout": "leaks less",
+        "verdict_fid": "",
+    }
+    summary = pd.DataFrame([row], columns=SUMMARY_COLUMNS)
+    shown = summary_display(summary, 0.01)
+    assert shown.loc[0, "strongest attack (chosen on the slice)"] == "secmi_stat (slice AUC 0.812, inverted)"
+    assert shown.loc[0, "AUC (rest)"].startswith("0.7") and "TPR @ 0.01 FPR (rest)" in shown.columns
+    png = tmp_path / "frontier.png"
+    png.write_bytes(b"\x89PNG fake")
+    rst = summary_rst(summary, 0.01, frontier_png=png)
+    assert rst.startswith(".. list-table::\n   :header-rows: 1\n\n   * - target\n")
+    assert "   * - ``dpsgd_eps10``\n" in rst and "     - ``secmi_stat`` (slice AUC 0.812, inverted)\n" in rst
+    assert ".. image::\n   data:image/png;base64,iVBORyBmYWtl\n   :width: 100%\n" in rst
+    assert ".. image::" not in summary_rst(summary, 0.01, frontier_png=tmp_path / "missing.png")
+    # docutils renders it: the table, and the image from the URI split over lines of at most 79 characters
+    docutils = pytest.importorskip("docutils.core")  # Snakemake's report renders with it
+
+    png.write_bytes(bytes(range(256)) * 200)  # 51,200 bytes: a URI far over docutils' 10,000-character lines
+    long_rst = summary_rst(summary, 0.01, frontier_png=png)
+    html = docutils.publish_string(long_rst, writer_name="html", settings_overrides={"report_level": 2})
+    html = html.decode()
+    assert "System Message" not in html and "<table" in html and "dpsgd_eps10" in html
+    assert 'src="data:image/png;base64,AAECAwQF' in html and max(map(len, long_rst.splitlines())) <= 79

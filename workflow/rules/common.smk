@@ -272,14 +272,10 @@ def attack_scores(wildcards):
     ]
 
 
-def frontier_score_files(wildcards):
-    """Per-sample scores of every model, samples and sampler attack on every target it reaches (the frontier's
-    and the matched-utility verdicts' input)."""
-    return [
-        f"results/scores/{wildcards.run}/{a}/{t}.npz"
-        for a in MODEL_ATTACKS + SAMPLE_ATTACKS + SAMPLER_ATTACKS
-        for t in reached_targets(a)
-    ]
+def report_score_files(wildcards):
+    """Per-sample scores of every attack on every target it reaches (the input of the frontier, the
+    matched-utility verdicts and the report's summary)."""
+    return [f"results/scores/{wildcards.run}/{a}/{t}.npz" for a in ATTACKS for t in reached_targets(a)]
 
 
 def weighted_target_scores(wildcards):

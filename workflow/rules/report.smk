@@ -4,7 +4,7 @@
 use rule stage_job as make_report with:
     input:
         config=config_file("metrics"),
-        scores=frontier_score_files,
+        scores=report_score_files,
         attacks=expand("results/metrics/{{run}}/{attack}.json", attack=ATTACKS),
         rocs=expand("results/metrics/{{run}}/{attack}_roc.csv", attack=ATTACKS),
         utility=per_target("results/utility/{run}/{target}.json", SAMPLERS),
@@ -22,6 +22,14 @@ use rule stage_job as make_report with:
         verdicts="results/report/{run}/verdicts.rst",
         # the strongest attack against each target, also included by the landing page
         strongest="results/report/{run}/strongest.rst",
+        # the summary table and the frontier figure that open the landing page
+        summary_rst="results/report/{run}/summary.rst",
+        summary=report(
+            "results/report/{run}/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"run": "{run}", "table": "summary"},
+        ),
         attacks=report(
             "results/report/{run}/attacks.csv",
             caption="../report/attacks.rst",

@@ -16,11 +16,15 @@ class MetricsConfig(Section):
     tpr_at_fpr: tuple[float, ...] = (0.01, 0.001)
     num_bootstrap: int = 1000  # resamples for the 95% intervals
     seed: int = 0
+    # the labelled slice (first share of the members and of the non-members) on which the report's summary picks
+    # the strongest attack against each target; its numbers are reported on the rest (`dualmd.verdicts`)
+    selection_fraction: float = 0.2
 
     def _validate(self, prefix: str) -> None:
         for i, alpha in enumerate(self.tpr_at_fpr):
             require(0.0 < alpha < 1.0, f"{prefix}.tpr_at_fpr[{i}]", f"{alpha} is not in (0, 1)")
         require(self.num_bootstrap >= 0, f"{prefix}.num_bootstrap", "must be >= 0")
+        require(0.0 < self.selection_fraction < 1.0, f"{prefix}.selection_fraction", "must be in (0, 1)")
 
 
 @dataclass(frozen=True)

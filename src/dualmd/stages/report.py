@@ -29,16 +29,18 @@ def report(
 ) -> None:
     """Every table of the report from the files the workflow declares as this stage's inputs, and nothing else.
 
-    `scores` are the per-sample score files ``<attack>/<target>.npz`` of the model, samples and sampler attacks on
-    every target they reach, the curve's checkpoints included: with the held-out losses and the samplers' FIDs
-    they give the frontier and the matched-utility comparison on both axes, bootstrapped with the `metrics`
-    section's resamples and seed at its first FPR bound.
+    `scores` are the per-sample score files ``<attack>/<target>.npz`` of every attack on every target it reaches,
+    the curve's checkpoints included: with the held-out losses and the samplers' FIDs they give the frontier and
+    the matched-utility comparison on both axes, bootstrapped with the `metrics` section's resamples and seed at
+    its first FPR bound, and the summary that opens report.md (summary.rst, with the frontier figure, opens the
+    HTML report's landing page).
     """
     from dualmd.config.experiment import load_config
     from dualmd.metrics import tpr_key
     from dualmd.models.directory import load_metadata
     from dualmd.plots import plot_frontier, plot_loss_curves
-    from dualmd.report import frontier_tables, write_report
+    from dualmd.report import frontier_tables, summary_rst, summary_table, utility_table, write_report
+    from dualmd.scores import load_scores
 
     cfg = load_config(config).metrics
     max_fpr = cfg.tpr_at_fpr[0]
@@ -51,6 +53,8 @@ def report(
         max_fpr=max_fpr,
     )
 
+    all_scores = {(Path(p).stem, Path(p).parent.name): load_scores(p) for p in scores}
+    summary = summary_table(all_scores, utility_table(utility, heldout), matched, cfg)
     metrics = write_report(
         attack_files=attacks,
         roc_files=rocs,
@@ -63,8 +67,11 @@ def report(
         out_dir=out_dir,
         frontier=frontier,
         matched=matched,
+        summary=summary,
         max_fpr=max_fpr,
     )
     plot_frontier(frontier, tpr_column=tpr_key(max_fpr), out=Path(out_dir) / "frontier.png")
+    landing = summary_rst(summary, max_fpr, frontier_png=Path(out_dir) / "frontier.png")
+    (Path(out_dir) / "summary.rst").write_text(landing)
     plot_loss_curves([load_metadata(d) for d in models], out=loss_curves)
     log.info("report: %d metrics", len(metrics))
