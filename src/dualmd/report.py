@@ -389,13 +389,7 @@ def _comparison_lines(matched: pd.DataFrame, *, rst: bool) -> str:
 
 #: Columns of the summary table that opens the report (`summary_table`).
 SUMMARY_COLUMNS = [
-    "target",
-    "heldout_loss",
-    "heldout_loss_low",
-    "heldout_loss_high",
-    "fid",
-    "fid_low",
-    "fid_high",
+    *UTILITY_COLUMNS[: UTILITY_COLUMNS.index("fid_high") + 1],  # target, held-out loss and FID with intervals
     "attack",
     "selection_auc",
     "inverted",
