@@ -185,9 +185,15 @@ def run_module(
     digest, stored = tests_digest(work), work / "tests.sha256"
     checked_before = (work / "mutants").is_dir()
     mutmut(work, "run", "--max-children", str(jobs))
-    survivors = [name for name, status in statuses(work).items() if status not in KILLED]
+    found = statuses(work)
+    survivors = [name for name, status in found.items() if status not in KILLED]
     tests_changed = not stored.is_file() or stored.read_text() != digest
-    if survivors and checked_before and tests_changed:
+    # "no tests": mutmut's record of which test reaches which function predates the function (one that moved in
+    # from another module); recording it again lets those mutants meet the tests that do reach them
+    unreached = checked_before and any(found[name] == "no tests" for name in survivors)
+    if unreached:
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    if survivors and checked_before and (tests_changed or unreached):
         mutmut(work, "run", "--max-children", str(jobs), *survivors)
     stored.write_text(digest)
     outcome = Outcome(module, spec["group"], target)

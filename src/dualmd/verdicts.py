@@ -235,6 +235,7 @@ def verdict_table(rows: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
             }
         )
     table = pd.DataFrame(out, columns=VERDICT_COLUMNS)
+    table["verdict"] = table["verdict"].astype(object)  # all NaN (a float column) when every row was measured
     for defense in table["defense"].unique():
         family = table["defense"] == defense
         table.loc[family, "p_holm"] = holm(table.loc[family, "p_value"])

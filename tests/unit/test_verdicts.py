@@ -347,6 +347,9 @@ def test_verdict_table_keeps_the_input_order_pairs_two_replicates_and_joins_note
     assert (table["low"][1], table["high"][1]) == pytest.approx((-0.2 - 1.270620, -0.2 + 1.270620), abs=1e-5)
     assert table["verdict"][2] == f"{SAME} (one seed)"  # p 0.2 is not below the default alpha
     assert verdict_table(rows, alpha=0.25)["verdict"][2] == f"{LEAKS_LESS} (one seed)"
+    # every row measured (no note anywhere): each still gets its verdict text
+    measured = verdict_table(rows[rows["note"].isna()].iloc[2:])
+    assert measured["verdict"].tolist() == [f"{SAME} (one seed)"]
 
 
 MATCHED_COLUMNS = "defense,attack,metric,axis,defense_value,curve_value,difference,difference_low,difference_high,p_value,bracket,verdict"
