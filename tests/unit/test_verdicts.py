@@ -16,6 +16,7 @@ from dualmd.verdicts import (
     VERDICT_COLUMNS,
     Difference,
     across_replicates,
+    bootstrap_p_value,
     from_bootstrap,
     holm,
     is_inverted,
@@ -62,10 +63,13 @@ def test_t_interval_level_and_identical_replicates():
 
 def test_one_seed_bootstrap_interval_and_p_value_by_hand():
     # sorted draws -1, 1, 2, 3: the 25th percentile is -1 + 0.75 * 2 = 0.5, the 75th 2 + 0.25 = 2.25;
-    # P(draw <= 0) = (1 + 1) / 5, P(draw >= 0) = (3 + 1) / 5, p = 2 * 0.4
+    # mean 1.25, sd sqrt((5.0625 + 0.0625 + 0.5625 + 3.0625) / 3) = sqrt(35 / 12): p = 2 * Phi(-1.25 / 1.7078)
     diff = from_bootstrap(1.5, np.array([3.0, -1.0, 2.0, 1.0]), level=0.5)
-    assert diff == Difference(1, 1.5, pytest.approx(0.5), pytest.approx(2.25), pytest.approx(0.8))
-    assert from_bootstrap(-1.0, -np.arange(1.0, 100.0)).p_value == pytest.approx(2 / 100)
+    p = 2 * (1 - 0.5 * (1 + math.erf(1.25 / math.sqrt(35 / 12) / math.sqrt(2))))
+    assert diff == Difference(1, 1.5, pytest.approx(0.5), pytest.approx(2.25), pytest.approx(p))
+    assert p == pytest.approx(0.4642, abs=1e-4)
+    # 99 draws -1 .. -99: mean -50, sd sqrt(99 * 100 / 12) = 28.72: z = 1.741, p = 0.0817
+    assert from_bootstrap(-1.0, -np.arange(1.0, 100.0)).p_value == pytest.approx(0.08170, abs=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -160,11 +164,16 @@ def test_identical_replicates_keep_their_value_and_count():
     assert (same.replicates, same.difference, same.low, same.high) == (3, 0.25, 0.25, 0.25)
 
 
-def test_bootstrap_p_value_counts_draws_equal_to_zero_on_both_sides():
-    # one draw at 0 of nine: P(draw <= 0) = (1 + 1) / 10, so p = 0.4 (0.2 if the zero were left out)
-    assert from_bootstrap(4.0, np.arange(9.0)).p_value == pytest.approx(0.4)
-    assert from_bootstrap(-4.0, -np.arange(9.0)).p_value == pytest.approx(0.4)
-    assert from_bootstrap(0.0, np.zeros(3)).p_value == 1.0  # 2 * 1 is capped
+def test_bootstrap_p_value_is_the_normal_tail_of_the_draws_with_no_floor():
+    # draws 1, 2, 3: mean 2, sd 1, z = 2: p = 2 * Phi(-2) = 0.0455; the same for the negated draws
+    assert bootstrap_p_value(np.array([1.0, 2.0, 3.0])) == pytest.approx(0.045500, abs=1e-6)
+    assert bootstrap_p_value(np.array([-3.0, -2.0, -1.0])) == pytest.approx(0.045500, abs=1e-6)
+    # far from 0: far below 2 / (B + 1), the floor of counting draws (here 2 / 4)
+    assert bootstrap_p_value(np.array([10.0, 11.0, 12.0])) < 1e-20
+    # draws 0 .. 8: mean 4, sd sqrt(7.5) = 2.7386, z = 1.4606, Phi(z) = 0.92794
+    assert from_bootstrap(4.0, np.arange(9.0)).p_value == pytest.approx(2 * (1 - 0.92794), abs=1e-4)
+    assert bootstrap_p_value(np.zeros(3)) == 1.0 and bootstrap_p_value(np.full(3, 0.5)) == 0.0
+    assert bootstrap_p_value(np.array([0.25])) == 0.0 and bootstrap_p_value(np.array([0.0])) == 1.0
 
 
 @pytest.mark.parametrize(
