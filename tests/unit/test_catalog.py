@@ -117,7 +117,12 @@ def test_dp_controls_are_named_by_their_epsilon_and_resolve_without_the_config()
         "dpsgd_eps0.5",
     ]
     compared = [n for n in ["baseline", "baseline@120", "student", "dualmd", "selfdistill", "dpsgd_eps10"]]
-    assert [n for n in compared if catalog.compared_to_curve(n)] == ["student", "dualmd", "selfdistill", "dpsgd_eps10"]
+    assert [n for n in compared if catalog.compared_to_curve(n)] == [
+        "student",
+        "dualmd",
+        "selfdistill",
+        "dpsgd_eps10",
+    ]
 
 
 def test_overlap_ablation_targets():

@@ -275,7 +275,9 @@ def attack_scores(wildcards):
 def report_score_files(wildcards):
     """Per-sample scores of every attack on every target it reaches (the input of the frontier, the
     matched-utility verdicts and the report's summary)."""
-    return [f"results/scores/{wildcards.run}/{a}/{t}.npz" for a in ATTACKS for t in reached_targets(a)]
+    return [
+        f"results/scores/{wildcards.run}/{a}/{t}.npz" for a in ATTACKS for t in reached_targets(a)
+    ]
 
 
 def weighted_target_scores(wildcards):

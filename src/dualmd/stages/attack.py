@@ -91,7 +91,9 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
     from dualmd.stages.device import device
 
     cfg = experiment.attack
-    dirs = {m: target_dir(m, models_root / catalog.split_checkpoint(m)[0]) for m in catalog.sampler_models(name)}
+    dirs = {
+        m: target_dir(m, models_root / catalog.split_checkpoint(m)[0]) for m in catalog.sampler_models(name)
+    }
     for model, path in dirs.items():
         check_trained_on(path, the_split, catalog.member_subset(model))
     common = dict(images=images, sample_ids=sample_ids, is_member=is_member)
