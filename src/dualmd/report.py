@@ -17,6 +17,7 @@ import pandas as pd
 
 from dualmd import catalog
 from dualmd.metrics import min_nonmembers, tpr_bound, tpr_key
+from dualmd.verdicts import is_inverted
 
 if TYPE_CHECKING:
     from dualmd.config.evaluation import MetricsConfig
@@ -46,7 +47,8 @@ def _order(df: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def attack_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per (attack, target) with AUC, ASR, TPR@FPR and their 95% intervals."""
+    """One row per (attack, target) with AUC, ASR, TPR@FPR and their 95% intervals, and `inverted`: the AUC's whole
+    interval lies below 0.5, members rank below non-members (leakage in the other direction, not protection)."""
     rows = []
     for path in metric_files:
         m = _read_json(path)
@@ -56,7 +58,8 @@ def attack_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
             )
     df = _order(pd.DataFrame(rows), "target")
     first = ["attack", "target", "num_members", "num_nonmembers"]
-    return df[first + sorted((c for c in df.columns if c not in first), key=_metric_rank)]
+    df = df[first + sorted((c for c in df.columns if c not in first), key=_metric_rank)]
+    return df.assign(inverted=[is_inverted(high) for high in df.get("auc_high", pd.Series(np.nan, df.index))])
 
 
 def _metric_rank(column: str) -> tuple:
@@ -277,7 +280,11 @@ def flat_metrics(attacks: pd.DataFrame, utility: pd.DataFrame, memorization: pd.
 
     for _, row in attacks.iterrows():
         for col, value in row.items():
-            if col not in ("attack", "target") and isinstance(value, int | float):
+            if (
+                col not in ("attack", "target")
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            ):
                 put(f"attack/{row['attack']}/{row['target']}/{col}", value)
     for _, row in utility.iterrows():
         for col in ("heldout_loss", "heldout_loss_low", "heldout_loss_high", "fid", "fid_low", "fid_high"):

@@ -299,8 +299,45 @@ def test_attack_table_columns_counts_then_metrics_each_followed_by_its_interval(
         "tpr_at_fpr_0.001",
         "tpr_at_fpr_0.001_low",
         "tpr_at_fpr_0.001_high",
+        "inverted",
     ]
     assert table.iloc[0]["tpr_at_fpr_0.001_high"] == 0.1
+
+
+def test_attack_table_flags_an_auc_whose_whole_interval_lies_below_half_as_inverted(tmp_path):
+    # Interval below 0.5: inverted. Point estimate below 0.5 but interval reaching 0.5: not (chance is possible).
+    rows = [
+        {
+            "target": "baseline",
+            "num_members": 8,
+            "num_nonmembers": 8,
+            "auc": 0.42,
+            "auc_low": 0.36,
+            "auc_high": 0.47,
+        },
+        {
+            "target": "student",
+            "num_members": 8,
+            "num_nonmembers": 8,
+            "auc": 0.45,
+            "auc_low": 0.38,
+            "auc_high": 0.5,
+        },
+        {
+            "target": "teacher1",
+            "num_members": 8,
+            "num_nonmembers": 8,
+            "auc": 0.9,
+            "auc_low": 0.8,
+            "auc_high": 0.95,
+        },
+    ]
+    table = attack_table([_write_json(tmp_path / "m.json", {"attack": "pian", "rows": rows})])
+    assert dict(zip(table["target"], table["inverted"], strict=True)) == {
+        "baseline": True,
+        "student": False,
+        "teacher1": False,
+    }
 
 
 def test_with_intervals_writes_value_low_high_with_three_decimals(inputs):
@@ -313,6 +350,7 @@ def test_with_intervals_writes_value_low_high_with_three_decimals(inputs):
         "auc",
         "asr",
         "tpr_at_fpr_0.01",
+        "inverted",
     ]
     assert shown.iloc[2].to_dict() == {
         "attack": "pia",
@@ -322,6 +360,7 @@ def test_with_intervals_writes_value_low_high_with_three_decimals(inputs):
         "auc": "0.812 [0.700, 0.900]",
         "asr": "0.750 [0.625, 0.875]",
         "tpr_at_fpr_0.01": "0.250 [0.125, 0.500]",
+        "inverted": False,
     }
     assert shown["auc"].tolist() == ["0.688 [0.562, 0.812]", "0.500 [0.375, 0.625]", "0.812 [0.700, 0.900]"]
     assert shown.iloc[1]["tpr_at_fpr_0.01"] == "0.000 [0.000, 0.031]"
