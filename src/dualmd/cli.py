@@ -30,14 +30,17 @@ def _named_path(text: str) -> tuple[str, Path]:
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
-    """One stage parameter as an option: a path, several paths, NAME=PATH pairs (repeated) or a name."""
+    """One stage parameter as an option: a path, several paths, NAME=PATH pairs (repeated) or a name (with its
+    default from the signature, if it has one)."""
     kwargs: dict = {"dest": option.name, "help": option.help or None}
     if option.named:
         kwargs.update(type=_named_path, action="append", required=option.required, metavar="NAME=PATH")
     elif option.kind == "paths":
         kwargs.update(type=Path, nargs="+", required=True)
-    elif option.kind == "text":
-        kwargs.update(required=True)
+    elif option.kind == "text" and option.default is not None:
+        kwargs.update(default=option.default, help=f"{option.help} (default: {option.default})".lstrip())
+    elif option.kind in ("text", "optional_text"):
+        kwargs.update(required=option.required, default=None)
     else:
         kwargs.update(type=Path, required=option.required, default=None)
     parser.add_argument(option.flag, **kwargs)

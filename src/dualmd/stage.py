@@ -9,7 +9,8 @@ in, paths out). The decorator names its command and the stage config it reads:
 Everything else is derived from that one place:
 
 - the command line (`dualmd.cli`): one option per parameter, its kind read off the annotation (`Option`), its help
-  from the docstring's ``Args:`` (or `COMMON_HELP` for a name every stage means the same by);
+  from the docstring's ``Args:`` (or `COMMON_HELP` for a name every stage means the same by); a name (`str`)
+  with a literal default in the signature is an option that may be left out;
 - the stage config (`dualmd.config`): `sections` are what results/configs/.../<config>.<digest>.yaml holds; a stage
   that gives `config` without `sections` reads a config another stage declares (or a per-attack config,
   "attack_{attack}", that `dualmd.config` resolves);
@@ -32,7 +33,9 @@ from typing import Any, Literal
 
 STAGES_DIR = Path(__file__).resolve().parent / "stages"
 
-OptionKind = Literal["path", "paths", "named_paths", "text", "optional_path", "optional_named_paths"]
+OptionKind = Literal[
+    "path", "paths", "named_paths", "text", "optional_path", "optional_named_paths", "optional_text"
+]
 #: The annotation text of a stage parameter -> the kind of its option.
 KINDS: dict[str, OptionKind] = {
     "Path": "path",
@@ -41,6 +44,7 @@ KINDS: dict[str, OptionKind] = {
     "str": "text",
     "Path | None": "optional_path",
     "dict[str, Path] | None": "optional_named_paths",
+    "str | None": "optional_text",
 }
 #: What a parameter name means wherever it appears; a stage's docstring ``Args:`` entry overrides it.
 COMMON_HELP = {
@@ -85,6 +89,7 @@ class Option:
     name: str
     kind: OptionKind
     help: str
+    default: str | None = None  # a name's default, the literal of the signature (`column: str = "text"`)
 
     @property
     def flag(self) -> str:
@@ -92,7 +97,7 @@ class Option:
 
     @property
     def required(self) -> bool:
-        return not self.kind.startswith("optional_")
+        return not self.kind.startswith("optional_") and self.default is None
 
     @property
     def named(self) -> bool:
@@ -177,14 +182,17 @@ def _spec(module: str, node: ast.FunctionDef, decorator: ast.Call) -> StageSpec:
     doc = ast.get_docstring(node) or ""
     helps = _arg_help(doc)
     options = []
-    for arg in node.args.kwonlyargs:
+    for arg, default in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True):
         annotation = ast.unparse(arg.annotation) if arg.annotation else ""
         if annotation not in KINDS:
             raise ValueError(
                 f"{where}: parameter {arg.arg!r} is {annotation!r}; a stage takes {sorted(KINDS)}"
             )
+        value = ast.literal_eval(default) if default is not None else None
+        if value is not None and KINDS[annotation] != "text":
+            raise ValueError(f"{where}: parameter {arg.arg!r}: only a name (str) may default to a value")
         help_text = helps.get(arg.arg) or COMMON_HELP.get(arg.arg, "")
-        options.append(Option(arg.arg, KINDS[annotation], help_text))
+        options.append(Option(arg.arg, KINDS[annotation], help_text, value))
     sections = values.get("sections")
     return StageSpec(
         command=ast.literal_eval(decorator.args[0]),

@@ -24,6 +24,8 @@ def fit(
     out: Path,
     memorized: Path | None = None,
     references: dict[str, Path] | None = None,
+    loss: str = "mse",
+    tag: str | None = None,
 ) -> None:
     """Fit one model.
 
@@ -74,7 +76,10 @@ def test_declarations_are_read_from_the_source(tmp_path):
         "out": ("path", "--out", True),
         "memorized": ("optional_path", "--memorized", False),
         "references": ("optional_named_paths", "--references", False),
+        "loss": ("text", "--loss", False),  # a name with a default may be left out
+        "tag": ("optional_text", "--tag", False),
     }
+    assert {o.name: o.default for o in fit.options if o.default is not None} == {"loss": "mse"}
     helps = {o.name: o.help for o in fit.options}
     assert helps["scores"] == "per-sample score files, one per target."  # continuation line joined
     assert helps["out"] == "where the model goes."
@@ -91,8 +96,16 @@ def test_declarations_are_read_from_the_source(tmp_path):
         ('@stage("refit", config="fit")', '@stage("refit", config="other")', "no stage declares"),
         ('out: Path) -> None:\n    """Fit again', 'out: int) -> None:\n    """Fit again', "'out' is 'int'"),
         ("def refit(*, config", "def refit(config", "keyword-only"),
+        ("memorized: Path | None = None", 'memorized: Path | None = "m.json"', "only a name"),
     ],
-    ids=["command-twice", "config-twice", "config-undeclared", "unsupported-type", "positional"],
+    ids=[
+        "command-twice",
+        "config-twice",
+        "config-undeclared",
+        "unsupported-type",
+        "positional",
+        "path-default",
+    ],
 )
 def test_bad_declarations_are_refused_with_the_reason(tmp_path, old, new, message):
     assert old in STAGE
@@ -133,6 +146,10 @@ def test_command_line_fills_every_option_from_the_values(tmp_path):
     )
     assert "--teachers a=s/a.npz" in named_files  # a file: named by its stem
     assert "--memorized m.json" in named_files and "--references" not in named_files
+    assert "--loss" not in named_files  # left to the function's default
+    assert "--loss l1 --tag t" in command_line(
+        spec, {**values, "loss": "l1", "tag": "t"}, threads=1, launch="x"
+    )
     # paths with spaces survive the shell
     assert "--out 'my models/student'" in command_line(
         spec, {**values, "out": "my models/student"}, threads=1, launch="x"
