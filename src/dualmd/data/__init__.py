@@ -3,4 +3,5 @@
 Modules:
     datasets  loading each dataset, resizing, and saving / loading the image array with its digest
     splits    the member / non-member split, its halves, and the split file
+    captioned a captioned Parquet / Arrow dataset written as an image folder with its metadata.jsonl
 """

@@ -5,6 +5,7 @@ that prompts the samplers, and memorization on prompts.
 
 Modules:
     captions    template captions of the digits, `metadata.jsonl` captions, prompt diversification
+    blip        alternative captions of an image from a local BLIP captioning model (the authors' settings)
     tokenizer   the tiny CLIP BPE vocabulary shipped in `tiny_tokenizer/` and the builder that writes it
     components  tiny SD-shaped components built in code, and saving/loading a pipeline folder
     batches     batch sources of VAE latents with the states of the drawn captions
