@@ -85,6 +85,19 @@ def planned_jobs(cwd: Path, *args: str) -> dict[str, int]:
     return parse_job_stats(snakemake("-n", "--cores", "2", *args, cwd=cwd).stdout)
 
 
+def planned_resources(cwd: Path, *args: str) -> dict[str, list[dict[str, str]]]:
+    """Rule -> the resources of each job a dry run plans (`name=value` of its "resources:" line, values as
+    printed), e.g. with `--workflow-profile profiles/slurm` what each job would ask `sbatch` for."""
+    out = snakemake("-n", "--cores", "2", *args, cwd=cwd).stdout
+    planned: dict[str, list[dict[str, str]]] = {}
+    for block in re.split(r"^(?:local)?rule ", out, flags=re.M)[1:]:
+        rule = block.split(":", 1)[0]
+        line = re.search(r"^\s+resources: (.*)$", block, re.M)
+        pairs = line.group(1).split(", ") if line else []
+        planned.setdefault(rule, []).append(dict(p.split("=", 1) for p in pairs))
+    return planned
+
+
 def copy_project(dest: Path, config: Path) -> Path:
     """The project's workflow, package and profiles copied to `dest`, with `config` as config/config.yaml."""
     dest.mkdir(parents=True)

@@ -78,6 +78,18 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
             {"attack": {"pang_wang": {"fit_fraction": 1.0}}},
             "attack.pang_wang.fit_fraction: must be in (0, 1)",
         ),
+        (
+            {"text2image": {"resources": {"finetune": {"gpu": -1}}}},
+            "text2image.resources.finetune.gpu: must be >= 0",
+        ),
+        (
+            {"text2image": {"resources": {"train": {"gpu": 1}}}},
+            "text2image.resources: unknown job kind(s) ['train']",
+        ),
+        (
+            {"text2image": {"resources": {"sample": {"mem_gb": 16}}}},
+            "text2image.resources.sample: unknown key(s) ['mem_gb']",
+        ),
     ],
     ids=[
         "dropout",
@@ -91,6 +103,9 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
         "blackbox-off",
         "deit-no-path",
         "fit-fraction",
+        "gpu-negative",
+        "resources-kind-typo",
+        "resources-key-typo",
     ],
 )
 def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
@@ -108,8 +123,10 @@ def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
         {"enabled": "yes"},
         {"prompt_diversification": []},
         {"prompt_diversification": [False, False]},
+        {"resources": {"distill": {"mem_mb": 0}}},
+        {"resources": {"train": {"gpu": 1}}},
     ],
-    ids=["dropout", "guidance", "typo", "type", "pd-empty", "pd-twice"],
+    ids=["dropout", "guidance", "typo", "type", "pd-empty", "pd-twice", "mem-zero", "resources-kind-typo"],
 )
 def test_bad_text2image_values_fail_the_schema(section):
     with pytest.raises(Exception, match="text2image|validating|Additional properties"):
@@ -142,3 +159,15 @@ def test_text2image_stage_configs_leave_the_variants_out():
         assert config_digest(cfg) == config_digest(stage_config(one, stage))
         assert ExperimentConfig.from_mapping(cfg).text2image.enabled  # what the stage reads back
     assert set(stage_config(both, "t2i_attack_pia")) == {"attack", "dataset", "text2image"}
+
+
+def test_resources_change_no_stage_config():
+    """text2image.resources is what jobs ask the scheduler for: no stage reads it, so changing it reruns nothing."""
+    tiny = ExperimentConfig.from_mapping(yaml.safe_load(TINY.read_text()))
+    raw = yaml.safe_load(TINY.read_text())
+    raw["text2image"]["resources"] = {"finetune": {"gpu": 1, "mem_mb": 32000, "runtime": 360}}
+    sized = ExperimentConfig.from_mapping(raw)
+    assert sized.text2image.resources.finetune.mem_mb == 32000
+    assert sized.text2image.resources.report == tiny.text2image.resources.report  # other kinds keep defaults
+    for stage in stage_names():
+        assert config_digest(stage_config(sized, stage)) == config_digest(stage_config(tiny, stage)), stage

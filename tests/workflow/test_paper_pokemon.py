@@ -1,6 +1,7 @@
 """config/paper-pokemon.yaml: it validates in both layers, plans the text-to-image experiment from a local SD
-pipeline folder without pretraining, and its split stage reads the authors' fixed split from the list files
-of a fake Pokemon folder (tiny images, no weights)."""
+pipeline folder without pretraining, asks SLURM for a GPU and the memory it states for every job that runs SD (none
+for its reports), and its split stage reads the authors' fixed split from the list files of a fake Pokemon folder
+(tiny images, no weights)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import yaml
-from helpers.projects import ROOT, planned_jobs, snakemake
+from helpers.projects import ROOT, planned_jobs, planned_resources, snakemake
 from PIL import Image
 from snakemake.utils import validate
 
@@ -97,6 +98,52 @@ def test_paper_pokemon_config_dry_runs_from_local_folders(local_layout):
     assert jobs["score_t2i_utility"] == 2 * 3 and jobs["make_t2i_utility_report"] == 1
     dry = snakemake("-n", "-p", "--cores", "2", *args, cwd=ROOT).stdout
     assert f"--model teacher1_pd --pretrained {local_layout.parent / 'sd'} " in dry
+
+
+# Rules of the paper config that run SD v1.5 (text2image.resources kind), and its CPU-only rules.
+SD_JOBS = {
+    "finetune_t2i_model": "finetune",
+    "distill_t2i_model": "distill",
+    "sample_t2i_images": "sample",
+    "score_t2i_attack": "attack",
+    "score_t2i_blackbox": "blackbox",
+    "score_t2i_utility": "utility",
+}
+CPU_JOBS = ("evaluate_t2i_attack", "make_t2i_report", "make_t2i_blackbox_report", "make_t2i_utility_report")
+
+
+def test_paper_pokemon_jobs_ask_slurm_for_a_gpu_and_the_stated_memory(local_layout):
+    args = (
+        "--forceall",
+        "--workflow-profile",
+        "profiles/slurm",
+        "--configfile",
+        str(PAPER),
+        str(local_layout),
+    )
+    planned = planned_resources(ROOT, *args)
+    stated = yaml.safe_load(PAPER.read_text())["text2image"]["resources"]
+    for rule, kind in SD_JOBS.items():
+        assert planned[rule], rule
+        for job in planned[rule]:
+            assert (job["gpu"], job["slurm_partition"]) == ("1", "gpu"), rule
+            assert int(job["mem_mb"]) == stated[kind]["mem_mb"], rule
+            assert int(job["runtime"]) == stated[kind]["runtime"], rule
+    # the estimate in the config's comment: fine-tuning state + pipeline on the host ~24 GB, two teachers more
+    assert stated["finetune"]["mem_mb"] >= 24000 and stated["distill"]["mem_mb"] >= 31000
+    for rule in CPU_JOBS:
+        for job in planned[rule]:
+            assert job.get("gpu", "0") == "0" and job["slurm_partition"] == "cpu", rule
+    # the profile covers every rule: a job is on the GPU partition exactly when it asks for a GPU
+    for rule, jobs in planned.items():
+        for job in jobs:
+            on_gpu = job.get("slurm_partition") == "gpu"
+            assert on_gpu == (int(job.get("gpu", 0)) > 0), (rule, job)
+    # a training job given its GPU runs under accelerate in the config's precision
+    dry = snakemake("-n", "-p", "--cores", "2", *args, "--", cwd=ROOT).stdout
+    assert (
+        "accelerate launch --num_processes 1 " in dry and "--mixed_precision fp16 -m dualmd t2i-train " in dry
+    )
 
 
 def test_paper_pokemon_split_is_the_authors_ordered_split(local_layout, tmp_path):

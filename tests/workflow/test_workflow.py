@@ -28,6 +28,7 @@ from helpers.projects import (
     edit_config,
     parse_job_stats,
     planned_jobs,
+    planned_resources,
     run,
     snakemake,
     touched_run,
@@ -124,6 +125,39 @@ def test_strong_attacks_config_trains_reference_models_only_for_lira():
 def test_paper_config_validates_and_dry_runs():
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/paper-cifar10.yaml")
     assert jobs["train_model"] == 3 and jobs["distill_model"] == 2 and jobs["score_model_attack"] == 4
+
+
+def test_slurm_profile_gives_every_model_job_of_the_paper_config_a_gpu(tmp_path):
+    """profiles/slurm on config/paper-cifar10.yaml with every attack job kind (sampler and pair attacks too): the
+    jobs that run a model ask for a GPU on the GPU partition; the others (reports, copies, metrics) do not."""
+    every_kind = tmp_path / "attacks.yaml"
+    every_kind.write_text("attack: {names: [loss, secmi_stat, secmi_nn, nn_distance, recon, teacher_max]}\n")
+    planned = planned_resources(
+        ROOT,
+        "--forceall",
+        "--workflow-profile",
+        "profiles/slurm",
+        "--configfile",
+        "config/paper-cifar10.yaml",
+        str(every_kind),
+    )
+    model_jobs = {
+        "train_model",
+        "distill_model",
+        "sample_images",
+        "score_model_attack",
+        "score_model_attack_each",
+        "score_sampler_attack",
+        "score_pair_attack",
+        "score_heldout_loss",
+        "reference_features",
+        "score_utility",
+    }
+    assert model_jobs <= set(planned)
+    for rule, jobs in planned.items():
+        for job in jobs:
+            on_gpu = job.get("slurm_partition") == "gpu"
+            assert on_gpu == (int(job.get("gpu", 0)) > 0) == (rule in model_jobs), (rule, job)
 
 
 def test_text2image_config_plans_the_text2image_experiment_only():

@@ -46,6 +46,11 @@ def t2i_stages():
     return stages + [f"t2i_attack_{a}" for a in ATTACKS] + ["metrics", "utility"]
 
 
+def t2i_resources(kind):
+    """The `gpu`, `mem_mb` and `runtime` a kind of text-to-image job requests (text2image.resources.<kind>)."""
+    return getattr(EXPERIMENT.text2image.resources, kind).to_dict()
+
+
 def t2i_memorized_prompts(wildcards):
     """The memorized-prompt selection a training, sampling or attack job reads (none when they are off)."""
     return [f"results/t2i_memorization/{wildcards.run}/prompts.json"] if T2I_MEMORIZED else []

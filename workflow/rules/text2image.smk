@@ -22,9 +22,7 @@ use rule stage_job as pretrain_t2i_pipeline with:
     # every model is fine-tuned from it
     priority: 100
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        **t2i_resources("pretrain"),
     params:
         command=stage_command(
             "t2i-pretrain",
@@ -52,9 +50,7 @@ use rule stage_job as finetune_t2i_model with:
         "results/benchmarks/{run}/finetune_t2i_model/{t2i_trained}.tsv"
     priority: t2i_training_priority
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        **t2i_resources("finetune"),
     params:
         command=stage_command(
             "t2i-train",
@@ -84,9 +80,7 @@ use rule stage_job as distill_t2i_model with:
         "results/benchmarks/{run}/distill_t2i_model/{t2i_distilled}.tsv"
     priority: t2i_training_priority
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        **t2i_resources("distill"),
     params:
         command=stage_command(
             "t2i-distill",
@@ -121,8 +115,7 @@ use rule stage_job as sample_t2i_images with:
     benchmark:
         "results/benchmarks/{run}/sample_t2i_images/{t2i_sampler}.tsv"
     resources:
-        gpu=0,
-        mem_mb=4000,
+        **t2i_resources("sample"),
     params:
         command=stage_command(
             "t2i-sample", sampler="{wildcards.t2i_sampler}", out="{output.samples}"
@@ -149,8 +142,7 @@ use rule stage_job as score_t2i_attack with:
         "results/benchmarks/{run}/score_t2i_attack/{t2i_whitebox}.tsv"
     priority: 10
     resources:
-        gpu=0,
-        mem_mb=4000,
+        **t2i_resources("attack"),
     params:
         command=stage_command(
             "t2i-attack",
@@ -180,6 +172,8 @@ use rule stage_job as evaluate_t2i_attack with:
         "logs/{run}/evaluate_t2i_attack/{attack}.log",
     benchmark:
         "results/benchmarks/{run}/evaluate_t2i_attack/{attack}.tsv"
+    resources:
+        **t2i_resources("report"),
     params:
         command=stage_command("evaluate", out="{output.metrics}"),
 
@@ -202,5 +196,7 @@ use rule stage_job as make_t2i_report with:
         markdown="results/report/{run}/text2image.md",
     log:
         "logs/{run}/make_t2i_report.log",
+    resources:
+        **t2i_resources("report"),
     params:
         command=stage_command("t2i-report", out="{output.table}"),

@@ -23,8 +23,7 @@ use rule stage_job as score_t2i_blackbox with:
         "results/benchmarks/{run}/score_t2i_blackbox/{t2i_blackbox}/{t2i_sampler}.tsv"
     priority: 10
     resources:
-        gpu=0,
-        mem_mb=4000,
+        **t2i_resources("blackbox"),
     params:
         command=stage_command(
             "t2i-blackbox",
@@ -52,5 +51,7 @@ use rule stage_job as make_t2i_blackbox_report with:
         markdown="results/report/{run}/text2image_blackbox.md",
     log:
         "logs/{run}/make_t2i_blackbox_report.log",
+    resources:
+        **t2i_resources("report"),
     params:
         command=stage_command("t2i-blackbox-report", out="{output.table}"),

@@ -19,6 +19,8 @@ use rule stage_job as select_memorized_prompts with:
         "logs/{run}/select_memorized_prompts.log",
     benchmark:
         "results/benchmarks/{run}/select_memorized_prompts.tsv"
+    resources:
+        **t2i_resources("report"),
     params:
         command=stage_command("t2i-memorized-prompts", out="{output.prompts}"),
 
@@ -44,8 +46,7 @@ use rule stage_job as score_prompt_memorization with:
     benchmark:
         "results/benchmarks/{run}/score_prompt_memorization.tsv"
     resources:
-        gpu=0,
-        mem_mb=4000,
+        **t2i_resources("memorization"),
     params:
         command=stage_command(
             "t2i-prompt-memorization", out_dir="results/t2i_memorization/{wildcards.run}/scores"
@@ -89,6 +90,8 @@ use rule stage_job as make_t2i_memorization_report with:
         ),
     log:
         "logs/{run}/make_t2i_memorization_report.log",
+    resources:
+        **t2i_resources("report"),
     params:
         command=stage_command(
             "t2i-memorization-report", out="{output.table}", copy_table="{output.copies}"

@@ -19,7 +19,7 @@ use rule stage_job as reference_t2i_features with:
     benchmark:
         "results/benchmarks/{run}/reference_t2i_features.tsv"
     resources:
-        gpu=0,
+        **t2i_resources("utility"),
     params:
         command=stage_command("reference-features", out="{output.features}"),
 
@@ -40,7 +40,7 @@ use rule stage_job as score_t2i_utility with:
     benchmark:
         "results/benchmarks/{run}/score_t2i_utility/{t2i_sampler}.tsv"
     resources:
-        gpu=0,
+        **t2i_resources("utility"),
     params:
         command=stage_command("utility", sampler="{wildcards.t2i_sampler}", out="{output.summary}"),
 
@@ -62,5 +62,7 @@ use rule stage_job as make_t2i_utility_report with:
         markdown="results/report/{run}/text2image_utility.md",
     log:
         "logs/{run}/make_t2i_utility_report.log",
+    resources:
+        **t2i_resources("report"),
     params:
         command=stage_command("t2i-utility-report", out="{output.table}"),

@@ -102,7 +102,8 @@ def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[s
     """A text-to-image stage's sections; `text2image.prompt_diversification` is left out (the target's name
     carries it), so adding a variant reruns nothing of the other. `text2image.memorized_prompts` enters only the
     two stages that read it (`_MEMORIZED_KEYS`), so turning it on changes no other stage's config: those stages
-    get the selection file as an input instead."""
+    get the selection file as an input instead. `text2image.resources` enters none: what a job asks the scheduler
+    for changes no result."""
     if stage.startswith(_T2I_ATTACK):
         cfg = stage_config(experiment, "attack_" + stage.removeprefix(_T2I_ATTACK))
         sections: tuple[str, ...] = ("dataset", "text2image")
@@ -113,7 +114,7 @@ def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[s
         cfg, sections = {}, TEXT2IMAGE_STAGE_SECTIONS[stage]
     cfg.update({s: getattr(experiment, s).to_dict() for s in sections})
     text2image = cfg["text2image"]
-    del text2image["prompt_diversification"]
+    del text2image["prompt_diversification"], text2image["resources"]
     memorized = text2image.pop("memorized_prompts")
     if stage in _TEXT2IMAGE_KEYS:
         cfg["text2image"] = {k: text2image[k] for k in _TEXT2IMAGE_KEYS[stage] if k in text2image}

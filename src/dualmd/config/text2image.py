@@ -1,9 +1,10 @@
-"""The text-to-image section (`dualmd.text2image`) and its nested memorized-prompts section."""
+"""The text-to-image section (`dualmd.text2image`), its nested memorized-prompts section and the resources its
+workflow jobs request (`text2image.resources`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from dualmd.config.base import ConfigError, Section, require
@@ -38,6 +39,56 @@ class MemorizedPromptsConfig(Section):
 
 
 @dataclass(frozen=True)
+class JobResources(Section):
+    """What one kind of text-to-image job asks the scheduler for: Snakemake's `gpu`, `mem_mb` and `runtime`
+    resources (SLURM: `--gpus`, `--mem` and `--time`; locally `--resources gpu=N` keeps jobs of `gpu: 1` from
+    sharing a device). The defaults suit the tiny stand-in on the CPU."""
+
+    SECTION = "text2image.resources.<kind>"
+    gpu: int = 0  # GPUs of the job (0: CPU only); training with gpu > 0 runs under `accelerate launch`
+    mem_mb: int = 4000  # host memory in MB (not GPU memory)
+    runtime: int = 60  # wall-clock limit in minutes
+
+    def _validate(self, prefix: str) -> None:
+        require(self.gpu >= 0, f"{prefix}.gpu", "must be >= 0 (0: CPU only)")
+        require(self.mem_mb >= 1, f"{prefix}.mem_mb", "must be >= 1")
+        require(self.runtime >= 1, f"{prefix}.runtime", "must be >= 1 (minutes)")
+
+
+@dataclass(frozen=True)
+class Text2ImageResourcesConfig(Section):
+    """Resources of the text-to-image jobs, by kind of job (each kind names its rules in workflow/rules). No stage
+    reads this section: changing it reruns nothing."""
+
+    SECTION = "text2image.resources"
+    pretrain: JobResources = field(default_factory=JobResources)  # pretrain_t2i_pipeline (tiny stand-in only)
+    finetune: JobResources = field(default_factory=JobResources)  # finetune_t2i_model: baseline and teachers
+    distill: JobResources = field(default_factory=JobResources)  # distill_t2i_model: the DistillMD student
+    sample: JobResources = field(default_factory=JobResources)  # sample_t2i_images: one sampler's images
+    attack: JobResources = field(default_factory=JobResources)  # score_t2i_attack: white-box, every model
+    blackbox: JobResources = field(default_factory=JobResources)  # score_t2i_blackbox: generations + encoder
+    memorization: JobResources = field(default_factory=JobResources)  # score_prompt_memorization
+    utility: JobResources = field(default_factory=JobResources)  # reference_t2i_features, score_t2i_utility
+    # metrics, tables, plots and the memorized-prompt selection: evaluate_t2i_attack, make_t2i_*report,
+    # select_memorized_prompts (CPU only)
+    report: JobResources = field(default_factory=JobResources)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None, *, prefix: str = "") -> Text2ImageResourcesConfig:
+        """Each kind's resources built (and checked) from its mapping; unknown kinds or keys raise ConfigError."""
+        raw = dict(raw or {})
+        prefix = prefix or cls.SECTION
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ConfigError(f"{prefix}: unknown job kind(s) {unknown}; known: {sorted(names)}")
+        for kind, value in raw.items():
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}.{kind}: expected a mapping, got {value!r}")
+        return cls(**{k: JobResources.from_mapping(v, prefix=f"{prefix}.{k}") for k, v in raw.items()})
+
+
+@dataclass(frozen=True)
 class Text2ImageConfig(Section):
     """The text-to-image experiment (`dualmd.text2image`): a Stable-Diffusion-shaped pipeline fine-tuned on the
     members, captions from the dataset (digits: templates; image_folder: its metadata.jsonl)."""
@@ -56,17 +107,25 @@ class Text2ImageConfig(Section):
     pretrain_vae_steps: int = 1000  # tiny stand-in only: VAE steps on the images outside the split
     pretrain_unet_steps: int = 2000  # tiny stand-in only: conditional-UNet steps on those images
     memorized_prompts: MemorizedPromptsConfig = field(default_factory=MemorizedPromptsConfig)
+    # gpu, mem_mb and runtime of each kind of text-to-image job (the workflow's rules read them; no stage does)
+    resources: Text2ImageResourcesConfig = field(default_factory=Text2ImageResourcesConfig)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None, *, prefix: str = "") -> Text2ImageConfig:
-        """As every section, with the nested `memorized_prompts` section built (and checked) first."""
+        """As every section, with the nested `memorized_prompts` and `resources` sections built (and checked)
+        first."""
         raw = dict(raw or {})
         prefix = prefix or cls.SECTION
-        nested = raw.pop("memorized_prompts", None)
-        if nested is not None and not isinstance(nested, Mapping):
-            raise ConfigError(f"{prefix}.memorized_prompts: expected a mapping, got {nested!r}")
-        memorized = MemorizedPromptsConfig.from_mapping(nested, prefix=f"{prefix}.memorized_prompts")
-        section = replace(super().from_mapping(raw, prefix=prefix), memorized_prompts=memorized)
+        nested = {}
+        for key, section_cls in (
+            ("memorized_prompts", MemorizedPromptsConfig),
+            ("resources", Text2ImageResourcesConfig),
+        ):
+            value = raw.pop(key, None)
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}.{key}: expected a mapping, got {value!r}")
+            nested[key] = section_cls.from_mapping(value, prefix=f"{prefix}.{key}")
+        section = replace(super().from_mapping(raw, prefix=prefix), **nested)
         section._validate(prefix)  # again, now with the nested section in place
         return section
 
