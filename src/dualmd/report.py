@@ -324,10 +324,12 @@ def write_report(
     matched: pd.DataFrame | None = None,
     summary: pd.DataFrame | None = None,
     max_fpr: float = 0.01,
+    inference_lines: Mapping[str, str] | None = None,
 ) -> dict:
     """Write attacks/strongest_attacks/utility/memorization/training tables (CSV + MD), metrics.json, roc.csv,
     report.md, verdicts.rst (the matched-utility lines) and strongest.rst (the strongest attack against each
-    target by TPR at `max_fpr`, then AUC), which the HTML report's landing page includes.
+    target by TPR at `max_fpr`, then AUC), which the HTML report's landing page includes. `inference_lines`
+    ("set", "dataset" -> the lines of set_inference.rst and dataset_inference.rst) go into report.md as they are.
 
     Returns:
         The flat metrics dictionary written to metrics.json.
@@ -355,7 +357,7 @@ def write_report(
     roc.to_csv(out / "roc.csv", index=False)
     metrics = flat_metrics(tables["attacks"], tables["utility"], tables["memorization"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-    (out / "report.md").write_text(_markdown(tables, split_meta, max_fpr))
+    (out / "report.md").write_text(_markdown(tables, split_meta, max_fpr, inference_lines or {}))
     (out / "verdicts.rst").write_text(verdicts_rst(tables.get("matched_utility")))
     (out / "strongest.rst").write_text(strongest_lines(tables["strongest_attacks"], rst=True))
     return metrics
@@ -570,7 +572,12 @@ def frontier_tables(
     return table, matched
 
 
-def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict, max_fpr: float = 0.01) -> str:
+def _markdown(
+    tables: dict[str, pd.DataFrame],
+    split_meta: dict,
+    max_fpr: float = 0.01,
+    inference_lines: Mapping[str, str] | None = None,
+) -> str:
     counts = split_meta.get("counts", {})
     parts = ["# dualmd report\n"]
     if "summary" in tables:
@@ -591,6 +598,7 @@ def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict, max_fpr: float 
         with_intervals(tables["attacks"]).to_markdown(index=False),
         "\n## Strongest attack against each target (highest TPR at the first FPR bound, then AUC)\n",
         strongest_lines(tables["strongest_attacks"], rst=False),
+        *_inference_section(inference_lines or {}),
         "\n## Utility (held-out loss: per-pixel eps-MSE on the non-members, lower is better; FID / KID of"
         " each sampler against the reference set; 95% bootstrap intervals, KID with its standard error)\n",
         with_intervals(tables["utility"]).to_markdown(index=False, floatfmt=".4g"),
@@ -615,3 +623,21 @@ def _markdown(tables: dict[str, pd.DataFrame], split_meta: dict, max_fpr: float 
             with_intervals(tables["pia_sweep"]).to_markdown(index=False, floatfmt=".3f"),
         ]
     return "\n".join(parts) + "\n"
+
+
+#: Headings of the set- and dataset-level inference lines in report.md.
+_INFERENCE_HEADINGS = {
+    "set": "\n## Set-level inference (the strongest attack's scores; n members against n non-members)\n",
+    "dataset": "\n## Dataset-level inference (every attack's scores combined on the labelled slice; n held-out"
+    " members against n held-out non-members)\n",
+}
+
+
+def _inference_section(lines: Mapping[str, str]) -> list[str]:
+    """The report.md parts of the inference lines given ("set", "dataset"), each under its heading."""
+    return [
+        part
+        for name in ("set", "dataset")
+        if name in lines
+        for part in (_INFERENCE_HEADINGS[name], lines[name])
+    ]

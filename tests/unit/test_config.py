@@ -120,6 +120,8 @@ SHORT = {
         ({"set_inference": {"attack": "carlini"}}, "set_inference.attack: unknown attack 'carlini'"),
         ({"set_inference": {"max_p": 1.0}}, "set_inference.max_p: must be in (0, 1)"),
         ({"set_inference": {"num_repeats": 0}}, "set_inference.num_repeats: must be >= 1"),
+        ({"dataset_inference": {"max_p": 0.0}}, "dataset_inference.max_p: must be in (0, 1)"),
+        ({"dataset_inference": {"num_repeats": 0}}, "dataset_inference.num_repeats: must be >= 1"),
         ({"train": {"compile": "yes"}}, "train.compile: expected bool"),
         ({"train": {"channels_last": 1}}, "train.channels_last: expected bool"),
         ({"train": {"fused_adam": None}}, "train.fused_adam: expected bool"),
@@ -193,6 +195,8 @@ SHORT = {
         "set-inference-attack",
         "set-inference-max-p",
         "set-inference-repeats",
+        "dataset-inference-max-p",
+        "dataset-inference-repeats",
         "train-compile",
         "train-channels-last",
         "train-fused-adam",
@@ -224,6 +228,8 @@ def test_bad_config_names_the_key(raw, message):
         ({"set_inference": {"attack": "carlini"}}, "['set_inference']['attack']"),
         ({"set_inference": {"num_repeats": 0}}, "['set_inference']['num_repeats']"),
         ({"set_inference": {"max_p": 0}}, "['set_inference']['max_p']"),
+        ({"dataset_inference": {"num_repeats": 0}}, "['dataset_inference']['num_repeats']"),
+        ({"dataset_inference": {"max_p": 1}}, "['dataset_inference']['max_p']"),
     ],
     ids=[
         "recon-timestep",
@@ -234,6 +240,8 @@ def test_bad_config_names_the_key(raw, message):
         "set-inference-attack",
         "set-inference-repeats",
         "set-inference-max-p",
+        "dataset-inference-repeats",
+        "dataset-inference-max-p",
     ],
 )
 def test_schema_refuses_bad_values_naming_the_key(raw, path):

@@ -648,6 +648,17 @@ def test_strongest_attack_ranks_by_tpr_at_the_bound_then_auc_then_name():
     assert strongest_attacks(table.iloc[:0]).empty
 
 
+def test_write_report_shows_the_set_and_dataset_inference_lines_after_the_strongest_attacks(inputs, tmp_path):
+    lines = {
+        "dataset": "- ``baseline`` (``loss+pia`` combined; held-out AUC 0.900): smallest set ... n = 8\n",
+        "set": "- ``baseline`` (``pia``, strongest): smallest set with median p < 0.01: n = 16\n",
+    }
+    write_report(**inputs, out_dir=tmp_path / "report", inference_lines=lines)
+    sections = _sections((tmp_path / "report" / "report.md").read_text())
+    assert list(sections)[:5] == ["Membership", "Strongest", "Set-level", "Dataset-level", "Utility"]
+    assert lines["set"] in sections["Set-level"] and lines["dataset"] in sections["Dataset-level"]
+
+
 def test_write_report_leaves_out_the_sweep_section_without_sweeps(inputs, tmp_path):
     inputs["attack_files"] = [f for f in inputs["attack_files"] if f.stem == "loss"]
     write_report(**inputs, out_dir=tmp_path / "report")

@@ -65,7 +65,7 @@ def test_lint_and_default_dry_run():
     assert jobs["score_model_attack_each"] == 5
     # recon through every sampler and teacher_max on DualMD's teachers: one job each
     assert jobs["score_sampler_attack"] == 1 and jobs["score_pair_attack"] == 1
-    assert jobs["infer_set_membership"] == 1
+    assert jobs["infer_set_membership"] == 1 and jobs["infer_dataset_membership"] == 1
     dry = snakemake("-n", "--forceall", "--cores", "2", "-p", cwd=ROOT).stdout
     samplers = " ".join(f"--targets {s}=results/models/rep0" for s in catalog.samplers())
     assert "--attack recon --images" in dry and samplers in dry
@@ -322,6 +322,7 @@ def test_end_to_end_outputs(finished_run):
         "matched_utility.csv",
         "strongest_attacks.csv",
         "set_inference.csv",
+        "dataset_inference.csv",
         "../replicates.csv",
     ):
         assert (report / name).stat().st_size > 0, name
@@ -355,6 +356,11 @@ def test_end_to_end_outputs(finished_run):
     sets = list(csv.DictReader((report / "set_inference.csv").open()))
     assert {"baseline", "student", "selfdistill"} <= {row["target"] for row in sets}
     assert all(0 < float(row["median_p"]) <= 1 for row in sets)
+    assert "Dataset-level inference, replicate rep0" in html and "dataset_inference.csv" in html
+    combined = list(csv.DictReader((report / "dataset_inference.csv").open()))
+    assert {"baseline", "student", "selfdistill"} <= {row["target"] for row in combined}
+    assert all(0 < float(row["median_p"]) <= 1 for row in combined)
+    assert "## Dataset-level inference" in (report / "report.md").read_text()
     for row in matched:
         # the verdict up to its parenthesis: the page stores "≥" escaped; a name is a literal, <tt> or <span>
         assert row["verdict"].split(" (")[0] in html and f">{row['defense']}</" in html
@@ -477,6 +483,7 @@ ATTACK_CHANGE = (
                 "score_model_attack": 1,
                 "evaluate_attack": 1,
                 "infer_set_membership": 1,
+                "infer_dataset_membership": 1,
                 "make_report": 1,
                 "summarize_replicates": 1,
                 "decide_verdicts": 1,
@@ -491,6 +498,7 @@ ATTACK_CHANGE = (
                 "score_sample_attack": 1,
                 "evaluate_attack": 1,
                 "infer_set_membership": 1,
+                "infer_dataset_membership": 1,
                 "detect_copies": 1,
                 "score_utility": 6 + 3,
                 "make_report": 1,
@@ -539,6 +547,7 @@ def test_reverting_a_change_reruns_it_again(moved_run):
         "score_model_attack": 1,
         "evaluate_attack": 1,
         "infer_set_membership": 1,
+        "infer_dataset_membership": 1,
         "make_report": 1,
         "summarize_replicates": 1,
         "decide_verdicts": 1,
@@ -565,6 +574,7 @@ def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
         "score_pair_attack": 1,
         "evaluate_attack": 3,
         "infer_set_membership": 1,
+        "infer_dataset_membership": 1,
         "make_report": 1,
         "summarize_replicates": 1,
         "decide_verdicts": 1,

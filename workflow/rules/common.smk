@@ -281,7 +281,8 @@ def report_score_files(wildcards):
 
 
 def weighted_target_scores(wildcards):
-    """Per-sample scores of every attack on every target with weights (the set-level inference's input)."""
+    """Per-sample scores of every attack on every target with weights (the set- and dataset-level inference's
+    input)."""
     return [
         f"results/scores/{wildcards.run}/{a}/{t}.npz"
         for a in ATTACKS
@@ -308,6 +309,7 @@ def final_targets():
     for run in RUNS:
         folder = f"results/report/{run}"
         files += [f"{folder}/metrics.json", f"{folder}/t_error.png", f"{folder}/set_inference.csv"]
+        files += [f"{folder}/dataset_inference.csv"]
         files += [f"{folder}/roc_{a}.png" for a in ATTACKS]
     return files
 

@@ -13,6 +13,9 @@ use rule stage_job as make_report with:
         t_error="results/memorization/{run}/t_error.json",
         models=per_target("results/models/{run}/{target}", MODELS),
         split_meta="results/split/{run}/split.json",
+        # the set- and dataset-level inference lines, shown in report.md
+        set_inference="results/report/{run}/set_inference.rst",
+        dataset_inference="results/report/{run}/dataset_inference.rst",
         code=stage_code("report"),
     output:
         metrics="results/report/{run}/metrics.json",
@@ -109,6 +112,31 @@ use rule stage_job as infer_set_membership with:
         "results/benchmarks/{run}/infer_set_membership.tsv"
     params:
         command=stage_command("set-inference", out="{output.table}"),
+
+
+# Dataset-level inference (CDI) against every target with weights: every attack's scores against it combined by a
+# logistic regression fitted on the labelled slice, then one-sided Mann-Whitney U tests of n held-out members
+# against n held-out non-members on its output; the median p-value per n and the smallest n below
+# dataset_inference.max_p. The .rst lines go to the landing page and report.md.
+use rule stage_job as infer_dataset_membership with:
+    input:
+        config=config_file("dataset_inference"),
+        scores=weighted_target_scores,
+        code=stage_code("dataset_inference"),
+    output:
+        table=report(
+            "results/report/{run}/dataset_inference.csv",
+            caption="../report/dataset_inference.rst",
+            category="Tables",
+            labels={"run": "{run}", "table": "dataset inference"},
+        ),
+        lines="results/report/{run}/dataset_inference.rst",
+    log:
+        "logs/{run}/infer_dataset_membership.log",
+    benchmark:
+        "results/benchmarks/{run}/infer_dataset_membership.tsv"
+    params:
+        command=stage_command("dataset-inference", out="{output.table}"),
 
 
 # Every replicate's attack and utility numbers side by side, with their mean and a 95% t-interval across seeds.

@@ -1,4 +1,4 @@
-"""The sections of the evaluation stages: attack metrics, set-level inference, memorization, image quality
+"""The sections of the evaluation stages: attack metrics, set- and dataset-level inference, memorization, image quality
 (utility) and the held-out denoising loss."""
 
 from __future__ import annotations
@@ -46,6 +46,22 @@ class SetInferenceConfig(Section):
             f"{prefix}.attack",
             f"unknown attack {self.attack!r}; known: {list(catalog.ATTACKS)}",
         )
+        require(self.num_repeats >= 1, f"{prefix}.num_repeats", "must be >= 1")
+        require(0.0 < self.max_p < 1.0, f"{prefix}.max_p", "must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class DatasetInferenceConfig(Section):
+    """Dataset-level inference (`dualmd.dataset_inference`, after CDI): every attack's scores combined by a
+    logistic regression fitted on the labelled slice (`metrics.selection_fraction`), then a Mann-Whitney U test
+    of n held-out members against n held-out non-members on its output, for n = 2, 4, 8, ..."""
+
+    SECTION = "dataset_inference"
+    num_repeats: int = 100  # random draws of the two sets per n; the median p-value is reported
+    max_p: float = 0.01  # the smallest n whose median p-value is below this is reported
+    seed: int = 0  # seed of the logistic regression and of the draws
+
+    def _validate(self, prefix: str) -> None:
         require(self.num_repeats >= 1, f"{prefix}.num_repeats", "must be >= 1")
         require(0.0 < self.max_p < 1.0, f"{prefix}.max_p", "must be in (0, 1)")
 

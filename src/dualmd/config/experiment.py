@@ -14,6 +14,7 @@ from dualmd import catalog
 from dualmd.config.attacks import AttackConfig
 from dualmd.config.base import ConfigError, Section, plain, require
 from dualmd.config.evaluation import (
+    DatasetInferenceConfig,
     HeldoutConfig,
     MemorizationConfig,
     MetricsConfig,
@@ -93,6 +94,7 @@ SECTIONS: dict[str, type[Section]] = {
     "attack": AttackConfig,
     "metrics": MetricsConfig,
     "set_inference": SetInferenceConfig,
+    "dataset_inference": DatasetInferenceConfig,
     "memorization": MemorizationConfig,
     "utility": UtilityConfig,
     "heldout": HeldoutConfig,
@@ -116,6 +118,7 @@ class ExperimentConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     set_inference: SetInferenceConfig = field(default_factory=SetInferenceConfig)
+    dataset_inference: DatasetInferenceConfig = field(default_factory=DatasetInferenceConfig)
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
     heldout: HeldoutConfig = field(default_factory=HeldoutConfig)

@@ -26,6 +26,8 @@ def report(
     split_meta: Path,
     out_dir: Path,
     loss_curves: Path,
+    set_inference: Path | None = None,
+    dataset_inference: Path | None = None,
 ) -> None:
     """Every table of the report from the files the workflow declares as this stage's inputs, and nothing else.
 
@@ -34,6 +36,10 @@ def report(
     the matched-utility comparison on both axes, bootstrapped with the `metrics` section's resamples and seed at
     its first FPR bound, and the summary that opens report.md (summary.rst, with the frontier figure, opens the
     HTML report's landing page).
+
+    Args:
+        set_inference: set_inference.rst (`stages.set_inference`), one line per target, shown in report.md.
+        dataset_inference: dataset_inference.rst (`stages.dataset_inference`), shown next to it.
     """
     from dualmd.config.experiment import load_config
     from dualmd.metrics import tpr_key
@@ -69,6 +75,11 @@ def report(
         matched=matched,
         summary=summary,
         max_fpr=max_fpr,
+        inference_lines={
+            name: Path(path).read_text()
+            for name, path in (("set", set_inference), ("dataset", dataset_inference))
+            if path is not None
+        },
     )
     plot_frontier(frontier, tpr_column=tpr_key(max_fpr), out=Path(out_dir) / "frontier.png")
     landing = summary_rst(summary, max_fpr, frontier_png=Path(out_dir) / "frontier.png")
