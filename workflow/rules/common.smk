@@ -68,9 +68,7 @@ PAIRS = kind_names("pair")
 # LiRA's reference models, read only by the attacks they calibrate (catalog.lira_references): "reference1", ...
 # (offline, outside the split), "reference1_teacher1", ..., "reference1_student" (built like the target), "shadow1",
 # ... (online, on half of the candidates).
-REFERENCES_OF = {
-    a: EXPERIMENT.attack.reference_models(a, MODEL_TARGETS) for a in REFERENCE_ATTACKS
-}
+REFERENCES_OF = {a: EXPERIMENT.attack.reference_models(a, MODEL_TARGETS) for a in REFERENCE_ATTACKS}
 REFERENCES = list(dict.fromkeys(sum(REFERENCES_OF.values(), [])))
 # Stage configs not tied to one replicate live under this scope.
 SHARED = "shared"
