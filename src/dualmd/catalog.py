@@ -31,9 +31,17 @@ The text-to-image experiment (`dualmd.text2image`, paper §3.5 and Table 3) has 
 captions drawn at each use instead of its first caption. The name alone says how a model is trained, so the two
 variants share every stage config.
 
-LiRA's *reference models* ``reference<k>`` (k = 1, 2, ...) are trained targets that no attack scores and no
-sampler draws: the baseline's recipe on split subset ``ref<k>``, a random half of a population of dataset images
-outside the split (`dualmd.data.splits`). The `lira` attack calibrates each candidate's statistic against them.
+LiRA's *reference models* are targets that no attack scores and no sampler draws (`dualmd.data.splits` holds
+their training sets):
+
+- ``reference<k>`` (k = 1, 2, ...): the baseline's recipe on split subset ``ref<k>``, a random half of a population
+  of dataset images outside the split, with the baseline's checkpoints;
+- ``reference<k>_teacher1``, ``reference<k>_teacher2``, ``reference<k>_student``: DistillMD rebuilt on ``ref<k>``,
+  teachers on its disjoint halves ``ref<k>_half1`` and ``ref<k>_half2`` and a student distilled from them;
+- ``shadow<k>``: the baseline's recipe on split subset ``shadow<k>``, a random half of the candidates (members and
+  non-members), for online LiRA.
+
+Which of them calibrate a target is the target's ``reference_role`` (`lira_references`): the recipe that built it.
 
 A target with ``checkpoints=True`` also saves its weights during its own training run at the fractions of its
 steps in ``train.snapshot_fractions``; each snapshot is a target of its own, ``<name>@<step>`` (e.g.
@@ -44,12 +52,14 @@ undefended model's privacy-utility curve at no extra training cost.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 TargetKind = Literal["trained", "distilled", "pair"]
 Access = Literal["model", "samples", "sampler", "pair", "prompts"]
+ReferenceRole = Literal["baseline", "teacher1", "teacher2", "student"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,11 @@ class Target:
     checkpoints: bool = False  # snapshots during training become targets "<name>@<step>"
     dp_epsilon: float | None = None  # trained with DP-SGD at this epsilon (delta = 1 / number of members)
     prompt_diversification: bool = False  # text-to-image: one of an image's captions drawn at each use
+    # distilled from two teachers: the split subsets of its D1 and D2 batches (Algorithm 2)
+    halves: tuple[str, str] = ("half1", "half2")
+    # LiRA with reference models built like the target: the model of a reference set that mirrors this target's
+    # recipe (`REFERENCE_ROLES`); a target without its own ("baseline") is calibrated by the baseline's recipe
+    reference_role: ReferenceRole = "baseline"
 
     @property
     def has_weights(self) -> bool:
@@ -106,9 +121,11 @@ class AttackSpec:
 
 _TARGETS = (
     Target("baseline", "trained", members="members", checkpoints=True),
-    Target("teacher1", "trained", members="half1"),
-    Target("teacher2", "trained", members="half2"),
-    Target("student", "distilled", members="members", models=("teacher1", "teacher2")),
+    Target("teacher1", "trained", members="half1", reference_role="teacher1"),
+    Target("teacher2", "trained", members="half2", reference_role="teacher2"),
+    Target(
+        "student", "distilled", members="members", models=("teacher1", "teacher2"), reference_role="student"
+    ),
     Target("dualmd", "pair", members="members", models=("teacher1", "teacher2")),
     Target("selfdistill", "distilled", members="members", models=("baseline",)),
 )
@@ -127,6 +144,14 @@ _ATTACKS = (
     AttackSpec("teacher_max", "pair", reads=("teacher_max",), wraps="statistic"),  # max over the teachers
     # calibrated by reference models; runs the attack named by its `statistic`
     AttackSpec("lira", "model", reads=("lira",), wraps="statistic", references=True),
+    # the same attack with its own section, whose defaults are the online mode and the target's recipe: one
+    # config runs and reports the variants side by side
+    AttackSpec(
+        "lira_online", "model", reads=("lira_online",), wraps="statistic", references=True, module="lira"
+    ),
+    AttackSpec(
+        "lira_target", "model", reads=("lira_target",), wraps="statistic", references=True, module="lira"
+    ),
     # text-to-image only: generations from each candidate's caption, embedded and compared with the candidate
     # (Pang & Wang 2023); one job per sampler, as generation dominates
     AttackSpec(
@@ -167,9 +192,15 @@ TEXT2IMAGE_WHITEBOX_ATTACKS = ("loss", "secmi_stat", "pia", "pian")
 TEXT2IMAGE_ATTACKS = (*TEXT2IMAGE_WHITEBOX_ATTACKS, "pang_wang")
 #: Suffix of a text-to-image target trained with prompt diversification ("baseline_pd").
 PD_SUFFIX = "_pd"
-#: Name prefix of LiRA's reference models, followed by k >= 1 ("reference3").
+#: Name prefix of LiRA's reference models, followed by k >= 1 ("reference3") and, for DistillMD rebuilt on the
+#: reference set, the model's role ("reference3_student").
 REFERENCE_PREFIX = "reference"
-_REFERENCE_NAME = re.compile(rf"{REFERENCE_PREFIX}([1-9]\d{{0,3}})")
+#: The models of one reference set: the baseline's recipe, and DistillMD's teachers and student.
+REFERENCE_ROLES: tuple[ReferenceRole, ...] = typing.get_args(ReferenceRole)
+_REFERENCE_NAME = re.compile(rf"{REFERENCE_PREFIX}([1-9]\d{{0,3}})(?:_(teacher1|teacher2|student))?")
+#: Name prefix of online LiRA's shadow models, followed by k >= 1 ("shadow3").
+SHADOW_PREFIX = "shadow"
+_SHADOW_NAME = re.compile(rf"{SHADOW_PREFIX}([1-9]\d{{0,3}})")
 
 
 def dp_target(epsilon: float) -> Target:
@@ -219,16 +250,57 @@ def text2image_samplers(variants: Sequence[bool]) -> list[str]:
     return [f"{n}{PD_SUFFIX}" if pd else n for pd in variants for n in TEXT2IMAGE_SAMPLERS]
 
 
-def reference_target(k: int) -> Target:
-    """LiRA's reference model k (1-based): the baseline's recipe on split subset ``ref<k>``."""
+def _model_number(k: int) -> int:
     if not (isinstance(k, int) and 1 <= k <= 9999):
         raise ValueError(f"a reference model number is an integer from 1 to 9999, got {k!r}")
-    return Target(f"{REFERENCE_PREFIX}{k}", "trained", members=f"ref{k}")
+    return k
+
+
+def reference_target(k: int, role: ReferenceRole = "baseline") -> Target:
+    """LiRA's reference model k (1-based) of one role (`REFERENCE_ROLES`): "baseline", the baseline's recipe on
+    split subset ``ref<k>`` (with its checkpoints); "teacher1" / "teacher2", a teacher's recipe on the half
+    ``ref<k>_half1`` / ``ref<k>_half2``; "student", DistillMD's student distilled from those two teachers."""
+    base = f"{REFERENCE_PREFIX}{_model_number(k)}"
+    if role == "baseline":
+        return Target(base, "trained", members=f"ref{k}", checkpoints=True)
+    halves = (f"ref{k}_half1", f"ref{k}_half2")
+    if role in ("teacher1", "teacher2"):
+        return Target(f"{base}_{role}", "trained", members=halves[role == "teacher2"])
+    if role == "student":
+        teachers = (f"{base}_teacher1", f"{base}_teacher2")
+        return Target(f"{base}_student", "distilled", members=f"ref{k}", models=teachers, halves=halves)
+    raise ValueError(f"unknown reference role {role!r}; known: {list(REFERENCE_ROLES)}")
+
+
+def shadow_target(k: int) -> Target:
+    """Online LiRA's shadow model k (1-based): the baseline's recipe on split subset ``shadow<k>``, a random half
+    of the candidates."""
+    return Target(f"{SHADOW_PREFIX}{_model_number(k)}", "trained", members=f"shadow{k}")
 
 
 def reference_targets(num: int) -> list[str]:
-    """Names of the first `num` reference models."""
+    """Names of the first `num` reference models of the baseline's recipe."""
     return [reference_target(k).name for k in range(1, num + 1)]
+
+
+def lira_references(name: str, num: int, mode: str = "offline", recipe: str = "baseline") -> list[str]:
+    """The `num` models that calibrate target `name` for LiRA in `mode` ("offline", "online") with reference
+    models of `recipe` ("baseline", "target"); a checkpoint "<name>@<step>" under the target recipe gets each
+    reference model's checkpoint at the same step.
+
+    Offline: ``reference<k>`` (baseline recipe), or the model of reference set k in the target's
+    ``reference_role``. Online: ``shadow<k>``.
+    """
+    if mode == "online":
+        if recipe != "baseline":
+            raise ValueError("online LiRA's shadow models are built with the baseline's recipe only")
+        return [shadow_target(k).name for k in range(1, num + 1)]
+    if recipe == "baseline":
+        return reference_targets(num)
+    base, step = split_checkpoint(name)
+    role = target(base).reference_role
+    suffix = "" if step is None else f"{CHECKPOINT_SEP}{step}"
+    return [reference_target(k, role).name + suffix for k in range(1, num + 1)]
 
 
 def control_targets(dp_epsilons: Sequence[float] = (), overlap_percents: Sequence[int] = ()) -> list[str]:
@@ -241,13 +313,14 @@ def target(name: str) -> Target:
     """The target called `name` (a checkpoint "<name>@<step>" gives its model's target; a control's name gives
     the control); unknown names raise ValueError listing the known ones."""
     base, step = split_checkpoint(name)
-    control = _control(base) if step is None else None
-    if control is not None:
+    control = _control(base)
+    if control is not None and (step is None or control.checkpoints):
         return control
     if base not in TARGETS or (step is not None and not TARGETS[base].checkpoints):
         raise ValueError(
             f"unknown target {name!r}; known: {list(TARGETS)}, {DP_PREFIX}<epsilon> and "
-            f"teacher1|teacher2|student{OVERLAP_SEP}<percent>, {REFERENCE_PREFIX}<k> and "
+            f"teacher1|teacher2|student{OVERLAP_SEP}<percent>, {REFERENCE_PREFIX}<k>[_<role>], "
+            f"{SHADOW_PREFIX}<k> and "
             f"{'|'.join(TEXT2IMAGE_TARGETS)}{PD_SUFFIX}"
         )
     return TARGETS[base]
@@ -277,7 +350,10 @@ def _control(name: str) -> Target | None:
         elif overlap := _OVERLAP_NAME.fullmatch(name):
             candidates = overlap_targets(int(overlap.group(2)))
         elif reference := _REFERENCE_NAME.fullmatch(name):
-            candidates = (reference_target(int(reference.group(1))),)
+            role = typing.cast(ReferenceRole, reference.group(2) or "baseline")
+            candidates = (reference_target(int(reference.group(1)), role),)
+        elif shadow := _SHADOW_NAME.fullmatch(name):
+            candidates = (shadow_target(int(shadow.group(1))),)
         elif name.removesuffix(PD_SUFFIX) in TEXT2IMAGE_TARGETS:
             candidates = (diversified_target(name.removesuffix(PD_SUFFIX)),)
         else:

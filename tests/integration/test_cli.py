@@ -220,3 +220,70 @@ def test_lira_calibrates_with_reference_models_trained_outside_the_split(data, t
     )
     assert proc.returncode == 2 and "ref2" in proc.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_lira_target_recipe_distils_reference_students_from_their_own_shadow_teachers(data, tmp_path):
+    """Built like the target: on each reference set, two shadow teachers train on its disjoint halves and a shadow
+    student is distilled from exactly those two (their metadata says so); no model of that population trains on a
+    member of the split; lira_target scores the student against the shadow students."""
+    from dualmd import catalog
+    from dualmd.data.splits import load_split
+
+    cfg_split = write_yaml(tmp_path / "split.yaml", {"split": {"num_images": 32, "member_fraction": 0.25}})
+    split, split_meta = tmp_path / "split.npz", tmp_path / "split.json"
+    dualmd(
+        "split", "--config", cfg_split, "--images", data / "images.npz", "--out", split, "--meta", split_meta
+    )
+    cfg = write_yaml(tmp_path / "train.yaml", {**TINY, "train": {**TINY["train"], "num_train_steps": 2}})
+    common = ["--config", cfg, "--images", data / "images.npz", "--split", split, "--split-meta", split_meta]
+
+    def build(name: str) -> Path:
+        target, out = catalog.target(name), tmp_path / name
+        args = ["--model", name, "--out", out, "--state-dir", tmp_path / f"state_{name}"]
+        if target.kind == "distilled":
+            args += sum((["--teachers", f"{m}={tmp_path / m}"] for m in target.models), [])
+        dualmd("train" if target.kind == "trained" else "distill", *common, *args)
+        return out
+
+    students = ["student", *catalog.lira_references("student", 2, "offline", "target")]
+    for name in students:
+        for teacher in catalog.target(name).models:
+            build(teacher)
+        build(name)
+    the_split = load_split(split, split_meta)
+    members = set(the_split.member_idx) | set(the_split.nonmember_idx)
+    for k in (1, 2):
+        meta = json.loads((tmp_path / f"reference{k}_student" / "metadata.json").read_text())
+        teachers = meta["teachers"]
+        assert [teachers[t]["model_id"] for t in ("teacher1", "teacher2")] == [
+            f"reference{k}_teacher1",
+            f"reference{k}_teacher2",
+        ]
+        halves = [set(the_split.subset(teachers[t]["subset"])) for t in ("teacher1", "teacher2")]
+        assert halves[0] and halves[1] and not halves[0] & halves[1]
+        assert halves[0] | halves[1] == set(the_split.subset(meta["subset"]))
+        for name in (f"reference{k}_teacher1", f"reference{k}_teacher2", f"reference{k}_student"):
+            learnt = json.loads((tmp_path / name / "metadata.json").read_text())["subset"]
+            assert not set(the_split.subset(learnt)) & members, name  # neither member nor non-member
+    attack_cfg = write_yaml(
+        tmp_path / "attack.yaml",
+        {
+            "attack": {
+                "names": ["lira_target"],
+                "loss": {"timesteps": [50]},
+                "lira_target": {"num_reference": 2},
+            }
+        },
+    )
+    refs = sum(
+        (["--references", f"reference{k}_student={tmp_path / f'reference{k}_student'}"] for k in (1, 2)), []
+    )
+    dualmd(
+        "attack", "--config", attack_cfg, "--attack", "lira_target", "--images", data / "images.npz",
+        "--split", split, "--split-meta", split_meta, "--targets", f"student={tmp_path / 'student'}",
+        "--out-dir", tmp_path / "scores", *refs,
+    )  # fmt: skip
+    result = load_scores(tmp_path / "scores" / "student.npz")
+    assert (
+        result.attack == "lira_target" and result.scores.shape == (32,) and np.isfinite(result.scores).all()
+    )

@@ -1,5 +1,6 @@
-"""Offline LiRA by hand: (s(x) - mean_k s_k(x)) / sigma(x) with sigma per candidate (ddof 1) or pooled over every
-candidate, from reference statistics scored with the attacked model's own noise; and their checks."""
+"""LiRA by hand. Offline: (s(x) - mean_k s_k(x)) / sigma(x) with sigma per candidate (ddof 1) or pooled over every
+candidate, from reference statistics scored with the attacked model's own noise. Online: the log likelihood ratio
+of the candidate's IN and OUT Gaussians. And their checks."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import torch
 from diffusers import DDPMScheduler
 from helpers.predictors import affine_eps, affine_eps_np
 
-from dualmd.attacks.lira import Lira, ReferenceStatistics, reference_statistics
+from dualmd.attacks.lira import Lira, ReferenceStatistics, online_lira, reference_statistics
 from dualmd.attacks.run import attack_model, build_attack
 from dualmd.config.attacks import AttackConfig, LiraConfig, LossAttackConfig, SimAConfig
 from dualmd.models.adapter import Schedule
@@ -119,3 +120,117 @@ def test_lira_refuses_references_of_another_statistic_and_scoring_without_them(s
     calibrated = Lira(cfg=AttackConfig(lira=LiraConfig(statistic="pia"))).with_references(refs)
     assert calibrated.references is refs and calibrated.statistic.name == "pia"
     assert lira.references is None  # calibrating returns a new attack
+
+
+# Offline LiRA's scores on this fixed setup before the online mode and the target recipe existed (computed with
+# that code): the offline mode with the baseline's recipe must reproduce them exactly.
+OFFLINE_SCORES_BEFORE_ONLINE = {
+    True: [
+        -0.3551799142402969, -0.3846032424270503, 0.5885212728225313,
+        0.23874022455078237, -0.057031882133277444, -0.17635698005977407,
+    ],
+    False: [
+        -0.28663632567242037, -0.2824835180726781, 0.46612495945175436,
+        0.547652003006418, -0.11165334796484397, -0.23445805002902886,
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("global_variance", [True, False], ids=["pooled", "per-candidate"])
+def test_offline_lira_with_the_baseline_recipe_reproduces_earlier_scores_exactly(global_variance, schedule):
+    images = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    ids = np.arange(6) * 4 + 3
+    lira = LiraConfig(num_reference=3, global_variance=global_variance)
+    assert (lira.mode, lira.recipe) == ("offline", "baseline")  # the defaults
+    cfg = AttackConfig(loss=LossAttackConfig(timesteps=(50, 100)), lira=lira)
+    refs = reference_statistics(cfg, [(scaled(g), schedule) for g in (0.8, 1.1, 1.5)], images, ids)
+    result = attack_model(
+        "lira", cfg, predictor=scaled(1.0), schedule=schedule, images=images, sample_ids=ids,
+        is_member=np.arange(6) % 2 == 0, references=refs,
+    )  # fmt: skip
+    np.testing.assert_array_equal(result.scores, OFFLINE_SCORES_BEFORE_ONLINE[global_variance])
+
+
+def test_online_lira_is_the_log_likelihood_ratio_of_two_gaussians():
+    # s = 1: log N(1; 1, 1) - log N(1; 0, 2^2) = 0 - (-1/8 - log 2)
+    one = torch.ones(1, dtype=torch.float64)
+    score = online_lira(one, mean_in=one, std_in=one, mean_out=0 * one, std_out=2 * one)
+    assert score.item() == pytest.approx(0.125 + np.log(2))
+
+
+# Four shadow models, three candidates; candidate n is IN for the models where IS_IN[:, n].
+SHADOW_VALUES = np.array([[1.0, 5.0, -2.0], [3.0, 4.0, 0.0], [0.0, 2.0, -1.0], [2.0, 1.0, -4.0]])
+IS_IN = np.array([[True, True, False], [True, False, True], [False, True, False], [False, False, True]])
+
+
+@pytest.mark.parametrize("global_variance", [True, False], ids=["pooled", "per-candidate"])
+def test_online_in_and_out_gaussians_by_hand(global_variance):
+    refs = ReferenceStatistics(np.array([10, 20, 30]), SHADOW_VALUES, statistic="loss", is_in=IS_IN)
+    mean_in, std_in, mean_out, std_out = refs.in_out_distributions(np.array([30, 10]), global_variance)
+    # candidate 30: IN {0, -4} (mean -2), OUT {-2, -1} (mean -1.5); candidate 10: IN {1, 3}, OUT {0, 2}
+    np.testing.assert_allclose(mean_in, [-2.0, 2.0])
+    np.testing.assert_allclose(mean_out, [-1.5, 1.0])
+    if global_variance:
+        # squared deviations from each candidate's mean, over sum(count - 1) = 3 per distribution
+        # IN: 10 -> 1 + 1, 20 -> 0.5^2 * 2 (5, 2 around 3.5 -> 2.25 * 2), 30 -> 4 + 4
+        pooled_in = np.sqrt((2.0 + 4.5 + 8.0) / 3)
+        # OUT: 10 -> 1 + 1, 20 -> (4 - 2.5)^2 + (1 - 2.5)^2 = 4.5, 30 -> 0.25 + 0.25
+        pooled_out = np.sqrt((2.0 + 4.5 + 0.5) / 3)
+        np.testing.assert_allclose(std_in, [pooled_in] * 2)
+        np.testing.assert_allclose(std_out, [pooled_out] * 2)
+    else:
+        np.testing.assert_allclose(std_in, [np.sqrt(8.0), np.sqrt(2.0)])
+        np.testing.assert_allclose(std_out, [np.sqrt(0.5), np.sqrt(2.0)])
+
+
+@pytest.mark.parametrize("global_variance", [True, False], ids=["pooled", "per-candidate"])
+def test_lira_online_scores_the_log_likelihood_ratio_of_the_statistic(global_variance, schedule):
+    """The attack end to end: its statistic on the target, IN/OUT Gaussians from the shadow models' statistics."""
+    images, ids, is_member = images_and_ids(num=4)
+    lira = {"statistic": "sima", "num_reference": 4, "global_variance": global_variance}
+    cfg = AttackConfig.from_mapping(
+        {"sima": {"timestep": 10, "sweep_timesteps": [], "lp": 2.0}, "lira_online": lira}
+    )
+    assert cfg.lira_online.mode == "online"
+    gains = (0.8, 1.1, 1.5, 0.9)
+    is_in = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0], [0, 1, 0, 1]], dtype=bool)
+    refs = reference_statistics(
+        cfg, [(scaled(g), schedule) for g in gains], images, ids, attack="lira_online", is_in=is_in
+    )
+    result = attack_model(
+        "lira_online", cfg, predictor=scaled(1.0), schedule=schedule, images=images, sample_ids=ids,
+        is_member=is_member, references=refs,
+    )  # fmt: skip
+    # the hand computation starts from the attack's float32 statistics, checked against numpy first
+    values, s = refs.values, np.asarray(result.extra["statistic"])
+    np.testing.assert_allclose(values, np.stack([sima_np(images, g) for g in gains]), rtol=1e-5)
+    np.testing.assert_allclose(s, sima_np(images, 1.0), rtol=1e-5)
+    moments = []
+    for mask in (is_in, ~is_in):
+        kept = [values[mask[:, n], n] for n in range(4)]
+        mean = np.array([v.mean() for v in kept])
+        pooled = np.sqrt(sum(((v - v.mean()) ** 2).sum() for v in kept) / sum(v.size - 1 for v in kept))
+        own = np.array([v.std(ddof=1) for v in kept])
+        moments.append((mean, np.full(4, pooled) if global_variance else own))
+    (mu_in, sd_in), (mu_out, sd_out) = moments
+    expected = (-0.5 * ((s - mu_in) / sd_in) ** 2 - np.log(sd_in)) - (
+        -0.5 * ((s - mu_out) / sd_out) ** 2 - np.log(sd_out)
+    )
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-9)
+    # offline references cannot calibrate the online attack, nor online ones the offline attack
+    offline = reference_statistics(
+        cfg, [(scaled(g), schedule) for g in gains], images, ids, attack="lira_online"
+    )
+    with pytest.raises(ValueError, match="other mode"):
+        build_attack("lira_online", cfg).with_references(offline)
+    with pytest.raises(ValueError, match="other mode"):
+        build_attack("lira", AttackConfig(lira=LiraConfig(statistic="sima"), sima=cfg.sima)).with_references(
+            refs
+        )
+
+
+def test_online_statistics_need_every_candidate_in_and_out():
+    with pytest.raises(ValueError, match="IN and OUT"):
+        ReferenceStatistics(
+            np.array([1, 2]), np.zeros((2, 2)), statistic="loss", is_in=np.array([[1, 0], [1, 1]])
+        )

@@ -153,10 +153,52 @@ def test_reference_models_are_trained_targets_no_attack_or_sampler_reaches():
     assert (ref.kind, ref.members, ref.models) == ("trained", "ref2", ())
     assert "reference1" not in catalog.models() + catalog.samplers()
     assert not catalog.compared_to_curve("reference1")
-    assert [a for a in catalog.ATTACKS if catalog.attack(a).references] == ["lira"]
-    for bad in ("reference0", "reference01", "reference1@10"):
+    assert [a for a in catalog.ATTACKS if catalog.attack(a).references] == [
+        "lira",
+        "lira_online",
+        "lira_target",
+    ]
+    for bad in (
+        "reference0",
+        "reference01",
+        "reference1_teacher3",
+        "reference1_student@10",
+        "shadow0",
+        "shadow1@10",
+    ):
         with pytest.raises(ValueError, match="unknown target"):
             catalog.target(bad)
+
+
+def test_lira_reference_models_follow_the_mode_and_the_targets_recipe():
+    """Offline with the baseline's recipe: reference<k> for every target (as before); online: shadow<k>; built like
+    the target: the reference set's model in the target's role, a checkpoint's at the same step."""
+    for name in ("baseline", "student", "teacher1", "baseline@120", "selfdistill"):
+        assert catalog.lira_references(name, 2) == ["reference1", "reference2"]
+        assert catalog.lira_references(name, 2, "online") == ["shadow1", "shadow2"]
+    target = {
+        "baseline": ["reference1", "reference2"],
+        "baseline@120": ["reference1@120", "reference2@120"],
+        "teacher1": ["reference1_teacher1", "reference2_teacher1"],
+        "teacher2": ["reference1_teacher2", "reference2_teacher2"],
+        "student": ["reference1_student", "reference2_student"],
+        "selfdistill": ["reference1", "reference2"],  # no shadow recipe of its own: the baseline's
+    }
+    for name, expected in target.items():
+        assert catalog.lira_references(name, 2, "offline", "target") == expected, name
+    student = catalog.target("reference2_student")
+    assert (student.kind, student.members, student.halves) == (
+        "distilled",
+        "ref2",
+        ("ref2_half1", "ref2_half2"),
+    )
+    assert student.models == ("reference2_teacher1", "reference2_teacher2")
+    assert [catalog.member_subset(m) for m in student.models] == list(student.halves)
+    assert (
+        catalog.target("reference2@120").members == "ref2" and catalog.target("shadow3").members == "shadow3"
+    )
+    with pytest.raises(ValueError, match="baseline's recipe only"):
+        catalog.lira_references("student", 2, "online", "target")
 
 
 def test_prompt_diversified_text2image_targets_resolve_by_name():

@@ -52,6 +52,15 @@ SHORT = {
         ({"attack": {"names": ["loss", "carlini"]}}, "attack.names: unknown attack(s) ['carlini']"),
         ({"attack": {"lira": {"num_reference": 1}}}, "attack.lira.num_reference: must be from 2 to 9999"),
         ({"attack": {"lira": {"statistic": "gsa"}}}, "attack.lira.statistic: 'gsa' is not one of"),
+        ({"attack": {"lira_online": {"num_reference": 3}}}, "attack.lira_online.num_reference: must be even"),
+        (
+            {"attack": {"lira_online": {"num_reference": 2, "global_variance": False}}},
+            "attack.lira_online.num_reference: must be >= 4 online with a per-candidate variance",
+        ),
+        (
+            {"attack": {"lira": {"mode": "online", "recipe": "target"}}},
+            "attack.lira.recipe: 'target' is built",
+        ),
         ({"attack": {"names": ["loss", "loss"]}}, "attack.names: lists an attack twice"),
         (
             {"sample": {"num_images": 8}, "utility": {"num_images": 16}},
@@ -163,6 +172,9 @@ SHORT = {
         "unknown-attack",
         "lira-one-reference",
         "lira-statistic",
+        "lira-online-odd",
+        "lira-online-per-candidate-two",
+        "lira-online-target",
         "duplicate-attack",
         "fid-images-exceed-samples",
         "attack-timestep-range",

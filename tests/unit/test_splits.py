@@ -191,6 +191,39 @@ def test_reference_halves_come_from_outside_the_split():
             split.subset(bad)
 
 
+def test_reference_set_halves_are_disjoint_and_make_up_the_reference_set():
+    """DistillMD rebuilt on reference set k: its teachers' halves split ref<k> in two, outside the split."""
+    split = make_split(200, _cfg(num_images=40, member_fraction=0.25, seed=3))
+    inside = set(np.concatenate([split.member_idx, split.nonmember_idx]))
+    for k in (1, 2):
+        half1, half2 = split.subset(f"ref{k}_half1"), split.subset(f"ref{k}_half2")
+        assert half1.size == half2.size == 5 and not set(half1) & set(half2)
+        assert sorted([*half1, *half2]) == sorted(split.subset(f"ref{k}")) and not set(half1) & inside
+    assert not np.array_equal(split.subset("ref1_half1"), split.subset("ref2_half1"))
+    for bad in ("ref1_half3", "ref1_half", "ref1_half01"):
+        with pytest.raises(SplitError, match="unknown split subset"):
+            split.subset(bad)
+
+
+@pytest.mark.parametrize("num_shadow", [2, 4, 6])
+def test_online_shadow_sets_are_balanced_halves_of_the_candidates(num_shadow):
+    """Each shadow model trains on half of the candidates (members and non-members), every candidate is IN for
+    exactly K / 2 of K shadow models, and the same split gives the same sets."""
+    split = make_split(200, _cfg(num_images=40, member_fraction=0.25, seed=3))
+    candidates, _ = split.evaluation_indices()
+    sets = [split.subset(f"shadow{k}") for k in range(1, num_shadow + 1)]
+    assert all(s.size == candidates.size // 2 and set(s) <= set(candidates) for s in sets)
+    is_in = np.stack([np.isin(candidates, s) for s in sets])  # (K, N)
+    assert (is_in.sum(axis=0) == num_shadow // 2).all()
+    assert len({tuple(s) for s in sets}) == num_shadow  # no two shadow models share a training set
+    again = make_split(200, _cfg(num_images=40, member_fraction=0.25, seed=3))
+    assert all(np.array_equal(again.subset(f"shadow{k}"), s) for k, s in enumerate(sets, start=1))
+    other = make_split(200, _cfg(num_images=40, member_fraction=0.25, seed=4))
+    assert not np.array_equal(np.sort(other.subset("shadow1")), np.sort(sets[0]))
+    # the draw is random: both members and non-members are IN for some shadow model 1
+    assert np.isin(split.member_idx, sets[0]).any() and np.isin(split.nonmember_idx, sets[0]).any()
+
+
 def test_reference_population_needs_twice_the_members_outside_the_split():
     split = make_split(45, _cfg(num_images=40, member_fraction=0.25))  # 10 members, 5 images outside
     with pytest.raises(SplitError, match="needs 2 x 10 = 20 dataset images outside the split, but only 5"):

@@ -105,21 +105,28 @@ def test_before_controls_config_drops_the_checkpoints_and_the_added_attacks():
 
 
 def test_strong_attacks_config_trains_reference_models_only_for_lira():
-    """Four reference models train like the baseline; one lira job scores every model against them; they are
-    neither sampled nor attacked themselves."""
+    """LiRA's reference models train only for the LiRA attacks: 4 like the baseline outside the split (lira and
+    lira_target's baseline), 4 shadow models on halves of the candidates (lira_online), and DistillMD rebuilt on
+    each reference set (lira_target: 2 teachers and 1 student per set); one job per LiRA attack scores every model
+    against them; they are neither sampled nor attacked themselves."""
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/attacks-strong.yaml")
-    assert jobs["train_model"] == 3 + 4 and jobs["score_model_attack"] == 6 + 1
+    assert jobs["train_model"] == 3 + 4 + 4 + 2 * 4 and jobs["distill_model"] == 2 + 4
+    assert jobs["score_model_attack"] == 6 + 3
     assert (
         jobs["sample_images"] == 6 + 5
         and jobs["score_model_attack_each"] == 5
-        and jobs["evaluate_attack"] == 11
+        and jobs["evaluate_attack"] == 13
     )
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/attacks-strong.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
     refs = " ".join(f"--references reference{k}=results/models/rep0/reference{k}" for k in range(1, 5))
     assert "--attack lira " in dry and refs in dry
-    assert dry.count("--references reference1=") == 1  # only lira's job reads them
+    assert dry.count("--references reference1=") == 2  # lira, and lira_target for the baseline
+    assert dry.count("--references shadow1=") == 1 and dry.count("--references reference1_student=") == 1
     assert "--model reference3 --out results/models/rep0/reference3" in dry
+    assert "--model shadow3 --out results/models/rep0/shadow3" in dry
+    teachers = "--teachers reference2_teacher1=results/models/rep0/reference2_teacher1 --teachers reference2_teacher2="
+    assert f"--model reference2_student {teachers}" in dry
 
 
 def test_paper_config_validates_and_dry_runs():

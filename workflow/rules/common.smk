@@ -44,17 +44,17 @@ PAIR_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "pair"]
 # Optional controls of the config (overlap ablation "teacher1_ov50"..., DP-SGD baselines "dpsgd_eps10"): models
 # like the catalog's own.
 CONTROLS = control_targets(EXPERIMENT)
-# LiRA's reference models ("reference1", ...): trained like the baseline on data outside the split, read only by
-# the attacks they calibrate.
 REFERENCE_ATTACKS = [a for a in MODEL_ATTACKS if catalog.attack(a).references]
-REFERENCES = (
-    catalog.reference_targets(EXPERIMENT.attack.lira.num_reference) if REFERENCE_ATTACKS else []
-)
 
 
 def kind_names(kind):
     """The catalog's targets of one kind and the config's controls of that kind."""
     return catalog.names(kind) + [c for c in CONTROLS if catalog.target(c).kind == kind]
+
+
+def reference_names(kind):
+    """LiRA's reference models of one kind."""
+    return [r for r in REFERENCES if catalog.target(r).kind == kind]
 
 
 MODELS = catalog.models() + [c for c in CONTROLS if catalog.target(c).has_weights]
@@ -65,6 +65,11 @@ CHECKPOINTS = checkpoint_targets(EXPERIMENT)
 MODEL_TARGETS = MODELS + CHECKPOINTS
 SAMPLERS = catalog.samplers() + CONTROLS + CHECKPOINTS
 PAIRS = kind_names("pair")
+# LiRA's reference models, read only by the attacks they calibrate (catalog.lira_references): "reference1", ...
+# (offline, outside the split), "reference1_teacher1", ..., "reference1_student" (built like the target), "shadow1",
+# ... (online, on half of the candidates).
+REFERENCES_OF = {a: EXPERIMENT.attack.reference_models(a, MODEL_TARGETS) for a in REFERENCE_ATTACKS}
+REFERENCES = list(dict.fromkeys(sum(REFERENCES_OF.values(), [])))
 # Stage configs not tied to one replicate live under this scope.
 SHARED = "shared"
 
@@ -73,8 +78,8 @@ wildcard_constraints:
     run=r"rep\d+",
     scope=r"shared|rep\d+",
     digest=r"[0-9a-f]{12}",
-    trained="|".join(map(re.escape, kind_names("trained") + REFERENCES)),
-    distilled="|".join(map(re.escape, kind_names("distilled"))),
+    trained="|".join(map(re.escape, kind_names("trained") + reference_names("trained"))),
+    distilled="|".join(map(re.escape, kind_names("distilled") + reference_names("distilled"))),
     model="|".join(map(re.escape, MODEL_TARGETS)),
     sampler="|".join(map(re.escape, SAMPLERS)),
     attack="|".join(catalog.ATTACKS),
@@ -214,9 +219,8 @@ def model_attack_targets(wildcards):
 
 def reference_dirs(wildcards):
     """LiRA's reference models, for an attack they calibrate; nothing for any other."""
-    if wildcards.attack not in REFERENCE_ATTACKS:
-        return []
-    return [f"results/models/{wildcards.run}/{name}" for name in REFERENCES]
+    names = REFERENCES_OF.get(wildcards.attack, [])
+    return [f"results/models/{wildcards.run}/{name}" for name in names]
 
 
 def model_dir(run, name):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -103,18 +103,56 @@ class SimAConfig(Section):
 
 @dataclass(frozen=True)
 class LiraConfig(Section):
+    """LiRA (`dualmd.attacks.lira`): how its reference models are built and how a candidate is calibrated."""
+
     SECTION = "attack.lira"
-    num_reference: int = (
-        4  # reference models reference1..K, each on a random half of the reference population
-    )
+    # K: offline, reference models reference1..K, each on a random half of the reference population outside the
+    # split; online, shadow models shadow1..K, each on a random half of the candidates (every candidate IN for K/2)
+    num_reference: int = 4
     statistic: Literal["loss", "pia", "pian", "sima"] = (
         "loss"  # per-candidate statistic, configured by its section
     )
-    global_variance: bool = True  # one pooled out-variance for every candidate (advised for few references)
+    # one pooled variance for every candidate (advised for few references), or each candidate's own
+    global_variance: bool = True
+    # offline: z-score against models that never saw the candidate; online: likelihood ratio of the IN and OUT
+    # Gaussians of shadow models trained with and without it (Carlini et al. 2022)
+    mode: Literal["offline", "online"] = "offline"
+    # baseline: every reference model is trained like the baseline; target: built like the attacked target (the
+    # student distilled from its own shadow teachers, a teacher on a half-size set, a checkpoint at its step)
+    recipe: Literal["baseline", "target"] = "baseline"
 
     def _validate(self, prefix: str) -> None:
         # a per-candidate variance needs two reference statistics; the pooled one needs two as well
         require(2 <= self.num_reference <= 9999, f"{prefix}.num_reference", "must be from 2 to 9999")
+        online = self.mode == "online"
+        # complementary pairs of shadow models: every candidate is IN for exactly K / 2 of them
+        require(not online or self.num_reference % 2 == 0, f"{prefix}.num_reference", "must be even online")
+        require(
+            not online or self.global_variance or self.num_reference >= 4,
+            f"{prefix}.num_reference",
+            "must be >= 4 online with a per-candidate variance (two IN and two OUT statistics per candidate)",
+        )
+        require(
+            not (online and self.recipe == "target"),
+            f"{prefix}.recipe",
+            "'target' is built for the offline mode only (online shadow models use the baseline's recipe)",
+        )
+
+
+@dataclass(frozen=True)
+class LiraOnlineConfig(LiraConfig):
+    """The `lira_online` attack: LiRA's section with the online mode as its default."""
+
+    SECTION = "attack.lira_online"
+    mode: Literal["offline", "online"] = "online"
+
+
+@dataclass(frozen=True)
+class LiraTargetConfig(LiraConfig):
+    """The `lira_target` attack: LiRA's section with reference models built like the target as its default."""
+
+    SECTION = "attack.lira_target"
+    recipe: Literal["baseline", "target"] = "target"
 
 
 @dataclass(frozen=True)
@@ -229,6 +267,8 @@ class AttackConfig(Section):
     recon: ReconConfig = field(default_factory=ReconConfig)
     teacher_max: TeacherMaxConfig = field(default_factory=TeacherMaxConfig)
     lira: LiraConfig = field(default_factory=LiraConfig)
+    lira_online: LiraOnlineConfig = field(default_factory=LiraOnlineConfig)
+    lira_target: LiraTargetConfig = field(default_factory=LiraTargetConfig)
     pang_wang: PangWangConfig = field(default_factory=PangWangConfig)
 
     @classmethod
@@ -255,6 +295,20 @@ class AttackConfig(Section):
         attack's section is None, so that an attack reading one fails at once instead of reading defaults."""
         own = self.sections_of(name)
         return replace(self, **{key: None for key in _NESTED if key not in own})
+
+    def reference_models(self, name: str, targets: Sequence[str]) -> list[str]:
+        """The models (without checkpoint steps) that calibrate `targets` for attack `name`: those
+        `catalog.lira_references` names under the attack's own section, in order; none for an attack that is not
+        calibrated by reference models."""
+        if not catalog.attack(name).references:
+            return []
+        lira = getattr(self, catalog.attack(name).reads[0])
+        found = [
+            catalog.split_checkpoint(model)[0]
+            for t in targets
+            for model in catalog.lira_references(t, lira.num_reference, lira.mode, lira.recipe)
+        ]
+        return list(dict.fromkeys(found))
 
     def _validate(self, prefix: str) -> None:
         unknown = [n for n in self.names if n not in catalog.ATTACKS]

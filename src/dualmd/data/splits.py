@@ -7,7 +7,10 @@ and "half2" (D2, teacher 2). The overlap ablation derives more from these: "half
 first floor(p |D2| / 100) images of D2 (in the split's order), "half2_ov<p>" likewise (p in 1..100). LiRA's
 reference models train on "ref<k>" (k >= 1): a random half of the *reference population*, the first 2|members|
 dataset images outside the split in a permutation seeded by the split's fingerprint, so no reference model sees a
-member or a non-member.
+member or a non-member; "ref<k>_half1" and "ref<k>_half2" split "ref<k>" into two disjoint halves (DistillMD
+rebuilt on a reference set). Online LiRA's shadow models train on "shadow<k>": a random half of the candidates
+(members and non-members), models 2j - 1 and 2j on complementary halves, so every candidate is in the training set
+of exactly K / 2 of K shadow models (K even).
 
 Errors: `SplitError` (a ValueError) for every broken invariant, bad or missing file and tampered sidecar.
 """
@@ -37,7 +40,12 @@ _META_KEY = "meta_json"  # the meta dict as a JSON string, so an .npz alone can 
 # Derived subsets of the overlap ablation: a half plus a percentage of the other half.
 _OVERLAP = re.compile(r"(half1|half2)_ov(\d{1,3})")
 # Training sets of LiRA's reference models: a random half of the reference population.
-_REFERENCE = re.compile(r"ref([1-9]\d{0,3})")
+_REFERENCE = re.compile(r"ref([1-9]\d{0,3})(?:_half([12]))?")
+# Training sets of online LiRA's shadow models: a random half of the candidates.
+_SHADOW = re.compile(r"shadow([1-9]\d{0,3})")
+# Seed streams after the split's fingerprint: 0 the reference population, k its half k (as first released); these
+# tags keep the streams that came later apart from them.
+_SHADOW_STREAM, _REFERENCE_HALVES_STREAM = 1_000_001, 1_000_002
 # SecMI's split format (mia_evals/member_splits/*.npz).
 SECMI_MEMBERS, SECMI_NONMEMBERS = "mia_train_idxs", "mia_eval_idxs"
 
@@ -94,7 +102,11 @@ class Split:
         an overlap subset "half1_ov<p>" / "half2_ov<p>")."""
         reference = _REFERENCE.fullmatch(name)
         if reference:
-            return self._reference_half(int(reference.group(1)))
+            k, half = int(reference.group(1)), reference.group(2)
+            return self._reference_half(k) if half is None else self._reference_quarter(k, int(half))
+        shadow = _SHADOW.fullmatch(name)
+        if shadow:
+            return self._shadow_half(int(shadow.group(1)))
         overlap = _OVERLAP.fullmatch(name)
         if overlap:
             own, percent = overlap.group(1), int(overlap.group(2))
@@ -106,7 +118,8 @@ class Split:
             return idx
         if name not in _KEYS:
             raise SplitError(
-                f"unknown split subset {name!r}; known: {list(SUBSETS)}, half<1|2>_ov<percent> and ref<k>"
+                f"unknown split subset {name!r}; known: {list(SUBSETS)}, half<1|2>_ov<percent>, ref<k>, "
+                "ref<k>_half<1|2> and shadow<k>"
             )
         return getattr(self, _KEYS[name])
 
@@ -140,6 +153,32 @@ class Split:
         half = population[np.sort(rng.permutation(population.size)[: self.member_idx.size])]
         half.setflags(write=False)
         return half
+
+    def _reference_quarter(self, k: int, half: int) -> np.ndarray:
+        """Half `half` (1 or 2) of reference model k's training set: a seeded permutation of ``ref<k>`` cut in
+        two (the first floor(n / 2) for half 1), so the two are disjoint and together ``ref<k>``."""
+        own = self._reference_half(k)
+        rng = np.random.default_rng([self._seed(), _REFERENCE_HALVES_STREAM, k])
+        order = rng.permutation(own.size)
+        chosen = order[: own.size // 2] if half == 1 else order[own.size // 2 :]
+        idx = own[np.sort(chosen)]
+        idx.setflags(write=False)
+        return idx
+
+    def _shadow_half(self, k: int) -> np.ndarray:
+        """Training set of online shadow model k: half of the candidates (members then non-members), drawn by a
+        generator seeded by the split's fingerprint and the pair j = ceil(k / 2); model 2j - 1 takes the first
+        floor(n / 2) of the permutation, model 2j the rest."""
+        candidates, _ = self.evaluation_indices()
+        pair = (k + 1) // 2
+        order = np.random.default_rng([self._seed(), _SHADOW_STREAM, pair]).permutation(candidates.size)
+        chosen = order[: candidates.size // 2] if k % 2 == 1 else order[candidates.size // 2 :]
+        idx = np.sort(candidates[chosen])
+        idx.setflags(write=False)
+        return idx
+
+    def _seed(self) -> int:
+        return int(self.fingerprint()[:16], 16)
 
     def sha256(self, name: str) -> str:
         """`subset_sha256` of subset `name`."""

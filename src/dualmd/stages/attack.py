@@ -31,9 +31,10 @@ def score(
             directory of its model), its generated images (samples attacks), or the folder holding the run's
             model directories (sampler and pair attacks: the target's models, `catalog.sampler_models`, are
             its subfolders).
-        references: reference model name ("reference1", ...) -> its directory, for an attack calibrated by
-            reference models (lira): exactly `attack.lira.num_reference` of them, each checked to have trained
-            on its subset of this split.
+        references: reference model name ("reference1", "reference1_student", "shadow1", ...) -> its directory,
+            for an attack calibrated by reference models (the LiRA attacks): exactly the models that
+            `catalog.lira_references` names for the targets under the attack's section, each checked to have
+            trained on its subset of this split (a checkpoint "<name>@<step>" is resolved in its model's directory).
     """
     from dualmd.attacks.base import save_scores
     from dualmd.attacks.run import attack_model, attack_samples
@@ -48,9 +49,9 @@ def score(
     cfg = experiment.attack
     the_split = load_split(split, split_meta)
     data = load_split_images(images, the_split)
-    calibration = None
+    calibrations = {}
     if spec.references:
-        calibration = _reference_statistics(cfg, references or {}, the_split, data, device())
+        calibrations = _reference_statistics(attack, cfg, references or {}, list(targets), the_split, data)
     elif references:
         raise ValueError(f"attack {attack!r} takes no reference models, got {sorted(references)}")
     for name, path in targets.items():
@@ -69,7 +70,7 @@ def score(
                 images=x,
                 sample_ids=ids,
                 is_member=is_member,
-                references=calibration,
+                references=calibrations.get(name),
             )
         elif spec.access == "samples":
             result = attack_samples(
@@ -117,34 +118,52 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
     return attack_sampler(attack, cfg, sampler=sampler, schedule=Schedule.from_scheduler(base), **common)
 
 
-def _reference_statistics(cfg, references: dict[str, Path], the_split, data, device):
-    """The configured statistic of every member and non-member on each reference model of the config."""
+def _reference_statistics(
+    attack, cfg, references: dict[str, Path], targets: list[str], the_split, data
+) -> dict:
+    """Target name -> the statistic of every member and non-member on each model that calibrates it, computed once
+    per set of reference models (the baseline's recipe: one set for every target)."""
     import importlib
 
-    from dualmd.data.datasets import to_model_range
-    from dualmd.models.directory import check_trained_on, load_predictor
+    import numpy as np
 
-    expected = catalog.reference_targets(cfg.lira.num_reference)
-    if sorted(references) != sorted(expected):
+    from dualmd.data.datasets import to_model_range
+
+    # LiRA's own module, imported by name as the attack itself is: the job's code holds it, no other job's does
+    lira = importlib.import_module(catalog.attack(attack).module_name)
+    section = lira.lira_section(cfg, attack)
+    sets = {
+        name: tuple(catalog.lira_references(name, section.num_reference, section.mode, section.recipe))
+        for name in targets
+    }
+    expected = sorted({catalog.split_checkpoint(m)[0] for names in sets.values() for m in names})
+    if sorted(references) != expected:
         raise ValueError(
-            f"attack.lira.num_reference = {cfg.lira.num_reference} needs reference models {expected}, "
-            f"got {sorted(references)}"
-        )
-    loaded = []
-    for name in expected:
-        check_trained_on(references[name], the_split, catalog.member_subset(name))
-        loaded.append(
-            load_predictor(
-                references[name],
-                cfg.weights,
-                device,
-                compile=cfg.compile,
-                mixed_precision=cfg.mixed_precision,
-            )
+            f"{section.SECTION}.num_reference = {section.num_reference} needs reference models {expected} "
+            f"({section.mode}, {section.recipe} recipe), got {sorted(references)}"
         )
     ids, _ = the_split.evaluation_indices()
-    # LiRA's own module, imported by name as the attack itself is: the job's code holds it, no other job's does
-    lira = importlib.import_module(catalog.attack("lira").module_name)
-    stats = lira.reference_statistics(cfg, loaded, to_model_range(data[ids]), ids)
-    log.info("%s on %d reference models: %d candidates", cfg.lira.statistic, len(loaded), len(ids))
-    return stats
+    computed = {}
+    for names in dict.fromkeys(sets.values()):
+        loaded = [_load_reference(m, references, the_split, cfg) for m in names]
+        is_in = None
+        if section.mode == "online":  # which shadow model trained on which candidate, from the split
+            is_in = np.stack([np.isin(ids, the_split.subset(catalog.member_subset(m))) for m in names])
+        computed[names] = lira.reference_statistics(
+            cfg, loaded, to_model_range(data[ids]), ids, attack=attack, is_in=is_in
+        )
+        log.info("%s on reference models %s: %d candidates", section.statistic, list(names), len(ids))
+    return {name: computed[names] for name, names in sets.items()}
+
+
+def _load_reference(name: str, references: dict[str, Path], the_split, cfg):
+    """Predictor and schedule of reference model `name` (a checkpoint resolved in its model's directory), checked
+    to have trained on its subset of this split."""
+    from dualmd.models.directory import check_trained_on, load_predictor, target_dir
+    from dualmd.stages.device import device
+
+    path = target_dir(name, references[catalog.split_checkpoint(name)[0]])
+    check_trained_on(path, the_split, catalog.member_subset(name))
+    return load_predictor(
+        path, cfg.weights, device(), compile=cfg.compile, mixed_precision=cfg.mixed_precision
+    )

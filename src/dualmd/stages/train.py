@@ -98,11 +98,12 @@ def distill(
             **common,
         )
     first, second = loaded
-    # D1 and D2 for the default student; the overlap ablation's teachers learnt each half plus part of the other
+    # D1 and D2 for the default student; the overlap ablation's teachers learnt each half plus part of the other;
+    # a reference student (LiRA built like the target) the halves of its reference set
     learnt = tuple(catalog.target(name).members for name in target.models)
     return distill_student(
-        half1=subset_images(data, the_split, "half1"),
-        half2=subset_images(data, the_split, "half2"),
+        half1=subset_images(data, the_split, target.halves[0]),
+        half2=subset_images(data, the_split, target.halves[1]),
         teacher1=first,
         teacher2=second,
         half1_sha256=the_split.sha256(learnt[0]),
