@@ -4,15 +4,24 @@ Builds SD v1.5's UNet (860 M parameters) and VAE with random weights on PyTorch'
 weights, no download), counts the floating-point operations of one image through each with
 `torch.utils.flop_counter.FlopCounterMode`, and multiplies by the work of each stage in the authors' setting
 (`../shared/reference/paper.md`: 512x512 Pokemon-BLIP, 416 members / 417 non-members, 20,000 iterations at
-batch 16, DDIM 50 steps with classifier-free guidance). GPU time = FLOPs / (dense bf16 peak x utilization); the
-utilization is an assumption (`--utilization`), so every hour printed is an **estimate**, not a measurement:
+batch 16, DDIM 50 steps with classifier-free guidance). GPU time = FLOPs / (peak x utilization), where the peak
+is the one of the precision each stage runs in under `--config` (default config/paper-pokemon.yaml):
 
-    python benchmarks/t2i_cost.py --peak-tflops 989 --utilization 0.4
+* fine-tuning and distillation: `train.mixed_precision` fp16/bf16 -> the dense 16-bit peak, else fp32 (TF32
+  with `text2image.allow_tf32`); the frozen teachers' forward in DistillMD follows `text2image.weight_dtype`;
+* the black-box attack's generations and the white-box attacks: `attack.mixed_precision` bf16 -> the 16-bit
+  peak, else TF32 with `text2image.allow_tf32`, else plain fp32 (the CUDA-core peak, ~15x lower on an H100/H200:
+  what those stages ran at before the levers existed).
+
+The utilization is an assumption (`--utilization`), so every hour printed is an **estimate**, not a measurement:
+
+    python benchmarks/t2i_cost.py --config config/paper-pokemon.yaml --utilization 0.4
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -22,6 +31,9 @@ MEMBERS, NONMEMBERS = 416, 417
 STEPS, BATCH = 20_000, 16  # the paper's fine-tuning iterations and batch size, every model alike
 DDIM_STEPS, GENERATIONS = 50, 3  # Pang & Wang's black-box attack: 3 images per caption, DDIM 50, guidance 7.5
 SECMI_QUERIES, PIA_QUERIES = 12, 2  # UNet calls per candidate: SecMI (t_sec 100, k 10), PIA (x_0 at 0 and t)
+#: Dense peaks of an H100/H200 SXM (TFLOP/s): bf16/fp16 tensor cores, TF32 tensor cores, fp32 CUDA cores.
+PEAKS = {"16-bit": 989.0, "tf32": 494.7, "fp32": 66.9}
+ROOT = Path(__file__).parents[1]
 
 
 def sd_unet() -> UNet2DConditionModel:
@@ -76,59 +88,76 @@ def per_image_gflop() -> dict[str, float]:
     return {k: v / 1e9 for k, v in costs.items()}
 
 
-def stage_tflop(g: dict[str, float], variants: int) -> dict[str, float]:
-    """TFLOP of each stage, for `variants` prompt-diversification settings (1 or 2)."""
-    candidates = MEMBERS + NONMEMBERS
-    fine_tune = STEPS * BATCH * g["unet_train"]  # latents encoded once per image and cached
-    sample_one = DDIM_STEPS * 2 * g["unet_forward"] + g["vae_decode"]  # guidance: conditional + unconditional
+def precisions(cfg) -> dict[str, str]:
+    """The arithmetic each kind of stage runs in under experiment config `cfg` (a key of PEAKS)."""
+    t2i = cfg.text2image
+    fp32 = "tf32" if t2i.allow_tf32 else "fp32"
+    train = "16-bit" if cfg.train.mixed_precision != "no" else fp32
     return {
-        "encode the images once (VAE)": candidates * g["vae_encode"] / 1e3,
-        "fine-tune baseline + 2 teachers": variants * 3 * fine_tune / 1e3,
-        "distil the student (+ teacher forward)": variants
-        * STEPS
-        * BATCH
-        * (g["unet_train"] + g["unet_forward"])
-        / 1e3,
-        "black-box attack: 3 images per candidate, 3 samplers": variants
-        * 3
-        * candidates
-        * GENERATIONS
-        * sample_one
-        / 1e3,
-        "white-box attacks (SecMI, PIA) on 4 models": variants
-        * 4
-        * candidates
-        * (SECMI_QUERIES + PIA_QUERIES)
-        * g["unet_forward"]
-        / 1e3,
+        "encode": "16-bit" if t2i.weight_dtype != "fp32" else fp32,
+        "train": train,
+        "teacher": "16-bit" if t2i.weight_dtype != "fp32" or train == "16-bit" else fp32,
+        "attack": "16-bit" if cfg.attack.mixed_precision == "bf16" else fp32,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H200/H100 SXM: 989)"
+def stage_tflop(g: dict[str, float], variants: int, kinds: dict[str, str]) -> dict[str, dict[str, float]]:
+    """TFLOP of each stage by precision, for `variants` prompt-diversification settings (1 or 2); `kinds` maps
+    "encode", "train", "teacher" and "attack" to a key of PEAKS."""
+    candidates = MEMBERS + NONMEMBERS
+    fine_tune = STEPS * BATCH * g["unet_train"]  # latents encoded once per image and cached
+    guided = DDIM_STEPS * 2 * g["unet_forward"]  # guidance: conditional + unconditional
+    stages: dict[str, dict[str, float]] = {
+        "encode the images once (VAE)": {kinds["encode"]: candidates * g["vae_encode"]},
+        "fine-tune baseline + 2 teachers": {kinds["train"]: variants * 3 * fine_tune},
+        "distil the student (+ teacher forward)": {kinds["train"]: variants * fine_tune},
+        "black-box attack: 3 images per candidate, 3 samplers": {
+            kinds["attack"]: variants * 3 * candidates * GENERATIONS * (guided + g["vae_decode"])
+        },
+        "white-box attacks (SecMI, PIA) on 4 models": {
+            kinds["attack"]: variants * 4 * candidates * (SECMI_QUERIES + PIA_QUERIES) * g["unet_forward"]
+        },
+    }
+    teacher = stages["distil the student (+ teacher forward)"]
+    teacher[kinds["teacher"]] = (
+        teacher.get(kinds["teacher"], 0.0) + variants * STEPS * BATCH * g["unet_forward"]
     )
+    return {name: {k: v / 1e3 for k, v in parts.items()} for name, parts in stages.items()}
+
+
+def main() -> None:
+    from dualmd.config.experiment import load_config
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "config/paper-pokemon.yaml", help="precisions")
+    parser.add_argument("--peak-16bit", type=float, default=PEAKS["16-bit"], help="dense bf16/fp16 TFLOP/s")
+    parser.add_argument("--peak-tf32", type=float, default=PEAKS["tf32"], help="dense TF32 TFLOP/s")
+    parser.add_argument("--peak-fp32", type=float, default=PEAKS["fp32"], help="fp32 (CUDA-core) TFLOP/s")
     parser.add_argument(
         "--utilization", type=float, default=0.4, help="assumed fraction of the peak achieved"
     )
     parser.add_argument("--variants", type=int, default=2, choices=(1, 2), help="without / with prompt div.")
     args = parser.parse_args()
+    peaks = {"16-bit": args.peak_16bit, "tf32": args.peak_tf32, "fp32": args.peak_fp32}
+    kinds = precisions(load_config(args.config))
     g = per_image_gflop()
     print(
         f"per image: UNet forward {g['unet_forward']:.0f} GFLOP, forward + backward {g['unet_train']:.0f}, "
         f"VAE encode {g['vae_encode']:.0f}, VAE decode {g['vae_decode']:.0f}"
     )
-    rate = args.peak_tflops * args.utilization  # TFLOP/s
+    print(f"precision assumed from {args.config}: " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
     print(
-        f"ESTIMATE at {args.utilization:.0%} of {args.peak_tflops:g} TFLOP/s ({rate:.0f} TFLOP/s achieved):"
+        f"ESTIMATE at {args.utilization:.0%} of the peak of each precision "
+        + ", ".join(f"{k} {v:g}" for k, v in peaks.items())
+        + " TFLOP/s:"
     )
     total = 0.0
-    for stage, tflop in stage_tflop(g, args.variants).items():
-        hours = tflop / rate / 3600
+    for stage, parts in stage_tflop(g, args.variants, kinds).items():
+        hours = sum(tflop / (peaks[k] * args.utilization) for k, tflop in parts.items()) / 3600
         total += hours
-        print(f"  {stage:<55} {tflop:>12,.0f} TFLOP  {hours:7.2f} GPU-h")
-    print(f"  {'total':<55} {'':>12}        {total:7.2f} GPU-h (estimate)")
+        label = "+".join(parts)
+        print(f"  {stage:<55} {sum(parts.values()):>12,.0f} TFLOP  {label:<12} {hours:7.2f} GPU-h")
+    print(f"  {'total':<55} {'':>12}        {'':<12} {total:7.2f} GPU-h (estimate)")
 
 
 if __name__ == "__main__":

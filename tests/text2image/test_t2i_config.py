@@ -171,3 +171,54 @@ def test_resources_change_no_stage_config():
     assert sized.text2image.resources.report == tiny.text2image.resources.report  # other kinds keep defaults
     for stage in stage_names():
         assert config_digest(stage_config(sized, stage)) == config_digest(stage_config(tiny, stage)), stage
+
+
+def test_levers_enter_only_the_stage_configs_of_the_stages_that_apply_them():
+    """Training levers enter fine-tuning and distillation; TF32 also sampling and the attacks; no other stage."""
+    base = ExperimentConfig.from_mapping(yaml.safe_load(TINY.read_text()))
+    raw = yaml.safe_load(TINY.read_text())
+    raw["text2image"].update(gradient_checkpointing=True, weight_dtype="bf16", adam_weight_decay=0.01)
+    levers = ExperimentConfig.from_mapping(raw)
+    raw["text2image"]["allow_tf32"] = True
+    tf32 = ExperimentConfig.from_mapping(raw)
+    t2i = [s for s in stage_names() if s.startswith("t2i_")]
+    moved = {s for s in t2i if config_digest(stage_config(base, s)) != config_digest(stage_config(levers, s))}
+    assert moved == {"t2i_train", "t2i_distill"}
+    moved = {s for s in t2i if config_digest(stage_config(levers, s)) != config_digest(stage_config(tf32, s))}
+    assert moved == {"t2i_train", "t2i_distill", "t2i_sample"} | {
+        s for s in t2i if s.startswith("t2i_attack_")
+    }
+    assert ExperimentConfig.from_mapping(stage_config(tf32, "t2i_train")).text2image.weight_dtype == "bf16"
+    # the unconditional stages never see the text2image section
+    assert all(
+        config_digest(stage_config(base, s)) == config_digest(stage_config(tf32, s))
+        for s in stage_names()
+        if not s.startswith("t2i_")
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"gradient_accumulation_steps": 0}, "text2image.gradient_accumulation_steps: must be >= 1"),
+        ({"adam_weight_decay": -1.0}, "text2image.adam_weight_decay: must be >= 0"),
+        ({"weight_dtype": "fp8"}, "text2image.weight_dtype"),
+        ({"encode_batch_size": 0}, "text2image.encode_batch_size: must be >= 1"),
+    ],
+)
+def test_bad_levers_fail_both_layers_naming_the_key(section, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("[", r"\[")):
+        ExperimentConfig.from_mapping({"text2image": section})
+    with pytest.raises(Exception, match="text2image|validating"):
+        validate({"text2image": section}, schema=str(SCHEMA))
+
+
+def test_accumulation_must_divide_the_effective_batch():
+    with pytest.raises(ConfigError, match="train.batch_size 16 .* not divisible by 3"):
+        ExperimentConfig.from_mapping(
+            {"train": {"batch_size": 16}, "text2image": {"gradient_accumulation_steps": 3}}
+        )
+    cfg = ExperimentConfig.from_mapping(
+        {"train": {"batch_size": 16}, "text2image": {"gradient_accumulation_steps": 4}}
+    )
+    assert cfg.train.batch_size == 16  # the effective batch; micro-batches of 4

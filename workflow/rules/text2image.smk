@@ -57,6 +57,7 @@ use rule stage_job as finetune_t2i_model with:
             model="{wildcards.t2i_trained}",
             out="{output.model}",
             state_dir="results/train_state/{wildcards.run}/t2i_{wildcards.t2i_trained}",
+            cache_dir="results/train_state/{wildcards.run}/t2i_latent_cache",
         ),
 
 
@@ -87,6 +88,7 @@ use rule stage_job as distill_t2i_model with:
             model="{wildcards.t2i_distilled}",
             out="{output.model}",
             state_dir="results/train_state/{wildcards.run}/t2i_{wildcards.t2i_distilled}",
+            cache_dir="results/train_state/{wildcards.run}/t2i_latent_cache",
         ),
 
 

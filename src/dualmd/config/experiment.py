@@ -218,6 +218,13 @@ class ExperimentConfig:
                 "split.source",
                 "'lists' names files of an image folder: set dataset.name to image_folder",
             )
+        if "train" in given and "text2image" in given:
+            steps = self.text2image.gradient_accumulation_steps
+            require(
+                self.train.batch_size % steps == 0,
+                "text2image.gradient_accumulation_steps",
+                f"train.batch_size {self.train.batch_size} (the effective batch) is not divisible by {steps}",
+            )
         if "dataset" in given and "text2image" in given and self.text2image.enabled:
             require(
                 self.dataset.name in ("digits", "image_folder"),

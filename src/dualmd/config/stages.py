@@ -38,6 +38,21 @@ _MEMORIZED_KEYS = {
     "t2i_prompt_memorization": ("num_generations",),
 }
 _T2I_ATTACK = "t2i_attack_"
+#: The memory and precision levers of text2image (`dualmd.text2image.levers`) and the stages that apply them: all
+#: of them the two training stages, TF32 also sampling and the white-box attacks; every other stage leaves them out,
+#: so turning a lever on reruns only the stages it changes.
+_TRAINING_LEVERS = (
+    "gradient_checkpointing",
+    "gradient_accumulation_steps",
+    "adam_weight_decay",
+    "use_8bit_adam",
+    "weight_dtype",
+    "encode_batch_size",
+)
+_LEVERS_OF = {
+    "t2i_train": (*_TRAINING_LEVERS, "allow_tf32"),
+    "t2i_distill": (*_TRAINING_LEVERS, "allow_tf32"),
+}
 _ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed", "compile", "mixed_precision")
 #: Seeds that differ between replicates: replicate r adds r to each.
 REPLICATE_SEEDS = (("split", "seed"), ("split", "half_seed"), ("train", "seed"))
@@ -115,6 +130,11 @@ def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[s
     cfg.update({s: getattr(experiment, s).to_dict() for s in sections})
     text2image = cfg["text2image"]
     del text2image["prompt_diversification"], text2image["resources"]
+    kept = _LEVERS_OF.get(
+        stage, ("allow_tf32",) if stage == "t2i_sample" or stage.startswith(_T2I_ATTACK) else ()
+    )
+    for key in set(_TRAINING_LEVERS + ("allow_tf32",)) - set(kept):
+        del text2image[key]
     memorized = text2image.pop("memorized_prompts")
     if stage in _TEXT2IMAGE_KEYS:
         cfg["text2image"] = {k: text2image[k] for k in _TEXT2IMAGE_KEYS[stage] if k in text2image}

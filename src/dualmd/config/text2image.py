@@ -106,6 +106,19 @@ class Text2ImageConfig(Section):
     guidance_scale: float = 7.5  # classifier-free guidance scale of sampling (steps, seed...: section sample)
     pretrain_vae_steps: int = 1000  # tiny stand-in only: VAE steps on the images outside the split
     pretrain_unet_steps: int = 2000  # tiny stand-in only: conditional-UNet steps on those images
+    # Memory and precision levers of fine-tuning and distillation, named as in diffusers' train_text_to_image.py
+    # (dualmd.text2image.levers). All off by default: the tiny CPU run's numbers do not depend on them.
+    gradient_checkpointing: bool = (
+        False  # UNet.enable_gradient_checkpointing(): recompute activations in backward
+    )
+    # micro-batches per optimiser step; train.batch_size stays the effective batch (divisible by this)
+    gradient_accumulation_steps: int = 1
+    adam_weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: the package's Adam; authors: 1e-2)
+    use_8bit_adam: bool = False  # bitsandbytes' AdamW8bit (CUDA and bitsandbytes needed; refused otherwise)
+    # dtype of the frozen modules: VAE, text encoder and DistillMD's teachers (fp16: CUDA only)
+    weight_dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    allow_tf32: bool = False  # TF32 matmuls and convolutions on Ampere+ GPUs (training, sampling, attacks)
+    encode_batch_size: int = 64  # images / captions per VAE / text-encoder pass when latents are cached
     memorized_prompts: MemorizedPromptsConfig = field(default_factory=MemorizedPromptsConfig)
     # gpu, mem_mb and runtime of each kind of text-to-image job (the workflow's rules read them; no stage does)
     resources: Text2ImageResourcesConfig = field(default_factory=Text2ImageResourcesConfig)
@@ -134,6 +147,11 @@ class Text2ImageConfig(Section):
         require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
         require(self.pretrain_vae_steps >= 1, f"{prefix}.pretrain_vae_steps", "must be >= 1")
         require(self.pretrain_unet_steps >= 1, f"{prefix}.pretrain_unet_steps", "must be >= 1")
+        require(
+            self.gradient_accumulation_steps >= 1, f"{prefix}.gradient_accumulation_steps", "must be >= 1"
+        )
+        require(self.adam_weight_decay >= 0.0, f"{prefix}.adam_weight_decay", "must be >= 0")
+        require(self.encode_batch_size >= 1, f"{prefix}.encode_batch_size", "must be >= 1")
         require(
             self.enabled or not self.memorized_prompts.enabled,
             f"{prefix}.memorized_prompts.num_images",

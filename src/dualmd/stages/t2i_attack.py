@@ -40,9 +40,11 @@ def score(
     from dualmd.text2image.attack import attack_text2image
     from dualmd.text2image.components import load_components
     from dualmd.text2image.finetune import load_finetuned_unet
+    from dualmd.text2image.levers import apply_tf32
     from dualmd.text2image.memorized import load_selection
 
     cfg = text2image_config(config)
+    apply_tf32(cfg.text2image.allow_tf32)
     the_split = load_split(split, split_meta)
     captions = run_captions_of(cfg, load_selection(memorized, the_split))
     data = load_split_images(images, the_split)

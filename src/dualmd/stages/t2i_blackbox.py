@@ -39,6 +39,7 @@ def blackbox(
     from dualmd.stages.device import device
     from dualmd.text2image.blackbox import attack_sampler_blackbox
     from dualmd.text2image.generate import sampler_pipeline
+    from dualmd.text2image.levers import apply_tf32
     from dualmd.text2image.memorized import load_selection
 
     if catalog.attack(attack).access != "prompts":
@@ -47,6 +48,7 @@ def blackbox(
     the_split = load_split(split, split_meta)
     captions = run_captions_of(cfg, load_selection(memorized, the_split))
     x, ids, is_member = evaluation_set(load_split_images(images, the_split), the_split, sampler)
+    apply_tf32(cfg.text2image.allow_tf32)
     pipe = sampler_pipeline(sampler, {k: Path(v) for k, v in models.items()}, weights=cfg.sample.weights)
     result = attack_sampler_blackbox(
         pipe.to(device()),

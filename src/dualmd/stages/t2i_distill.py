@@ -1,7 +1,8 @@
 """Stage of `workflow/rules/text2image.smk`: distil the text-to-image DistillMD student from its two teachers.
 
 With `text2image.memorized_prompts` on, it takes the selection file of `dualmd.text2image.memorized` (`memorized`);
-without it (None) nothing changes.
+without it (None) nothing changes. `cache_dir` keeps the latents and caption states of the run's images across
+jobs (`dualmd.text2image.levers`); the text2image levers apply.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def distill(
     out: Path,
     state_dir: Path,
     memorized: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> dict:
     """Distil the DistillMD student from the teachers of D1 and D2 (checked against the split first); the
     memorized images of the selection `memorized` are repeated in their half, as in the teacher's training."""
@@ -70,6 +72,8 @@ def distill(
         train_cfg=cfg.train,
         out_dir=Path(out),
         state_dir=Path(state_dir),
+        levers=cfg.text2image,
+        cache_dir=None if cache_dir is None else Path(cache_dir),
         metadata={
             **provenance(the_split, model, target.members),
             **training_record(the_split.member_idx, selection),

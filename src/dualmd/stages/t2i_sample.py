@@ -34,9 +34,11 @@ def sample(
     from dualmd.images import save_samples
     from dualmd.stages.device import device
     from dualmd.text2image.generate import generate
+    from dualmd.text2image.levers import apply_tf32
     from dualmd.text2image.memorized import load_selection
 
     cfg = text2image_config(config)
+    apply_tf32(cfg.text2image.allow_tf32)
     the_split = load_split(split, split_meta)
     captions = run_captions_of(cfg, load_selection(memorized, the_split))
     members = the_split.member_idx

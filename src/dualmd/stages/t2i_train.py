@@ -2,7 +2,8 @@
 (baseline: members; teacher1/2: D1/D2), with or without prompt diversification.
 
 With `text2image.memorized_prompts` on, it takes the selection file of `dualmd.text2image.memorized` (`memorized`);
-without it (None) nothing changes.
+without it (None) nothing changes. `cache_dir` keeps the latents and caption states of the run's images across
+jobs (`dualmd.text2image.levers`); the text2image levers apply.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def train(
     out: Path,
     state_dir: Path,
     memorized: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> dict:
     """Fine-tune the pretrained UNet on target `model`'s subset (baseline: members; teacher1/2: D1/D2), with the
     memorized images of the selection `memorized` repeated where they belong to that subset."""
@@ -53,5 +55,7 @@ def train(
         train_cfg=cfg.train,
         out_dir=Path(out),
         state_dir=Path(state_dir),
+        levers=cfg.text2image,
+        cache_dir=None if cache_dir is None else Path(cache_dir),
         metadata={**provenance(the_split, model, target.members), **training_record(ids, selection)},
     )

@@ -35,6 +35,7 @@ from dualmd.config.attacks import AttackConfig, SecMIConfig
 from dualmd.models.adapter import Schedule
 from dualmd.scores import AttackResult
 from dualmd.text2image.components import Components, encode_images, encode_prompts
+from dualmd.text2image.levers import bf16_autocast
 
 #: The white-box attacks that run on a text-to-image model (kept in the torch-free catalog for the workflow).
 WHITEBOX_ATTACKS = catalog.TEXT2IMAGE_WHITEBOX_ATTACKS
@@ -42,11 +43,17 @@ WHITEBOX_ATTACKS = catalog.TEXT2IMAGE_WHITEBOX_ATTACKS
 
 class CaptionedPredictor:
     """A conditional UNet as a `NoisePredictor` for one batch: every call uses the bound text states (B, L, D),
-    so x_t must hold exactly those B samples, in the same order."""
+    so x_t must hold exactly those B samples, in the same order. `mixed_precision="bf16"` runs the UNet under
+    bf16 autocast (refused on a device without bf16); the prediction is returned in fp32."""
 
-    def __init__(self, unet: UNet2DConditionModel, encoder_hidden_states: Tensor):
+    def __init__(
+        self, unet: UNet2DConditionModel, encoder_hidden_states: Tensor, *, mixed_precision: str = "no"
+    ):
+        if mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision: {mixed_precision!r} is not one of ['no', 'bf16']")
         self.unet = unet.eval()
         self.states = encoder_hidden_states.to(self.device)
+        self.autocast = mixed_precision == "bf16"
 
     @property
     def device(self) -> torch.device:
@@ -56,8 +63,9 @@ class CaptionedPredictor:
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
         if len(x_t) != len(self.states):
             raise ValueError(f"{len(x_t)} samples but captions bound for {len(self.states)}")
-        eps = self.unet(x_t.to(self.device), t.to(self.device), encoder_hidden_states=self.states).sample
-        return eps.to(x_t.device)
+        with bf16_autocast(self.device, self.autocast):  # attack.mixed_precision; eps returned in fp32
+            eps = self.unet(x_t.to(self.device), t.to(self.device), encoder_hidden_states=self.states).sample
+        return eps.float().to(x_t.device)
 
 
 @torch.no_grad()
@@ -102,7 +110,8 @@ def attack_text2image(
     latents = encode_latents(parts, images)
     scores, extras = [], []
     for sl in batch_slices(len(ids), cfg.batch_size):
-        predictor = CaptionedPredictor(unet, encode_prompts(parts, list(captions[sl])))
+        states = encode_prompts(parts, list(captions[sl]))
+        predictor = CaptionedPredictor(unet, states, mixed_precision=cfg.mixed_precision)
         with torch.no_grad():
             score, extra = attack.score_batch(predictor, schedule, latents[sl].to(predictor.device), ids[sl])
         scores.append(score.double().cpu())

@@ -3,7 +3,8 @@
 A batch is `Conditioned`: latents z_0 = scaling_factor * (mu + sigma * n) drawn from the frozen VAE's posterior of
 each image (as SD training samples its latents), and the text states of the caption the `CaptionSampler` picks for
 (seed, step, image id), with caption dropout to the empty prompt for classifier-free guidance. Text states come
-from a `CaptionBank` encoded once, since the text encoder is frozen. The VAE posterior is also computed once.
+from a `CaptionBank` encoded once, since the text encoder is frozen. The VAE posterior is also computed once;
+both can be kept in a `DiskCache` shared by the jobs of a run (`dualmd.text2image.levers`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from torch import Tensor
 
 from dualmd.text2image.captions import CaptionSampler
 from dualmd.text2image.components import Components, encode_images, encode_prompts
+from dualmd.text2image.levers import DiskCache, module_digest, module_dtype
+from dualmd.train.checkpoint import tensor_sha256
 from dualmd.train.loop import BatchSource, Conditioned
 
 
@@ -27,11 +30,24 @@ class CaptionBank:
     states: Tensor  # (num_captions, L, D)
 
     @classmethod
-    def encode(cls, parts: Components, captions: Sequence[Sequence[str]]) -> CaptionBank:
-        """Encode every distinct caption of `captions` (per image, its captions) and the empty prompt."""
+    def encode(
+        cls, parts: Components, captions: Sequence[Sequence[str]], *, cache: DiskCache | None = None
+    ) -> CaptionBank:
+        """Encode every distinct caption of `captions` (per image, its captions) and the empty prompt, 256 per
+        text-encoder pass on its device; with `cache`, once per (captions, text encoder weights and dtype)."""
         texts = list(dict.fromkeys(["", *(c for per_image in captions for c in per_image)]))
-        states = torch.cat([encode_prompts(parts, texts[i : i + 256]) for i in range(0, len(texts), 256)])
-        return cls(index={t: i for i, t in enumerate(texts)}, states=states.cpu())
+
+        def compute() -> dict[str, Tensor]:
+            chunks = [encode_prompts(parts, texts[i : i + 256]) for i in range(0, len(texts), 256)]
+            return {"states": torch.cat(chunks).float().cpu()}
+
+        if cache is None:
+            states = compute()["states"]
+        else:
+            encoder = parts.text_encoder
+            key = {"texts": texts, "encoder": module_digest(encoder), "dtype": str(module_dtype(encoder))}
+            states = cache.get("captions", key, compute)["states"]
+        return cls(index={t: i for i, t in enumerate(texts)}, states=states)
 
     def __call__(self, prompts: Sequence[str]) -> Tensor:
         """States (B, L, D) of the prompts; a prompt outside the bank raises KeyError naming it."""
@@ -81,15 +97,19 @@ def latent_source(
     *,
     batch_size: int,
     bank: CaptionBank | None = None,
+    cache: DiskCache | None = None,
+    encode_batch_size: int = 64,
 ) -> CaptionedLatents:
     """The batch source of `images` (N, C, H, W) in [-1, 1] with dataset ids `image_ids` (N,).
 
-    The VAE posterior is computed once; `bank` (default: the captions of these images only, since the states of
-    a real text encoder are large: SD's are 77 x 768 floats per caption) holds the text states.
+    The VAE posterior is computed once, on the VAE's device in its dtype, `encode_batch_size` images per pass
+    (with `cache`: once per images, VAE weights, dtype and batch size, across jobs); `bank` (default: the
+    captions of these images only, since the states of a real text encoder are large: SD's are 77 x 768 floats
+    per caption) holds the text states.
     """
     if len(images) != len(image_ids):
         raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
-    mean, std = encode_images(parts.vae, images)
+    mean, std = posterior(parts, images, batch_size=encode_batch_size, cache=cache)
     return CaptionedLatents(
         mean=mean,
         std=std,
@@ -98,6 +118,29 @@ def latent_source(
         sampler=sampler,
         bank=bank
         if bank is not None
-        else CaptionBank.encode(parts, [sampler.captions[i] for i in image_ids]),
+        else CaptionBank.encode(parts, [sampler.captions[i] for i in image_ids], cache=cache),
         batch_size=batch_size,
     )
+
+
+def posterior(
+    parts: Components, images: Tensor, *, batch_size: int = 64, cache: DiskCache | None = None
+) -> tuple[Tensor, Tensor]:
+    """Mean and std (N, 4, h, w) fp32 of the VAE posterior of `images` (N, C, H, W); with `cache`, read from it
+    when these images were encoded before by the same VAE weights in the same dtype and batch size."""
+
+    def compute() -> dict[str, Tensor]:
+        mean, std = encode_images(parts.vae, images, batch_size=batch_size)
+        return {"mean": mean, "std": std}
+
+    if cache is None:
+        out = compute()
+    else:
+        key = {
+            "images": tensor_sha256(images),
+            "vae": module_digest(parts.vae),
+            "dtype": str(module_dtype(parts.vae)),
+            "batch_size": batch_size,
+        }
+        out = cache.get("latents", key, compute)
+    return out["mean"], out["std"]

@@ -38,6 +38,7 @@ from dualmd.config.evaluation import UtilityConfig
 from dualmd.config.sections import SampleConfig
 from dualmd.noise import sample_seed
 from dualmd.scores import AttackResult
+from dualmd.text2image.levers import bf16_autocast
 from dualmd.text2image.pipeline import DualMDStableDiffusionPipeline
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ def pang_wang_features(
         pipe: the sampler under attack.
         encoder: the image encoder.
         images: (N, C, H, W) candidates in [-1, 1]; prompts: (N,) their captions; sample_ids: (N,) their ids.
-        cfg: the attack section (batch_size: candidates per pass; seed; pang_wang: generations, steps, guidance).
+        cfg: the attack section (batch_size: candidates per pass; seed; mixed_precision of the generations;
+            pang_wang: generations, steps, guidance).
         sample: eta and the DualMD alternation rule of the sampler under attack.
     Returns:
         (N, D) float64 features (`similarity_features`).
@@ -128,15 +130,17 @@ def pang_wang_features(
         ids = np.asarray(sample_ids[start : start + cfg.batch_size])
         chunk_prompts = list(prompts[start : start + cfg.batch_size])
         # generation-major: rows k * b .. (k + 1) * b - 1 are generation k of the chunk's b candidates
-        generated = pipe(
-            chunk_prompts * num_gen,
-            num_inference_steps=pw.num_inference_steps,
-            guidance_scale=pw.guidance_scale,
-            eta=sample.eta,
-            seeds=[s for k in range(num_gen) for s in generation_seeds(cfg.seed, ids, k)],
-            batch_size=cfg.batch_size,
-            alternation=sample.dualmd_alternation,
-        )
+        # attack.mixed_precision: bf16 autocast of the generations (the sampler's own forward)
+        with bf16_autocast(pipe.device, cfg.mixed_precision == "bf16"):
+            generated = pipe(
+                chunk_prompts * num_gen,
+                num_inference_steps=pw.num_inference_steps,
+                guidance_scale=pw.guidance_scale,
+                eta=sample.eta,
+                seeds=[s for k in range(num_gen) for s in generation_seeds(cfg.seed, ids, k)],
+                batch_size=cfg.batch_size,
+                alternation=sample.dualmd_alternation,
+            )
         embedded = encoder.embed(generated)  # (G * b, ...)
         per_candidate = np.swapaxes(embedded.reshape(num_gen, len(ids), *embedded.shape[1:]), 0, 1)
         candidate = encoder.embed(images[start : start + cfg.batch_size])

@@ -208,11 +208,13 @@ def encode_prompts(parts: Components, prompts: list[str]) -> Tensor:
 
 @torch.no_grad()
 def encode_images(vae: AutoencoderKL, images: Tensor, *, batch_size: int = 64) -> tuple[Tensor, Tensor]:
-    """The VAE posterior of images (N, C, H, W) in [-1, 1]: mean and std, each (N, 4, H/4, W/4), unscaled."""
-    device = next(vae.parameters()).device
+    """The VAE posterior of images (N, C, H, W) in [-1, 1]: mean and std, each (N, 4, H/4, W/4), unscaled, fp32
+    on the CPU, computed on the VAE's device in its dtype, `batch_size` images per pass."""
+    weight = next(vae.parameters())
     means, stds = [], []
     for start in range(0, len(images), batch_size):
-        dist = vae.encode(images[start : start + batch_size].to(device)).latent_dist
-        means.append(dist.mean.cpu())
-        stds.append(dist.std.cpu())
+        # in the VAE's dtype (text2image.weight_dtype); the posterior is returned in fp32
+        dist = vae.encode(images[start : start + batch_size].to(weight.device, weight.dtype)).latent_dist
+        means.append(dist.mean.float().cpu())
+        stds.append(dist.std.float().cpu())
     return torch.cat(means), torch.cat(stds)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,11 +32,22 @@ from diffusers import UNet2DConditionModel
 from torch import Tensor
 
 from dualmd.config.sections import TrainConfig
+from dualmd.config.text2image import Text2ImageConfig
 from dualmd.defense.distill import CrossTeacherTargets, check_teachers
 from dualmd.models.adapter import Schedule
 from dualmd.text2image.batches import AlternatingSources, CaptionBank, latent_source
 from dualmd.text2image.captions import CaptionSampler
 from dualmd.text2image.components import METADATA, Components, save_pipeline
+from dualmd.text2image.levers import (
+    LEVER_KEYS,
+    DiskCache,
+    apply_tf32,
+    freeze,
+    module_dtype,
+    optimizer_factory,
+    prepare_unet,
+    weight_dtype,
+)
 from dualmd.train.checkpoint import run_hash, tensor_sha256
 from dualmd.train.loop import BatchSource, FitResult, TargetFn, fit, make_accelerator, noise_target
 
@@ -47,10 +59,13 @@ class ConditionalTeacher:
 
     def __init__(self, unet: UNet2DConditionModel):
         self.unet = unet.eval().requires_grad_(False)
+        self.dtype = module_dtype(self.unet)
 
     @torch.no_grad()
     def __call__(self, x_t: Tensor, t: Tensor, *, encoder_hidden_states: Tensor) -> Tensor:
-        return self.unet(x_t, t, encoder_hidden_states=encoder_hidden_states).sample
+        # the inputs in the teacher's dtype (text2image.weight_dtype), the prediction in x_t's
+        states = encoder_hidden_states.to(self.dtype)
+        return self.unet(x_t.to(self.dtype), t, encoder_hidden_states=states).sample.to(x_t.dtype)
 
 
 def train_conditional(
@@ -63,25 +78,48 @@ def train_conditional(
     state_dir: Path,
     description: dict[str, Any],
     accelerator: Accelerator | None = None,
+    levers: Text2ImageConfig | None = None,
 ) -> FitResult:
     """Train `unet` in place with `fit` (VAE and text encoder stay frozen; they are not optimised).
 
     `description` identifies the run (data hashes, config): it enters the run hash that decides whether a saved
-    state under `state_dir` may be resumed.
+    state under `state_dir` may be resumed. `levers` (default: all off) gives gradient checkpointing, gradient
+    accumulation and the optimiser (`dualmd.text2image.levers`).
     """
+    levers = levers or Text2ImageConfig()
+    accelerator = accelerator or make_accelerator(train_cfg)
     parts.vae.requires_grad_(False)
     parts.text_encoder.requires_grad_(False)
-    unet.train()
+    prepare_unet(unet, levers).train()
     return fit(
         unet=unet,
         schedule=Schedule.from_scheduler(parts.scheduler),
         batches=batches,
         target_fn=target_fn,
         cfg=train_cfg,
-        accelerator=accelerator or make_accelerator(train_cfg),
+        accelerator=accelerator,
         state_dir=state_dir,
         run_hash=run_hash({"train": train_cfg.to_dict(), **description}),
+        accumulation_steps=levers.gradient_accumulation_steps,
+        make_optimizer=optimizer_factory(levers, lr=train_cfg.lr, device=accelerator.device),
     )
+
+
+def frozen_parts(parts: Components, levers: Text2ImageConfig, device: torch.device) -> Components:
+    """`parts` with copies of the VAE and the text encoder on `device` in `levers.weight_dtype`, frozen (the
+    originals stay as they are: they are saved with the fine-tuned UNet). Also applies `levers.allow_tf32`."""
+    apply_tf32(levers.allow_tf32)
+    dtype = weight_dtype(levers.weight_dtype, device)
+    return replace(
+        parts,
+        vae=freeze(copy.deepcopy(parts.vae), device, dtype),
+        text_encoder=freeze(copy.deepcopy(parts.text_encoder), device, dtype),
+    )
+
+
+def _levers_record(levers: Text2ImageConfig) -> dict[str, Any]:
+    """The levers of a run as they enter its run hash and metadata."""
+    return {k: getattr(levers, k) for k in LEVER_KEYS}
 
 
 def finetune_unet(
@@ -94,6 +132,8 @@ def finetune_unet(
     out_dir: Path,
     state_dir: Path,
     metadata: dict[str, Any],
+    levers: Text2ImageConfig | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a copy of the pretrained `parts.unet` on `images` (baseline: all members; teacher: one half).
 
@@ -104,10 +144,24 @@ def finetune_unet(
         train_cfg: steps, batch size, learning rate, EMA, seed.
         out_dir: the pipeline folder written; state_dir: resumable training state.
         metadata: provenance (model_id, subset, subset_sha256, ...), stored in out_dir/metadata.json.
+        levers: memory and precision levers (`dualmd.text2image.levers`; default: all off).
+        cache_dir: where latents and caption states are cached across jobs (None: computed, not kept).
     Returns:
         The metadata written.
     """
-    batches = latent_source(parts, images, image_ids, sampler, batch_size=train_cfg.batch_size)
+    levers = levers or Text2ImageConfig()
+    accelerator = make_accelerator(train_cfg)
+    frozen = frozen_parts(parts, levers, accelerator.device)
+    batches = latent_source(
+        frozen,
+        images,
+        image_ids,
+        sampler,
+        batch_size=train_cfg.batch_size,
+        cache=DiskCache(cache_dir) if cache_dir is not None else None,
+        encode_batch_size=levers.encode_batch_size,
+    )
+    del frozen  # latents and caption states are on the host now: the frozen modules leave the device
     data = {"images_sha256": tensor_sha256(images), "captions": _sampler_record(sampler)}
     unet = copy.deepcopy(parts.unet)
     result = train_conditional(
@@ -117,9 +171,12 @@ def finetune_unet(
         target_fn=noise_target,
         train_cfg=train_cfg,
         state_dir=state_dir,
-        description={"data": data, "init": "pretrained"},
+        description={"data": data, "init": "pretrained", "levers": _levers_record(levers)},
+        accelerator=accelerator,
+        levers=levers,
     )
-    return write_finetuned(out_dir, parts, result, {**metadata, "data": data}, train_cfg)
+    meta = {**metadata, "data": data, "levers": _levers_record(levers)}
+    return write_finetuned(out_dir, parts, result, meta, train_cfg)
 
 
 def distill_unet(
@@ -136,6 +193,8 @@ def distill_unet(
     out_dir: Path,
     state_dir: Path,
     metadata: dict[str, Any],
+    levers: Text2ImageConfig | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Distil a DistillMD student from the pretrained UNet: on a D1 batch the target is teacher 2's prediction
     for the same noisy latent and caption, on a D2 batch teacher 1's (Algorithm 2; no ground-truth noise).
@@ -147,21 +206,29 @@ def distill_unet(
     Returns:
         The metadata written.
     """
-    bank = CaptionBank.encode(parts, [sampler.captions[i] for i in [*half1_ids, *half2_ids]])
-    batches = AlternatingSources(
-        half1=latent_source(parts, half1, half1_ids, sampler, batch_size=train_cfg.batch_size, bank=bank),
-        half2=latent_source(parts, half2, half2_ids, sampler, batch_size=train_cfg.batch_size, bank=bank),
-    )
+    levers = levers or Text2ImageConfig()
     accelerator = make_accelerator(train_cfg)
-    teachers = [ConditionalTeacher(t.to(accelerator.device)) for t in (teacher1, teacher2)]
-    targets = CrossTeacherTargets(teacher1=teachers[0], teacher2=teachers[1])
-    data = {
+    frozen = frozen_parts(parts, levers, accelerator.device)
+    cache = DiskCache(cache_dir) if cache_dir is not None else None
+    bank = CaptionBank.encode(frozen, [sampler.captions[i] for i in [*half1_ids, *half2_ids]], cache=cache)
+    encode = {"batch_size": train_cfg.batch_size, "bank": bank, "cache": cache}
+    encode["encode_batch_size"] = levers.encode_batch_size
+    batches = AlternatingSources(
+        half1=latent_source(frozen, half1, half1_ids, sampler, **encode),
+        half2=latent_source(frozen, half2, half2_ids, sampler, **encode),
+    )
+    del frozen
+    data = {  # hashed before the teachers are cast to the training dtype
         "half1_sha256": tensor_sha256(half1),
         "half2_sha256": tensor_sha256(half2),
         "teacher1_sha256": _weights_sha256(teacher1),
         "teacher2_sha256": _weights_sha256(teacher2),
         "captions": _sampler_record(sampler),
     }
+    # the frozen teachers on the device in text2image.weight_dtype (in place, as they were moved before)
+    dtype = weight_dtype(levers.weight_dtype, accelerator.device)
+    teachers = [ConditionalTeacher(freeze(t, accelerator.device, dtype)) for t in (teacher1, teacher2)]
+    targets = CrossTeacherTargets(teacher1=teachers[0], teacher2=teachers[1])
     result = train_conditional(
         parts=parts,
         unet=copy.deepcopy(parts.unet),
@@ -169,10 +236,12 @@ def distill_unet(
         target_fn=targets,
         train_cfg=train_cfg,
         state_dir=state_dir,
-        description={"data": data, "init": "pretrained", "distill": True},
+        description={"data": data, "init": "pretrained", "distill": True, "levers": _levers_record(levers)},
         accelerator=accelerator,
+        levers=levers,
     )
-    return write_finetuned(out_dir, parts, result, {**metadata, "data": data}, train_cfg)
+    meta = {**metadata, "data": data, "levers": _levers_record(levers)}
+    return write_finetuned(out_dir, parts, result, meta, train_cfg)
 
 
 def write_finetuned(

@@ -18,6 +18,7 @@ from dualmd import catalog
 from dualmd.config.sections import SampleConfig
 from dualmd.text2image.components import load_components
 from dualmd.text2image.finetune import load_finetuned_unet
+from dualmd.text2image.levers import bf16_autocast
 from dualmd.text2image.pipeline import DualMDStableDiffusionPipeline
 
 
@@ -62,21 +63,23 @@ def generate(
         sampler: a catalog target: a model samples alone, a pair (dualmd) alternates its teachers.
         model_dirs: model id -> fine-tuned pipeline folder; needs the ids `sampler` uses.
         prompts: N prompts.
-        cfg: DDIM steps, eta, weights, alternation rule, batch size, seed.
+        cfg: DDIM steps, eta, weights, alternation rule, batch size, seed; mixed_precision "bf16" runs the
+            pipeline under bf16 autocast (refused on a device without bf16).
         guidance_scale: classifier-free guidance scale.
     Returns:
         images (N, C, H, W) float32 CPU in [-1, 1], and the sampling provenance (with the UNet of each step).
     """
     pipe = sampler_pipeline(sampler, model_dirs, weights=cfg.weights).to(device)
-    images = pipe(
-        list(prompts),
-        num_inference_steps=cfg.num_inference_steps,
-        guidance_scale=guidance_scale,
-        eta=cfg.eta,
-        seed=cfg.seed,
-        batch_size=cfg.batch_size,
-        alternation=cfg.dualmd_alternation,
-    )
+    with bf16_autocast(device, cfg.mixed_precision == "bf16"):  # the UNets' and the VAE's forward
+        images = pipe(
+            list(prompts),
+            num_inference_steps=cfg.num_inference_steps,
+            guidance_scale=guidance_scale,
+            eta=cfg.eta,
+            seed=cfg.seed,
+            batch_size=cfg.batch_size,
+            alternation=cfg.dualmd_alternation,
+        )
     info = {
         "sampler": sampler,
         "models": {m: str(model_dirs[m]) for m in catalog.sampler_models(sampler)},
@@ -87,6 +90,8 @@ def generate(
         "guidance_scale": guidance_scale,
         "seed": cfg.seed,
         "num_prompts": len(prompts),
+        "mixed_precision": cfg.mixed_precision,
+        "allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
     }
     if catalog.target(sampler).kind == "pair":
         info["alternation"] = cfg.dualmd_alternation

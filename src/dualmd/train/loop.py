@@ -17,6 +17,7 @@ number of processes).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -175,6 +176,8 @@ def fit(
     on_step: Callable[[StepInfo], None] | None = None,
     snapshot_steps: tuple[int, ...] = (),
     dp: DPSpec | None = None,
+    accumulation_steps: int = 1,
+    make_optimizer: Callable[[list[Tensor]], torch.optim.Optimizer] | None = None,
 ) -> FitResult:
     """Run `cfg.num_train_steps` optimiser steps of min ||target - eps_theta(x_t, t)||^2, resuming if possible.
 
@@ -186,6 +189,10 @@ def fit(
     `unet` is a `UNet2DModel`, or a `UNet2DConditionModel` when `batches` yields `Conditioned` batches.
     With `dp`, the step is DP-SGD (`dualmd.train.dp`): per-sample clipping at dp.max_grad_norm and Gaussian
     noise replace the global gradient clipping; `batches` should then be Poisson batches of that rate.
+    With `accumulation_steps` k > 1 each process's slice of the batch runs forward and backward in k micro-batches
+    whose losses are weighted by their share of it, so the gradient, the step and every draw are those of the one
+    big batch (to float rounding) at 1/k of its activation memory. `make_optimizer` builds the optimiser from the
+    parameters (default: Adam at cfg.lr, the paper's).
 
     The fast paths of `cfg` (channels_last, compile, fused_adam, ema_lerp, data_on_device) change speed only.
     Whatever they are, a step does not wait for the device: draws reach it through pinned non-blocking copies
@@ -195,8 +202,17 @@ def fit(
     if cfg.channels_last:
         unet = unet.to(memory_format=torch.channels_last)
     # Adam as in the paper (AdamW without weight decay is the same thing); linear warm-up, then constant.
-    opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr, fused=cfg.fused_adam or None)
+    if make_optimizer is None:
+        opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr, fused=cfg.fused_adam or None)
+    else:
+        opt = make_optimizer(list(unet.parameters()))
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
     if dp is not None:
+        if accumulation_steps > 1:
+            raise ValueError(
+                "gradient accumulation cannot combine with DP-SGD (per-sample clipping per step)"
+            )
         from dualmd.train import dp as dpsgd
 
         if cfg.compile:
@@ -239,9 +255,12 @@ def fit(
         with accelerator.accumulate(unet), accelerator.autocast():
             with torch.no_grad():
                 target = target_fn(step, x_t, t, eps, **condition)
-            # loss in fp32 under autocast
-            loss = F.mse_loss(forward(x_t, t, **condition).sample.float(), target.float())
-            accelerator.backward(loss)
+            if accumulation_steps == 1:
+                # loss in fp32 under autocast
+                loss = F.mse_loss(forward(x_t, t, **condition).sample.float(), target.float())
+                accelerator.backward(loss)
+            else:
+                loss = _accumulate(forward, unet, accelerator, x_t, t, target, condition, accumulation_steps)
             if accelerator.sync_gradients and dp is None:
                 accelerator.clip_grad_norm_(unet.parameters(), cfg.grad_clip_norm)
             opt.step()
@@ -277,6 +296,37 @@ def fit(
         train_time_s=run.elapsed_s + session_s,
         images_per_s=steps_run * cfg.batch_size / session_s if steps_run else 0.0,
     )
+
+
+def _accumulate(
+    forward: Callable[..., Any],
+    unet: Any,
+    accelerator: Accelerator,
+    x_t: Tensor,
+    t: Tensor,
+    target: Tensor,
+    condition: dict[str, Tensor],
+    num_micro: int,
+) -> Tensor:
+    """Forward and backward of x_t (b, C, H, W) in `num_micro` micro-batches; returns the loss of the whole slice.
+
+    The MSE of the slice is the mean over its elements, so micro-batch j's mean loss is weighted by its share of
+    the slice (n_j / b) before backward: the summed gradients are those of the whole slice. Only the last
+    backward synchronises the processes' gradients (DDP's no_sync before it).
+    """
+    if len(x_t) % num_micro:
+        raise ValueError(f"the batch slice of {len(x_t)} is not divisible into {num_micro} micro-batches")
+    total = torch.zeros((), device=x_t.device)
+    for j, part in enumerate(torch.arange(len(x_t)).chunk(num_micro)):
+        part = part.to(x_t.device)
+        cond = {k: v[part] for k, v in condition.items()}
+        sync = contextlib.nullcontext() if j == num_micro - 1 else accelerator.no_sync(unet)
+        with sync:
+            pred = forward(x_t[part], t[part], **cond).sample.float()
+            loss = F.mse_loss(pred, target[part].float()) * (len(part) / len(x_t))
+            accelerator.backward(loss)
+        total = total + loss.detach()
+    return total
 
 
 def make_ema(unet: UNet2DModel, cfg: TrainConfig) -> EMAModel:
