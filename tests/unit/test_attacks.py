@@ -10,9 +10,10 @@ from diffusers import DDPMScheduler
 from helpers.models import tiny_unet
 from torch import nn
 
+from dualmd import catalog
 from dualmd.attacks.base import AttackResult, load_scores, per_sample_noise, save_scores, train_test_split
 from dualmd.attacks.gsa import gradient_features
-from dualmd.attacks.lira import ReferenceStatistics, offline_lira, reference_statistics
+from dualmd.attacks.lira import ReferenceStatistics, lira_section, offline_lira, reference_statistics
 from dualmd.attacks.pia import PIAN
 from dualmd.attacks.recon import chain_timesteps, choose_setting, reconstruct
 from dualmd.attacks.run import (
@@ -110,8 +111,28 @@ def tiny_predictor(seed: int = 0) -> UNetPredictor:
 
 
 def REFERENCES() -> list[UNetPredictor]:  # noqa: N802  (a constant-like factory of fresh predictors)
-    """Three untrained reference models, different from `tiny_predictor()`."""
-    return [tiny_predictor(seed) for seed in (1, 2, 3)]
+    """Four untrained reference models, different from `tiny_predictor()` (online LiRA needs an even number)."""
+    return [tiny_predictor(seed) for seed in (1, 2, 3, 4)]
+
+
+def online_in(num_models: int, num_candidates: int) -> np.ndarray:
+    """(K, N) bool: shadow model k trained on candidate n when n + k is even, so every candidate is IN for half of
+    the models and OUT for the other half."""
+    k, n = np.arange(num_models)[:, None], np.arange(num_candidates)[None, :]
+    return (k + n) % 2 == 0
+
+
+def calibration(name, cfg, references, schedule, images, ids) -> ReferenceStatistics | None:
+    """The reference statistics that calibrate a LiRA variant (None for every other attack): offline ones from
+    models that saw no candidate, online ones with `online_in` as the shadow models' training sets."""
+    if not catalog.attack(name).references:
+        return None
+    if isinstance(references, ReferenceStatistics):
+        return references
+    online = lira_section(cfg, name).mode == "online"
+    is_in = online_in(len(references), len(ids)) if online else None
+    models = [(r, schedule) for r in references]
+    return reference_statistics(cfg, models, images, ids, attack=name, is_in=is_in)
 
 
 def run_attack(name, cfg, model, schedule, images, ids, is_member, generated, references=()) -> AttackResult:
@@ -131,11 +152,6 @@ def run_attack(name, cfg, model, schedule, images, ids, is_member, generated, re
         return attack_pair(
             name, cfg, models=models, schedule=schedule, images=images, sample_ids=ids, is_member=is_member
         )
-    calibration = None
-    if name == "lira" and isinstance(references, ReferenceStatistics):
-        calibration = references
-    elif name == "lira":
-        calibration = reference_statistics(cfg, [(r, schedule) for r in references], images, ids)
     return attack_model(
         name,
         cfg,
@@ -144,7 +160,7 @@ def run_attack(name, cfg, model, schedule, images, ids, is_member, generated, re
         images=images,
         sample_ids=ids,
         is_member=is_member,
-        references=calibration,
+        references=calibration(name, cfg, references, schedule, images, ids),
     )
 
 
@@ -160,6 +176,8 @@ def test_registry_holds_exactly_the_documented_attacks():
     assert NAMES == [
         "gsa",
         "lira",
+        "lira_online",
+        "lira_target",
         "loss",
         "nn_distance",
         "pia",
@@ -239,7 +257,7 @@ def test_contract_scores_do_not_depend_on_order_or_company(name, schedule):
     generated = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
     cfg = AttackConfig(batch_size=5, **FAST)
     # lira: the references score every candidate once (their pooled variance is a property of that set)
-    refs = reference_statistics(cfg, [(r, schedule) for r in REFERENCES()], images, ids)
+    refs = calibration(name, cfg, REFERENCES(), schedule, images, ids)
     full = by_id(run_attack(name, cfg, model, schedule, images, ids, is_member, generated, refs))
     perm = np.random.default_rng(0).permutation(len(ids))[:10]  # shuffled subset, scored in other batches
     part = by_id(
@@ -258,7 +276,11 @@ def test_contract_members_of_a_memorizing_model_score_higher(name, schedule):
     # Reference models of the same kind that memorized other images: every candidate is out for them.
     others = [torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(s)) * 2 - 1 for s in (5, 6)]
     refs = [MemorizingPredictor(schedule, other, images) for other in others]
-    for ref, gain in zip(refs, (0.9, 1.1), strict=True):  # models of one recipe differ a little
+    if catalog.attack(name).references and lira_section(cfg, name).mode == "online":
+        # Shadow models that memorized the candidates they trained on (`online_in`), none of the others.
+        trained = online_in(4, len(ids))
+        refs = [MemorizingPredictor(schedule, images[t], images[~t]) for t in map(torch.from_numpy, trained)]
+    for ref, gain in zip(refs, (0.9, 1.1, 0.95, 1.05), strict=False):  # models of one recipe differ a little
         ref.gain.data.fill_(gain)
     result = run_attack(name, cfg, model, schedule, images, ids, is_member, generated, refs)
     members, nonmembers = result.scores[result.is_member], result.scores[~result.is_member]
