@@ -14,6 +14,7 @@ from dualmd.attacks.secmi import t_error_batch
 from dualmd.attacks.tuned import choose_timestep, t_errors
 from dualmd.config.attacks import AttackConfig, PIAConfig, PIATunedConfig, SecMIConfig, SecMITunedConfig
 from dualmd.config.base import ConfigError
+from dualmd.config.experiment import ExperimentConfig
 from dualmd.models.adapter import Schedule
 
 # 5 members and 5 non-members, interleaved; train_fraction 0.2 takes the first member (id 10, position 0) and
@@ -100,8 +101,10 @@ def test_the_a_priori_attack_is_unchanged(schedule):
 
 def test_a_tuned_variant_needs_its_a_priori_attack_in_the_run():
     with pytest.raises(ConfigError, match="need the attack"):
-        AttackConfig.from_mapping({"names": ["pia_tuned"]})
-    AttackConfig.from_mapping({"names": ["pia", "pia_tuned"]})
+        ExperimentConfig.resolve({"attack": {"names": ["pia_tuned"]}})
+    ExperimentConfig.resolve({"attack": {"names": ["pia", "pia_tuned"]}})
+    # the stage config of the variant's own job names it alone
+    ExperimentConfig.from_mapping({"attack": {"names": ["pia_tuned"]}})
 
 
 def test_secmi_t_errors_share_one_inversion_and_match_secmi_stat(schedule):

@@ -65,6 +65,8 @@ def test_lint_and_default_dry_run():
     assert jobs["score_model_attack_each"] == 5
     # recon through every sampler and teacher_max on DualMD's teachers: one job each
     assert jobs["score_sampler_attack"] == 1 and jobs["score_pair_attack"] == 1
+    # loss_tuned, pia_tuned, sima_tuned from those attacks' score files: one job each, no model loaded
+    assert jobs["tune_attack"] == 3 and jobs["evaluate_attack"] == 10 + 3
     assert jobs["infer_set_membership"] == 1 and jobs["infer_dataset_membership"] == 1
     dry = snakemake("-n", "--forceall", "--cores", "2", "-p", cwd=ROOT).stdout
     samplers = " ".join(f"--targets {s}=results/models/rep0" for s in catalog.samplers())
@@ -111,11 +113,12 @@ def test_strong_attacks_config_trains_reference_models_only_for_lira():
     against them; they are neither sampled nor attacked themselves."""
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/attacks-strong.yaml")
     assert jobs["train_model"] == 3 + 4 + 4 + 2 * 4 and jobs["distill_model"] == 2 + 4
-    assert jobs["score_model_attack"] == 6 + 3
+    # the three LiRA attacks and secmi_stat_tuned (its own t_sec grid); the other tuned variants reuse scores
+    assert jobs["score_model_attack"] == 6 + 3 + 1 and jobs["tune_attack"] == 3
     assert (
         jobs["sample_images"] == 6 + 5
         and jobs["score_model_attack_each"] == 5
-        and jobs["evaluate_attack"] == 13
+        and jobs["evaluate_attack"] == 13 + 4
     )
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/attacks-strong.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
@@ -488,7 +491,8 @@ ATTACK_CHANGE = (
             {
                 "write_stage_config": 1,
                 "score_model_attack": 1,
-                "evaluate_attack": 1,
+                "tune_attack": 1,  # loss_tuned reads the loss scores
+                "evaluate_attack": 2,
                 "infer_set_membership": 1,
                 "infer_dataset_membership": 1,
                 "make_report": 1,
@@ -552,7 +556,8 @@ def test_reverting_a_change_reruns_it_again(moved_run):
     assert planned_jobs(moved_run) == {
         "write_stage_config": 1,
         "score_model_attack": 1,
-        "evaluate_attack": 1,
+        "tune_attack": 1,
+        "evaluate_attack": 2,
         "infer_set_membership": 1,
         "infer_dataset_membership": 1,
         "make_report": 1,
@@ -572,14 +577,15 @@ def test_dry_run_changes_nothing_on_disk(moved_run):
 
 def test_editing_attack_source_reruns_only_what_imports_it(moved_run):
     """An attack job's code is its attack's own module closure: editing PIA's module reruns PIA's and PIAN's
-    scores (one module) and teacher_max's (it may wrap PIA), their evaluations and what reads them; no other
-    attack, no copy detection, no t-error."""
+    scores (one module), teacher_max's (it may wrap PIA) and pia_tuned's (it reads PIA's scores), their evaluations
+    and what reads them; no other attack, no copy detection, no t-error."""
     source = moved_run / "src/dualmd/attacks/pia.py"
     source.write_text(source.read_text() + "\n# edited\n")
     assert planned_jobs(moved_run) == {
         "score_model_attack": 2,
         "score_pair_attack": 1,
-        "evaluate_attack": 3,
+        "tune_attack": 1,
+        "evaluate_attack": 4,
         "infer_set_membership": 1,
         "infer_dataset_membership": 1,
         "make_report": 1,

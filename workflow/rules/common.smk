@@ -284,7 +284,8 @@ def tuned_base_scores(wildcards):
     """Target name -> score file of the attack that a tuned variant reads, for every target it reaches."""
     base = catalog.attack(wildcards.attack).tunes
     return {
-        t: f"results/scores/{wildcards.run}/{base}/{t}.npz" for t in reached_targets(wildcards.attack)
+        t: f"results/scores/{wildcards.run}/{base}/{t}.npz"
+        for t in reached_targets(wildcards.attack)
     }
 
 

@@ -364,9 +364,6 @@ class AttackConfig(Section):
         )
         require(len(set(self.names)) == len(self.names), f"{prefix}.names", "lists an attack twice")
         require(len(self.names) >= 1, f"{prefix}.names", "needs at least one attack")
-        # a tuned variant reads its a-priori attack's scores and is reported beside them, never instead
-        alone = [n for n in self.names if (base := catalog.attack(n).tunes) and base not in self.names]
-        require(not alone, f"{prefix}.names", f"{alone} need the attack(s) they tune in the same list")
         require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
 
 
