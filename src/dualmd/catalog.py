@@ -58,7 +58,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 TargetKind = Literal["trained", "distilled", "pair"]
-Access = Literal["model", "samples", "sampler", "pair", "prompts"]
+Access = Literal["model", "samples", "sampler", "pair", "prompts", "scores"]
 ReferenceRole = Literal["baseline", "teacher1", "teacher2", "student"]
 
 
@@ -93,7 +93,8 @@ class AttackSpec:
     # "model": queries a target's noise predictor (white-box); "samples": sees only generated images;
     # "sampler": queries a sampler's denoising chain from a point it chooses (black-box, every sampler, DualMD
     # through its alternating teachers); "pair": white-box on each model of a pair sampler (DualMD's teachers);
-    # "prompts": queries a text-to-image sampler with captions and sees only the images it returns
+    # "prompts": queries a text-to-image sampler with captions and sees only the images it returns; "scores": no
+    # query at all, computed from another attack's score files (`tunes`)
     access: Access
     reads: tuple[str, ...]
     # Workflow granularity. Cheap attacks score every target in one job, so that adding a target adds no
@@ -112,6 +113,12 @@ class AttackSpec:
     # Module of `dualmd.attacks` that defines it (default: its name); a job running the attack imports that module
     # and no other attack module, so the module's import closure is the attack's code.
     module: str = ""
+    # A tuned variant of this a-priori attack: its timestep and orientation are chosen on the labelled slice from
+    # the attack's per-timestep scores ("t<step>" in its score files), and the slice is not scored. Needs `tunes`
+    # in the same run: the variant is reported beside the a-priori attack, never instead of it.
+    tunes: str | None = None
+    # In the default `attack.names` (config/config.yaml); False: only where a config names it (attacks-strong.yaml)
+    default: bool = True
 
     @property
     def module_name(self) -> str:
@@ -151,6 +158,14 @@ _ATTACKS = (
     ),
     AttackSpec(
         "lira_target", "model", reads=("lira_target",), wraps="statistic", references=True, module="lira"
+    ),
+    # tuned variants of the threshold attacks (dualmd/attacks/tuned.py): from the sweep the attack already scores,
+    # no model query; SecMI's t-error has no sweep, so its variant queries the model (strong config only)
+    AttackSpec("loss_tuned", "scores", reads=("loss_tuned",), tunes="loss", module="tuned", default=False),
+    AttackSpec("pia_tuned", "scores", reads=("pia_tuned",), tunes="pia", module="tuned", default=False),
+    AttackSpec("sima_tuned", "scores", reads=("sima_tuned",), tunes="sima", module="tuned", default=False),
+    AttackSpec(
+        "secmi_stat_tuned", "model", reads=("secmi", "secmi_stat_tuned"), module="tuned", default=False
     ),
     # text-to-image only: generations from each candidate's caption, embedded and compared with the candidate
     # (Pang & Wang 2023); one job per sampler, as generation dominates
@@ -426,7 +441,10 @@ def attack_targets(name: str) -> list[str]:
     """Targets an attack scores: every model for a model attack, every sampler for a samples or sampler
     attack, every pair (DualMD) for a pair attack, the text-to-image samplers for a prompts attack (without
     prompt diversification; `text2image_samplers` adds the "_pd" ones)."""
-    access = attack(name).access
+    spec = attack(name)
+    if spec.tunes is not None:  # the targets of the attack whose scores it reads
+        return attack_targets(spec.tunes)
+    access = spec.access
     if access == "model":
         return models()
     if access == "prompts":

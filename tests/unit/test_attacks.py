@@ -21,6 +21,7 @@ from dualmd.attacks.run import (
     attack_pair,
     attack_sampler,
     attack_samples,
+    attack_scores,
     build_attack,
     registry,
 )
@@ -35,6 +36,7 @@ from dualmd.config.attacks import (
     ReconConfig,
     SecMIConfig,
     SecMINNConfig,
+    SecMITunedConfig,
     SimAConfig,
     TeacherMaxConfig,
 )
@@ -52,8 +54,8 @@ SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.
 # ("prompts": it prompts a text-to-image sampler) has its contract in test_pang_wang.py and tests/text2image/.
 ATTACKS = registry()
 NAMES = sorted(a for a, cls in ATTACKS.items() if cls.requires != "prompts")
-# Attacks that train a classifier on a labelled slice and score only the rest.
-SLICE_ATTACKS = ("gsa", "recon", "secmi_nn")
+# Attacks that train a classifier or choose a setting on a labelled slice and score only the rest.
+SLICE_ATTACKS = ("gsa", "loss_tuned", "pia_tuned", "recon", "secmi_nn", "secmi_stat_tuned", "sima_tuned")
 # Short sweeps keep the contract tests fast; secmi_nn trains 2 epochs (its own AUC test trains more).
 FAST = dict(
     pia=PIAConfig(timestep=200, sweep_timesteps=(100, 200)),
@@ -62,6 +64,7 @@ FAST = dict(
     gsa=GSAConfig(timesteps=(50, 200), num_estimators=20),
     sima=SimAConfig(timestep=20, sweep_timesteps=(0, 20, 100)),
     recon=ReconConfig(timesteps=(20, 100), num_queries=(1, 2), num_steps=2),
+    secmi_stat_tuned=SecMITunedConfig(timesteps=(20, 100)),
 )
 
 
@@ -152,6 +155,9 @@ def run_attack(name, cfg, model, schedule, images, ids, is_member, generated, re
         return attack_pair(
             name, cfg, models=models, schedule=schedule, images=images, sample_ids=ids, is_member=is_member
         )
+    if requires == "scores":  # a tuned variant: the a-priori attack's result, then the choice on the slice
+        base = run_attack(catalog.attack(name).tunes, cfg, model, schedule, images, ids, is_member, generated)
+        return attack_scores(name, cfg, base=base)
     return attack_model(
         name,
         cfg,
@@ -179,13 +185,17 @@ def test_registry_holds_exactly_the_documented_attacks():
         "lira_online",
         "lira_target",
         "loss",
+        "loss_tuned",
         "nn_distance",
         "pia",
+        "pia_tuned",
         "pian",
         "recon",
         "secmi_nn",
         "secmi_stat",
+        "secmi_stat_tuned",
         "sima",
+        "sima_tuned",
         "teacher_max",
     ]
 

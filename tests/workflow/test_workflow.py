@@ -65,6 +65,8 @@ def test_lint_and_default_dry_run():
     assert jobs["score_model_attack_each"] == 5
     # recon through every sampler and teacher_max on DualMD's teachers: one job each
     assert jobs["score_sampler_attack"] == 1 and jobs["score_pair_attack"] == 1
+    # the tuned variants are attacks-strong features: the default run's cost and numbers stay as they were
+    assert "tune_attack" not in jobs and jobs["evaluate_attack"] == 10
     assert jobs["infer_set_membership"] == 1 and jobs["infer_dataset_membership"] == 1
     dry = snakemake("-n", "--forceall", "--cores", "2", "-p", cwd=ROOT).stdout
     samplers = " ".join(f"--targets {s}=results/models/rep0" for s in catalog.samplers())
@@ -111,11 +113,12 @@ def test_strong_attacks_config_trains_reference_models_only_for_lira():
     against them; they are neither sampled nor attacked themselves."""
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/attacks-strong.yaml")
     assert jobs["train_model"] == 3 + 4 + 4 + 2 * 4 and jobs["distill_model"] == 2 + 4
-    assert jobs["score_model_attack"] == 6 + 3
+    # the three LiRA attacks and secmi_stat_tuned (its own t_sec grid); the other tuned variants reuse scores
+    assert jobs["score_model_attack"] == 6 + 3 + 1 and jobs["tune_attack"] == 3
     assert (
         jobs["sample_images"] == 6 + 5
         and jobs["score_model_attack_each"] == 5
-        and jobs["evaluate_attack"] == 13
+        and jobs["evaluate_attack"] == 13 + 4
     )
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/attacks-strong.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout

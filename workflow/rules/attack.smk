@@ -92,6 +92,25 @@ use rule score_model_attack as score_model_attack_each with:
     priority: 15
 
 
+# Tuned variants (loss_tuned, pia_tuned, sima_tuned) from the per-timestep scores of the attack they tune, one
+# cheap job per variant: no model is loaded. The a-priori attacks reach every model and checkpoint.
+use rule stage_job as tune_attack with:
+    input:
+        config=config_file("attack_{attack}"),
+        scores=tuned_base_files,
+        code=attack_code,
+    output:
+        scores=per_target("results/scores/{run}/{attack}/{target}.npz", MODEL_TARGETS),
+    log:
+        "logs/{run}/tune_attack/{attack}.log",
+    benchmark:
+        "results/benchmarks/{run}/tune_attack/{attack}.tsv"
+    wildcard_constraints:
+        attack="|".join(TUNED_ATTACKS) or "(?!)",
+    params:
+        command=stage_command("tune-attack", scores=tuned_base_scores, out_dir=SCORES_DIR),
+
+
 # AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every target,
 # plus the log-log ROC plot.
 use rule stage_job as evaluate_attack with:

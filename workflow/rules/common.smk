@@ -41,6 +41,8 @@ SHARED_JOB_ATTACKS = [a for a in MODEL_ATTACKS if not catalog.attack(a).job_per_
 # Attacks through a sampler's denoising chain, and attacks on both models of a pair sampler.
 SAMPLER_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "sampler"]
 PAIR_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "pair"]
+# Tuned variants computed from the score files of the attack they tune (catalog.AttackSpec.tunes): no model query.
+TUNED_ATTACKS = [a for a in ATTACKS if catalog.attack(a).access == "scores"]
 # Optional controls of the config (overlap ablation "teacher1_ov50"..., DP-SGD baselines "dpsgd_eps10"): models
 # like the catalog's own.
 CONTROLS = control_targets(EXPERIMENT)
@@ -251,6 +253,8 @@ def reached_targets(attack):
     """Targets an attack scores: models and checkpoints (an attack off the curve: models only), samplers, or
     pairs (by its access)."""
     spec = catalog.attack(attack)
+    if spec.tunes is not None:  # the targets of the attack whose scores it reads
+        return reached_targets(spec.tunes)
     if spec.access == "model":
         return MODEL_TARGETS if spec.curve else MODELS
     return PAIRS if spec.access == "pair" else SAMPLERS
@@ -274,6 +278,19 @@ def attack_scores(wildcards):
         f"results/scores/{wildcards.run}/{wildcards.attack}/{t}.npz"
         for t in reached_targets(wildcards.attack)
     ]
+
+
+def tuned_base_scores(wildcards):
+    """Target name -> score file of the attack that a tuned variant reads, for every target it reaches."""
+    base = catalog.attack(wildcards.attack).tunes
+    return {
+        t: f"results/scores/{wildcards.run}/{base}/{t}.npz"
+        for t in reached_targets(wildcards.attack)
+    }
+
+
+def tuned_base_files(wildcards):
+    return list(tuned_base_scores(wildcards).values())
 
 
 def report_score_files(wildcards):

@@ -139,6 +139,16 @@ def attack_pair(
     return attack.run(models, schedule, images, sample_ids, is_member)  # type: ignore[call-arg]
 
 
+def attack_scores(name: str, cfg: AttackConfig, *, base: AttackResult) -> AttackResult:
+    """Run attack `name` computed from another attack's scores on one target (`catalog.AttackSpec.tunes`: a tuned
+    variant from the a-priori attack's result `base`); no model is queried."""
+    attack = _built(name, cfg, "scores")
+    expected = catalog.attack(name).tunes
+    if base.attack and base.attack != expected:
+        raise ValueError(f"attack {name!r} reads the scores of {expected!r}, got those of {base.attack!r}")
+    return attack.run(base)  # type: ignore[call-arg]
+
+
 #: The entry point of each kind of attack.
 _ENTRY = {
     "model": "attack_model",
@@ -146,4 +156,5 @@ _ENTRY = {
     "sampler": "attack_sampler",
     "pair": "attack_pair",
     "prompts": "dualmd.text2image.blackbox.attack_sampler_blackbox",
+    "scores": "attack_scores",
 }

@@ -191,6 +191,47 @@ class ReconConfig(Section):
         require(0.0 < self.train_fraction < 1.0, f"{prefix}.train_fraction", "must be in (0, 1)")
 
 
+@dataclass(frozen=True)
+class TunedConfig(Section):
+    """A tuned threshold attack (`dualmd.attacks.tuned`): the timestep and the orientation (higher or lower =
+    member) chosen by AUC on a labelled slice, one section per variant (the same keys, as LiRA's)."""
+
+    SECTION = "attack.loss_tuned"
+    # candidate timesteps; () = every timestep the a-priori attack's scores carry (loss: attack.loss.timesteps;
+    # pia, sima: their sweep_timesteps), so that tuning costs no model query
+    timesteps: tuple[int, ...] = ()
+    train_fraction: float = 0.2  # first fraction of members and of non-members choosing them (not scored)
+
+    def _validate(self, prefix: str) -> None:
+        require(
+            len(set(self.timesteps)) == len(self.timesteps), f"{prefix}.timesteps", "lists a timestep twice"
+        )
+        require(0.0 < self.train_fraction < 1.0, f"{prefix}.train_fraction", "must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class PIATunedConfig(TunedConfig):
+    SECTION = "attack.pia_tuned"
+
+
+@dataclass(frozen=True)
+class SimATunedConfig(TunedConfig):
+    SECTION = "attack.sima_tuned"
+
+
+@dataclass(frozen=True)
+class SecMITunedConfig(TunedConfig):
+    """SecMI's t-error has no sweep: its tuned variant computes one at each t_sec here (multiples of
+    attack.secmi.k, one DDIM inversion up to the largest)."""
+
+    SECTION = "attack.secmi_stat_tuned"
+    timesteps: tuple[int, ...] = (20, 40, 60, 80, 100, 150, 200)
+
+    def _validate(self, prefix: str) -> None:
+        super()._validate(prefix)
+        require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one t_sec")
+
+
 #: Model attacks `teacher_max` can run on each teacher: one score per image, no labelled slice.
 TeacherStatistic = Literal["loss", "secmi_stat", "pia", "pian", "sima"]
 
@@ -246,10 +287,12 @@ class AttackConfig(Section):
     """Which attacks run and their parameters."""
 
     SECTION = "attack"
-    # every attack but those that need reference models trained for them (config/attacks-strong.yaml adds lira)
-    # and the text-to-image black-box attack (access "prompts")
+    # every attack but those that need reference models trained for them (config/attacks-strong.yaml adds lira),
+    # those kept out of the default run (`AttackSpec.default`) and the text-to-image black-box attack ("prompts")
     names: tuple[str, ...] = tuple(
-        a for a, spec in catalog.ATTACKS.items() if not spec.references and spec.access != "prompts"
+        a
+        for a, spec in catalog.ATTACKS.items()
+        if spec.default and not spec.references and spec.access != "prompts"
     )
     weights: Weights = "ema"  # white-box attacks: which weights of a model are attacked
     batch_size: int = 256
@@ -270,6 +313,10 @@ class AttackConfig(Section):
     lira_online: LiraOnlineConfig = field(default_factory=LiraOnlineConfig)
     lira_target: LiraTargetConfig = field(default_factory=LiraTargetConfig)
     pang_wang: PangWangConfig = field(default_factory=PangWangConfig)
+    loss_tuned: TunedConfig = field(default_factory=TunedConfig)
+    pia_tuned: PIATunedConfig = field(default_factory=PIATunedConfig)
+    sima_tuned: SimATunedConfig = field(default_factory=SimATunedConfig)
+    secmi_stat_tuned: SecMITunedConfig = field(default_factory=SecMITunedConfig)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None, *, prefix: str = "") -> AttackConfig:

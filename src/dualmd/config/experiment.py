@@ -243,6 +243,13 @@ class ExperimentConfig:
                 "attack.names",
                 f"{other} do not run on text-to-image models; known: {list(catalog.TEXT2IMAGE_ATTACKS)}",
             )
+        if (
+            "attack" in given and "metrics" in given
+        ):  # the run's attacks (an attack's stage config names it alone)
+            # a tuned variant reads its a-priori attack's scores and is reported beside them, never instead
+            names = self.attack.names
+            alone = [n for n in names if (base := catalog.attack(n).tunes) and base not in names]
+            require(not alone, "attack.names", f"{alone} need the attack(s) they tune in the same list")
         if "attack" in given and "text2image" in given and not self.text2image.enabled:
             prompted = [a for a in self.attack.names if catalog.attack(a).access == "prompts"]
             require(

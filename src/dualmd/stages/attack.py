@@ -82,6 +82,24 @@ def score(
         log.info("%s on %s: %d samples scored", attack, name, len(result.scores))
 
 
+@stage("tune-attack", config="attack_{attack}")
+def tune(*, config: Path, attack: str, scores: dict[str, Path], out_dir: Path) -> None:
+    """An attack computed from another attack's score files (a tuned variant, `catalog.AttackSpec.tunes`): for each
+    target, read the a-priori attack's scores and write `out_dir/<target>.npz`; no model is loaded.
+
+    Args:
+        scores: target name -> the a-priori attack's score file on it.
+    """
+    from dualmd.attacks.base import load_scores, save_scores
+    from dualmd.attacks.run import attack_scores
+
+    cfg = load_config(config).attack
+    for name, path in scores.items():
+        result = attack_scores(attack, cfg, base=load_scores(path))
+        save_scores(result, Path(out_dir) / f"{name}.npz")
+        log.info("%s on %s: %d samples scored", attack, name, len(result.scores))
+
+
 def _attack_models_of(attack, name, models_root, the_split, experiment, images, sample_ids, is_member):
     """A sampler attack through the sampler of target `name`, or a pair attack on each of its models; the models
     are the subfolders of `models_root` named in the catalog, each checked against the split first."""
