@@ -74,3 +74,18 @@ def _one_sided_p_values(draws: list[tuple[np.ndarray, np.ndarray]], *, stack: bo
 def smallest_significant(medians: dict[int, float], max_p: float) -> int | None:
     """The smallest n whose median p-value is below `max_p`, or None."""
     return next((n for n, p in sorted(medians.items()) if p < max_p), None)
+
+
+def smallest_set_lines(table, max_p: float, describe) -> str:
+    """One reStructuredText line per target of a set-inference table (columns target, n, smallest_n, ...): what
+    was tested, `describe(first row of the target)`, and the smallest n with median p < `max_p`, or "none up to"
+    the largest n tried."""
+    if table.empty:
+        return "No target with weights to test.\n"
+    lines = []
+    for target, rows in table.groupby("target", sort=False):
+        first = rows.iloc[0]
+        n = first["smallest_n"]
+        verdict = f"n = {n}" if n != "none" else f"none up to n = {rows['n'].max()}"
+        lines.append(f"- ``{target}`` ({describe(first)}): smallest set with median p < {max_p:g}: {verdict}")
+    return "\n".join(lines) + "\n"

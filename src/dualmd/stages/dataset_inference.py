@@ -88,16 +88,10 @@ def _target_rows(target, results, cfg) -> list[dict]:
 
 def dataset_inference_lines(table: pd.DataFrame, max_p: float) -> str:
     """One reStructuredText line per target: the attacks combined and the smallest n with median p < max_p."""
-    if table.empty:
-        return "No target with weights to test.\n"
-    lines = []
-    for target, rows in table.groupby("target", sort=False):
-        first = rows.iloc[0]
-        n = first["smallest_n"]
-        verdict = f"n = {n}" if n != "none" else f"none up to n = {rows['n'].max()}"
+    from dualmd.set_inference import smallest_set_lines
+
+    def describe(first: pd.Series) -> str:
         left_out = f"; left out: ``{first['left_out']}``" if first["left_out"] else ""
-        lines.append(
-            f"- ``{target}`` (``{first['attacks']}`` combined{left_out}; held-out AUC "
-            f"{first['heldout_auc']:.3f}): smallest set with median p < {max_p:g}: {verdict}"
-        )
-    return "\n".join(lines) + "\n"
+        return f"``{first['attacks']}`` combined{left_out}; held-out AUC {first['heldout_auc']:.3f}"
+
+    return smallest_set_lines(table, max_p, describe)

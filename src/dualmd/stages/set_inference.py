@@ -72,15 +72,6 @@ def _target_rows(target, attack, chosen_by, path, cfg) -> list[dict]:
 
 def set_inference_lines(table: pd.DataFrame, max_p: float) -> str:
     """One reStructuredText line per target: its attack and the smallest n with median p < max_p."""
-    if table.empty:
-        return "No target with weights to test.\n"
-    lines = []
-    for target, rows in table.groupby("target", sort=False):
-        first = rows.iloc[0]
-        n = first["smallest_n"]
-        verdict = f"n = {n}" if n != "none" else f"none up to n = {rows['n'].max()}"
-        lines.append(
-            f"- ``{target}`` (``{first['attack']}``, {first['chosen_by']}): smallest set with median p < "
-            f"{max_p:g}: {verdict}"
-        )
-    return "\n".join(lines) + "\n"
+    from dualmd.set_inference import smallest_set_lines
+
+    return smallest_set_lines(table, max_p, lambda first: f"``{first['attack']}``, {first['chosen_by']}")
