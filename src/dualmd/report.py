@@ -17,7 +17,7 @@ import pandas as pd
 
 from dualmd import catalog
 from dualmd.metrics import min_nonmembers, tpr_bound, tpr_key
-from dualmd.verdicts import is_inverted
+from dualmd.verdicts import is_inverted, reported_part, select_strongest, selection_slice
 
 if TYPE_CHECKING:
     from dualmd.config.evaluation import MetricsConfig
@@ -436,7 +436,6 @@ def summary_table(
         cfg: the metrics section (TPR bound, bootstrap, selection fraction).
     """
     from dualmd.metrics import summarize
-    from dualmd.verdicts import reported_part, select_strongest, selection_slice
 
     max_fpr = cfg.tpr_at_fpr[0]
     tpr_col = tpr_key(max_fpr)
