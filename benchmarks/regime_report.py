@@ -11,7 +11,11 @@ Each fit is read at the paper's regime (12,500 images per teacher; 780,000 steps
 about 3,994 baseline epochs) and printed with the range of the same reading when one setting is left out. These
 readings are extrapolations far outside the measured range, labelled so in the figures and the table.
 
-Usage: python benchmarks/regime_report.py --sweep sweep/sweep.csv --figures docs/figures
+Several `--sweep` files are read as one table (the union of their rows; a key a file lacks is empty), e.g. a
+sweep's own `sweep.csv` and `docs/regime/recorded.csv`, the rows of earlier sweeps whose folders are gone, kept with
+only the columns the report reads.
+
+Usage: python benchmarks/regime_report.py --sweep sweep/sweep.csv [--sweep more.csv ...] --figures docs/figures
 """
 
 from __future__ import annotations
@@ -102,10 +106,21 @@ def describe(fit, readings, loo, unit: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", type=Path, default=Path("sweep/sweep.csv"))
+    parser.add_argument(
+        "--sweep",
+        type=Path,
+        action="append",
+        help="a sweep.csv; repeat to combine (default: sweep/sweep.csv)",
+    )
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
     args = parser.parse_args()
-    rows = read_rows(args.sweep)
+    rows = [row for path in args.sweep or [Path("sweep/sweep.csv")] for row in read_rows(path)]
+    settings = [r["setting"] for r in rows]
+    repeated = sorted({s for s in settings if settings.count(s) > 1})
+    if repeated:
+        raise SystemExit(
+            f"regime_report: settings appear in more than one --sweep file: {', '.join(repeated)}"
+        )
     args.figures.mkdir(parents=True, exist_ok=True)
     by_dataset = series(rows)
 
