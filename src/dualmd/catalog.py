@@ -31,8 +31,8 @@ The text-to-image experiment (`dualmd.text2image`, paper §3.5 and Table 3) has 
 captions drawn at each use instead of its first caption. The name alone says how a model is trained, so the two
 variants share every stage config.
 
-LiRA's *reference models* are targets that no attack scores and no sampler draws (`dualmd.data.splits` holds
-their training sets):
+LiRA's *reference models* (which GSA's shadow protocol also trains its classifier on, the offline ones only) are
+targets that no attack scores and no sampler draws (`dualmd.data.splits` holds their training sets):
 
 - ``reference<k>`` (k = 1, 2, ...): the baseline's recipe on split subset ``ref<k>``, a random half of a population
   of dataset images outside the split, with the baseline's checkpoints;
@@ -105,7 +105,8 @@ class AttackSpec:
     sample_keys: tuple[str, ...] = ()
     # A key of its own section that names a model attack it runs; that attack's sections are read too.
     wraps: str | None = None
-    # The attack also queries LiRA's reference models (`reference_targets`), one set shared by every target.
+    # The attack may also query LiRA's reference models (`reference_targets`): which ones, if any, its own section
+    # says (`AttackConfig.reference_models`; GSA only under its shadow protocol).
     references: bool = False
     # The attack scores the checkpoints of the undefended curve too (``baseline@<step>``), so the frontier and the
     # matched-utility verdicts include it. Off only for a costly per-target job whose cost grows with the curve.
@@ -144,21 +145,36 @@ _ATTACKS = (
     AttackSpec("pia", "model", reads=("pia",)),
     AttackSpec("pian", "model", reads=("pia",), module="pia"),
     AttackSpec("sima", "model", reads=("sima",)),
-    AttackSpec("gsa", "model", reads=("gsa",)),  # per-sample gradients and a boosted-tree classifier
+    # per-sample gradients and a boosted-tree classifier, trained on a labelled slice of the target or, under the
+    # shadow protocol, on reference models; gsa_shadow is the same attack with the shadow protocol as its default
+    AttackSpec("gsa", "model", reads=("gsa",), references=True),
     AttackSpec("nn_distance", "samples", reads=("nn_distance",)),
     # noise, denoise with the sampler, compare: the sampler's weights and DualMD's alternation rule
     AttackSpec("recon", "sampler", reads=("recon",), sample_keys=("weights", "dualmd_alternation")),
     AttackSpec("teacher_max", "pair", reads=("teacher_max",), wraps="statistic"),  # max over the teachers
     # calibrated by reference models; runs the attack named by its `statistic`
-    AttackSpec("lira", "model", reads=("lira",), wraps="statistic", references=True),
+    AttackSpec("lira", "model", reads=("lira",), wraps="statistic", references=True, default=False),
     # the same attack with its own section, whose defaults are the online mode and the target's recipe: one
     # config runs and reports the variants side by side
     AttackSpec(
-        "lira_online", "model", reads=("lira_online",), wraps="statistic", references=True, module="lira"
+        "lira_online",
+        "model",
+        reads=("lira_online",),
+        wraps="statistic",
+        references=True,
+        module="lira",
+        default=False,
     ),
     AttackSpec(
-        "lira_target", "model", reads=("lira_target",), wraps="statistic", references=True, module="lira"
+        "lira_target",
+        "model",
+        reads=("lira_target",),
+        wraps="statistic",
+        references=True,
+        module="lira",
+        default=False,
     ),
+    AttackSpec("gsa_shadow", "model", reads=("gsa_shadow",), references=True, module="gsa", default=False),
     # tuned variants of the threshold attacks (dualmd/attacks/tuned.py): from the sweep the attack already scores,
     # no model query; SecMI's t-error has no sweep, so its variant queries the model (strong config only)
     AttackSpec("loss_tuned", "scores", reads=("loss_tuned",), tunes="loss", module="tuned", default=False),
@@ -291,6 +307,20 @@ def shadow_target(k: int) -> Target:
     """Online LiRA's shadow model k (1-based): the baseline's recipe on split subset ``shadow<k>``, a random half
     of the candidates."""
     return Target(f"{SHADOW_PREFIX}{_model_number(k)}", "trained", members=f"shadow{k}")
+
+
+def reference_set(name: str) -> int:
+    """k of offline reference model `name` ("reference<k>", "reference<k>_<role>" or a checkpoint of one): every
+    model of reference set k trained inside split subset ``ref<k>``.
+
+    Raises:
+        ValueError: `name` is no offline reference model (a target, or an online shadow model ``shadow<k>``, which
+            trains on candidates).
+    """
+    found = _REFERENCE_NAME.fullmatch(split_checkpoint(name)[0])
+    if found is None:
+        raise ValueError(f"{name!r} is not an offline reference model ({REFERENCE_PREFIX}<k>[_<role>])")
+    return int(found.group(1))
 
 
 def reference_targets(num: int) -> list[str]:

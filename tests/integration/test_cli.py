@@ -287,3 +287,26 @@ def test_lira_target_recipe_distils_reference_students_from_their_own_shadow_tea
     assert (
         result.attack == "lira_target" and result.scores.shape == (32,) and np.isfinite(result.scores).all()
     )
+
+    # GSA's shadow protocol on the same population: the student's classifier trains on the shadow students, teacher
+    # 1's on the shadow teachers 1; every candidate is scored
+    gsa = {"timesteps": [50, 200], "num_estimators": 5, "num_reference": 2}
+    gsa_cfg = write_yaml(tmp_path / "gsa.yaml", {"attack": {"names": ["gsa_shadow"], "gsa_shadow": gsa}})
+    roles = [f"reference{k}_{role}" for role in ("student", "teacher1") for k in (1, 2)]
+    gsa_args = ["attack", "--config", gsa_cfg, "--attack", "gsa_shadow", "--images", data / "images.npz"]
+    gsa_args += ["--split", split, "--split-meta", split_meta, "--targets", f"student={tmp_path / 'student'}"]
+    gsa_args += ["--targets", f"teacher1={tmp_path / 'teacher1'}"]
+    dualmd(
+        *gsa_args,
+        "--out-dir",
+        tmp_path / "gsa",
+        *sum((["--references", f"{m}={tmp_path / m}"] for m in roles), []),
+    )
+    for name, num_members in (("student", 8), ("teacher1", 4)):
+        result = load_scores(tmp_path / "gsa" / f"{name}.npz")
+        assert result.attack == "gsa_shadow" and result.scores.shape == (num_members + 24,), name
+        assert np.isfinite(result.scores).all() and result.is_member.sum() == num_members
+    proc = dualmd(*gsa_args, "--out-dir", tmp_path / "bad", *refs, check=False)
+    assert (
+        proc.returncode == 2 and "attack.gsa_shadow.num_reference = 2 needs reference models" in proc.stderr
+    )

@@ -1,4 +1,5 @@
-"""GSA's classifier settings and labelled slice, on the gradient features of a two-parameter linear model."""
+"""GSA's classifier settings, its labelled slice and its shadow protocol, on the gradient features of small
+hand-written models."""
 
 import numpy as np
 import pytest
@@ -7,10 +8,12 @@ from diffusers import DDPMScheduler
 from sklearn.ensemble import GradientBoostingClassifier
 from torch import nn
 
+from dualmd.attacks import gsa as gsa_module
 from dualmd.attacks.base import train_test_split
-from dualmd.attacks.gsa import fit_classifier, gradient_features
-from dualmd.attacks.run import build_attack
-from dualmd.config.attacks import AttackConfig, GSAConfig
+from dualmd.attacks.gsa import ShadowModel, fit_classifier, gradient_features, shadow_classifier
+from dualmd.attacks.run import attack_model, build_attack
+from dualmd.config.attacks import AttackConfig, GSAConfig, GSAShadowConfig
+from dualmd.metrics import auc
 from dualmd.models.adapter import Schedule
 
 
@@ -82,3 +85,148 @@ def test_gsa_refuses_timesteps_outside_the_schedule_naming_its_key(schedule):
     images = torch.zeros(2, 1, 2, 2)
     with pytest.raises(ValueError, match=r"^attack\.gsa\.timesteps: timesteps \[1000\] outside \[0, 1000\)"):
         gradient_features(Affine(), schedule, images, np.array([0, 1]), GSAConfig(timesteps=(5, 1000)), 0)
+
+
+# --- the shadow protocol -------------------------------------------------------------------------------------
+
+
+class Recall(nn.Module):
+    """A model that memorized the images `known`: it takes the known image y nearest to x_t / sqrt(alpha_bar_t)
+    and predicts the noise that makes x_t from it, (x_t - sqrt(alpha_bar_t) y) / sqrt(1 - alpha_bar_t), times a
+    parameter `gain` (1). On a known image (at small t) that is the exact noise, so the loss and its gradient are
+    zero; on any other image the wrong y leaves an error, and a gradient with respect to `gain`."""
+
+    def __init__(self, schedule: Schedule, known: torch.Tensor):
+        super().__init__()
+        self.schedule, self.known = schedule, known.double()
+        self.gain = nn.Parameter(torch.ones(()))
+
+    def forward(self, x_t, t):
+        x = x_t.double()
+        a = self.schedule.alpha_bar(t, x)
+        nearest = ((x[:, None] - a.sqrt()[:, None] * self.known[None]) ** 2).flatten(2).sum(-1).argmin(1)
+        return ((x - a.sqrt() * self.known[nearest]) / (1 - a).sqrt()).float() * self.gain
+
+
+def recall_images(seed: int, num: int = 12) -> torch.Tensor:
+    return torch.rand(num, 1, 2, 2, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def shadow_models(schedule: Schedule) -> list[ShadowModel]:
+    """Three reference models, each trained on the first 6 of its own 12 images (IN) and not on the rest (OUT);
+    ids from 1000 up, none a candidate's."""
+    models = []
+    for k in range(3):
+        images, is_in = recall_images(50 + k), np.arange(12) < 6
+        models.append(
+            ShadowModel(
+                Recall(schedule, images[is_in]), schedule, images, 1000 + 12 * k + np.arange(12), is_in
+            )
+        )
+    return models
+
+
+SHADOW = GSAShadowConfig(timesteps=(5, 20), num_estimators=10, max_depth=2)
+
+
+def test_gsa_shadow_classifier_transfers_from_reference_models_that_memorized_their_training_sets(schedule):
+    """Known answer: on every model a memorized image has a zero loss gradient and any other image a positive one,
+    so the classifier fitted on the reference models' IN and OUT rows puts every member of the target (another
+    model, other images) in the leaf of the zero feature, above every non-member: AUC 1, every candidate scored."""
+    candidates = recall_images(7)
+    is_member = np.arange(12) % 2 == 0
+    ids = np.arange(12) * 3
+    cfg = AttackConfig(seed=4, gsa_shadow=SHADOW)
+    shadow = shadow_classifier(SHADOW, shadow_models(schedule), seed=4)
+    rows = shadow.features[:, 0]
+    assert rows[shadow.is_in].max() < 1e-4 < 1e-2 < rows[~shadow.is_in].min()  # float32 rounding on IN
+    target = Recall(schedule, candidates[is_member])
+    result = attack_model(
+        "gsa_shadow", cfg, predictor=target, schedule=schedule, images=candidates, sample_ids=ids,
+        is_member=is_member, references=shadow,
+    )  # fmt: skip
+    np.testing.assert_array_equal(result.sample_ids, ids)  # no slice lost
+    assert auc(result.scores, result.is_member) == 1.0
+    top = shadow.classifier.decision_function(np.zeros((1, 1)))[0]
+    np.testing.assert_allclose(result.scores[is_member], top)
+    assert result.scores[~is_member].max() < top
+
+
+def test_gsa_shadow_protocol_never_fits_on_a_target_candidate(schedule, monkeypatch):
+    """The classifier is fitted once, on the reference models' features of their own images with their own IN/OUT
+    labels; scoring fits nothing, every candidate's score is the classifier's value of its features on the target,
+    and permuting the target's member labels changes no score."""
+    fits = []
+
+    def spy(features, is_in, cfg, seed):
+        fits.append((features.copy(), is_in.copy()))
+        return fit_classifier(features, is_in, cfg, seed)
+
+    monkeypatch.setattr(gsa_module, "fit_classifier", spy)
+    models = shadow_models(schedule)
+    shadow = shadow_classifier(SHADOW, models, seed=4)
+    expected = np.concatenate(
+        [gradient_features(m.predictor, schedule, m.images, m.sample_ids, SHADOW, 4).numpy() for m in models]
+    )
+    assert len(fits) == 1
+    np.testing.assert_array_equal(fits[0][0], expected)
+    np.testing.assert_array_equal(fits[0][1], np.tile(np.arange(12) < 6, 3))
+    np.testing.assert_array_equal(shadow.features, expected)
+    np.testing.assert_array_equal(shadow.model_index, np.repeat([0, 1, 2], 12))
+    np.testing.assert_array_equal(shadow.sample_ids, np.concatenate([m.sample_ids for m in models]))
+
+    candidates = recall_images(7)
+    ids = np.arange(12) * 3
+    assert not set(ids) & set(shadow.sample_ids)
+    target = Recall(schedule, candidates[:6])
+    target.gain.data.fill_(1.3)  # any model: its features need not look like the references'
+    attack = build_attack("gsa_shadow", AttackConfig(seed=4, gsa_shadow=SHADOW)).with_references(shadow)
+    results = [
+        attack.run(target, schedule, candidates, ids, labels)
+        for labels in (
+            np.arange(12) < 6,
+            np.arange(12) >= 6,
+            np.random.default_rng(0).permutation(12) % 2 == 0,
+        )
+    ]
+    assert len(fits) == 1  # nothing fitted while scoring
+    on_target = gradient_features(target, schedule, candidates, ids, SHADOW, 4).numpy()
+    for result in results:
+        np.testing.assert_array_equal(result.sample_ids, ids)
+        np.testing.assert_array_equal(result.scores, shadow.classifier.decision_function(on_target))
+    assert len(set(np.round(results[0].scores, 9))) > 1  # not a constant score
+
+
+def test_gsa_shadow_refuses_a_missing_or_mismatched_classifier_and_labelless_models(schedule):
+    images, ids = recall_images(7), np.arange(12)
+    is_member = np.arange(12) < 6
+    shadow = shadow_classifier(SHADOW, shadow_models(schedule), seed=4)
+    common = dict(
+        predictor=Recall(schedule, images[:6]),
+        schedule=schedule,
+        images=images,
+        sample_ids=ids,
+        is_member=is_member,
+    )
+    with pytest.raises(ValueError, match="calibrated by reference models"):
+        attack_model("gsa_shadow", AttackConfig(seed=4, gsa_shadow=SHADOW), **common)
+    with pytest.raises(ValueError, match="takes no reference models"):  # gsa's default: the slice protocol
+        attack_model("gsa", AttackConfig(seed=4), references=shadow, **common)
+    with pytest.raises(ValueError, match="settings"):  # another seed: other noise, other features
+        attack_model("gsa_shadow", AttackConfig(seed=5, gsa_shadow=SHADOW), references=shadow, **common)
+    as_gsa = AttackConfig(
+        seed=4, gsa=GSAConfig(protocol="shadow", timesteps=(5, 20), num_estimators=10, max_depth=2)
+    )
+    assert attack_model("gsa", as_gsa, references=shadow, **common).scores.shape == (
+        12,
+    )  # one attack, two names
+    with pytest.raises(ValueError, match="needs its shadow classifier"):
+        build_attack("gsa_shadow", AttackConfig(gsa_shadow=SHADOW)).run(
+            common["predictor"], schedule, images, ids, is_member
+        )
+    model = shadow_models(schedule)[0]
+    only_in = ShadowModel(model.predictor, schedule, model.images, model.sample_ids, np.ones(12, bool))
+    with pytest.raises(ValueError, match="reference model 0 needs IN and OUT images, got 12 IN"):
+        shadow_classifier(SHADOW, [only_in], seed=4)
+    with pytest.raises(ValueError, match="at least one reference model"):
+        shadow_classifier(SHADOW, [], seed=4)

@@ -12,7 +12,13 @@ from torch import nn
 
 from dualmd import catalog
 from dualmd.attacks.base import AttackResult, load_scores, per_sample_noise, save_scores, train_test_split
-from dualmd.attacks.gsa import gradient_features
+from dualmd.attacks.gsa import (
+    ShadowClassifier,
+    ShadowModel,
+    gradient_features,
+    gsa_section,
+    shadow_classifier,
+)
 from dualmd.attacks.lira import ReferenceStatistics, lira_section, offline_lira, reference_statistics
 from dualmd.attacks.pia import PIAN
 from dualmd.attacks.recon import chain_timesteps, choose_setting, reconstruct
@@ -29,6 +35,7 @@ from dualmd.attacks.secmi import ddim_step, round_trip
 from dualmd.config.attacks import (
     AttackConfig,
     GSAConfig,
+    GSAShadowConfig,
     LiraConfig,
     LossAttackConfig,
     NNDistanceConfig,
@@ -62,6 +69,7 @@ FAST = dict(
     loss=LossAttackConfig(timesteps=(50, 200)),
     secmi_nn=SecMINNConfig(num_epochs=2),
     gsa=GSAConfig(timesteps=(50, 200), num_estimators=20),
+    gsa_shadow=GSAShadowConfig(timesteps=(50, 200), num_estimators=20),
     sima=SimAConfig(timestep=20, sweep_timesteps=(0, 20, 100)),
     recon=ReconConfig(timesteps=(20, 100), num_queries=(1, 2), num_steps=2),
     secmi_stat_tuned=SecMITunedConfig(timesteps=(20, 100)),
@@ -125,13 +133,30 @@ def online_in(num_models: int, num_candidates: int) -> np.ndarray:
     return (k + n) % 2 == 0
 
 
-def calibration(name, cfg, references, schedule, images, ids) -> ReferenceStatistics | None:
-    """The reference statistics that calibrate a LiRA variant (None for every other attack): offline ones from
-    models that saw no candidate, online ones with `online_in` as the shadow models' training sets."""
-    if not catalog.attack(name).references:
+def shadow_images(k: int, num: int = 16) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Reference model k's images for GSA's shadow protocol: `num` images of its own (no candidate of
+    `make_images`), the first half IN (it trained on them), the rest OUT; ids from 1000 up, apart from every
+    candidate's."""
+    images = torch.rand(num, 1, 8, 8, generator=torch.Generator().manual_seed(100 + k)) * 2 - 1
+    return images, 1000 + num * k + np.arange(num), np.arange(num) < num // 2
+
+
+def calibration(
+    name, cfg, references, schedule, images, ids
+) -> ReferenceStatistics | ShadowClassifier | None:
+    """What the reference models give an attack whose config has it query them (None for every other attack):
+    LiRA's statistics, offline from models that saw no candidate, online with `online_in` as the shadow models'
+    training sets; GSA's shadow classifier, fitted on each reference model's `shadow_images`."""
+    if cfg.reference_section(name) is None:
         return None
-    if isinstance(references, ReferenceStatistics):
+    if isinstance(references, ReferenceStatistics | ShadowClassifier):
         return references
+    if catalog.attack(name).module_name == "dualmd.attacks.gsa":
+        models = [
+            r if isinstance(r, ShadowModel) else ShadowModel(r, schedule, *shadow_images(k))
+            for k, r in enumerate(references)
+        ]
+        return shadow_classifier(gsa_section(cfg, name), models, cfg.seed)
     online = lira_section(cfg, name).mode == "online"
     is_in = online_in(len(references), len(ids)) if online else None
     models = [(r, schedule) for r in references]
@@ -140,7 +165,7 @@ def calibration(name, cfg, references, schedule, images, ids) -> ReferenceStatis
 
 def run_attack(name, cfg, model, schedule, images, ids, is_member, generated, references=()) -> AttackResult:
     """Dispatch on what the attack needs, as the CLI does; a sampler is the model alone, a pair twice the model;
-    `references` (predictors, or their statistics) calibrate lira."""
+    `references` (predictors, or what they give) calibrate lira and gsa's shadow protocol."""
     requires = ATTACKS[name].requires
     if requires == "samples":
         return attack_samples(
@@ -181,6 +206,7 @@ def test_registry_holds_exactly_the_documented_attacks():
     assert sorted(set(ATTACKS) - set(NAMES)) == ["pang_wang"]
     assert NAMES == [
         "gsa",
+        "gsa_shadow",
         "lira",
         "lira_online",
         "lira_target",
@@ -252,7 +278,7 @@ def test_contract_shape_finite_deterministic_batch_independent(name, schedule):
     np.testing.assert_array_equal(first.scores, again.scores)  # seeded: bit-identical on a rerun
     np.testing.assert_array_equal(first.sample_ids, big.sample_ids)
     # A classifier trained on model outputs amplifies float32 noise of batched convs.
-    rtol = 5e-3 if name in SLICE_ATTACKS else 1e-4
+    rtol = 5e-3 if name in SLICE_ATTACKS + ("gsa_shadow",) else 1e-4
     np.testing.assert_allclose(first.scores, big.scores, rtol=rtol, atol=1e-6)
     for key, values in first.extra.items():
         assert values.shape == (expected,) and np.isfinite(values).all(), key
@@ -286,11 +312,22 @@ def test_contract_members_of_a_memorizing_model_score_higher(name, schedule):
     # Reference models of the same kind that memorized other images: every candidate is out for them.
     others = [torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(s)) * 2 - 1 for s in (5, 6)]
     refs = [MemorizingPredictor(schedule, other, images) for other in others]
-    if catalog.attack(name).references and lira_section(cfg, name).mode == "online":
+    section = cfg.reference_section(name)
+    if getattr(section, "mode", None) == "online":
         # Shadow models that memorized the candidates they trained on (`online_in`), none of the others.
         trained = online_in(4, len(ids))
         refs = [MemorizingPredictor(schedule, images[t], images[~t]) for t in map(torch.from_numpy, trained)]
-    for ref, gain in zip(refs, (0.9, 1.1, 0.95, 1.05), strict=False):  # models of one recipe differ a little
+    elif isinstance(section, GSAConfig):
+        # GSA's reference models memorized their IN images and know their OUT images only roughly, as the target
+        shadow = [shadow_images(k, num=len(ids)) for k in range(4)]
+        refs = [
+            ShadowModel(MemorizingPredictor(schedule, x[is_in], x[~is_in]), schedule, x, shadow_ids, is_in)
+            for x, shadow_ids, is_in in shadow
+        ]
+    # models of one recipe differ a little; not in the gain for GSA's, whose feature is the loss gradient with
+    # respect to it: a gain off 1 adds a gradient on every image, which a trained model does not have
+    gains = (0.9, 1.1, 0.95, 1.05) if not isinstance(section, GSAConfig) else ()
+    for ref, gain in zip(refs, gains, strict=False):
         ref.gain.data.fill_(gain)
     result = run_attack(name, cfg, model, schedule, images, ids, is_member, generated, refs)
     members, nonmembers = result.scores[result.is_member], result.scores[~result.is_member]

@@ -153,10 +153,16 @@ def test_reference_models_are_trained_targets_no_attack_or_sampler_reaches():
     assert (ref.kind, ref.members, ref.models) == ("trained", "ref2", ())
     assert "reference1" not in catalog.models() + catalog.samplers()
     assert not catalog.compared_to_curve("reference1")
+    # gsa may query them (its shadow protocol); the others always do, and are kept out of the default run
     assert [a for a in catalog.ATTACKS if catalog.attack(a).references] == [
+        "gsa",
         "lira",
         "lira_online",
         "lira_target",
+        "gsa_shadow",
+    ]
+    assert [a for a in catalog.ATTACKS if catalog.attack(a).references and catalog.attack(a).default] == [
+        "gsa"
     ]
     for bad in (
         "reference0",
@@ -168,6 +174,19 @@ def test_reference_models_are_trained_targets_no_attack_or_sampler_reaches():
     ):
         with pytest.raises(ValueError, match="unknown target"):
             catalog.target(bad)
+
+
+def test_reference_set_numbers_the_offline_reference_models_only():
+    for name, k in [
+        ("reference3", 3),
+        ("reference12_teacher2", 12),
+        ("reference2_student", 2),
+        ("reference4@120", 4),
+    ]:
+        assert catalog.reference_set(name) == k, name
+    for bad in ("shadow1", "baseline", "student", "reference0"):  # online shadow models train on candidates
+        with pytest.raises(ValueError, match="is not an offline reference model"):
+            catalog.reference_set(bad)
 
 
 def test_lira_reference_models_follow_the_mode_and_the_targets_recipe():

@@ -97,6 +97,11 @@ SHORT = {
         ({"attack": {"gsa": {"timesteps": [99, 99]}}}, "attack.gsa.timesteps: lists a timestep twice"),
         ({"attack": {"gsa": {"train_fraction": 1.0}}}, "attack.gsa.train_fraction: must be in (0, 1)"),
         ({"attack": {"gsa": {"num_trees": 10}}}, "attack.gsa: unknown key(s) ['num_trees']"),
+        ({"attack": {"gsa": {"protocol": "online"}}}, "attack.gsa.protocol: 'online' is not one of"),
+        (
+            {"attack": {"gsa_shadow": {"num_reference": 0}}},
+            "attack.gsa_shadow.num_reference: must be from 1 to 9999",
+        ),
         (
             {
                 "diffusion": {"num_train_timesteps": 100},
@@ -196,6 +201,8 @@ SHORT = {
         "gsa-duplicate-timestep",
         "gsa-train-fraction",
         "gsa-unknown-key",
+        "gsa-protocol",
+        "gsa-shadow-num-reference",
         "gsa-timestep-range",
         "sima-default-sweep-beyond-a-short-schedule",
         "sima-norm",
@@ -237,6 +244,8 @@ def test_bad_config_names_the_key(raw, message):
         ({"attack": {"recon": {"num_steps": 0}}}, "['attack']['recon']['num_steps']"),
         ({"attack": {"recon": {"train_fraction": 1}}}, "['attack']['recon']['train_fraction']"),
         ({"attack": {"teacher_max": {"statistic": "gsa"}}}, "['attack']['teacher_max']['statistic']"),
+        ({"attack": {"gsa": {"protocol": "online"}}}, "['attack']['gsa']['protocol']"),
+        ({"attack": {"gsa_shadow": {"recipe": "student"}}}, "['attack']['gsa_shadow']['recipe']"),
         ({"set_inference": {"attack": "carlini"}}, "['set_inference']['attack']"),
         ({"set_inference": {"num_repeats": 0}}, "['set_inference']['num_repeats']"),
         ({"set_inference": {"max_p": 0}}, "['set_inference']['max_p']"),
@@ -249,6 +258,8 @@ def test_bad_config_names_the_key(raw, message):
         "recon-steps",
         "recon-train-fraction",
         "teacher-max-statistic",
+        "gsa-protocol",
+        "gsa-shadow-recipe",
         "set-inference-attack",
         "set-inference-repeats",
         "set-inference-max-p",
@@ -529,6 +540,40 @@ def test_a_changed_section_changes_only_the_digests_of_the_stages_that_read_it()
     }
     # key order and defaults written out do not matter, only values
     assert config_digest({"b": 1, "a": [1, 2]}) == config_digest({"a": [1, 2], "b": 1})
+
+
+def test_gsa_protocols_name_their_reference_models_and_keep_the_slice_digest():
+    """The slice protocol (gsa's default) queries no reference model and writes GSA's keys of before the shadow
+    protocol, so its stage config keeps its digest; the shadow protocol names LiRA's offline reference models of
+    its recipe (built like each target by default), and gsa_shadow is the same keys with that protocol."""
+    targets = ["baseline", "teacher1", "student", "selfdistill", "baseline@24"]
+    default = ExperimentConfig().attack
+    assert "gsa" in default.names and "gsa_shadow" not in default.names
+    assert default.reference_section("gsa") is None and default.reference_models("gsa", targets) == []
+    written = stage_config(ExperimentConfig(), "attack_gsa")["attack"]["gsa"]
+    old_keys = {"variant", "timesteps", "train_fraction", "num_estimators", "max_depth", "learning_rate"}
+    assert set(written) == old_keys | {"batch_size"}
+    sets = [f"reference{k}" for k in (1, 2)]
+    built_like = sets + [f"{r}_{role}" for role in ("teacher1", "student") for r in sets]
+    assert default.reference_models("gsa_shadow", targets) == [f"reference{k}" for k in (1, 2, 3, 4)] + [
+        f"reference{k}_{role}" for role in ("teacher1", "student") for k in (1, 2, 3, 4)
+    ]
+    shadow = ExperimentConfig.from_mapping(
+        {"attack": {"gsa": {"protocol": "shadow", "num_reference": 2}, "gsa_shadow": {"recipe": "baseline"}}}
+    ).attack
+    assert shadow.reference_models("gsa", targets) == built_like
+    assert shadow.gsa.reference_models("baseline@24") == ["reference1@24", "reference2@24"]
+    assert shadow.reference_models("gsa_shadow", targets) == [f"reference{k}" for k in (1, 2, 3, 4)]
+    assert (
+        stage_config(ExperimentConfig(), "attack_gsa_shadow")["attack"]["gsa_shadow"]["protocol"] == "shadow"
+    )
+    assert "gsa" not in stage_config(ExperimentConfig(), "attack_gsa_shadow")["attack"]
+    assert (
+        stage_config(
+            ExperimentConfig.from_mapping({"attack": {"gsa": {"protocol": "shadow"}}}), "attack_gsa"
+        )["attack"]["gsa"]["protocol"]
+        == "shadow"
+    )
 
 
 def test_replicates_shift_only_their_seeds():

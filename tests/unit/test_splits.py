@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dualmd.config.sections import SplitConfig
+from dualmd.data.members import shadow_in_out
 from dualmd.data.splits import (
     SUBSETS,
     Split,
@@ -203,6 +204,30 @@ def test_reference_set_halves_are_disjoint_and_make_up_the_reference_set():
     for bad in ("ref1_half3", "ref1_half", "ref1_half01"):
         with pytest.raises(SplitError, match="unknown split subset"):
             split.subset(bad)
+
+
+def test_gsa_shadow_images_of_a_reference_model_are_its_training_set_and_unseen_population_images():
+    """GSA's shadow protocol features a reference model on the images it trained on (IN) and as many images of the
+    reference population that no model of its reference set trained on (OUT): never a member or a non-member."""
+    split = make_split(200, _cfg(num_images=40, member_fraction=0.25, seed=3))  # 10 members, population of 20
+    candidates = set(split.evaluation_indices()[0])
+    population = split.reference_population().tolist()
+    for name, trained, size in [
+        ("reference1", "ref1", 10),
+        ("reference1@24", "ref1", 10),
+        ("reference2_student", "ref2", 10),
+        ("reference2_teacher1", "ref2_half1", 5),
+        ("reference2_teacher2", "ref2_half2", 5),
+    ]:
+        in_ids, out_ids = shadow_in_out(split, name)
+        assert in_ids.tolist() == split.subset(trained).tolist() and out_ids.size == size, name
+        reference_set = set(split.subset(f"ref{name[9]}"))  # every model of that set trained inside it
+        unseen = [i for i in population if i not in reference_set]  # in the population's order
+        assert out_ids.tolist() == unseen[:size], name
+        assert not (set(in_ids) | set(out_ids)) & candidates, name
+    for bad in ("shadow1", "baseline", "teacher1"):  # online shadow models train on candidates
+        with pytest.raises(ValueError, match="is not an offline reference model"):
+            shadow_in_out(split, bad)
 
 
 @pytest.mark.parametrize("num_shadow", [2, 4, 6])

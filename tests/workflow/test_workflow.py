@@ -110,22 +110,29 @@ def test_strong_attacks_config_trains_reference_models_only_for_lira():
     """LiRA's reference models train only for the LiRA attacks: 4 like the baseline outside the split (lira and
     lira_target's baseline), 4 shadow models on halves of the candidates (lira_online), and DistillMD rebuilt on
     each reference set (lira_target: 2 teachers and 1 student per set); one job per LiRA attack scores every model
-    against them; they are neither sampled nor attacked themselves."""
+    against them, and gsa_shadow's job reuses lira_target's; they are neither sampled nor attacked themselves."""
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/attacks-strong.yaml")
     assert jobs["train_model"] == 3 + 4 + 4 + 2 * 4 and jobs["distill_model"] == 2 + 4
-    # the three LiRA attacks and secmi_stat_tuned (its own t_sec grid); the other tuned variants reuse scores
-    assert jobs["score_model_attack"] == 6 + 3 + 1 and jobs["tune_attack"] == 3
+    # the three LiRA attacks, gsa_shadow and secmi_stat_tuned (its own t_sec grid); the other tuned variants reuse
+    # scores
+    assert jobs["score_model_attack"] == 6 + 3 + 1 + 1 and jobs["tune_attack"] == 3
     assert (
         jobs["sample_images"] == 6 + 5
         and jobs["score_model_attack_each"] == 5
-        and jobs["evaluate_attack"] == 13 + 4
+        and jobs["evaluate_attack"] == 13 + 5
     )
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/attacks-strong.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
     refs = " ".join(f"--references reference{k}=results/models/rep0/reference{k}" for k in range(1, 5))
     assert "--attack lira " in dry and refs in dry
-    assert dry.count("--references reference1=") == 2  # lira, and lira_target for the baseline
-    assert dry.count("--references shadow1=") == 1 and dry.count("--references reference1_student=") == 1
+    assert dry.count("--references reference1=") == 3  # lira, and lira_target and gsa_shadow for the baseline
+    assert dry.count("--references shadow1=") == 1 and dry.count("--references reference1_student=") == 2
+    gsa = next(line for line in dry.splitlines() if "--attack gsa_shadow " in line)
+    built_like = [
+        f"reference{k}{role}" for role in ("", "_teacher1", "_teacher2", "_student") for k in range(1, 5)
+    ]
+    assert sorted(re.findall(r"--references (\S+?)=", gsa)) == sorted(built_like)
+    assert "--references" not in next(line for line in dry.splitlines() if "--attack gsa " in line)
     assert "--model reference3 --out results/models/rep0/reference3" in dry
     assert "--model shadow3 --out results/models/rep0/shadow3" in dry
     teachers = "--teachers reference2_teacher1=results/models/rep0/reference2_teacher1 --teachers reference2_teacher2="

@@ -20,6 +20,7 @@ from dualmd.attacks.base import Attack, AttackResult
 from dualmd.config.attacks import AttackConfig
 
 if TYPE_CHECKING:
+    from dualmd.attacks.gsa import ShadowClassifier
     from dualmd.attacks.lira import ReferenceStatistics
     from dualmd.models.adapter import NoisePredictor, Schedule
     from dualmd.sample import PredictorSelector
@@ -65,7 +66,7 @@ def attack_model(
     images: Tensor,
     sample_ids: np.ndarray,
     is_member: np.ndarray,
-    references: ReferenceStatistics | None = None,
+    references: ReferenceStatistics | ShadowClassifier | None = None,
 ) -> AttackResult:
     """Run white-box attack `name` on a model.
 
@@ -74,14 +75,16 @@ def attack_model(
         images: (N, C, H, W) float in [-1, 1], members and non-members.
         sample_ids: (N,) distinct non-negative ints (dataset indices), seeding per-sample noise.
         is_member: (N,) bool.
-        references: the reference models' statistics, for an attack calibrated by them (lira) and no other.
+        references: for an attack whose config has it query reference models (`AttackConfig.reference_section`),
+            and no other: their statistics (lira), or the classifier fitted on their features (gsa's shadow
+            protocol).
     Returns:
-        Per-sample scores (secmi_nn, gsa: only the samples outside their training slice).
+        Per-sample scores (secmi_nn, gsa under the slice protocol: only the samples outside their training slice).
     """
     attack = _built(name, cfg, "model")
-    if catalog.attack(name).references:
+    if cfg.reference_section(name) is not None:
         if references is None:
-            raise ValueError(f"attack {name!r} is calibrated by reference models: pass their statistics")
+            raise ValueError(f"attack {name!r} is calibrated by reference models: pass what they give")
         attack = attack.with_references(references)  # type: ignore[attr-defined]
     elif references is not None:
         raise ValueError(f"attack {name!r} takes no reference models")

@@ -68,6 +68,9 @@ GSA_TIMESTEPS = (99, 199, 299, 399, 499, 599, 699, 799, 899, 999)
 
 @dataclass(frozen=True)
 class GSAConfig(Section):
+    """GSA (`dualmd.attacks.gsa`): its gradient features, its classifier and where the classifier's labels come
+    from (`protocol`)."""
+
     SECTION = "attack.gsa"
     # gsa1: gradient of the loss averaged over the timesteps | gsa2: per-timestep gradient norms, averaged
     variant: Literal["gsa1", "gsa2"] = "gsa1"
@@ -77,6 +80,36 @@ class GSAConfig(Section):
     max_depth: int = 3  # depth of each regression tree
     learning_rate: float = 0.1  # shrinkage of each stage
     batch_size: int = 64  # images per vmap call: memory holds batch_size per-sample gradients
+    # slice: the classifier trains on the first train_fraction of the target's own members and non-members, the
+    # rest is scored | shadow: it trains on reference models (LiRA's, outside the split) and scores every candidate
+    protocol: Literal["slice", "shadow"] = "slice"
+    num_reference: int = 4  # shadow: reference models reference1..K (those LiRA's offline mode trains)
+    # shadow: baseline, every target against reference models of the baseline's recipe; target, each against
+    # reference models built like it (shadow teachers, students, a checkpoint at its step; catalog.lira_references)
+    recipe: Literal["baseline", "target"] = "target"
+
+    #: Keys left out of `to_dict` at their default, so that the slice protocol's config keeps the digest it had
+    #: before the shadow protocol existed (and a run its results).
+    _OMITTED_AT_DEFAULT = ("protocol", "num_reference", "recipe")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for f in fields(self):
+            if f.name in self._OMITTED_AT_DEFAULT and out[f.name] == f.default:
+                del out[f.name]
+        return out
+
+    @property
+    def uses_references(self) -> bool:
+        """True under the shadow protocol: the attack needs its reference models' features."""
+        return self.protocol == "shadow"
+
+    def reference_models(self, target: str) -> list[str]:
+        """The reference models whose features train the classifier for `target` (none under the slice protocol):
+        LiRA's offline reference models of `recipe`, which never saw a candidate."""
+        if not self.uses_references:
+            return []
+        return catalog.lira_references(target, self.num_reference, "offline", self.recipe)
 
     def _validate(self, prefix: str) -> None:
         require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one timestep")
@@ -88,6 +121,17 @@ class GSAConfig(Section):
         require(self.max_depth >= 1, f"{prefix}.max_depth", "must be >= 1")
         require(self.learning_rate > 0, f"{prefix}.learning_rate", "must be > 0")
         require(self.batch_size >= 1, f"{prefix}.batch_size", "must be >= 1")
+        # one reference model already gives IN and OUT rows; the catalog numbers them from 1 to 9999
+        require(1 <= self.num_reference <= 9999, f"{prefix}.num_reference", "must be from 1 to 9999")
+
+
+@dataclass(frozen=True)
+class GSAShadowConfig(GSAConfig):
+    """The `gsa_shadow` attack: GSA's section with the shadow protocol as its default."""
+
+    SECTION = "attack.gsa_shadow"
+    protocol: Literal["slice", "shadow"] = "shadow"
+    _OMITTED_AT_DEFAULT = ()  # a new section: its config file names every key
 
 
 @dataclass(frozen=True)
@@ -120,6 +164,13 @@ class LiraConfig(Section):
     # baseline: every reference model is trained like the baseline; target: built like the attacked target (the
     # student distilled from its own shadow teachers, a teacher on a half-size set, a checkpoint at its step)
     recipe: Literal["baseline", "target"] = "baseline"
+
+    #: LiRA is always calibrated by its reference models.
+    uses_references = True
+
+    def reference_models(self, target: str) -> list[str]:
+        """The models that calibrate `target` (`catalog.lira_references` under this section's mode and recipe)."""
+        return catalog.lira_references(target, self.num_reference, self.mode, self.recipe)
 
     def _validate(self, prefix: str) -> None:
         # a per-candidate variance needs two reference statistics; the pooled one needs two as well
@@ -287,12 +338,11 @@ class AttackConfig(Section):
     """Which attacks run and their parameters."""
 
     SECTION = "attack"
-    # every attack but those that need reference models trained for them (config/attacks-strong.yaml adds lira),
-    # those kept out of the default run (`AttackSpec.default`) and the text-to-image black-box attack ("prompts")
+    # every attack but those kept out of the default run (`AttackSpec.default`: those that need reference models
+    # trained for them, the tuned variants; config/attacks-strong.yaml adds them) and the text-to-image black-box
+    # attack ("prompts")
     names: tuple[str, ...] = tuple(
-        a
-        for a, spec in catalog.ATTACKS.items()
-        if spec.default and not spec.references and spec.access != "prompts"
+        a for a, spec in catalog.ATTACKS.items() if spec.default and spec.access != "prompts"
     )
     weights: Weights = "ema"  # white-box attacks: which weights of a model are attacked
     batch_size: int = 256
@@ -312,6 +362,7 @@ class AttackConfig(Section):
     lira: LiraConfig = field(default_factory=LiraConfig)
     lira_online: LiraOnlineConfig = field(default_factory=LiraOnlineConfig)
     lira_target: LiraTargetConfig = field(default_factory=LiraTargetConfig)
+    gsa_shadow: GSAShadowConfig = field(default_factory=GSAShadowConfig)
     pang_wang: PangWangConfig = field(default_factory=PangWangConfig)
     loss_tuned: TunedConfig = field(default_factory=TunedConfig)
     pia_tuned: PIATunedConfig = field(default_factory=PIATunedConfig)
@@ -328,6 +379,15 @@ class AttackConfig(Section):
         }
         return replace(super().from_mapping(raw, prefix=prefix), **nested)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-YAML form, each nested section by its own `to_dict` (which may leave keys out at their default)."""
+        out = super().to_dict()
+        for key in _NESTED:
+            section = getattr(self, key)
+            if section is not None:
+                out[key] = section.to_dict()
+        return out
+
     def sections_of(self, name: str) -> tuple[str, ...]:
         """The nested sections attack `name` reads: its catalog entry's (`AttackSpec.reads`) and, for an attack that
         runs another (`AttackSpec.wraps`, e.g. teacher_max's `statistic`), that attack's."""
@@ -343,18 +403,21 @@ class AttackConfig(Section):
         own = self.sections_of(name)
         return replace(self, **{key: None for key in _NESTED if key not in own})
 
+    def reference_section(self, name: str) -> LiraConfig | GSAConfig | None:
+        """The section saying which reference models attack `name` queries (its own, `AttackSpec.reads[0]`), or None
+        when it queries none: an attack the catalog does not mark `references`, or GSA's slice protocol."""
+        spec = catalog.attack(name)
+        section = getattr(self, spec.reads[0]) if spec.references else None
+        return section if section is not None and section.uses_references else None
+
     def reference_models(self, name: str, targets: Sequence[str]) -> list[str]:
-        """The models (without checkpoint steps) that calibrate `targets` for attack `name`: those
-        `catalog.lira_references` names under the attack's own section, in order; none for an attack that is not
-        calibrated by reference models."""
-        if not catalog.attack(name).references:
+        """The models (without checkpoint steps) that calibrate `targets` for attack `name`: those its own section
+        names (`reference_models`: `catalog.lira_references` under its mode and recipe), in order; none for an
+        attack that queries no reference model."""
+        section = self.reference_section(name)
+        if section is None:
             return []
-        lira = getattr(self, catalog.attack(name).reads[0])
-        found = [
-            catalog.split_checkpoint(model)[0]
-            for t in targets
-            for model in catalog.lira_references(t, lira.num_reference, lira.mode, lira.recipe)
-        ]
+        found = [catalog.split_checkpoint(m)[0] for t in targets for m in section.reference_models(t)]
         return list(dict.fromkeys(found))
 
     def _validate(self, prefix: str) -> None:

@@ -1,5 +1,5 @@
 """Which images a stage sees: the dataset checked against its split, one subset's images, a target's
-evaluation set.
+evaluation set, the images GSA's shadow protocol features on a reference model.
 
 A target's members are the split subset `dualmd.catalog` names for it (a teacher: its own half; every other
 model and the DualMD sampler: every member); non-members are always the split's non-member set.
@@ -48,3 +48,28 @@ def evaluation_set(
     ids = np.concatenate([members, nonmembers]).astype(np.int64)
     is_member = np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
     return to_model_range(data[ids]), ids, is_member
+
+
+def shadow_in_out(split: Split, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """The images GSA's shadow protocol features on offline reference model `model`: those it trained on (IN, its
+    split subset) and as many it did not (OUT), all from the reference population outside the split, which the
+    attacker holds; neither holds a member or a non-member.
+
+    OUT images are the population's images outside ``ref<k>``, the training set of the model's whole reference set
+    k, so that no model of that set saw one (as no model of the target's recipe saw a non-member): the first |IN|
+    of them in the population's seeded order.
+
+    Returns:
+        (in_ids, out_ids): int64 dataset indices, equal in size.
+    Raises:
+        ValueError: `model` is no offline reference model, or the population holds fewer OUT images than IN.
+    """
+    trained = split.subset(catalog.member_subset(model))
+    population = split.reference_population()
+    unseen = population[~np.isin(population, split.subset(f"ref{catalog.reference_set(model)}"))]
+    if unseen.size < trained.size:
+        raise ValueError(
+            f"{model}: {trained.size} training images but only {unseen.size} reference-population images "
+            "outside its reference set to contrast them with"
+        )
+    return np.asarray(trained, dtype=np.int64), unseen[: trained.size].astype(np.int64)

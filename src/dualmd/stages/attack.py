@@ -32,9 +32,10 @@ def score(
             model directories (sampler and pair attacks: the target's models, `catalog.sampler_models`, are
             its subfolders).
         references: reference model name ("reference1", "reference1_student", "shadow1", ...) -> its directory,
-            for an attack calibrated by reference models (the LiRA attacks): exactly the models that
-            `catalog.lira_references` names for the targets under the attack's section, each checked to have
-            trained on its subset of this split (a checkpoint "<name>@<step>" is resolved in its model's directory).
+            for an attack whose section has it query reference models (the LiRA attacks, GSA's shadow protocol):
+            exactly the models that the section names for the targets (`AttackConfig.reference_models`), each
+            checked to have trained on its subset of this split (a checkpoint "<name>@<step>" is resolved in its
+            model's directory).
     """
     from dualmd.attacks.base import save_scores
     from dualmd.attacks.run import attack_model, attack_samples
@@ -50,8 +51,8 @@ def score(
     the_split = load_split(split, split_meta)
     data = load_split_images(images, the_split)
     calibrations = {}
-    if spec.references:
-        calibrations = _reference_statistics(attack, cfg, references or {}, list(targets), the_split, data)
+    if cfg.reference_section(attack) is not None:
+        calibrations = _calibrations(attack, cfg, references or {}, list(targets), the_split, data)
     elif references:
         raise ValueError(f"attack {attack!r} takes no reference models, got {sorted(references)}")
     for name, path in targets.items():
@@ -136,42 +137,69 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
     return attack_sampler(attack, cfg, sampler=sampler, schedule=Schedule.from_scheduler(base), **common)
 
 
-def _reference_statistics(
-    attack, cfg, references: dict[str, Path], targets: list[str], the_split, data
-) -> dict:
-    """Target name -> the statistic of every member and non-member on each model that calibrates it, computed once
-    per set of reference models (the baseline's recipe: one set for every target)."""
+def _calibrations(attack, cfg, references: dict[str, Path], targets: list[str], the_split, data) -> dict:
+    """Target name -> what the reference models that calibrate it give the attack (LiRA: the statistic of every
+    candidate on each; GSA's shadow protocol: the classifier fitted on their features), computed once per set of
+    reference models (the baseline's recipe: one set for every target)."""
     import importlib
 
-    import numpy as np
+    from dualmd.config.attacks import GSAConfig
 
-    from dualmd.data.datasets import to_model_range
-
-    # LiRA's own module, imported by name as the attack itself is: the job's code holds it, no other job's does
-    lira = importlib.import_module(catalog.attack(attack).module_name)
-    section = lira.lira_section(cfg, attack)
-    sets = {
-        name: tuple(catalog.lira_references(name, section.num_reference, section.mode, section.recipe))
-        for name in targets
-    }
+    # the attack's own module, imported by name as the attack itself is: the job's code holds it, no other job's does
+    module = importlib.import_module(catalog.attack(attack).module_name)
+    section = cfg.reference_section(attack)
+    sets = {name: tuple(section.reference_models(name)) for name in targets}
     expected = sorted({catalog.split_checkpoint(m)[0] for names in sets.values() for m in names})
     if sorted(references) != expected:
         raise ValueError(
             f"{section.SECTION}.num_reference = {section.num_reference} needs reference models {expected} "
-            f"({section.mode}, {section.recipe} recipe), got {sorted(references)}"
+            f"({getattr(section, 'mode', 'offline')}, {section.recipe} recipe), got {sorted(references)}"
         )
-    ids, _ = the_split.evaluation_indices()
+    compute = _shadow_classifier if isinstance(section, GSAConfig) else _reference_statistics
     computed = {}
     for names in dict.fromkeys(sets.values()):
         loaded = [_load_reference(m, references, the_split, cfg) for m in names]
-        is_in = None
-        if section.mode == "online":  # which shadow model trained on which candidate, from the split
-            is_in = np.stack([np.isin(ids, the_split.subset(catalog.member_subset(m))) for m in names])
-        computed[names] = lira.reference_statistics(
-            cfg, loaded, to_model_range(data[ids]), ids, attack=attack, is_in=is_in
-        )
-        log.info("%s on reference models %s: %d candidates", section.statistic, list(names), len(ids))
+        computed[names] = compute(module, attack, cfg, names, loaded, the_split, data)
     return {name: computed[names] for name, names in sets.items()}
+
+
+def _reference_statistics(lira, attack, cfg, names, loaded, the_split, data):
+    """LiRA's statistic of every member and non-member on each loaded reference model (`names`)."""
+    import numpy as np
+
+    from dualmd.data.datasets import to_model_range
+
+    section = lira.lira_section(cfg, attack)
+    ids, _ = the_split.evaluation_indices()
+    is_in = None
+    if section.mode == "online":  # which shadow model trained on which candidate, from the split
+        is_in = np.stack([np.isin(ids, the_split.subset(catalog.member_subset(m))) for m in names])
+    statistics = lira.reference_statistics(
+        cfg, loaded, to_model_range(data[ids]), ids, attack=attack, is_in=is_in
+    )
+    log.info("%s on reference models %s: %d candidates", section.statistic, list(names), len(ids))
+    return statistics
+
+
+def _shadow_classifier(gsa, attack, cfg, names, loaded, the_split, data):
+    """GSA's shadow classifier, fitted on the features of each loaded reference model (`names`) on the images it
+    trained on and as many of the reference population it did not (`shadow_in_out`): no candidate's."""
+    import numpy as np
+
+    from dualmd.data.datasets import to_model_range
+    from dualmd.data.members import shadow_in_out
+
+    models = []
+    for name, (predictor, schedule) in zip(names, loaded, strict=True):
+        in_ids, out_ids = shadow_in_out(the_split, name)
+        ids = np.concatenate([in_ids, out_ids])
+        is_in = np.arange(ids.size) < in_ids.size
+        models.append(gsa.ShadowModel(predictor, schedule, to_model_range(data[ids]), ids, is_in))
+    shadow = gsa.shadow_classifier(gsa.gsa_section(cfg, attack), models, cfg.seed)
+    log.info(
+        "%s: classifier fitted on %d rows of reference models %s", attack, len(shadow.is_in), list(names)
+    )
+    return shadow
 
 
 def _load_reference(name: str, references: dict[str, Path], the_split, cfg):
