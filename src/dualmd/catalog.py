@@ -460,6 +460,12 @@ def member_subset(name: str) -> str:
     return target(name).members
 
 
+def reports_halves(name: str) -> bool:
+    """Whether target `name`'s metrics are also reported per member half (D1's members and D2's, each against every
+    non-member): DualMD's targets, a pair sampler and each model a pair alternates (its teachers)."""
+    return any(name == t.name or name in t.models for t in _TARGETS if t.kind == "pair")
+
+
 def sampler_models(name: str) -> tuple[str, ...]:
     """Targets whose weights a sampler draws with: its own (a checkpoint "<name>@<step>" its own weights), or the
     models of a pair."""

@@ -16,7 +16,7 @@ all distinct thresholds (never a hand-made threshold grid, SecMI's pitfall), sci
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -216,4 +216,34 @@ def summarize(scores: np.ndarray, is_member: np.ndarray, cfg: MetricsConfig) -> 
             )
     out["num_members"] = int(labels.sum())
     out["num_nonmembers"] = num_nonmembers
+    return out
+
+
+def summarize_halves(
+    scores: np.ndarray, is_member: np.ndarray, in_half: Mapping[str, np.ndarray], cfg: MetricsConfig
+) -> dict[str, dict[str, float | int]]:
+    """`summarize` of each half's members against every non-member: DualMD's D1 and D2 apart.
+
+    Args:
+        scores, is_member: (N,) as for `summarize`.
+        in_half: half name ("half1", "half2") -> (N,) bool, True for the members of that half.
+    Returns:
+        Half name -> its `summarize` dict, for each half with at least one member among the N samples (a teacher's
+        scores hold only its own half).
+    Raises:
+        ValueError: a mask of another length, or one that marks a non-member.
+    """
+    scores, labels = check_scores(scores, is_member)
+    out = {}
+    for half, mask in in_half.items():
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != labels.shape:
+            raise ValueError(f"{half}: mask of shape {mask.shape}, expected {labels.shape}")
+        if (mask & ~labels).any():
+            raise ValueError(
+                f"{half}: marks {int((mask & ~labels).sum())} non-member(s) as members of the half"
+            )
+        if mask.any():
+            keep = mask | ~labels  # the half's members and every non-member
+            out[half] = summarize(scores[keep], labels[keep], cfg)
     return out

@@ -27,3 +27,9 @@ def per_sample_noise(seed: int, sample_ids: np.ndarray, shape: tuple[int, ...], 
         gen.manual_seed(sample_seed(seed, int(sid), *stream))
         rows.append(torch.randn(shape, generator=gen))
     return torch.stack(rows)
+
+
+def per_sample_generators(seed: int, sample_ids: np.ndarray, *stream: int) -> list[torch.Generator]:
+    """CPU generators, generator i seeded by `sample_seed`(seed, sample_ids[i], *stream): a sampler that draws
+    image i's step noise from generator i (`dualmd.sample`) draws the same noise for a sample in any batch."""
+    return [torch.Generator().manual_seed(sample_seed(seed, int(sid), *stream)) for sid in sample_ids]

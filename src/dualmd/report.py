@@ -158,6 +158,41 @@ def pia_sweep_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def strength_sweep_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
+    """AUC and TPR at the first FPR bound of every attack with a sweep over image-to-image strength and number of
+    queries (recon through the deployed sampler) at each of its settings, reported apart from the chosen one."""
+    rows = [
+        {"attack": m["attack"], "target": row["target"], **point}
+        for m in map(_read_json, metric_files)
+        for row in m["rows"]
+        for point in row.get("strength_sweep", [])
+    ]
+    return pd.DataFrame(rows)
+
+
+def halves_table(metric_files: Sequence[str | Path]) -> pd.DataFrame:
+    """DualMD's targets per member half: one row per (attack, target, half) with the metrics of that half's members
+    against every non-member and their 95% intervals (the evaluate stage's "halves"). A teacher is scored on its own
+    half only, so its row stands beside DualMD's row of the same half."""
+    rows = [
+        {"attack": m["attack"], "target": row["target"], "half": half, **values}
+        for m in map(_read_json, metric_files)
+        for row in m["rows"]
+        for half, values in row.get("halves", {}).items()
+    ]
+    first = ["attack", "target", "half", "num_members", "num_nonmembers"]
+    if not rows:
+        return pd.DataFrame(columns=first)
+    df = pd.DataFrame(rows)
+    df = (
+        df.assign(_rank=df["target"].map(catalog.report_rank))
+        .sort_values(["attack", "_rank", "half"], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
+    return df[first + sorted((c for c in df.columns if c not in first), key=_metric_rank)]
+
+
 #: Columns of the utility table, in order.
 UTILITY_COLUMNS = [
     "target",
@@ -326,7 +361,8 @@ def write_report(
     max_fpr: float = 0.01,
     inference_lines: Mapping[str, str] | None = None,
 ) -> dict:
-    """Write attacks/strongest_attacks/utility/memorization/training tables (CSV + MD), metrics.json, roc.csv,
+    """Write attacks/strongest_attacks/utility/memorization/training tables, the sweeps (pia_sweep, strength_sweep)
+    and DualMD's targets per member half (halves) (CSV + MD), metrics.json, roc.csv,
     report.md, verdicts.rst (the matched-utility lines) and strongest.rst (the strongest attack against each
     target by TPR at `max_fpr`, then AUC), which the HTML report's landing page includes. `inference_lines`
     ("set", "dataset" -> the lines of set_inference.rst and dataset_inference.rst) go into report.md as they are.
@@ -341,6 +377,8 @@ def write_report(
         "attacks": attacks,
         "strongest_attacks": strongest_attacks(attacks, max_fpr),
         "pia_sweep": pia_sweep_table(attack_files),
+        "strength_sweep": strength_sweep_table(attack_files),
+        "halves": halves_table(attack_files),
         "utility": utility_table(utility_files, heldout_file),
         "memorization": memorization_table(copy_files, t_error_file),
         "training": training_table(model_dirs),
@@ -352,7 +390,8 @@ def write_report(
     roc = combined_roc(roc_files)  # every input is read before the first output is written
     for name, df in tables.items():
         df.to_csv(out / f"{name}.csv", index=False)
-        shown = with_intervals(df) if name in ("attacks", "utility", "frontier", "pia_sweep") else df
+        intervals = ("attacks", "utility", "frontier", "pia_sweep", "strength_sweep", "halves")
+        shown = with_intervals(df) if name in intervals else df
         (out / f"{name}.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
     roc.to_csv(out / "roc.csv", index=False)
     metrics = flat_metrics(tables["attacks"], tables["utility"], tables["memorization"])
@@ -615,11 +654,23 @@ def _markdown(
             "\n## Frontier (held-out loss and leakage of every model and checkpoint, per attack)\n",
             with_intervals(tables["frontier"]).to_markdown(index=False, floatfmt=".4g"),
         ]
+    if not tables["halves"].empty:
+        parts += [
+            "\n## Per member half (DualMD and its teachers: the members of D1, then of D2, each against every"
+            " non-member; 95% bootstrap intervals)\n",
+            with_intervals(tables["halves"]).to_markdown(index=False),
+        ]
     if not tables["pia_sweep"].empty:
         parts += [
             "\n## Timestep sweeps of PIA, PIAN, SimA and the loss attack (not used to pick the reported"
             " timestep)\n",
             with_intervals(tables["pia_sweep"]).to_markdown(index=False, floatfmt=".3f"),
+        ]
+    if not tables["strength_sweep"].empty:
+        parts += [
+            "\n## Strength and query sweep of recon through the deployed sampler (the reported setting is chosen"
+            " on the labelled slice; these AUCs are on the scored rest)\n",
+            with_intervals(tables["strength_sweep"]).to_markdown(index=False, floatfmt=".3f"),
         ]
     return "\n".join(parts) + "\n"
 

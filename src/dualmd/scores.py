@@ -5,6 +5,7 @@ Torch-free, so that the stages that only read scores start quickly.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,8 @@ class AttackResult:
         is_member: (N,) bool ground truth, aligned with `sample_ids`.
         scores: (N,) float64, higher = more likely a member.
         extra: named (N,) arrays aligned with `sample_ids`: per-timestep scores of a sweep ("t20", ...;
-            higher = member) or diagnostics such as SecMI's positive round-trip error ("t_error").
+            higher = member), per-setting scores of a sweep over strength and queries ("s0.1_q2", `strength_key`)
+            or diagnostics such as SecMI's positive round-trip error ("t_error").
         attack: name of the attack that produced the scores.
     """
 
@@ -37,6 +39,22 @@ class AttackResult:
         for key, arr in {"is_member": self.is_member, "scores": self.scores, **self.extra}.items():
             if np.ndim(arr) != 1 or len(arr) != n:
                 raise ValueError(f"AttackResult.{key} has shape {np.shape(arr)}, expected ({n},)")
+
+
+#: An extra key of a strength sweep: "s<strength>_q<number of queries>".
+_STRENGTH_KEY = re.compile(r"s(\d+(?:\.\d+)?(?:e-?\d+)?)_q(\d+)")
+
+
+def strength_key(strength: float, num_queries: int) -> str:
+    """Extra key of the scores at one image-to-image strength and number of queries: (0.1, 2) -> "s0.1_q2" (the
+    strength's repr, so that `parse_strength_key` returns it exactly)."""
+    return f"s{float(strength)!r}_q{num_queries}"
+
+
+def parse_strength_key(key: str) -> tuple[float, int] | None:
+    """(strength, number of queries) of a `strength_key`; None for any other key."""
+    match = _STRENGTH_KEY.fullmatch(key)
+    return (float(match.group(1)), int(match.group(2))) if match else None
 
 
 # --- files --------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """On a CUDA device: bf16 training resumes exactly, the fast-path training step never synchronises with the host,
-and white-box attacks score as they do on the CPU.
+and white-box attacks and recon through a deployed sampler score as they do on the CPU.
 
 Skipped without a GPU (see conftest.py). Deterministic kernels and no TF32 are requested, so equality is exact
 for training and to float32 rounding for the attacks.
@@ -16,9 +16,11 @@ from diffusers import DDPMScheduler
 from helpers.models import tiny_unet
 from helpers.training import TRAIN, Interrupt, interrupt_at, load_weights, run
 
-from dualmd.attacks.run import attack_model
-from dualmd.config.attacks import AttackConfig, LossAttackConfig, PIAConfig
+from dualmd.attacks.run import attack_model, attack_sampler
+from dualmd.config.attacks import AttackConfig, LossAttackConfig, PIAConfig, ReconConfig
+from dualmd.defense.dualmd import AlternatingTeachers
 from dualmd.models.adapter import Schedule, UNetPredictor
+from dualmd.sample import DeployedSampler, build_scheduler
 from dualmd.train.loop import make_accelerator
 
 pytestmark = pytest.mark.gpu
@@ -105,5 +107,31 @@ def test_white_box_attack_on_cuda_equals_cpu(name, deterministic_cuda):
         )
         for device in ("cpu", "cuda")
     }
+    np.testing.assert_array_equal(results["cpu"].sample_ids, results["cuda"].sample_ids)
+    np.testing.assert_allclose(results["cuda"].scores, results["cpu"].scores, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("kind", "steps"), [("ddim", 50), ("ddpm", 1000)], ids=["ddim50", "ddpm1000"])
+def test_recon_through_the_deployed_dualmd_sampler_on_cuda_equals_cpu(kind, steps, deterministic_cuda):
+    """The image-to-image query on the GPU: noise drawn on the CPU (initial and, for the ancestral sampler, every
+    step's) and moved, so the scores match the CPU's to float32 rounding."""
+    base = DDPMScheduler(num_train_timesteps=1000)
+    cfg = AttackConfig(recon=ReconConfig(interface="deployed", strengths=(0.02, 0.04), num_queries=(1, 2)))
+    images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ids, is_member = np.arange(16) * 3 + 1, np.arange(16) % 2 == 0
+    results = {}
+    for device in ("cpu", "cuda"):
+        pair = AlternatingTeachers(
+            teacher1=UNetPredictor(tiny_unet(1).to(device).eval()),
+            teacher2=UNetPredictor(tiny_unet(2).to(device).eval()),
+            alternation="timestep_parity" if kind == "ddpm" else "step_index",
+        )
+        sampler = DeployedSampler(
+            selector=pair, scheduler=build_scheduler(kind, base), num_inference_steps=steps
+        )
+        results[device] = attack_sampler(
+            "recon", cfg, sampler=sampler, schedule=Schedule.from_scheduler(base), images=images,
+            sample_ids=ids, is_member=is_member,
+        )  # fmt: skip
     np.testing.assert_array_equal(results["cpu"].sample_ids, results["cuda"].sample_ids)
     np.testing.assert_allclose(results["cuda"].scores, results["cpu"].scores, rtol=1e-4, atol=1e-5)

@@ -1,18 +1,23 @@
 """Recon recomputed by hand with a predictor that depends on x and t: the DDIM chain from x_t to the clean image
 (clipped to [-1, 1]), the distances of every timestep and query, and the setting chosen on the labelled slice,
-which here differs from the one the scored part would pick."""
+which here differs from the one the scored part would pick. The deployed interface: strength -> grid step on 50-step
+DDIM and on the 1000-step ancestral grid, DualMD's teacher at every step of a query as in generation, and the
+distances of both samplers recomputed by hand."""
 
 import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from helpers.models import tiny_unet
 from helpers.predictors import CheckingPredictor, affine_eps_np
 
-from dualmd.attacks.base import per_sample_noise, train_test_split
-from dualmd.attacks.recon import chain_timesteps, choose_setting, reconstruct
+from dualmd.attacks.base import per_sample_generators, per_sample_noise, train_test_split
+from dualmd.attacks.recon import STEP_NOISE_STREAM, chain_timesteps, choose_setting, reconstruct
 from dualmd.attacks.run import attack_sampler
 from dualmd.config.attacks import AttackConfig, ReconConfig
-from dualmd.models.adapter import Schedule
+from dualmd.defense.dualmd import AlternatingTeachers
+from dualmd.models.adapter import Schedule, UNetPredictor
+from dualmd.sample import DeployedSampler, build_scheduler, img2img_start, run_sampler
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +106,178 @@ def test_recon_refuses_timesteps_outside_the_schedule_naming_its_key(schedule):
     ):
         attack_sampler("recon", cfg, sampler=CheckingPredictor(), schedule=schedule, images=images,
                        sample_ids=np.arange(4), is_member=np.array([1, 0, 1, 0]))  # fmt: skip
+
+
+# --- the deployed interface: an image-to-image query on the sampler's own grid ------------------------------
+
+
+def deployed(selector, kind, num_train_timesteps, num_inference_steps, **overrides) -> DeployedSampler:
+    """`selector` deployed with a fresh `kind` scheduler ("ddim" or "ddpm") on a linear T-step schedule."""
+    base = DDPMScheduler(num_train_timesteps=num_train_timesteps)
+    scheduler = build_scheduler(kind, base, **overrides)
+    return DeployedSampler(selector=selector, scheduler=scheduler, num_inference_steps=num_inference_steps)
+
+
+def test_strength_maps_to_the_grid_step_of_50_step_ddim():
+    """50-step DDIM on T = 1000 ("leading"): step i has timestep 980 - 20 i. Strength s runs k = int(50 s) steps from
+    step 50 - k: 1 -> all 50 from 980; 0.5 -> 25 from step 25 (480); 0.1 -> 5 from step 45 (80); 0.05 -> int(2.5) = 2
+    from step 48 (20); 0.02 -> the last step alone (timestep 0); 0.01 -> none, refused."""
+    sampler = deployed(lambda x, t: x, "ddim", 1000, 50)
+    assert sampler.grid() == [980 - 20 * i for i in range(50)]
+    assert [sampler.start(s) for s in (1.0, 0.5, 0.1, 0.05, 0.02)] == [
+        (0, 980),
+        (25, 480),
+        (45, 80),
+        (48, 20),
+        (49, 0),
+    ]
+    with pytest.raises(ValueError, match=r"strength 0.01 runs no step of the 50-step grid .*1 / 50"):
+        sampler.start(0.01)
+
+
+def test_strength_maps_to_the_grid_step_of_the_1000_step_ancestral_sampler():
+    """The paper's sampler: grid 999, 998, ..., 0, so step i has timestep 999 - i; 0.1 runs the last 100 steps from
+    99, 0.29 the last 290 from 289, 0.001 only t = 0. The rule is diffusers' int(N s) in float arithmetic: on a
+    100-step grid 0.29 runs 28 steps (100 * 0.29 = 28.999999999999996), not 29."""
+    sampler = deployed(lambda x, t: x, "ddpm", 1000, 1000)
+    assert sampler.grid() == list(range(999, -1, -1))
+    assert [sampler.start(s) for s in (1.0, 0.1, 0.29, 0.001)] == [(0, 999), (900, 99), (710, 289), (999, 0)]
+    assert img2img_start(0.29, 100) == 72
+    with pytest.raises(ValueError, match=r"strength 1.5 is not in \(0, 1\]"):
+        img2img_start(1.5, 100)
+
+
+class RecordingTeacher:
+    """A tiny UNet that appends (its name, t) to a shared log at every call."""
+
+    def __init__(self, name, seed, log):
+        self.name, self.model, self.log = name, UNetPredictor(tiny_unet(seed)), log
+
+    def __call__(self, x, t):
+        assert (t == t[0]).all()
+        self.log.append((self.name, int(t[0])))
+        return self.model(x, t)
+
+
+@pytest.mark.parametrize(
+    ("kind", "steps", "alternation", "strength", "first"),
+    [("ddim", 50, "step_index", 0.1, "teacher2"), ("ddpm", 1000, "timestep_parity", 0.012, "teacher1")],
+    ids=["ddim50-step_index", "ddpm1000-timestep_parity"],
+)
+def test_dualmd_img2img_takes_each_grid_step_with_generations_teacher(
+    kind, steps, alternation, strength, first
+):
+    """Generation with two different teachers logs (teacher, t) at every grid step; an image-to-image query makes
+    exactly the calls of the grid's tail. DDIM 0.1 starts at step 45, which step index gives teacher 2 (a query that
+    counted its own steps from 0 would start with teacher 1); ancestral 0.012 runs 12 steps from t = 11 of 999, ..., 0,
+    odd, so timestep parity gives teacher 1."""
+    log = []
+    pair = AlternatingTeachers(
+        teacher1=RecordingTeacher("teacher1", 1, log), teacher2=RecordingTeacher("teacher2", 2, log),
+        alternation=alternation,
+    )  # fmt: skip
+    sampler = deployed(pair, kind, 1000, steps)
+    run_sampler(pair, sampler.scheduler, num_images=1, image_shape=(1, 8, 8), num_inference_steps=steps)
+    generation, start = list(log), sampler.start(strength)[0]
+    log.clear()
+    x_0 = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = sampler.img2img(x_0, strength, torch.randn(2, 1, 8, 8), per_sample_generators(0, np.arange(2), 5))
+    assert log == generation[start:]
+    assert log[0] == (first, sampler.grid()[start]) and len(log) == int(steps * strength)
+    assert {name for name, _ in log} == {"teacher1", "teacher2"}
+    assert out.shape == (2, 1, 8, 8) and out.abs().max() <= 1
+
+
+def test_recon_deployed_ddim_with_a_zero_predictor_measures_the_initial_noise(schedule):
+    """DDIM (eta 0, no x_0 clipping) with eps_theta = 0 keeps x^_0 = x_t / sqrt(a_t) at every step, so a query from
+    start timestep t returns x_0 + sqrt((1 - a_t) / a_t) eps with eps = per_sample_noise(seed, id, (t, j)): the
+    distance is sqrt((1 - a_t) / a_t) ||eps||. On 50-step DDIM, strength 0.05 starts at t = 20 and 0.1 at t = 80."""
+    gen = torch.Generator().manual_seed(3)
+    images = (
+        torch.rand(12, 1, 4, 4, generator=gen) - 0.5
+    )  # far enough from +-1 that the final clipping is idle
+    ids, is_member = np.arange(12) * 3 + 2, np.array([True, False] * 6)
+    sampler = deployed(lambda x, t: torch.zeros_like(x), "ddim", 1000, 50, clip_sample=False)
+    recon = ReconConfig(interface="deployed", strengths=(0.05, 0.1), num_queries=(2, 1), train_fraction=0.5)
+    result = attack_sampler("recon", AttackConfig(seed=7, batch_size=5, recon=recon), sampler=sampler,
+                            schedule=schedule, images=images, sample_ids=ids, is_member=is_member)  # fmt: skip
+    scores = {}
+    for s, t in ((0.05, 20), (0.1, 80)):
+        a = float(schedule.alphas_cumprod[t])
+        norms = np.stack([per_sample_noise(7, ids, (1, 4, 4), t, j).double().flatten(1).norm(dim=1).numpy()
+                          for j in range(2)])  # fmt: skip
+        scores |= {(s, q): -(((1 - a) / a) ** 0.5) * norms[:q].mean(axis=0) for q in (1, 2)}
+    train, test = train_test_split(is_member, 0.5, "recon")
+    chosen = choose_setting({k: v[train] for k, v in scores.items()}, is_member[train])
+    np.testing.assert_array_equal(result.sample_ids, ids[test])
+    np.testing.assert_allclose(result.scores, scores[chosen][test], rtol=1e-5)
+    assert sorted(result.extra) == ["num_queries", "s0.05_q1", "s0.05_q2", "s0.1_q1", "s0.1_q2", "strength",
+                                    "timestep"]  # fmt: skip
+    for (s, q), values in scores.items():
+        np.testing.assert_allclose(result.extra[f"s{s}_q{q}"], values[test], rtol=1e-5)
+    assert set(result.extra["strength"]) == {chosen[0]} and set(result.extra["num_queries"]) == {chosen[1]}
+    assert set(result.extra["timestep"]) == {20.0 if chosen[0] == 0.05 else 80.0}
+
+
+def ancestral_np(x_t, t_start, alphas_cumprod, generator):
+    """Ho et al.'s Algorithm 2 with eps_theta = 0 from x_t at t_start down to 0, with beta~_t (fixed_small) and no
+    x_0 clipping, drawing z (1, C, H, W) from `generator` at every step with t > 0, as diffusers' DDPM step does
+    (beta_t = 1 - a_t / a_{t-1}, as diffusers computes it from alpha_bar)."""
+    x = x_t.astype(np.float64)
+    for t in range(t_start, -1, -1):
+        a_t, a_prev = float(alphas_cumprod[t]), float(alphas_cumprod[t - 1]) if t > 0 else 1.0
+        beta = 1 - a_t / a_prev
+        x0_hat = x / a_t**0.5
+        mean = a_prev**0.5 * beta / (1 - a_t) * x0_hat + (1 - beta) ** 0.5 * (1 - a_prev) / (1 - a_t) * x
+        if t > 0:
+            z = torch.randn((1, *x.shape), generator=generator)[0].double().numpy()
+            x = mean + ((1 - a_prev) / (1 - a_t) * beta) ** 0.5 * z
+        else:
+            x = mean
+    return np.clip(x, -1, 1)
+
+
+def test_recon_deployed_ancestral_draws_fresh_step_noise_per_sample(schedule):
+    """The ancestral sampler (here 20 of 20 steps) noises x_0 to the start t with per_sample_noise (t, j) and draws
+    every step's noise from the sample's own generator, seeded (seed, id, t, j, 1): the distances equal Algorithm 2
+    recomputed with those draws, whatever the batch size, and the two queries differ."""
+    base = DDPMScheduler(num_train_timesteps=20)
+    short = Schedule.from_scheduler(base)
+    images = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(5)) - 0.5
+    ids, is_member = np.arange(8) + 10, np.array([True, False] * 4)
+    sampler = deployed(lambda x, t: torch.zeros_like(x), "ddpm", 20, 20, clip_sample=False)
+    recon = ReconConfig(interface="deployed", strengths=(0.3,), num_queries=(2,), train_fraction=0.5)
+    runs = [
+        attack_sampler("recon", AttackConfig(seed=1, batch_size=b, recon=recon), sampler=sampler, schedule=short,
+                       images=images, sample_ids=ids, is_member=is_member)
+        for b in (3, 8)
+    ]  # fmt: skip
+    np.testing.assert_array_equal(runs[0].scores, runs[1].scores)
+    t, alphas = 5, base.alphas_cumprod.double().numpy()  # 6 steps: 5, ..., 0
+    assert sampler.start(0.3) == (14, t)
+    dist = np.zeros((2, 8))
+    for j in range(2):
+        eps = per_sample_noise(1, ids, (1, 4, 4), t, j).double().numpy()
+        x_t = alphas[t] ** 0.5 * images.double().numpy() + (1 - alphas[t]) ** 0.5 * eps
+        for n, gen in enumerate(per_sample_generators(1, ids, t, j, STEP_NOISE_STREAM)):
+            dist[j, n] = np.linalg.norm(ancestral_np(x_t[n], t, alphas, gen) - images[n].double().numpy())
+    assert not np.allclose(dist[0], dist[1])  # fresh noise per query
+    _, test = train_test_split(is_member, 0.5, "recon")
+    np.testing.assert_allclose(runs[0].scores, -dist.mean(axis=0)[test], rtol=1e-5)
+
+
+def test_recon_deployed_refuses_a_bare_predictor_and_strengths_sharing_a_start(schedule):
+    images, ids, is_member = torch.zeros(4, 1, 4, 4), np.arange(4), np.array([1, 0, 1, 0])
+    recon = ReconConfig(interface="deployed", strengths=(0.1, 0.11), train_fraction=0.5)
+    cfg = AttackConfig(recon=recon)
+    with pytest.raises(ValueError, match=r"^attack\.recon\.interface: 'deployed' .*DeployedSampler"):
+        attack_sampler("recon", cfg, sampler=CheckingPredictor(), schedule=schedule, images=images,
+                       sample_ids=ids, is_member=is_member)  # fmt: skip
+    sampler = deployed(CheckingPredictor(), "ddim", 1000, 50)
+    with pytest.raises(ValueError, match=r"^attack\.recon\.strengths: 0.1 and 0.11 both start at step 45 "):
+        attack_sampler("recon", cfg, sampler=sampler, schedule=schedule, images=images, sample_ids=ids,
+                       is_member=is_member)  # fmt: skip
+    small = AttackConfig(recon=ReconConfig(interface="deployed", strengths=(0.01,), train_fraction=0.5))
+    with pytest.raises(ValueError, match=r"^attack\.recon\.strengths: strength 0.01 runs no step"):
+        attack_sampler("recon", small, sampler=sampler, schedule=schedule, images=images, sample_ids=ids,
+                       is_member=is_member)  # fmt: skip

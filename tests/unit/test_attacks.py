@@ -55,6 +55,7 @@ from dualmd.metrics import auc
 from dualmd.models.adapter import EpsNetwork, Schedule, UNetPredictor
 from dualmd.models.directory import check_model_matches_split
 from dualmd.models.unet import create_unet
+from dualmd.sample import DeployedSampler, build_scheduler
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 # The contract below runs every attack on images and noise predictors; the text-to-image black-box attack
@@ -725,6 +726,29 @@ def test_recon_denoises_dualmd_through_its_alternating_teachers(schedule):
     reconstruct(pair, schedule, x_t, 100, 4)
     assert calls == [(1, 100), (2, 75), (1, 50), (2, 25)]
     assert [k for k, _ in calls] == teacher_sequence([100, 75, 50, 25], "step_index")
+
+
+@pytest.mark.parametrize(
+    ("kind", "steps", "strengths"),
+    [("ddim", 50, (0.02, 0.1)), ("ddpm", 1000, (0.01, 0.02))],
+    ids=["ddim50", "ddpm1000"],
+)
+def test_recon_deployed_contract_on_a_memorizing_sampler(kind, steps, strengths, schedule):
+    """Through the image-to-image query of either deployed sampler: scores of shape (scored,), finite, the same at
+    every batch size, and members of a memorizing model score higher."""
+    images, ids, is_member = make_images(16)
+    model = MemorizingPredictor(schedule, images[is_member], images[~is_member])
+    scheduler = build_scheduler(kind, DDPMScheduler(num_train_timesteps=1000))
+    sampler = DeployedSampler(selector=model, scheduler=scheduler, num_inference_steps=steps)
+    recon = ReconConfig(interface="deployed", strengths=strengths, num_queries=(1, 2))
+    runs = [
+        attack_sampler("recon", AttackConfig(batch_size=b, recon=recon), sampler=sampler, schedule=schedule,
+                       images=images, sample_ids=ids, is_member=is_member)
+        for b in (7, 32)
+    ]  # fmt: skip
+    assert runs[0].scores.shape == (2 * (16 - 3),) and np.isfinite(runs[0].scores).all()
+    np.testing.assert_allclose(runs[0].scores, runs[1].scores, rtol=1e-5)
+    assert auc(runs[0].scores, runs[0].is_member) > 0.9
 
 
 # --- teacher_max --------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from dualmd import catalog
 from dualmd.attacks.run import MODULES as attack_modules
 from dualmd.attacks.run import registry
-from dualmd.config.attacks import AttackConfig
+from dualmd.config.attacks import DEPLOYED_SAMPLE_KEYS, AttackConfig
 from dualmd.config.sections import SampleConfig
 
 
@@ -66,6 +66,17 @@ def test_catalog_and_registry_agree():
         if spec.wraps is not None:  # names a key of its own section
             assert hasattr(getattr(AttackConfig(), spec.reads[0]), spec.wraps), spec.name
     assert catalog.T_ERROR_ATTACK in catalog.attack_names("model")
+    # the grid keys of recon's deployed interface are keys of the sample section
+    assert set(DEPLOYED_SAMPLE_KEYS) <= {f.name for f in fields(SampleConfig)}
+
+
+def test_dualmd_and_its_teachers_are_reported_per_member_half():
+    assert [name for name in catalog.TARGETS if catalog.reports_halves(name)] == [
+        "teacher1",
+        "teacher2",
+        "dualmd",
+    ]
+    assert not catalog.reports_halves("teacher1_ov50") and not catalog.reports_halves("baseline@100")
 
 
 def test_checkpoint_names_resolve_to_their_model():

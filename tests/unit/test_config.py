@@ -128,6 +128,12 @@ SHORT = {
         ({"attack": {"recon": {"num_queries": [1, 0]}}}, "attack.recon.num_queries: counts must be >= 1"),
         ({"attack": {"recon": {"train_fraction": 0}}}, "attack.recon.train_fraction: must be in (0, 1)"),
         (
+            {"attack": {"recon": {"interface": "unet"}}},
+            "attack.recon.interface: 'unet' is not one of ['chain', 'deployed']",
+        ),
+        ({"attack": {"recon": {"strengths": [0.1, 1.5]}}}, "attack.recon.strengths: must be in (0, 1]"),
+        ({"attack": {"recon": {"strengths": [0.1, 0.1]}}}, "attack.recon.strengths: lists a strength twice"),
+        (
             {"attack": {"teacher_max": {"statistic": "gsa"}}},
             "attack.teacher_max.statistic: 'gsa' is not one of",
         ),
@@ -210,6 +216,9 @@ SHORT = {
         "recon-chain-longer-than-t",
         "recon-queries",
         "recon-train-fraction",
+        "recon-interface",
+        "recon-strength-range",
+        "recon-duplicate-strength",
         "teacher-max-statistic",
         "set-inference-attack",
         "set-inference-max-p",
@@ -243,6 +252,9 @@ def test_bad_config_names_the_key(raw, message):
         ({"attack": {"recon": {"num_queries": [0]}}}, "['attack']['recon']['num_queries'][0]"),
         ({"attack": {"recon": {"num_steps": 0}}}, "['attack']['recon']['num_steps']"),
         ({"attack": {"recon": {"train_fraction": 1}}}, "['attack']['recon']['train_fraction']"),
+        ({"attack": {"recon": {"interface": "unet"}}}, "['attack']['recon']['interface']"),
+        ({"attack": {"recon": {"strengths": [0.1, 0]}}}, "['attack']['recon']['strengths'][1]"),
+        ({"attack": {"recon": {"strengths": [0.1, 0.1]}}}, "['attack']['recon']['strengths']"),
         ({"attack": {"teacher_max": {"statistic": "gsa"}}}, "['attack']['teacher_max']['statistic']"),
         ({"attack": {"gsa": {"protocol": "online"}}}, "['attack']['gsa']['protocol']"),
         ({"attack": {"gsa_shadow": {"recipe": "student"}}}, "['attack']['gsa_shadow']['recipe']"),
@@ -257,6 +269,9 @@ def test_bad_config_names_the_key(raw, message):
         "recon-queries",
         "recon-steps",
         "recon-train-fraction",
+        "recon-interface",
+        "recon-strength-range",
+        "recon-duplicate-strength",
         "teacher-max-statistic",
         "gsa-protocol",
         "gsa-shadow-recipe",
@@ -519,6 +534,40 @@ def test_stage_config_holds_exactly_the_sections_a_stage_reads():
     assert recon["sample"] == {"weights": "ema", "dualmd_alternation": "step_index"}
     assert set(recon["attack"]) == shared | {"recon"}
     assert load_config_text(dump_stage_config(recon)).sample.dualmd_alternation == "step_index"
+
+
+def test_recon_through_the_deployed_sampler_reads_its_step_grid_and_the_chain_does_not():
+    """The deployed interface's stage config holds the sample keys that fix the grid (so changing the sampler reruns
+    it); the chain's holds none of them, so that changing the sampler's steps reruns no chain attack."""
+    chain = ExperimentConfig.from_mapping({"sample": {"num_inference_steps": 20}})
+    deployed = ExperimentConfig.from_mapping(
+        {"sample": {"num_inference_steps": 20}, "attack": {"recon": {"interface": "deployed"}}}
+    )
+    assert stage_config(chain, "attack_recon")["sample"] == {
+        "weights": "ema",
+        "dualmd_alternation": "step_index",
+    }
+    assert stage_config(deployed, "attack_recon")["sample"] == {
+        "weights": "ema",
+        "dualmd_alternation": "step_index",
+        "scheduler": "ddim",
+        "num_inference_steps": 20,
+        "eta": 0.0,
+        "variance_type": "fixed_small",
+        "clip_sample": True,
+    }
+    assert not chain.attack.queries_deployed_sampler("recon") and deployed.attack.queries_deployed_sampler(
+        "recon"
+    )
+    assert not deployed.attack.queries_deployed_sampler("teacher_max")
+    fewer_steps = ExperimentConfig.from_mapping({"attack": {"recon": {"interface": "deployed"}}})
+    digests = [config_digest(stage_config(e, "attack_recon")) for e in (chain, ExperimentConfig())]
+    assert digests[0] == digests[1]
+    assert config_digest(stage_config(deployed, "attack_recon")) != config_digest(
+        stage_config(fewer_steps, "attack_recon")
+    )
+    strong = yaml.safe_load((ROOT / "config/attacks-strong.yaml").read_text())["attack"]["recon"]
+    assert strong["interface"] == "deployed"
 
 
 def test_a_changed_section_changes_only_the_digests_of_the_stages_that_read_it():

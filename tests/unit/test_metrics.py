@@ -15,6 +15,7 @@ from dualmd.metrics import (
     roc,
     roc_points,
     summarize,
+    summarize_halves,
     tpr_at_fpr,
     tpr_bound,
     tpr_key,
@@ -455,3 +456,38 @@ def test_weighted_roc_sums_tied_samples_in_input_order():
     fpr, tpr = roc_points(scores, labels, weights)
     np.testing.assert_array_equal(fpr, np.array(fps) / fps[-1])
     np.testing.assert_array_equal(tpr, np.array(tps) / tps[-1])
+
+
+def test_per_half_auc_of_a_pair_that_leaks_one_half():
+    """Non-members 0.4, 0.5, 0.6; D1's members 0.9, 0.8 rank above all of them (AUC 1), D2's 0.55 beats two of three
+    and 0.1 none (AUC (2 + 0) / 6 = 1/3). Together the six comparisons of 4 members give (3 + 3 + 2 + 0) / 12 = 2/3:
+    the pooled number hides that one teacher's half is fully exposed."""
+    scores = np.array([0.9, 0.55, 0.4, 0.8, 0.5, 0.1, 0.6])
+    is_member = np.array([True, True, False, True, False, True, False])
+    in_half = {
+        "half1": np.array([True, False, False, True, False, False, False]),
+        "half2": np.array([False, True, False, False, False, True, False]),
+    }
+    cfg = MetricsConfig(tpr_at_fpr=(0.01,), num_bootstrap=200, seed=0)
+    halves = summarize_halves(scores, is_member, in_half, cfg)
+    assert auc(scores, is_member) == pytest.approx(2 / 3)
+    assert halves["half1"]["auc"] == 1.0 and (halves["half1"]["auc_low"], halves["half1"]["auc_high"]) == (
+        1.0,
+        1.0,
+    )
+    assert halves["half2"]["auc"] == pytest.approx(1 / 3)
+    assert halves["half2"]["auc_low"] <= 1 / 3 <= halves["half2"]["auc_high"]
+    assert [(h["num_members"], h["num_nonmembers"]) for h in halves.values()] == [(2, 3), (2, 3)]
+    # a teacher's scores hold only its half: the other half is left out, not reported empty
+    teacher = summarize_halves(scores[[0, 2, 3, 4, 6]], is_member[[0, 2, 3, 4, 6]],
+                               {h: m[[0, 2, 3, 4, 6]] for h, m in in_half.items()}, cfg)  # fmt: skip
+    assert list(teacher) == ["half1"] and teacher["half1"]["auc"] == 1.0
+
+
+def test_per_half_masks_must_mark_members_of_the_same_samples():
+    scores, is_member = np.array([0.9, 0.1, 0.5]), np.array([True, False, True])
+    cfg = MetricsConfig(num_bootstrap=0)
+    with pytest.raises(ValueError, match=r"^half1: marks 1 non-member\(s\) as members of the half"):
+        summarize_halves(scores, is_member, {"half1": np.array([True, True, False])}, cfg)
+    with pytest.raises(ValueError, match=r"^half2: mask of shape \(2,\), expected \(3,\)"):
+        summarize_halves(scores, is_member, {"half2": np.array([True, False])}, cfg)

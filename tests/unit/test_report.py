@@ -17,8 +17,10 @@ from dualmd.report import (
     attack_table,
     combined_roc,
     flat_metrics,
+    halves_table,
     memorization_table,
     pia_sweep_table,
+    strength_sweep_table,
     strongest_attacks,
     strongest_lines,
     training_table,
@@ -844,3 +846,44 @@ def test_summary_display_and_rst_name_the_choice_and_inline_the_frontier(tmp_pat
     html = html.decode()
     assert "System Message" not in html and "<table" in html and "dpsgd_eps10" in html
     assert 'src="data:image/png;base64,AAECAwQF' in html and max(map(len, long_rst.splitlines())) <= 79
+
+
+def _recon_deployed_file(root):
+    """A recon metrics file as the evaluate stage writes it for the deployed interface: dualmd with both halves and a
+    strength sweep, teacher2 with its own half, the baseline with neither (listed in reverse catalog order)."""
+    half = lambda a, n: {"auc": a, "auc_low": a - 0.125, "auc_high": a + 0.125, "num_members": n,  # noqa: E731
+                         "num_nonmembers": 32}  # fmt: skip
+    sweep = [
+        {"strength": 0.05, "num_queries": 1, "auc": 0.5, "tpr_at_fpr_0.01": 0.0},
+        {"strength": 0.1, "num_queries": 2, "auc": 0.625, "tpr_at_fpr_0.01": 0.0625},
+    ]
+    rows = [
+        _metric_row("dualmd", (0.75, 0.625, 0.875), (0.75, 0.625, 0.875), (0.25, 0.125, 0.5), 40, 32)
+        | {"halves": {"half1": half(0.625, 20), "half2": half(0.875, 20)}, "strength_sweep": sweep},
+        _metric_row("teacher2", (0.875, 0.75, 1.0), (0.75, 0.625, 0.875), (0.25, 0.125, 0.5), 20, 32)
+        | {"halves": {"half2": half(0.875, 20)}},
+        _metric_row("baseline", (0.5, 0.375, 0.625), (0.5, 0.5, 0.5), (0.0, 0.0, 0.0), 40, 32),
+    ]
+    return _write_json(root / "recon.json", {"attack": "recon", "rows": rows})
+
+
+def test_halves_and_strength_sweep_tables_and_their_report_sections(inputs, tmp_path):
+    recon = _recon_deployed_file(tmp_path)
+    halves = halves_table([recon])
+    assert list(zip(halves["target"], halves["half"], strict=True)) == [
+        ("teacher2", "half2"), ("dualmd", "half1"), ("dualmd", "half2"),
+    ]  # fmt: skip
+    assert list(halves.columns[:5]) == ["attack", "target", "half", "num_members", "num_nonmembers"]
+    assert halves["auc"].tolist() == [0.875, 0.625, 0.875]
+    assert with_intervals(halves).loc[1, "auc"] == "0.625 [0.500, 0.750]"
+    sweep = strength_sweep_table([recon])
+    assert sweep[["target", "strength", "num_queries", "auc"]].values.tolist() == [
+        ["dualmd", 0.05, 1, 0.5], ["dualmd", 0.1, 2, 0.625],
+    ]  # fmt: skip
+    assert halves_table(inputs["attack_files"]).empty and strength_sweep_table(inputs["attack_files"]).empty
+    inputs["attack_files"] = [*inputs["attack_files"], recon]
+    write_report(**inputs, out_dir=tmp_path / "report")
+    sections = _sections((tmp_path / "report" / "report.md").read_text())
+    assert "0.625 [0.500, 0.750]" in sections["Per"] and "half2" in sections["Per"]
+    assert "| recon    | dualmd   |      0.100 |             2 | 0.625 |" in sections["Strength"]
+    assert pd.read_csv(tmp_path / "report" / "halves.csv")["half"].tolist() == ["half2", "half1", "half2"]

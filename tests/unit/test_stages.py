@@ -209,6 +209,64 @@ def test_sampler_and_pair_attacks_find_each_targets_models_in_the_models_folder(
         score(attack="teacher_max", targets={"dualmd": folder}, out_dir=tmp_path / "bad", **paths)
 
 
+def test_recon_through_the_deployed_sampler_and_its_metrics_per_member_half(tmp_path, attack_inputs):
+    """recon's deployed interface runs each sampler's image-to-image query on the grid of the sample section (10-step
+    DDIM on T = 20: 18, 16, ..., 0; strength 0.2 starts at timestep 2, 0.5 at 8). The evaluate stage then reports the
+    sweep over strength and queries, and, for DualMD and its teachers, each half's scored members against the
+    scored non-members: the slice takes the first 2 of 6 members (2, 5) and of 6 non-members, so dualmd keeps
+    D1 = {8, 11} and D2 = {7, 10}, teacher1 (slice: image 5) keeps D1 = {8, 11}; the baseline gets no halves."""
+    from dualmd.metrics import auc
+    from dualmd.stages.metrics import evaluate
+
+    split, paths = attack_inputs
+    folder = tmp_path / "models"
+    for seed, name in enumerate(("baseline", "teacher1", "teacher2")):
+        tiny_model_dir(folder / name, seed)
+        (folder / name / "metadata.json").write_text(json.dumps(provenance(split, name, TRAINED_ON[name])))
+    recon = {"interface": "deployed", "strengths": [0.2, 0.5], "num_queries": [1], "train_fraction": 0.34}
+    config = {
+        "attack": {"batch_size": 4, "recon": recon},
+        "sample": {"scheduler": "ddim", "num_inference_steps": 10},
+        "metrics": {"num_bootstrap": 20},
+    }
+    paths["config"].write_text(yaml.safe_dump(config))
+    targets = {"baseline": folder, "teacher1": folder, "dualmd": folder}
+    score(attack="recon", targets=targets, out_dir=tmp_path / "recon", **paths)
+    scores = {name: load_scores(tmp_path / "recon" / f"{name}.npz") for name in targets}
+    assert set(scores["dualmd"].extra) == {"s0.2_q1", "s0.5_q1", "strength", "timestep", "num_queries"}
+    assert set(scores["dualmd"].extra["timestep"]) <= {2.0, 8.0}
+    evaluate(
+        config=paths["config"],
+        attack="recon",
+        scores=[tmp_path / "recon" / f"{name}.npz" for name in targets],
+        out=tmp_path / "recon.json",
+        roc=tmp_path / "roc.csv",
+        plot=tmp_path / "roc.png",
+        split=paths["split"],
+        split_meta=paths["split_meta"],
+    )
+    rows = {row["target"]: row for row in json.loads((tmp_path / "recon.json").read_text())["rows"]}
+    assert "halves" not in rows["baseline"] and list(rows["teacher1"]["halves"]) == ["half1"]
+    for name, expected in (
+        ("dualmd", {"half1": [8, 11], "half2": [7, 10]}),
+        ("teacher1", {"half1": [8, 11]}),
+    ):
+        result = scores[name]
+        for half, members in expected.items():
+            keep = np.isin(result.sample_ids, members) | ~result.is_member
+            assert sorted(result.sample_ids[keep & result.is_member]) == members
+            values = rows[name]["halves"][half]
+            assert (values["num_members"], values["num_nonmembers"]) == (2, 4)
+            assert values["auc"] == pytest.approx(auc(result.scores[keep], result.is_member[keep]))
+            assert values["auc_low"] <= values["auc"] <= values["auc_high"]
+    assert rows["teacher1"]["halves"]["half1"]["auc"] == pytest.approx(rows["teacher1"]["auc"])
+    sweep = rows["dualmd"]["strength_sweep"]
+    assert [(p["strength"], p["num_queries"]) for p in sweep] == [(0.2, 1), (0.5, 1)]
+    for point in sweep:
+        key = f"s{point['strength']}_q1"
+        assert point["auc"] == pytest.approx(auc(scores["dualmd"].extra[key], scores["dualmd"].is_member))
+
+
 def test_copies_stage_labels_the_closest_pairs_with_their_distances(tmp_path, attack_inputs, monkeypatch):
     """teacher1's members are images 5, 8, 11 (pixels 100, 160, 220). Generated: pixels 140 (8 x 8 pixels,
     each 40 / 127.5 from image 5 and 20 / 127.5 from image 8: d = 8 * 20 / 127.5 = 1.255, ratio

@@ -111,12 +111,14 @@ use rule stage_job as tune_attack with:
         command=stage_command("tune-attack", scores=tuned_base_scores, out_dir=SCORES_DIR),
 
 
-# AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every target,
-# plus the log-log ROC plot.
+# AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every target
+# (DualMD and its teachers also per member half, which the split says), plus the log-log ROC plot.
 use rule stage_job as evaluate_attack with:
     input:
         config=config_file("metrics"),
         scores=attack_scores,
+        split="results/split/{run}/split.npz",
+        split_meta="results/split/{run}/split.json",
         code=stage_code("metrics"),
     output:
         metrics="results/metrics/{run}/{attack}.json",

@@ -31,7 +31,7 @@ from torch import Tensor
 from dualmd import catalog
 from dualmd.config.attacks import AttackConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
-from dualmd.noise import per_sample_noise, sample_seed  # noqa: F401  (re-exported)
+from dualmd.noise import per_sample_generators, per_sample_noise, sample_seed  # noqa: F401  (re-exported)
 from dualmd.scores import AttackResult, load_scores, save_scores  # noqa: F401  (re-exported)
 
 Requires = catalog.Access

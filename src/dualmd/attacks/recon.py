@@ -2,25 +2,37 @@
 Black-Box Membership Inference Attack for Diffusion Models", ICML 2025, arXiv 2405.20771; noising then
 denoising as in SDEdit, Meng et al., ICLR 2022).
 
-The attacker hands the sampler a noisy image and receives the denoised output (an image-to-image variation
-endpoint), never a UNet output. A model denoises its own training images back closer to themselves. For a
-candidate x_0, a timestep t and queries j = 1..Q with noise eps_j = `per_sample_noise`(seed, id, stream (t, j)):
+A model denoises its own training images back closer to themselves. The attacker never sees a UNet output; what
+it submits and receives depends on the query interface (`attack.recon.interface`):
 
-    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps_j
-    x^_0 = the sampler's deterministic DDIM chain s_0 = t > s_1 > ... > s_{K-1} > clean (K = num_steps),
-           clipped to [-1, 1] as the sampler returns images
-    score_{t,Q}(x_0) = -(1/Q) sum_j ||x^_0 - x_0||_2     (negated: members are reconstructed closer)
+* ``chain`` (default): the attacker submits a noisy image x_t and a timestep t and receives the output of a
+  deterministic DDIM chain of K = num_steps steps s_0 = t > s_1 > ... > s_{K-1} > clean, each step taken by the
+  predictor the sampler would use (`dualmd.sample.PredictorSelector`). For query j the attacker noises x_0 itself,
+  x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps_j with eps_j = `per_sample_noise`(seed, id, stream (t, j)).
+  The chain is the attack's own, not the sampler's: with DualMD's 4 steps, teacher 2 always takes the last one.
+* ``deployed``: the image-to-image endpoint of the deployed sampler (`dualmd.sample.DeployedSampler`, the
+  `sample` section: 50-step DDIM by default, the paper's 1000-step ancestral sampler in config/paper-cifar10.yaml).
+  The attacker submits a clean image x_0 and a strength s in (0, 1] and receives one generated image. The sampler
+  runs the last k = int(s N) steps of its N-step grid (`dualmd.sample.img2img_start`): it noises x_0 to the grid
+  timestep t of step N - k with eps_j = `per_sample_noise`(seed, id, stream (t, j)) and denoises through the
+  remaining grid steps as generation does, each step by the model generation gives it (DualMD's teachers
+  alternate as in generation); the ancestral sampler draws fresh step noise from a generator seeded per sample,
+  `per_sample_generators`(seed, id, stream (t, j, 1)). The attacker controls neither noise: the streams stand for
+  the service's randomness, fixed per sample so that scores are reproducible.
+
+Either way the output is clipped to [-1, 1] as the sampler returns images, and
+
+    score(x_0) = -(1/Q) sum_j ||x^_0,j - x_0||_2     (negated: members are reconstructed closer)
 
 Deviation from ReDiffuse, which averages the Q reconstructions and measures one distance: the distances are
-averaged, so that Q = 1 and Q > 1 measure the same quantity. The predictor of each step is the sampler's own
-choice (`dualmd.sample.PredictorSelector`): one model at every step, or DualMD's two teachers alternating
-exactly as its sampler alternates them (`dualmd.defense.dualmd.AlternatingTeachers`).
+averaged, so that Q = 1 and Q > 1 measure the same quantity.
 
-t and Q come from small grids (`attack.recon.timesteps`, `attack.recon.num_queries`): the setting with the highest
-AUC on the labelled slice (the first `train_fraction` of members and of non-members, the protocol of secmi_nn and
-gsa) is used, and only the remaining samples are scored. The score at each t with all queries goes to `extra`
-("t50", ...), a sweep evaluated on the scored part. Cost: len(timesteps) * max(num_queries) * num_steps sampler
-steps per image.
+The setting, (t, Q) or (s, Q), comes from small grids (`timesteps` or `strengths`, and `num_queries`): the one with
+the highest AUC on the labelled slice (the first `train_fraction` of members and of non-members, the protocol of
+secmi_nn and gsa) is used, and only the remaining samples are scored. The sweep, evaluated on the scored part, goes
+to `extra`: chain, the score at each t with all queries ("t50", ...); deployed, the score of every strength and
+number of queries ("s0.1_q2", `dualmd.scores.strength_key`). Cost per image: chain, len(timesteps) *
+max(num_queries) * num_steps predictor calls; deployed, sum_s int(s N) * max(num_queries).
 """
 
 from __future__ import annotations
@@ -37,13 +49,18 @@ from dualmd.attacks.base import (
     check_labels,
     check_timesteps,
     model_device,
+    per_sample_generators,
     per_sample_noise,
     register,
     train_test_split,
 )
 from dualmd.metrics import auc
 from dualmd.models.adapter import NoisePredictor, Schedule
-from dualmd.sample import PredictorSelector, as_selector
+from dualmd.sample import DeployedSampler, PredictorSelector, as_selector
+from dualmd.scores import strength_key
+
+#: Stream tag of the ancestral sampler's step noise, after (t, j): apart from the initial noise's stream (t, j).
+STEP_NOISE_STREAM = 1
 
 
 def chain_timesteps(t: int, num_steps: int) -> list[int]:
@@ -77,8 +94,27 @@ def reconstruct(
     return x.clamp(-1.0, 1.0)
 
 
-def choose_setting(scores: dict[tuple[int, int], np.ndarray], is_member: np.ndarray) -> tuple[int, int]:
-    """The (t, Q) whose scores (n,) have the highest AUC against is_member (n,); ties go to the first key."""
+def deployed_starts(sampler: DeployedSampler, strengths: tuple[float, ...]) -> list[tuple[int, int]]:
+    """(grid step, timestep) where a query at each strength starts; strengths that run no step or start at the
+    same step are refused, naming `attack.recon.strengths`."""
+    try:
+        starts = [sampler.start(s) for s in strengths]
+    except ValueError as err:
+        raise ValueError(f"attack.recon.strengths: {err}") from err
+    first = {}
+    for s, (step, t) in zip(strengths, starts, strict=True):
+        if step in first:
+            raise ValueError(
+                f"attack.recon.strengths: {first[step]} and {s} both start at step {step} (timestep {t}) of the "
+                f"{sampler.num_inference_steps}-step grid; keep one"
+            )
+        first[step] = s
+    return starts
+
+
+def choose_setting(scores: dict[tuple, np.ndarray], is_member: np.ndarray) -> tuple:
+    """The setting ((t, Q) or (s, Q)) whose scores (n,) have the highest AUC against is_member (n,); ties go to
+    the first key."""
     aucs = {key: auc(values, is_member) for key, values in scores.items()}
     return max(aucs, key=aucs.__getitem__)  # max keeps the first of equal values
 
@@ -96,7 +132,8 @@ class Recon(Attack):
         images: Tensor,
         sample_ids: np.ndarray,
     ) -> np.ndarray:
-        """||x^_0 - x_0||_2 of every timestep, query and image: (len(timesteps), max(num_queries), N) float64."""
+        """Chain interface: ||x^_0 - x_0||_2 of every timestep, query and image, (len(timesteps),
+        max(num_queries), N) float64."""
         cfg = self.cfg.recon
         check_timesteps(cfg.timesteps, schedule, "attack.recon.timesteps")
         device = model_device(as_selector(sampler).assign([cfg.timesteps[0]])[0], images.device)
@@ -115,27 +152,67 @@ class Recon(Attack):
                     out[i, j, sl] = (x_hat - x_0).flatten(1).norm(dim=1).cpu().numpy()
         return out
 
+    def deployed_distances(
+        self, sampler: DeployedSampler, images: Tensor, sample_ids: np.ndarray
+    ) -> np.ndarray:
+        """Deployed interface: ||x^_0 - x_0||_2 of every strength, query and image through the sampler's
+        image-to-image query, (len(strengths), max(num_queries), N) float64."""
+        cfg = self.cfg.recon
+        starts = deployed_starts(sampler, cfg.strengths)
+        grid = sampler.grid()
+        device = model_device(as_selector(sampler.selector).assign(grid)[0], images.device)
+        shape = tuple(images.shape[1:])
+        out = np.zeros((len(cfg.strengths), max(cfg.num_queries), len(images)))
+        for sl in batch_slices(len(images), self.cfg.batch_size):
+            ids, x_0 = sample_ids[sl], images[sl]
+            for i, (strength, (_, t)) in enumerate(zip(cfg.strengths, starts, strict=True)):
+                for j in range(out.shape[1]):
+                    eps = per_sample_noise(self.cfg.seed, ids, shape, t, j)
+                    gens = per_sample_generators(self.cfg.seed, ids, t, j, STEP_NOISE_STREAM)
+                    x_hat = sampler.img2img(x_0.to(device), strength, eps, gens)
+                    out[i, j, sl] = (x_hat.double() - x_0.double().cpu()).flatten(1).norm(dim=1).numpy()
+        return out
+
     def run(
         self,
-        sampler: NoisePredictor | PredictorSelector,
+        sampler: NoisePredictor | PredictorSelector | DeployedSampler,
         schedule: Schedule,
         images: Tensor,
         sample_ids: np.ndarray,
         is_member: np.ndarray,
     ) -> AttackResult:
-        """Choose (t, Q) on the leading slice by AUC, score the rest with it (higher = member)."""
+        """Choose the setting on the leading slice by AUC, score the rest with it (higher = member).
+
+        Args:
+            sampler: the deployed sampler (`DeployedSampler`, needed by the deployed interface), or for the chain
+                interface its predictor or selector alone.
+            schedule, images, sample_ids, is_member: as every attack's.
+        """
         cfg = self.cfg.recon
         ids = check_inputs(images, sample_ids)
         is_member = check_labels(is_member, len(images))
         train, test = train_test_split(is_member, cfg.train_fraction, self.name)
-        dist = self.distances(sampler, schedule, images, ids)
+        queries = sorted(set(cfg.num_queries))
+        if cfg.interface == "deployed":
+            if not isinstance(sampler, DeployedSampler):
+                raise ValueError(
+                    "attack.recon.interface: 'deployed' queries the sampler on its own step grid; pass a "
+                    f"dualmd.sample.DeployedSampler, got {type(sampler).__name__}"
+                )
+            dist = self.deployed_distances(sampler, images, ids)
+            settings = list(cfg.strengths)
+        else:
+            selector = sampler.selector if isinstance(sampler, DeployedSampler) else sampler
+            dist = self.distances(selector, schedule, images, ids)
+            settings = list(cfg.timesteps)
         # Negated: members are reconstructed closer, scores are "higher = member".
-        scores = {
-            (t, q): -dist[i, :q].mean(axis=0)
-            for i, t in enumerate(cfg.timesteps)
-            for q in sorted(set(cfg.num_queries))
-        }
-        t, q = choose_setting({k: v[train] for k, v in scores.items()}, is_member[train])
-        extra = {f"t{t_i}": -dist[i].mean(axis=0)[test] for i, t_i in enumerate(cfg.timesteps)}
-        extra |= {"timestep": np.full(len(test), float(t)), "num_queries": np.full(len(test), float(q))}
-        return AttackResult(ids[test], is_member[test], scores[(t, q)][test], extra, attack=self.name)
+        scores = {(v, q): -dist[i, :q].mean(axis=0) for i, v in enumerate(settings) for q in queries}
+        chosen, q = choose_setting({k: v[train] for k, v in scores.items()}, is_member[train])
+        if cfg.interface == "deployed":  # every (s, Q); the chosen s, its start timestep and Q
+            extra = {strength_key(s, n): values[test] for (s, n), values in scores.items()}
+            chosen_setting = {"strength": chosen, "timestep": sampler.start(chosen)[1], "num_queries": q}
+        else:  # every t with all queries; the chosen t and Q
+            extra = {f"t{t}": -dist[i].mean(axis=0)[test] for i, t in enumerate(settings)}
+            chosen_setting = {"timestep": chosen, "num_queries": q}
+        extra |= {key: np.full(len(test), float(value)) for key, value in chosen_setting.items()}
+        return AttackResult(ids[test], is_member[test], scores[(chosen, q)][test], extra, attack=self.name)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dualmd.attacks.gsa import ShadowClassifier
     from dualmd.attacks.lira import ReferenceStatistics
     from dualmd.models.adapter import NoisePredictor, Schedule
-    from dualmd.sample import PredictorSelector
+    from dualmd.sample import DeployedSampler, PredictorSelector
 
 #: The module whose import registers each attack (`base.register`), from its catalog entry
 #: (`catalog.AttackSpec.module_name`). A module is imported when its attack is first built, not with this module: a
@@ -110,7 +110,7 @@ def attack_sampler(
     name: str,
     cfg: AttackConfig,
     *,
-    sampler: NoisePredictor | PredictorSelector,
+    sampler: NoisePredictor | PredictorSelector | DeployedSampler,
     schedule: Schedule,
     images: Tensor,
     sample_ids: np.ndarray,
@@ -119,7 +119,9 @@ def attack_sampler(
     """Run black-box attack `name` through a sampler's denoising chain.
 
     Args:
-        sampler: one model's predictor, or the selector of a pair (`dualmd.samplers.load_sampler`).
+        sampler: one model's predictor, or the selector of a pair (`dualmd.samplers.load_sampler`); or the
+            sampler as deployed, with its scheduler and step grid (`dualmd.sample.DeployedSampler`), for an attack
+            that queries it there (`AttackConfig.queries_deployed_sampler`).
         schedule: the sampler's noise schedule; other args as `attack_model`.
     """
     attack = _built(name, cfg, "sampler")

@@ -215,21 +215,41 @@ class NNDistanceConfig(Section):
         require(self.k >= 1, f"{prefix}.k", "must be >= 1")
 
 
+#: The `sample` keys that fix a sampler's step grid and what each step does (`dualmd.sample.DeployedSampler`): an
+#: attack that queries the sampler as deployed reads them beside its catalog entry's `sample_keys`.
+DEPLOYED_SAMPLE_KEYS = ("scheduler", "num_inference_steps", "eta", "variance_type", "clip_sample")
+
+
 @dataclass(frozen=True)
 class ReconConfig(Section):
     """The reconstruction attack (`dualmd.attacks.recon`): grids chosen on a labelled slice."""
 
     SECTION = "attack.recon"
-    timesteps: tuple[int, ...] = (50, 100, 200)  # candidate noising timesteps t (one is chosen)
+    # chain: noise to t, then a num_steps-step deterministic DDIM chain through the sampler's predictors; deployed:
+    # an image-to-image query at a strength on the sampler's own step grid (sample.scheduler, num_inference_steps)
+    interface: Literal["chain", "deployed"] = "chain"
+    timesteps: tuple[int, ...] = (50, 100, 200)  # chain: candidate noising timesteps t (one is chosen)
+    num_steps: int = 4  # chain: deterministic DDIM steps from t back to the clean image
+    # deployed: candidate strengths s (one is chosen); the query runs the last int(s N) steps of the N-step grid
+    strengths: tuple[float, ...] = (0.05, 0.1, 0.2)
     num_queries: tuple[int, ...] = (1, 2)  # candidate numbers of queries averaged (one is chosen)
-    num_steps: int = 4  # deterministic DDIM steps from t back to the clean image
-    train_fraction: float = 0.2  # slice of members and non-members that chooses t and the queries
+    train_fraction: float = 0.2  # slice of members and non-members that chooses t (or s) and the queries
+
+    @property
+    def sample_keys(self) -> tuple[str, ...]:
+        """The `sample` keys this interface reads beyond the catalog's: the step grid for "deployed"."""
+        return DEPLOYED_SAMPLE_KEYS if self.interface == "deployed" else ()
 
     def _validate(self, prefix: str) -> None:
         require(len(self.timesteps) >= 1, f"{prefix}.timesteps", "needs at least one timestep")
         require(
             len(set(self.timesteps)) == len(self.timesteps), f"{prefix}.timesteps", "lists a timestep twice"
         )
+        require(len(self.strengths) >= 1, f"{prefix}.strengths", "needs at least one strength")
+        require(
+            len(set(self.strengths)) == len(self.strengths), f"{prefix}.strengths", "lists a strength twice"
+        )
+        require(all(0.0 < s <= 1.0 for s in self.strengths), f"{prefix}.strengths", "must be in (0, 1]")
         require(len(self.num_queries) >= 1, f"{prefix}.num_queries", "needs at least one count")
         require(min(self.num_queries, default=1) >= 1, f"{prefix}.num_queries", "counts must be >= 1")
         require(self.num_steps >= 1, f"{prefix}.num_steps", "must be >= 1")
@@ -396,6 +416,18 @@ class AttackConfig(Section):
         if spec.wraps is not None:
             sections += catalog.attack(getattr(getattr(self, spec.reads[0]), spec.wraps)).reads
         return tuple(dict.fromkeys(sections))
+
+    def sample_keys_of(self, name: str) -> tuple[str, ...]:
+        """The keys of the `sample` section attack `name` reads: its catalog entry's (`AttackSpec.sample_keys`) and
+        those its sections ask for (recon's deployed interface: the sampler's step grid, `DEPLOYED_SAMPLE_KEYS`)."""
+        keys = catalog.attack(name).sample_keys
+        for section in self.sections_of(name):
+            keys += getattr(getattr(self, section), "sample_keys", ())
+        return tuple(dict.fromkeys(keys))
+
+    def queries_deployed_sampler(self, name: str) -> bool:
+        """Whether attack `name` queries the sampler on its own step grid (it reads `DEPLOYED_SAMPLE_KEYS`)."""
+        return set(DEPLOYED_SAMPLE_KEYS) <= set(self.sample_keys_of(name))
 
     def for_attack(self, name: str) -> AttackConfig:
         """This config as attack `name` receives it: the shared keys and the sections it reads; every other

@@ -18,7 +18,7 @@ from dualmd.stage import config_sections, declarations
 #: config (`stage_config`) is its input file, so a stage reruns exactly when one of these sections changes; attack
 #: stages (`attack_<name>`) read the shared attack keys and the nested sections of `catalog.ATTACKS[name].reads`
 #: (plus those of the attack a wrapping attack runs, `AttackSpec.wraps`, and the `sample` keys a sampler attack
-#: reads, `AttackSpec.sample_keys`).
+#: reads, `AttackConfig.sample_keys_of`: its catalog entry's and, for recon's deployed interface, the step grid's).
 _DECLARED = config_sections(declarations())
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {k: v for k, v in _DECLARED.items() if not k.startswith("t2i_")}
 #: Sections of each text-to-image stage config (dataset: the captions). Their attacks read "t2i_attack_<name>": the
@@ -99,9 +99,10 @@ def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
         # its own sections and, for an attack that runs another (teacher_max's `statistic`), that attack's
         keys = _ATTACK_SHARED_KEYS + experiment.attack.sections_of(spec.name)
         cfg: dict[str, Any] = {"attack": {"names": [spec.name], **{k: full[k] for k in dict.fromkeys(keys)}}}
-        if spec.sample_keys:  # a sampler attack queries the sampler of the sample stage
+        sample_keys = experiment.attack.sample_keys_of(spec.name)
+        if sample_keys:  # a sampler attack queries the sampler of the sample stage
             sample = experiment.sample.to_dict()
-            cfg["sample"] = {k: sample[k] for k in spec.sample_keys}
+            cfg["sample"] = {k: sample[k] for k in sample_keys}
         return cfg
     if stage not in STAGE_SECTIONS:
         raise ConfigError(f"unknown stage {stage!r}; known: {stage_names()}")

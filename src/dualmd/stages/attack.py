@@ -107,6 +107,7 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
     from dualmd.attacks.run import attack_pair, attack_sampler
     from dualmd.models.adapter import Schedule
     from dualmd.models.directory import check_trained_on, load_predictor, target_dir
+    from dualmd.sample import DeployedSampler
     from dualmd.samplers import load_sampler
     from dualmd.stages.device import device
 
@@ -134,6 +135,8 @@ def _attack_models_of(attack, name, models_root, the_split, experiment, images, 
         compile=cfg.compile,
         mixed_precision=cfg.mixed_precision,
     )
+    if cfg.queries_deployed_sampler(attack):  # and its scheduler and step grid (the stage config holds them)
+        sampler = DeployedSampler.from_config(sampler, base, sample)
     return attack_sampler(attack, cfg, sampler=sampler, schedule=Schedule.from_scheduler(base), **common)
 
 
