@@ -427,3 +427,14 @@ def test_new_split_keys_at_their_defaults_leave_the_stage_config_unchanged():
         "half_seed",
     }
     assert SplitConfig(halves="ordered").to_dict()["halves"] == "ordered"
+
+
+def test_reading_a_split_imports_no_torch():
+    """Every evaluation job reads the split for its per-half metrics; importing torch there would cost each job
+    seconds. A fresh interpreter must load the reading side of the module without torch."""
+    import subprocess
+    import sys
+
+    code = "import sys; from dualmd.data.splits import load_split; import dualmd.stages.metrics; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

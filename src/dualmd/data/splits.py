@@ -27,10 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from dualmd.config.sections import SplitConfig
-from dualmd.data.datasets import write_npz
 from dualmd.files import write_bytes_atomic
 
 SUBSETS: tuple[str, ...] = ("members", "nonmembers", "half1", "half2")
@@ -288,6 +286,8 @@ def split_halves(members: np.ndarray, *, half_seed: int) -> tuple[np.ndarray, np
     Returns:
         (members[perm[:M // 2]], members[perm[M // 2:]]), int64 arrays.
     """
+    import torch  # here, not at the top: reading a split (every evaluation job) needs no torch
+
     generator = torch.Generator().manual_seed(half_seed)
     perm = torch.randperm(len(members), generator=generator).numpy()
     half = len(members) // 2
@@ -414,6 +414,8 @@ def save_split(split: Split, npz_path: str | Path, json_path: str | Path) -> Non
     fingerprint, the sha256 of the .npz file and the meta. An invalid split raises SplitError and writes
     nothing.
     """
+    from dualmd.data.datasets import write_npz  # torch-importing module, needed to write only
+
     split.check()
     meta_json = json.dumps(split.meta, sort_keys=True)
     arrays: dict[str, np.ndarray] = {_KEYS[name]: split.subset(name) for name in SUBSETS}
