@@ -11,7 +11,13 @@ is the one of the precision each stage runs in under `--config` (default config/
   with `text2image.allow_tf32`); the frozen teachers' forward in DistillMD follows `text2image.weight_dtype`;
 * the black-box attack's generations and the white-box attacks: `attack.mixed_precision` bf16 -> the 16-bit
   peak, else TF32 with `text2image.allow_tf32`, else plain fp32 (the CUDA-core peak, ~15x lower on an H100/H200:
-  what those stages ran at before the levers existed).
+  what those stages ran at before the levers existed); PIA with `attack.pia.guidance_scale` > 1 queries the UNet
+  twice per prediction (caption and empty prompt);
+* memorization on prompts (Table 5, with `text2image.memorized_prompts` on: every model and DualMD pair generates
+  from the chosen prompts, plus the mitigated generations of Wen et al. on the undefended models, an optimiser step
+  costing about a forward and backward pass) and the prompt-list detection (Fig. 3, with
+  `text2image.prompt_detection` on: `DETECTION_PROMPTS` prompts, the chains stopped after `num_steps`) run in fp32
+  (TF32 with `text2image.allow_tf32`).
 
 The utilization is an assumption (`--utilization`), so every hour printed is an **estimate**, not a measurement:
 
@@ -31,6 +37,9 @@ MEMBERS, NONMEMBERS = 416, 417
 STEPS, BATCH = 20_000, 16  # the paper's fine-tuning iterations and batch size, every model alike
 DDIM_STEPS, GENERATIONS = 50, 3  # Pang & Wang's black-box attack: 3 images per caption, DDIM 50, guidance 7.5
 SECMI_QUERIES, PIA_QUERIES = 12, 2  # UNet calls per candidate: SecMI (t_sec 100, k 10), PIA (x_0 at 0 and t)
+DETECTION_PROMPTS = (
+    500 + 500
+)  # Fig. 3: Webster's memorized prompts and as many ordinary ones (the lists' length)
 #: Dense peaks of an H100/H200 SXM (TFLOP/s): bf16/fp16 tensor cores, TF32 tensor cores, fp32 CUDA cores.
 PEAKS = {"16-bit": 989.0, "tf32": 494.7, "fp32": 66.9}
 ROOT = Path(__file__).parents[1]
@@ -98,13 +107,18 @@ def precisions(cfg) -> dict[str, str]:
         "train": train,
         "teacher": "16-bit" if t2i.weight_dtype != "fp32" or train == "16-bit" else fp32,
         "attack": "16-bit" if cfg.attack.mixed_precision == "bf16" else fp32,
+        "memorization": fp32,
     }
 
 
-def stage_tflop(g: dict[str, float], variants: int, kinds: dict[str, str]) -> dict[str, dict[str, float]]:
+def stage_tflop(
+    g: dict[str, float], variants: int, kinds: dict[str, str], cfg=None
+) -> dict[str, dict[str, float]]:
     """TFLOP of each stage by precision, for `variants` prompt-diversification settings (1 or 2); `kinds` maps
-    "encode", "train", "teacher" and "attack" to a key of PEAKS."""
+    "encode", "train", "teacher" and "attack" to a key of PEAKS. With the experiment config `cfg`, PIA's guidance
+    and the memorization stages it turns on are counted too."""
     candidates = MEMBERS + NONMEMBERS
+    pia_queries = PIA_QUERIES * (2 if cfg is not None and cfg.attack.pia.guidance_scale > 1 else 1)
     fine_tune = STEPS * BATCH * g["unet_train"]  # latents encoded once per image and cached
     guided = DDIM_STEPS * 2 * g["unet_forward"]  # guidance: conditional + unconditional
     stages: dict[str, dict[str, float]] = {
@@ -115,14 +129,38 @@ def stage_tflop(g: dict[str, float], variants: int, kinds: dict[str, str]) -> di
             kinds["attack"]: variants * 3 * candidates * GENERATIONS * (guided + g["vae_decode"])
         },
         "white-box attacks (SecMI, PIA) on 4 models": {
-            kinds["attack"]: variants * 4 * candidates * (SECMI_QUERIES + PIA_QUERIES) * g["unet_forward"]
+            kinds["attack"]: variants * 4 * candidates * (SECMI_QUERIES + pia_queries) * g["unet_forward"]
         },
     }
+    if cfg is not None:
+        stages |= memorization_tflop(g, variants, cfg, kinds["memorization"])
     teacher = stages["distil the student (+ teacher forward)"]
     teacher[kinds["teacher"]] = (
         teacher.get(kinds["teacher"], 0.0) + variants * STEPS * BATCH * g["unet_forward"]
     )
     return {name: {k: v / 1e3 for k, v in parts.items()} for name, parts in stages.items()}
+
+
+def memorization_tflop(g: dict[str, float], variants: int, cfg, kind: str) -> dict[str, dict[str, float]]:
+    """GFLOP of Table 5's generations (and t-errors) and of Fig. 3's detection, where `cfg` turns them on."""
+    t2i, steps = cfg.text2image, cfg.sample.num_inference_steps
+    guided = steps * 2 * g["unet_forward"]
+    stages: dict[str, dict[str, float]] = {}
+    if t2i.memorized_prompts.enabled:
+        generations = 2 * t2i.memorized_prompts.num_images * t2i.memorized_prompts.num_generations
+        targets = variants * (4 + 1)  # 4 models and the DualMD pair
+        work = targets * generations * (guided + g["vae_decode"])
+        work += variants * 4 * 2 * t2i.memorized_prompts.num_images * SECMI_QUERIES * g["unet_forward"]
+        if t2i.mitigation.enabled:  # the undefended models again, with the optimiser steps at the first steps
+            mitigation = t2i.mitigation.num_steps * t2i.mitigation.max_iterations * g["unet_train"]
+            work += variants * generations * (guided + g["vae_decode"] + mitigation)
+        stages["memorization on prompts (Table 5)"] = {kind: work}
+    if t2i.prompt_detection.enabled:
+        first = t2i.prompt_detection.num_steps or steps
+        stages["prompt-list detection on SD v1.5 (Fig. 3)"] = {
+            kind: DETECTION_PROMPTS * t2i.prompt_detection.num_generations * first * 2 * g["unet_forward"]
+        }
+    return stages
 
 
 def main() -> None:
@@ -139,7 +177,8 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=2, choices=(1, 2), help="without / with prompt div.")
     args = parser.parse_args()
     peaks = {"16-bit": args.peak_16bit, "tf32": args.peak_tf32, "fp32": args.peak_fp32}
-    kinds = precisions(load_config(args.config))
+    cfg = load_config(args.config)
+    kinds = precisions(cfg)
     g = per_image_gflop()
     print(
         f"per image: UNet forward {g['unet_forward']:.0f} GFLOP, forward + backward {g['unet_train']:.0f}, "
@@ -152,7 +191,7 @@ def main() -> None:
         + " TFLOP/s:"
     )
     total = 0.0
-    for stage, parts in stage_tflop(g, args.variants, kinds).items():
+    for stage, parts in stage_tflop(g, args.variants, kinds, cfg).items():
         hours = sum(tflop / (peaks[k] * args.utilization) for k, tflop in parts.items()) / 3600
         total += hours
         label = "+".join(parts)

@@ -217,7 +217,7 @@ _OVERLAP_NAME = re.compile(rf"(teacher1|teacher2|student){OVERLAP_SEP}(\d{{1,3}}
 TEXT2IMAGE_TARGETS = ("baseline", "teacher1", "teacher2", "student", "dualmd")
 TEXT2IMAGE_SAMPLERS = ("baseline", "student", "dualmd")
 #: The white-box attacks that run on text-to-image models (on latents, each image's caption as condition).
-TEXT2IMAGE_WHITEBOX_ATTACKS = ("loss", "secmi_stat", "pia", "pian")
+TEXT2IMAGE_WHITEBOX_ATTACKS = ("loss", "secmi_stat", "secmi_nn", "pia", "pian")
 #: Every attack that runs on text-to-image targets: the white-box ones, and the black-box attack of Pang & Wang
 #: (2023) on each sampler (prompted with the candidates' captions).
 TEXT2IMAGE_ATTACKS = (*TEXT2IMAGE_WHITEBOX_ATTACKS, "pang_wang")

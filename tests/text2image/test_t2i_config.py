@@ -90,6 +90,41 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
             {"text2image": {"resources": {"sample": {"mem_gb": 16}}}},
             "text2image.resources.sample: unknown key(s) ['mem_gb']",
         ),
+        (
+            {"text2image": {"mitigation": {"max_iterations": 0}}},
+            "text2image.mitigation.max_iterations: must be >= 1",
+        ),
+        (
+            {
+                "sample": {"num_inference_steps": 5},
+                "text2image": {"enabled": True, "mitigation": {"num_steps": 6}},
+            },
+            "text2image.mitigation.num_steps: 6 is more than the 5 DDIM steps",
+        ),
+        (
+            {"text2image": {"enabled": True, "prompt_detection": {"memorized_list": "m.txt"}}},
+            "text2image.prompt_detection: memorized_list and ordinary_list go together",
+        ),
+        (
+            {"text2image": {"prompt_detection": {"memorized_list": "m.txt", "ordinary_list": "o.txt"}}},
+            "text2image.prompt_detection: prompt detection belongs to the text-to-image experiment",
+        ),
+        (
+            {"text2image": {"enabled": True, "prompt_detection": {"num_generations": 0}}},
+            "text2image.prompt_detection.num_generations: must be >= 1",
+        ),
+        (
+            {"attack": {"pia": {"guidance_scale": 7.5}}, "text2image": {"enabled": False}},
+            "attack.pia.guidance_scale: classifier-free guidance needs a text-conditional model",
+        ),
+        (
+            {"attack": {"pia": {"guidance_scale": 0.5}}},
+            "attack.pia.guidance_scale: must be >= 1",
+        ),
+        (
+            {"memorization": {"copy_descriptor": "sscd.pt"}, "text2image": {"enabled": False}},
+            "memorization.copy_descriptor: Table 5's scores are computed by the text-to-image memorization stage",
+        ),
     ],
     ids=[
         "dropout",
@@ -106,6 +141,14 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
         "gpu-negative",
         "resources-kind-typo",
         "resources-key-typo",
+        "mitigation-iterations",
+        "mitigation-steps",
+        "detection-one-list",
+        "detection-off",
+        "detection-generations",
+        "pia-guidance-unconditional",
+        "pia-guidance-below-1",
+        "descriptor-unconditional",
     ],
 )
 def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
@@ -125,8 +168,25 @@ def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
         {"prompt_diversification": [False, False]},
         {"resources": {"distill": {"mem_mb": 0}}},
         {"resources": {"train": {"gpu": 1}}},
+        {"mitigation": {"lr": 0}},
+        {"mitigation": {"target_loss": -1.0}},
+        {"prompt_detection": {"num_steps": 0}},
+        {"prompt_detection": {"memorized": "m.txt"}},
     ],
-    ids=["dropout", "guidance", "typo", "type", "pd-empty", "pd-twice", "mem-zero", "resources-kind-typo"],
+    ids=[
+        "dropout",
+        "guidance",
+        "typo",
+        "type",
+        "pd-empty",
+        "pd-twice",
+        "mem-zero",
+        "resources-kind-typo",
+        "mitigation-lr",
+        "mitigation-target",
+        "detection-steps",
+        "detection-typo",
+    ],
 )
 def test_bad_text2image_values_fail_the_schema(section):
     with pytest.raises(Exception, match="text2image|validating|Additional properties"):
@@ -155,7 +215,8 @@ def test_text2image_stage_configs_leave_the_variants_out():
         cfg = stage_config(both, stage)
         assert "prompt_diversification" not in cfg["text2image"]
         # every stage reads the captions of the dataset, but the scoring of the memorized prompts (in their file)
-        assert ("dataset" in cfg) == (stage != "t2i_prompt_memorization")
+        # and the detection on prompt lists
+        assert ("dataset" in cfg) == (stage not in ("t2i_prompt_memorization", "t2i_prompt_detection"))
         assert config_digest(cfg) == config_digest(stage_config(one, stage))
         assert ExperimentConfig.from_mapping(cfg).text2image.enabled  # what the stage reads back
     assert set(stage_config(both, "t2i_attack_pia")) == {"attack", "dataset", "text2image"}
@@ -174,7 +235,8 @@ def test_resources_change_no_stage_config():
 
 
 def test_levers_enter_only_the_stage_configs_of_the_stages_that_apply_them():
-    """Training levers enter fine-tuning and distillation; TF32 also sampling and the attacks; no other stage."""
+    """Training levers enter fine-tuning and distillation; TF32 also sampling, the attacks and the memorization
+    stages; no other stage."""
     base = ExperimentConfig.from_mapping(yaml.safe_load(TINY.read_text()))
     raw = yaml.safe_load(TINY.read_text())
     raw["text2image"].update(gradient_checkpointing=True, weight_dtype="bf16", adam_weight_decay=0.01)
@@ -185,9 +247,13 @@ def test_levers_enter_only_the_stage_configs_of_the_stages_that_apply_them():
     moved = {s for s in t2i if config_digest(stage_config(base, s)) != config_digest(stage_config(levers, s))}
     assert moved == {"t2i_train", "t2i_distill"}
     moved = {s for s in t2i if config_digest(stage_config(levers, s)) != config_digest(stage_config(tf32, s))}
-    assert moved == {"t2i_train", "t2i_distill", "t2i_sample"} | {
-        s for s in t2i if s.startswith("t2i_attack_")
-    }
+    assert moved == {
+        "t2i_train",
+        "t2i_distill",
+        "t2i_sample",
+        "t2i_prompt_memorization",
+        "t2i_prompt_detection",
+    } | {s for s in t2i if s.startswith("t2i_attack_")}
     assert ExperimentConfig.from_mapping(stage_config(tf32, "t2i_train")).text2image.weight_dtype == "bf16"
     # the unconditional stages never see the text2image section
     assert all(
@@ -222,3 +288,45 @@ def test_accumulation_must_divide_the_effective_batch():
         {"train": {"batch_size": 16}, "text2image": {"gradient_accumulation_steps": 4}}
     )
     assert cfg.train.batch_size == 16  # the effective batch; micro-batches of 4
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` merged in key by key, recursively."""
+    out = dict(base)
+    for key, value in changes.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if both else value
+    return out
+
+
+def test_memorization_options_enter_only_the_stages_that_read_them():
+    """The mitigation, the copy descriptor and the CLIP model enter the prompt-memorization stage, the prompt lists
+    the detection stage, PIA's guidance the PIA and PIAN stages; no unconditional stage config moves."""
+    raw = yaml.safe_load(TINY.read_text())
+    base = ExperimentConfig.from_mapping(raw)
+    changes = {
+        "t2i_prompt_memorization": [
+            {"text2image": {"mitigation": {"enabled": True, "target_loss": 1.0}}},
+            {"memorization": {"copy_descriptor": "sscd.pt"}},
+            {"memorization": {"clip_path": "clip"}},
+        ],
+        "t2i_prompt_detection": [
+            {"text2image": {"prompt_detection": {"memorized_list": "m.txt", "ordinary_list": "o.txt"}}}
+        ],
+        "t2i_attack_pia t2i_attack_pian": [{"attack": {"pia": {"guidance_scale": 7.5}}}],
+    }
+    for stages, edits in changes.items():
+        for edit in edits:
+            cfg = ExperimentConfig.from_mapping(merged(raw, edit))
+            moved = {
+                s
+                for s in stage_names()
+                if config_digest(stage_config(base, s)) != config_digest(stage_config(cfg, s))
+            }
+            assert moved == set(stages.split()), edit
+    pia = stage_config(ExperimentConfig.from_mapping(raw), "attack_pia")
+    assert "guidance_scale" not in pia["attack"]["pia"]  # an unconditional stage config keeps its digest
+    assert {"copy_descriptor", "clip_path"}.isdisjoint(stage_config(base, "memorization")["memorization"])
+    assert ExperimentConfig.from_mapping(
+        stage_config(base, "t2i_prompt_memorization")
+    ).text2image.mitigation == (base.text2image.mitigation)

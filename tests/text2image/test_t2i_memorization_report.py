@@ -27,10 +27,11 @@ DETECTOR_COLUMNS = [
 ]
 
 
-def rows(noise, t_error, *, copies=None, generations=2):
+def rows(noise, t_error, *, copies=None, generations=2, mitigation="none", sscd=None, clip=None):
     """Score rows of 8 prompts (ids 0-3 memorized, 4-7 other): per prompt a noise magnitude (each generation
     at value -+ 0.5, so the mean is the value) and a t-error; `copies` marks generation 0 of those ids a copy of
-    its own image."""
+    its own image. `sscd` (per prompt: own-image similarity; the max over members is 0.1 more) and `clip` (per
+    prompt: CLIP cosine) are absent, with a reason, when None."""
     out = []
     for k in range(generations):
         for i in range(8):
@@ -41,6 +42,7 @@ def rows(noise, t_error, *, copies=None, generations=2):
                     "group": "memorized" if i < 4 else "other",
                     "prompt": f"prompt {i}",
                     "generation": k,
+                    "mitigation": mitigation,
                     "noise_magnitude": noise[i] + (0.5 if k % 2 else -0.5),
                     "t_error": t_error[i],
                     "copy_ratio": 0.0 if is_copy else 0.9,
@@ -48,6 +50,12 @@ def rows(noise, t_error, *, copies=None, generations=2):
                     "nearest_member": i if is_copy else 100 + i,
                     "nearest_distance": 0.0 if is_copy else 2.0,
                     "own_distance": 0.0 if is_copy else 4.0,
+                    "sscd_own": np.nan if sscd is None else sscd[i],
+                    "sscd_max": np.nan if sscd is None else sscd[i] + 0.1,
+                    "sscd_nearest_member": -1 if sscd is None else 100 + i,
+                    "clip_cosine": np.nan if clip is None else clip[i],
+                    "sscd_absent_reason": "no descriptor here" if sscd is None else None,
+                    "clip_absent_reason": "no CLIP here" if clip is None else None,
                 }
             )
     return pd.DataFrame(out, columns=list(ROW_COLUMNS))
@@ -99,12 +107,46 @@ def test_copy_rates_per_group():
     assert memorized["mean_own_distance"] == pytest.approx(4.0 * 6 / 8)
 
 
+SSCD = [0.9, 0.8, 0.7, 0.6, 0.2, 0.1, 0.3, 0.4]
+CLIP = [0.30, 0.20, 0.25, 0.25, 0.10, 0.30, 0.20, 0.20]
+
+
+def test_table5_scores_per_group_and_mitigation():
+    """Means over the generations of each group and of all prompts; the mitigated rows of a target are rows of
+    their own, and the detectors ignore them (the mitigation lowers the noise magnitude on purpose)."""
+    plain = rows(NOISE, T_ERROR, sscd=SSCD, clip=CLIP)
+    mitigated = rows([0.0] * 8, [np.nan] * 8, mitigation="wen", sscd=[s / 2 for s in SSCD], clip=CLIP)
+    both = pd.concat([plain, mitigated], ignore_index=True)
+    table = copy_table({"baseline": both}).set_index(["mitigation", "group"])
+    assert table.index.tolist() == [(m, g) for m in ("none", "wen") for g in ("memorized", "other", "all")]
+    assert table.loc[("none", "memorized"), "sscd_own_mean"] == pytest.approx(0.75)  # (0.9+0.8+0.7+0.6)/4
+    assert table.loc[("none", "other"), "sscd_own_mean"] == pytest.approx(0.25)
+    assert table.loc[("none", "all"), "sscd_own_mean"] == pytest.approx(0.5)
+    assert table.loc[("none", "all"), "sscd_max_mean"] == pytest.approx(0.6)
+    assert table.loc[("wen", "memorized"), "sscd_own_mean"] == pytest.approx(0.375)
+    # CLIP score: 100 x the mean cosine, memorized (0.30+0.20+0.25+0.25)/4 = 0.25, all prompts 1.8/8 = 0.225
+    assert table.loc[("none", "memorized"), "clip_score"] == pytest.approx(25.0)
+    assert table.loc[("none", "all"), "clip_score"] == pytest.approx(22.5)
+    assert table["sscd_absent_reason"].isna().all() and table["clip_absent_reason"].isna().all()
+    assert table.loc[("none", "all"), "num_generations"] == 16
+    detectors = detector_table({"baseline": both}, num_bootstrap=0, seed=0).set_index("detector")
+    assert detectors.loc["noise_magnitude", "auc"] == pytest.approx(0.75)  # the unmitigated rows only
+    assert detectors.loc["noise_magnitude", "memorized_median"] == pytest.approx(6.5)
+    absent = copy_table({"baseline": plain.assign(sscd_own=np.nan, sscd_absent_reason="no descriptor")})
+    assert absent["sscd_own_mean"].isna().all() and set(absent["sscd_absent_reason"]) == {"no descriptor"}
+
+
 def test_report_files(tmp_path):
     scores = tmp_path / "scores"
     scores.mkdir()
     # written in the wrong order on purpose: the report orders the targets
     rows(NOISE, [np.nan] * 8, copies={0}).to_csv(scores / "dualmd_pd.csv", index=False)
-    rows(NOISE, T_ERROR, copies={0, 1}).to_csv(scores / "baseline.csv", index=False)
+    pd.concat(
+        [
+            rows(NOISE, T_ERROR, copies={0, 1}),
+            rows(NOISE, [np.nan] * 8, copies={0}, mitigation="wen", clip=CLIP),
+        ]
+    ).to_csv(scores / "baseline.csv", index=False)
     rows(NOISE, T_ERROR).to_csv(scores / "teacher2.csv", index=False)
     files = sorted(scores.glob("*.csv"))
     assert list(load_rows(files)) == ["baseline", "teacher2", "dualmd_pd"]
@@ -120,14 +162,18 @@ def test_report_files(tmp_path):
     )
     table = pd.read_csv(out["t.csv"])
     assert list(table.columns) == DETECTOR_COLUMNS and len(table) == 2 + 2 + 1
-    assert (
-        pd.read_csv(out["c.csv"])["target"].tolist()
-        == ["baseline"] * 2 + ["teacher2"] * 2 + ["dualmd_pd"] * 2
-    )
+    copies = pd.read_csv(out["c.csv"])
+    assert copies["target"].tolist() == ["baseline"] * 6 + ["teacher2"] * 3 + ["dualmd_pd"] * 3
+    assert copies["mitigation"].tolist()[:6] == ["none"] * 3 + ["wen"] * 3
     text = out["r.md"].read_text()
     assert "| No defense | 1.00 [1.00, 1.00] | 0.75 [" in text
     assert "| DualMD, PD | n/a | 0.75 [" in text and "| DualMD teacher 2 |" in text
     assert "| No defense | 0.25 (2/8) | 0.00 (0/8) | 0.25 | 0.00 |" in text
+    assert "| No defense, Wen et al. | 0.12 (1/8) | 0.00 (0/8) | 0.12 | 0.00 |" in text
+    # Table 5: the copy score absent everywhere (with the reason), the mitigated CLIP score 100 x 0.225
+    assert "| No defense, Wen et al. | absent | absent | absent | absent | 22.50 |" in text
+    assert "| No defense | absent | absent | absent | absent | absent |" in text
+    assert "SSCD absent: no descriptor here." in text and "CLIP score absent: no CLIP here." in text
     assert out["te.png"].stat().st_size > 1000 and out["nm.png"].stat().st_size > 1000
 
 

@@ -1,12 +1,14 @@
 """The text-to-image stages through the command line, on a tiny config: pretrain, choose the memorized prompts,
-fine-tune baseline and teachers, distil the student, score an attack, score the memorized prompts; each output is
-what the next stage and diffusers read."""
+fine-tune baseline and teachers, distil the student, score an attack, score the memorized prompts (with Wen et
+al.'s mitigation and a copy descriptor), detect memorized prompts from two lists on the pretrained pipeline; each
+output is what the next stage and diffusers read."""
 
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from diffusers import StableDiffusionPipeline
 
@@ -24,6 +26,8 @@ CONFIG = {
         "pretrain_unet_steps": 2,
         # 2 of D1's 6 images have a third caption no other member shares: 1 memorized, 1 other
         "memorized_prompts": {"num_images": 1, "repeats": 3, "prompt_caption": 2, "num_generations": 2},
+        "mitigation": {"enabled": True, "max_iterations": 2},
+        "prompt_detection": {"num_generations": 2, "num_steps": 2},
     },
     "sample": {"num_images": 5, "num_inference_steps": 3, "batch_size": 4},
     "attack": {
@@ -39,8 +43,17 @@ CONFIG = {
 def run(tmp_path_factory):
     """Every stage once, in workflow order; returns the folder holding the outputs."""
     root = tmp_path_factory.mktemp("t2i_stages")
+    torch.jit.script(ChannelMeans()).save(str(root / "means.pt"))
+    (root / "memorized.txt").write_text("a handwritten digit two\n\na bold two at the top left\n")
+    (root / "ordinary.txt").write_text("a thin seven\na small grey picture of the digit five\nzero\n")
+    lists = {"memorized_list": str(root / "memorized.txt"), "ordinary_list": str(root / "ordinary.txt")}
+    config = {**CONFIG, "memorization": {"copy_descriptor": str(root / "means.pt")}}
+    config["text2image"] = {
+        **CONFIG["text2image"],
+        "prompt_detection": {**CONFIG["text2image"]["prompt_detection"], **lists},
+    }
     cfg = root / "config.yaml"
-    cfg.write_text(yaml.safe_dump(CONFIG))
+    cfg.write_text(yaml.safe_dump(config))
     data = ["--images", str(root / "images.npz"), "--split", str(root / "split.npz")]
     data += ["--split-meta", str(root / "split.json")]
     memorized = ["--memorized", str(root / "prompts.json")]
@@ -137,7 +150,27 @@ def run(tmp_path_factory):
         + ["--out", str(root / "pm.csv"), "--copy-table", str(root / "pmc.csv"), "--markdown"]
         + [str(root / "pm.md"), "--t-error-plot", str(root / "te.png"), "--noise-plot", str(root / "nm.png")]
     )
+    main(
+        ["t2i-prompt-detection", "--config", str(cfg), "--pipeline", str(root / "pretrained")]
+        + ["--memorized-prompts", lists["memorized_list"], "--ordinary-prompts", lists["ordinary_list"]]
+        + [
+            "--out",
+            str(root / "pd.csv"),
+            "--summary",
+            str(root / "pd.json"),
+            "--markdown",
+            str(root / "pd.md"),
+        ]
+        + ["--plot", str(root / "pd.png")]
+    )
     return root
+
+
+class ChannelMeans(torch.nn.Module):
+    """A copy descriptor: the mean of each channel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
 
 
 def test_pretraining_uses_only_images_outside_the_split(run):
@@ -246,10 +279,39 @@ def test_prompt_memorization_scores_every_model_and_dualmd(run):
     files = {p.stem: pd.read_csv(p) for p in (run / "memorization").glob("*.csv")}
     assert set(files) == {"baseline", "teacher1", "teacher2", "student", "dualmd"}
     for name, rows in files.items():
-        assert tuple(rows.columns) == ROW_COLUMNS and len(rows) == 2 * 2  # 2 prompts x 2 generations
-        assert rows["t_error"].isna().all() == (name == "dualmd")
+        # 2 prompts x 2 generations, the undefended model's again under Wen et al.'s mitigation
+        assert tuple(rows.columns) == ROW_COLUMNS and len(rows) == 2 * 2 * (2 if name == "baseline" else 1)
+        plain = rows[rows["mitigation"] == "none"]
+        assert plain["t_error"].isna().all() == (name == "dualmd") and len(plain) == 4
         assert np.isfinite(rows["noise_magnitude"]).all()
+        # the copy descriptor of the config scores every generation; no CLIP model: absent with the reason
+        assert rows["sscd_own"].between(-1, 1).all() and rows["sscd_max"].between(-1, 1).all()
+        assert (rows["sscd_max"] >= rows["sscd_own"] - 1e-9).all() or name == "teacher2"  # own image a member
+        assert rows["clip_cosine"].isna().all() and rows["clip_absent_reason"].str.contains("clip_path").all()
+    mitigated = files["baseline"][files["baseline"]["mitigation"] == "wen"]
+    assert len(mitigated) == 4 and mitigated["t_error"].isna().all()
     table = pd.read_csv(run / "pm.csv")
     assert set(table["target"]) == set(files) and set(table["detector"]) == {"t_error", "noise_magnitude"}
     assert ((table["num_memorized"] == 1) & (table["num_other"] == 1)).all()
-    assert (run / "te.png").is_file() and "| DualMD |" in (run / "pm.md").read_text()
+    copies = pd.read_csv(run / "pmc.csv")
+    assert set(copies[copies["mitigation"] == "wen"]["target"]) == {"baseline"}
+    text = (run / "pm.md").read_text()
+    assert (run / "te.png").is_file() and "| DualMD |" in text and "| No defense, Wen et al. |" in text
+    assert "CLIP score absent: no CLIP model: memorization.clip_path is not set" in text
+
+
+def test_prompt_detection_scores_both_lists_on_the_pretrained_pipeline(run):
+    """Each prompt of the two lists (blank lines skipped) with its mean noise magnitude over 2 generations of the
+    first 2 steps, and the AUC of the summary is the AUC of those values."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = pd.read_csv(run / "pd.csv")
+    assert rows["group"].tolist() == ["memorized"] * 2 + ["ordinary"] * 3
+    assert rows["prompt"].tolist()[:2] == ["a handwritten digit two", "a bold two at the top left"]
+    assert (rows["noise_magnitude"] > 0).all() and (rows["noise_magnitude_std"] > 0).all()
+    summary = json.loads((run / "pd.json").read_text())
+    expected = roc_auc_score(rows["group"] == "memorized", rows["noise_magnitude"])
+    assert summary["auc"] == pytest.approx(expected) and summary["auc_low"] <= summary["auc_high"]
+    assert (summary["num_memorized"], summary["num_ordinary"], summary["num_steps"]) == (2, 3, 2)
+    assert summary["tpr_at_fpr_0.01"] is None  # 3 ordinary prompts do not resolve 1 % FPR
+    assert "AUC" in (run / "pd.md").read_text() and (run / "pd.png").stat().st_size > 1000

@@ -1,7 +1,7 @@
 """config/paper-pokemon.yaml: it validates in both layers, plans the text-to-image experiment from a local SD
-pipeline folder without pretraining, asks SLURM for a GPU and the memory it states for every job that runs SD (none
-for its reports), and its split stage reads the authors' fixed split from the list files of a fake Pokemon folder
-(tiny images, no weights)."""
+pipeline folder without pretraining (with Table 5's generations and Fig. 3's detection on two prompt lists), asks
+SLURM for a GPU and the memory it states for every job that runs SD (none for its reports), and its split stage
+reads the authors' fixed split from the list files of a fake Pokemon folder (tiny images, no weights)."""
 
 from __future__ import annotations
 
@@ -40,13 +40,23 @@ def local_layout(tmp_path):
     (pokemon / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     (pokemon / "members.txt").write_text("\n".join(MEMBERS) + "\n")
     (pokemon / "nonmembers.txt").write_text("\n".join(NONMEMBERS) + "\n")
+    (tmp_path / "memorized.txt").write_text("a memorized prompt\n")
+    (tmp_path / "ordinary.txt").write_text("an ordinary prompt\n")
     override = {
         "dataset": {"root": str(pokemon)},
         "split": {
             "member_list": str(pokemon / "members.txt"),
             "nonmember_list": str(pokemon / "nonmembers.txt"),
         },
-        "text2image": {"pretrained": str(tmp_path / "sd")},
+        "text2image": {
+            "pretrained": str(tmp_path / "sd"),
+            # 3 members per half: 1 + 1 prompts of D1 for Table 5
+            "memorized_prompts": {"num_images": 1},
+            "prompt_detection": {
+                "memorized_list": str(tmp_path / "memorized.txt"),
+                "ordinary_list": str(tmp_path / "ordinary.txt"),
+            },
+        },
         "attack": {"pang_wang": {"encoder_path": str(tmp_path / "deit")}},
     }
     path = tmp_path / "local.yaml"
@@ -82,7 +92,15 @@ def test_paper_pokemon_config_holds_the_papers_settings_and_validates():
     pw = cfg.attack.pang_wang
     assert (pw.num_generations, pw.num_inference_steps, pw.guidance_scale, pw.encoder) == (3, 50, 7.5, "deit")
     assert "dataset" in stage_config(cfg, "split")  # the lists name files of the image folder
-    assert cfg.utility.clip_path == "resources/clip-vit-large-patch14"  # Table 5's CLIP score
+    assert cfg.utility.clip_path == "resources/clip-vit-large-patch14"  # the samplers' CLIP score
+    # the authors keep no EMA: samplers and white-box attacks use the raw weights; their SD PIA is guided
+    assert (cfg.sample.weights, cfg.attack.weights, cfg.attack.pia.guidance_scale) == ("raw", "raw", 7.5)
+    # Table 5: SSCD and CLIP scores of generations from training prompts, Wen et al.'s mitigation as a row
+    assert cfg.memorization.copy_descriptor == "resources/sscd_disc_large.torchscript.pt"
+    assert cfg.memorization.clip_path == cfg.utility.clip_path and cfg.text2image.mitigation.enabled
+    assert cfg.text2image.memorized_prompts.enabled and cfg.text2image.memorized_prompts.repeats == 1
+    assert cfg.text2image.prompt_detection.enabled  # Fig. 3: memorized vs ordinary prompts on SD v1.5
+    assert "guidance_scale" in stage_config(cfg, "t2i_attack_pia")["attack"]["pia"]
     for line in PAPER.read_text().splitlines():
         if line.strip() and not line.strip().startswith("#") and not line.strip().endswith(":"):
             assert "#" in line, f"uncommented config key: {line!r}"
@@ -96,8 +114,15 @@ def test_paper_pokemon_config_dry_runs_from_local_folders(local_layout):
     assert jobs["score_t2i_attack"] == 2 and jobs["score_t2i_blackbox"] == 2 * 3
     assert jobs["make_t2i_report"] == 1 and jobs["make_t2i_blackbox_report"] == 1
     assert jobs["score_t2i_utility"] == 2 * 3 and jobs["make_t2i_utility_report"] == 1
+    assert jobs["select_memorized_prompts"] == jobs["score_prompt_memorization"] == 1
+    assert jobs["make_t2i_memorization_report"] == jobs["detect_memorized_prompts"] == 1
     dry = snakemake("-n", "-p", "--cores", "2", *args, cwd=ROOT).stdout
     assert f"--model teacher1_pd --pretrained {local_layout.parent / 'sd'} " in dry
+    sd = local_layout.parent / "sd"
+    assert (
+        "t2i-prompt-detection --config results/configs/rep0/t2i_prompt_detection." in dry
+        and f"--pipeline {sd} --memorized-prompts {local_layout.parent / 'memorized.txt'} " in dry
+    )
 
 
 # Rules of the paper config that run SD v1.5 (text2image.resources kind), and its CPU-only rules.
@@ -108,8 +133,17 @@ SD_JOBS = {
     "score_t2i_attack": "attack",
     "score_t2i_blackbox": "blackbox",
     "score_t2i_utility": "utility",
+    "score_prompt_memorization": "memorization",
+    "detect_memorized_prompts": "memorization",
 }
-CPU_JOBS = ("evaluate_t2i_attack", "make_t2i_report", "make_t2i_blackbox_report", "make_t2i_utility_report")
+CPU_JOBS = (
+    "evaluate_t2i_attack",
+    "make_t2i_report",
+    "make_t2i_blackbox_report",
+    "make_t2i_utility_report",
+    "select_memorized_prompts",
+    "make_t2i_memorization_report",
+)
 
 
 def test_paper_pokemon_jobs_ask_slurm_for_a_gpu_and_the_stated_memory(local_layout):

@@ -21,6 +21,8 @@ T2I_MEMORIZED = EXPERIMENT.text2image.memorized_prompts.enabled
 T2I_MEMORIZATION_TARGETS = T2I_MODELS + [
     s for s in T2I_SAMPLERS if catalog.target(s).kind == "pair"
 ]
+# Memorized vs ordinary prompt lists on the pretrained pipeline (text2image.prompt_detection; on with both lists).
+T2I_DETECTION = EXPERIMENT.text2image.prompt_detection
 
 
 def one_of(names):
@@ -42,6 +44,8 @@ def t2i_stages():
     skipped = {"t2i_pretrain"} if T2I_PRETRAINED else set()
     if not T2I_MEMORIZED:
         skipped |= {"t2i_memorized_prompts", "t2i_prompt_memorization"}
+    if not T2I_DETECTION.enabled:
+        skipped.add("t2i_prompt_detection")
     stages = [s for s in TEXT2IMAGE_STAGE_SECTIONS if s not in skipped]
     return stages + [f"t2i_attack_{a}" for a in ATTACKS] + ["metrics", "utility"]
 
@@ -94,7 +98,8 @@ def t2i_attack_scores(wildcards):
 
 def t2i_final_targets():
     """The Table 3 report (white-box attacks), Table 4 report (black-box), the samplers' utility, every ROC plot
-    and sampler grid of each replicate, the memorized-prompt report when it is on, and the current configs.
+    and sampler grid of each replicate, the memorized-prompt report and the prompt-list detection when they are
+    on, and the current configs.
     """
     files = [config_path("data", SHARED)]
     for run in RUNS:
@@ -107,6 +112,10 @@ def t2i_final_targets():
         files += [f"results/t2i_samples/{run}/{s}/grid.png" for s in T2I_SAMPLERS]
         if T2I_MEMORIZED:
             files += [f"results/report/{run}/prompt_memorization.{ext}" for ext in ("csv", "md")]
+        if T2I_DETECTION.enabled:
+            files += [
+                f"results/report/{run}/prompt_detection.{ext}" for ext in ("json", "md", "png")
+            ]
     return files
 
 

@@ -2,7 +2,9 @@
 # shape of Fig. 3 and Table 5): a few images of one member half repeated in training, so that their captions
 # become memorized prompts, against as many other training prompts of that half; two detectors per prompt
 # (SecMI's t-error, Wen et al.'s text-conditional noise magnitude) and the copies of its generations, for every
-# model and DualMD pair of every prompt-diversification variant.
+# model and DualMD pair of every prompt-diversification variant (and the undefended models under Wen et al.'s
+# mitigation, text2image.mitigation). With text2image.prompt_detection, memorized vs ordinary prompt lists on the
+# pretrained pipeline (Fig. 3's setting).
 
 
 # The memorized images and as many other images of the same half, with their prompts; every training, sampling
@@ -96,3 +98,32 @@ use rule stage_job as make_t2i_memorization_report with:
         command=stage_command(
             "t2i-memorization-report", out="{output.table}", copy_table="{output.copies}"
         ),
+
+
+# Memorized vs ordinary prompt lists (text2image.prompt_detection) on the pretrained pipeline, scored with Wen et
+# al.'s noise magnitude: per-prompt scores, the AUC with its 95% interval, Markdown and histogram.
+use rule stage_job as detect_memorized_prompts with:
+    input:
+        config=config_file("t2i_prompt_detection"),
+        pipeline=t2i_pretrained,
+        memorized_prompts=T2I_DETECTION.memorized_list or [],
+        ordinary_prompts=T2I_DETECTION.ordinary_list or [],
+        code=stage_code("t2i_prompt_detection"),
+    output:
+        scores="results/t2i_memorization/{run}/prompt_detection.csv",
+        summary="results/report/{run}/prompt_detection.json",
+        markdown="results/report/{run}/prompt_detection.md",
+        plot=report(
+            "results/report/{run}/prompt_detection.png",
+            caption="../report/prompt_detection.rst",
+            category="Text-to-image",
+            labels={"run": "{run}", "figure": "memorized-prompt detection"},
+        ),
+    log:
+        "logs/{run}/detect_memorized_prompts.log",
+    benchmark:
+        "results/benchmarks/{run}/detect_memorized_prompts.tsv"
+    resources:
+        **t2i_resources("memorization"),
+    params:
+        command=stage_command("t2i-prompt-detection", out="{output.scores}"),

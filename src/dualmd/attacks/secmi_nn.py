@@ -110,8 +110,20 @@ class SecMINN(Attack):
         """Fit on the leading slice, score the rest (higher = member: the regression target of members is 1)."""
         ids = check_inputs(images, sample_ids)
         is_member = check_labels(is_member, len(images))
-        train, test = train_test_split(is_member, self.cfg.secmi_nn.train_fraction, self.name)
+        train_test_split(
+            is_member, self.cfg.secmi_nn.train_fraction, self.name
+        )  # refuse before the model runs
         maps = error_maps(model, schedule, images, self.cfg.secmi, self.cfg.batch_size)
+        return self.classify(maps, ids, is_member)
+
+    def classify(self, maps: Tensor, sample_ids: np.ndarray, is_member: np.ndarray) -> AttackResult:
+        """Fit the classifier on the leading slice of the error maps (N, C, H, W), score the rest.
+
+        The maps may come from any predictor (`run`'s, or the text-to-image attack's latents, each batch with its
+        captions); sample_ids (N,) and is_member (N,) follow their order.
+        """
+        ids = np.asarray(sample_ids, dtype=np.int64)
+        train, test = train_test_split(is_member, self.cfg.secmi_nn.train_fraction, self.name)
         t_err = maps[test].double().square().flatten(1).sum(dim=1)  # SecMI_stat's statistic, as a diagnostic
         # Deviation from SecMI: all maps are divided by one constant, their RMS on the training slice. Round-trip
         # errors of a good model are ~1e-3, so BatchNorm's eps (1e-5) would otherwise swamp the first layer's

@@ -48,9 +48,13 @@ class PIAConfig(Section):
     timestep: int = 200  # attack timestep fixed a priori
     sweep_timesteps: tuple[int, ...] = (20, 40, 60, 80, 100, 120, 140, 160, 180, 200)  # reported separately
     lp: float = 4.0
+    # text-to-image only: every noise prediction is classifier-free guided, eps_u + w (eps_c - eps_u), as the
+    # authors' SD PIA (w = 7.5); 1: the conditional prediction alone. No unconditional stage reads it.
+    guidance_scale: float = 1.0
 
     def _validate(self, prefix: str) -> None:
         require(self.lp > 0, f"{prefix}.lp", "must be > 0")
+        require(self.guidance_scale >= 1.0, f"{prefix}.guidance_scale", "must be >= 1 (1: no guidance)")
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,12 @@ class MemorizationConfig(Section):
     copy_rule: Literal["mean_k_ratio", "second_nearest_ratio", "carlini"] = "mean_k_ratio"
     k_nearest: int = 5
     num_pairs_shown: int = 16  # closest generated/member pairs in the grid
+    # text-to-image only (no unconditional stage reads these): Table 5's scores of the memorization-on-prompts
+    # stage. A local TorchScript file of an image-copy descriptor network (SSCD, e.g.
+    # sscd_disc_large.torchscript.pt) for the copy score (`dualmd.text2image.copy_score`), and a local folder of a
+    # transformers CLIPModel with its processor for the CLIP score (`dualmd.clip_score`); None: reported absent
+    copy_descriptor: str | None = None
+    clip_path: str | None = None
 
     def _validate(self, prefix: str) -> None:
         require(0.0 < self.copy_threshold <= 1.0, f"{prefix}.copy_threshold", "must be in (0, 1]")

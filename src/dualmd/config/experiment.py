@@ -269,6 +269,30 @@ class ExperimentConfig:
                 "sample.scheduler",
                 "text2image samples with DDIM (the sampler of Stable Diffusion pipelines and of DualMD's)",
             )
+            steps = self.sample.num_inference_steps
+            for key, value in (
+                ("mitigation.num_steps", self.text2image.mitigation.num_steps),
+                ("prompt_detection.num_steps", self.text2image.prompt_detection.num_steps),
+            ):
+                require(
+                    value is None or value <= steps,
+                    f"text2image.{key}",
+                    f"{value} is more than the {steps} DDIM steps of sample.num_inference_steps",
+                )
+        if "attack" in given and "text2image" in given and not self.text2image.enabled:
+            require(
+                self.attack.pia.guidance_scale == 1.0,
+                "attack.pia.guidance_scale",
+                "classifier-free guidance needs a text-conditional model (text2image.enabled is false)",
+            )
+        if "memorization" in given and "text2image" in given and not self.text2image.enabled:
+            for key in ("copy_descriptor", "clip_path"):
+                require(
+                    getattr(self.memorization, key) is None,
+                    f"memorization.{key}",
+                    "Table 5's scores are computed by the text-to-image memorization stage (text2image.enabled "
+                    "is false)",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-YAML form of every section with every key (also those `SplitConfig.to_dict` omits)."""

@@ -22,25 +22,33 @@ from dualmd.stage import config_sections, declarations
 _DECLARED = config_sections(declarations())
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {k: v for k, v in _DECLARED.items() if not k.startswith("t2i_")}
 #: Sections of each text-to-image stage config (dataset: the captions). Their attacks read "t2i_attack_<name>": the
-#: attack's own config plus dataset and text2image. The memorized-prompt stages read only their keys of
-#: text2image (`_TEXT2IMAGE_KEYS`); prompt memorization also reads secmi_stat's attack config (its t-error).
+#: attack's own config plus dataset and text2image. The memorization stages read only their keys of text2image
+#: (`_TEXT2IMAGE_KEYS`); prompt memorization also reads secmi_stat's attack config (its t-error).
 TEXT2IMAGE_STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     k: v for k, v in _DECLARED.items() if k.startswith("t2i_")
 }
-#: The text2image keys of the two memorized-prompt stages, and the keys of text2image.memorized_prompts each reads
-#: (no other stage reads that section: training, sampling and attacks read the selection file instead).
+#: The text2image keys of the memorization stages (the nested sections below enter no other stage: training,
+#: sampling and attacks read the selection file instead), and the keys of a nested section a stage reads where
+#: it reads only some of them.
 _TEXT2IMAGE_KEYS = {
     "t2i_memorized_prompts": ("enabled", "memorized_prompts"),
-    "t2i_prompt_memorization": ("enabled", "guidance_scale", "memorized_prompts"),
+    "t2i_prompt_memorization": ("enabled", "guidance_scale", "allow_tf32", "memorized_prompts", "mitigation"),
+    "t2i_prompt_detection": ("enabled", "guidance_scale", "allow_tf32", "prompt_detection"),
 }
-_MEMORIZED_KEYS = {
-    "t2i_memorized_prompts": ("num_images", "repeats", "half", "prompt_caption", "seed"),
-    "t2i_prompt_memorization": ("num_generations",),
+_NESTED_T2I_SECTIONS = ("memorized_prompts", "mitigation", "prompt_detection")
+_NESTED_KEYS = {
+    "t2i_memorized_prompts": {
+        "memorized_prompts": ("num_images", "repeats", "half", "prompt_caption", "seed")
+    },
+    "t2i_prompt_memorization": {"memorized_prompts": ("num_generations",)},
 }
+#: Keys of text-to-image models only, left out of the unconditional stages' configs (section -> keys): the
+#: experiment refuses other values than the default there, so a config without text2image keeps its digests.
+_TEXT2IMAGE_ONLY_KEYS = {"pia": ("guidance_scale",), "memorization": ("copy_descriptor", "clip_path")}
 _T2I_ATTACK = "t2i_attack_"
 #: The memory and precision levers of text2image (`dualmd.text2image.levers`) and the stages that apply them: all
-#: of them the two training stages, TF32 also sampling and the white-box attacks; every other stage leaves them out,
-#: so turning a lever on reruns only the stages it changes.
+#: of them the two training stages, TF32 also sampling, the white-box attacks and the memorization stages; every
+#: other stage leaves them out, so turning a lever on reruns only the stages it changes.
 _TRAINING_LEVERS = (
     "gradient_checkpointing",
     "gradient_accumulation_steps",
@@ -52,6 +60,7 @@ _TRAINING_LEVERS = (
 _LEVERS_OF = {
     "t2i_train": (*_TRAINING_LEVERS, "allow_tf32"),
     "t2i_distill": (*_TRAINING_LEVERS, "allow_tf32"),
+    **{s: ("allow_tf32",) for s in ("t2i_sample", "t2i_prompt_memorization", "t2i_prompt_detection")},
 }
 _ATTACK_SHARED_KEYS = ("weights", "batch_size", "seed", "compile", "mixed_precision")
 #: Seeds that differ between replicates: replicate r adds r to each.
@@ -94,15 +103,8 @@ def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
     if stage in TEXT2IMAGE_STAGE_SECTIONS or stage.startswith(_T2I_ATTACK):
         return _text2image_stage_config(experiment, stage)
     if stage.startswith("attack_"):
-        spec = catalog.attack(stage.removeprefix("attack_"))
-        full = experiment.attack.to_dict()
-        # its own sections and, for an attack that runs another (teacher_max's `statistic`), that attack's
-        keys = _ATTACK_SHARED_KEYS + experiment.attack.sections_of(spec.name)
-        cfg: dict[str, Any] = {"attack": {"names": [spec.name], **{k: full[k] for k in dict.fromkeys(keys)}}}
-        sample_keys = experiment.attack.sample_keys_of(spec.name)
-        if sample_keys:  # a sampler attack queries the sampler of the sample stage
-            sample = experiment.sample.to_dict()
-            cfg["sample"] = {k: sample[k] for k in sample_keys}
+        cfg = _attack_stage_config(experiment, stage.removeprefix("attack_"))
+        _drop_text2image_keys(cfg["attack"])
         return cfg
     if stage not in STAGE_SECTIONS:
         raise ConfigError(f"unknown stage {stage!r}; known: {stage_names()}")
@@ -111,7 +113,30 @@ def stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
         sections += (
             "dataset",
         )  # the lists name files of the image folder, which the dataset section locates
-    return {s: getattr(experiment, s).to_dict() for s in sections}
+    cfg = {s: getattr(experiment, s).to_dict() for s in sections}
+    _drop_text2image_keys(cfg)
+    return cfg
+
+
+def _attack_stage_config(experiment: ExperimentConfig, name: str) -> dict[str, Any]:
+    """The shared attack keys, the attack's own sections and, for an attack that runs another (teacher_max's
+    `statistic`), that attack's; a sampler attack also gets the sample keys of the sampler it queries."""
+    spec = catalog.attack(name)
+    full = experiment.attack.to_dict()
+    keys = _ATTACK_SHARED_KEYS + experiment.attack.sections_of(spec.name)
+    cfg: dict[str, Any] = {"attack": {"names": [spec.name], **{k: full[k] for k in dict.fromkeys(keys)}}}
+    sample_keys = experiment.attack.sample_keys_of(spec.name)
+    if sample_keys:  # a sampler attack queries the sampler of the sample stage
+        sample = experiment.sample.to_dict()
+        cfg["sample"] = {k: sample[k] for k in sample_keys}
+    return cfg
+
+
+def _drop_text2image_keys(sections: dict[str, Any]) -> None:
+    """Remove the keys of `_TEXT2IMAGE_ONLY_KEYS` from the sections present (in place)."""
+    for section, keys in _TEXT2IMAGE_ONLY_KEYS.items():
+        for key in keys:
+            sections.get(section, {}).pop(key, None)
 
 
 def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[str, Any]:
@@ -121,25 +146,25 @@ def _text2image_stage_config(experiment: ExperimentConfig, stage: str) -> dict[s
     get the selection file as an input instead. `text2image.resources` enters none: what a job asks the scheduler
     for changes no result."""
     if stage.startswith(_T2I_ATTACK):
-        cfg = stage_config(experiment, "attack_" + stage.removeprefix(_T2I_ATTACK))
+        cfg = _attack_stage_config(experiment, stage.removeprefix(_T2I_ATTACK))
         sections: tuple[str, ...] = ("dataset", "text2image")
     elif stage == "t2i_prompt_memorization":
         # the t-error is SecMI's statistic: secmi_stat's attack config (t_sec, k, weights, batch size)
-        cfg, sections = stage_config(experiment, "attack_secmi_stat"), TEXT2IMAGE_STAGE_SECTIONS[stage]
+        cfg, sections = _attack_stage_config(experiment, "secmi_stat"), TEXT2IMAGE_STAGE_SECTIONS[stage]
     else:
         cfg, sections = {}, TEXT2IMAGE_STAGE_SECTIONS[stage]
     cfg.update({s: getattr(experiment, s).to_dict() for s in sections})
     text2image = cfg["text2image"]
     del text2image["prompt_diversification"], text2image["resources"]
-    kept = _LEVERS_OF.get(
-        stage, ("allow_tf32",) if stage == "t2i_sample" or stage.startswith(_T2I_ATTACK) else ()
-    )
+    kept = _LEVERS_OF.get(stage, ("allow_tf32",) if stage.startswith(_T2I_ATTACK) else ())
     for key in set(_TRAINING_LEVERS + ("allow_tf32",)) - set(kept):
         del text2image[key]
-    memorized = text2image.pop("memorized_prompts")
+    nested = {k: text2image.pop(k) for k in _NESTED_T2I_SECTIONS}
     if stage in _TEXT2IMAGE_KEYS:
+        text2image |= nested
         cfg["text2image"] = {k: text2image[k] for k in _TEXT2IMAGE_KEYS[stage] if k in text2image}
-        cfg["text2image"]["memorized_prompts"] = {k: memorized[k] for k in _MEMORIZED_KEYS[stage]}
+        for section, keys in _NESTED_KEYS.get(stage, {}).items():
+            cfg["text2image"][section] = {k: nested[section][k] for k in keys}
     return cfg
 
 

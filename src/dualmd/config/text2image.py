@@ -1,5 +1,5 @@
-"""The text-to-image section (`dualmd.text2image`), its nested memorized-prompts section and the resources its
-workflow jobs request (`text2image.resources`)."""
+"""The text-to-image section (`dualmd.text2image`), its nested sections on memorization (memorized prompts, Wen et
+al.'s mitigation, the prompt-list detection) and the resources its workflow jobs request (`text2image.resources`)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,61 @@ class MemorizedPromptsConfig(Section):
         require(self.repeats >= 1, f"{prefix}.repeats", "must be >= 1")
         require(self.prompt_caption >= 0, f"{prefix}.prompt_caption", "must be >= 0")
         require(self.num_generations >= 1, f"{prefix}.num_generations", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class MitigationConfig(Section):
+    """Wen et al.'s inference-time mitigation ("Detecting, Explaining, and Mitigating Memorization in Diffusion
+    Models", ICLR 2024, §4.2), a sampler option (`dualmd.text2image.mitigation`): at each of the first `num_steps`
+    DDIM steps, AdamW optimises the prompt's text states (every token but the first) to lower the text-conditional
+    noise magnitude ||eps(x_t, c) - eps(x_t, "")||, for at most `max_iterations` steps or until it is at most
+    `target_loss`; the chain then goes on with the optimised states. The memorization-on-prompts stage scores the
+    undefended models' generations with it as rows of their own (Table 5's "Wen et al." row)."""
+
+    SECTION = "text2image.mitigation"
+    # add the mitigated rows (the undefended models, each variant) to the memorization-on-prompts table (which
+    # exists with memorized_prompts on)
+    enabled: bool = False
+    num_steps: int = 1  # first DDIM steps at which the states are optimised (Wen et al.: the first, step 0)
+    max_iterations: int = 10  # optimiser steps per DDIM step (Wen et al.'s optim_iters)
+    lr: float = 0.05  # AdamW learning rate (Wen et al.'s optim_lr; torch's default weight decay 0.01)
+    # stop a generation's optimisation once its magnitude is at most this (Wen et al.'s optim_target_loss); None:
+    # always run max_iterations steps
+    target_loss: float | None = None
+
+    def _validate(self, prefix: str) -> None:
+        require(self.num_steps >= 1, f"{prefix}.num_steps", "must be >= 1")
+        require(self.max_iterations >= 1, f"{prefix}.max_iterations", "must be >= 1")
+        require(self.lr > 0, f"{prefix}.lr", "must be > 0")
+        require(self.target_loss is None or self.target_loss >= 0, f"{prefix}.target_loss", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class PromptDetectionConfig(Section):
+    """Memorized-prompt detection on the pretrained pipeline (the paper's Fig. 3 setting: SD v1.5 before
+    fine-tuning, Webster's memorized prompts against ordinary ones), scored by Wen et al.'s detector
+    (`dualmd.text2image.prompt_detection`). On when both lists are set."""
+
+    SECTION = "text2image.prompt_detection"
+    memorized_list: str | None = None  # text file, one memorized prompt per line
+    ordinary_list: str | None = None  # text file, one ordinary prompt per line
+    num_generations: int = 4  # guided DDIM generations per prompt (Wen et al.: 4)
+    # the detector averages the first this many DDIM steps of `sample.num_inference_steps` (None: every step;
+    # fewer steps stop the chains early)
+    num_steps: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.memorized_list is not None and self.ordinary_list is not None
+
+    def _validate(self, prefix: str) -> None:
+        require(
+            (self.memorized_list is None) == (self.ordinary_list is None),
+            prefix,
+            "memorized_list and ordinary_list go together: set both or neither",
+        )
+        require(self.num_generations >= 1, f"{prefix}.num_generations", "must be >= 1")
+        require(self.num_steps is None or self.num_steps >= 1, f"{prefix}.num_steps", "must be >= 1 or null")
 
 
 @dataclass(frozen=True)
@@ -120,18 +175,22 @@ class Text2ImageConfig(Section):
     allow_tf32: bool = False  # TF32 matmuls and convolutions on Ampere+ GPUs (training, sampling, attacks)
     encode_batch_size: int = 64  # images / captions per VAE / text-encoder pass when latents are cached
     memorized_prompts: MemorizedPromptsConfig = field(default_factory=MemorizedPromptsConfig)
+    mitigation: MitigationConfig = field(default_factory=MitigationConfig)  # Wen et al.'s, a row of Table 5
+    prompt_detection: PromptDetectionConfig = field(default_factory=PromptDetectionConfig)  # Fig. 3's setting
     # gpu, mem_mb and runtime of each kind of text-to-image job (the workflow's rules read them; no stage does)
     resources: Text2ImageResourcesConfig = field(default_factory=Text2ImageResourcesConfig)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None, *, prefix: str = "") -> Text2ImageConfig:
-        """As every section, with the nested `memorized_prompts` and `resources` sections built (and checked)
-        first."""
+        """As every section, with the nested sections (`memorized_prompts`, `mitigation`, `prompt_detection`,
+        `resources`) built (and checked) first."""
         raw = dict(raw or {})
         prefix = prefix or cls.SECTION
         nested = {}
         for key, section_cls in (
             ("memorized_prompts", MemorizedPromptsConfig),
+            ("mitigation", MitigationConfig),
+            ("prompt_detection", PromptDetectionConfig),
             ("resources", Text2ImageResourcesConfig),
         ):
             value = raw.pop(key, None)
@@ -156,6 +215,11 @@ class Text2ImageConfig(Section):
             self.enabled or not self.memorized_prompts.enabled,
             f"{prefix}.memorized_prompts.num_images",
             "memorized prompts belong to the text-to-image experiment: set text2image.enabled or num_images: 0",
+        )
+        require(
+            self.enabled or not self.prompt_detection.enabled,
+            f"{prefix}.prompt_detection",
+            "prompt detection belongs to the text-to-image experiment: set text2image.enabled",
         )
         variants = self.variants
         require(len(variants) >= 1, f"{prefix}.prompt_diversification", "must name at least one variant")

@@ -1,5 +1,6 @@
 """Stage of `workflow/rules/text2image_memorization.smk`: every target scored on the memorized and the other
-prompts (t-error, Wen et al.'s noise magnitude, copies); the detectors and copy statistics are in
+prompts (t-error, Wen et al.'s noise magnitude, copies, Table 5's copy score and CLIP score); the undefended models
+again with Wen et al.'s mitigation when `text2image.mitigation` is on. The detectors and copy statistics are in
 `dualmd.text2image.prompt_memorization`.
 """
 
@@ -38,8 +39,11 @@ def score(
     out_dir: Path,
 ) -> None:
     """Every generation of every selected prompt with each target of `memorization_targets(models)`, its noise
-    magnitude, the prompt's t-error (models only) and the copy statistics: `out_dir/<target>.csv`. `memorized`
-    (the selection file) is required."""
+    magnitude, the prompt's t-error (models only), the copy statistics and Table 5's scores (the copy descriptor
+    of `memorization.copy_descriptor`, CLIP of `memorization.clip_path`; absent without them), and with
+    `text2image.mitigation` on, the undefended models' generations again under Wen et al.'s mitigation:
+    `out_dir/<target>.csv`. `memorized` (the selection file) is required."""
+    import pandas as pd
     import torch
 
     from dualmd.data.datasets import to_model_range
@@ -51,18 +55,22 @@ def score(
     from dualmd.text2image.components import load_components
     from dualmd.text2image.finetune import load_finetuned_unet
     from dualmd.text2image.generate import sampler_pipeline
+    from dualmd.text2image.levers import apply_tf32
     from dualmd.text2image.memorized import load_selection
     from dualmd.text2image.prompt_memorization import score_target
 
     if memorized is None:
         raise ValueError("t2i-prompt-memorization needs the selection file (--memorized)")
     cfg = text2image_config(config)
+    apply_tf32(cfg.text2image.allow_tf32)
     the_split = load_split(split, split_meta)
     selection = load_selection(memorized, the_split)
     data = load_split_images(images, the_split)
     dirs = {name: Path(path) for name, path in models.items()}
     ids = list(selection.image_ids)
     prompt_images = {i: to_model_range(data[[i]])[0] for i in ids}
+    scorers = image_scorers(cfg, device())
+    mitigation = cfg.text2image.mitigation
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for target in memorization_targets(list(dirs)):
         spec = catalog.target(target)
@@ -81,17 +89,39 @@ def score(
                 unet=unet.to(device()),
             )
             del parts, unet
-        rows = score_target(
-            sampler_pipeline(target, dirs, weights=cfg.sample.weights).to(device()),
-            selection,
-            images=prompt_images,
-            members=to_model_range(data[member_ids]),
-            member_ids=member_ids,
-            t_errors=t_errors,
-            num_generations=cfg.text2image.memorized_prompts.num_generations,
-            sample=cfg.sample,
-            guidance_scale=cfg.text2image.guidance_scale,
-            memorization=cfg.memorization,
-        )
+        pipe = sampler_pipeline(target, dirs, weights=cfg.sample.weights).to(device())
+        common = {
+            "images": prompt_images,
+            "members": to_model_range(data[member_ids]),
+            "member_ids": member_ids,
+            "num_generations": cfg.text2image.memorized_prompts.num_generations,
+            "sample": cfg.sample,
+            "guidance_scale": cfg.text2image.guidance_scale,
+            "memorization": cfg.memorization,
+            "scorers": scorers,
+        }
+        rows = score_target(pipe, selection, t_errors=t_errors, **common)
+        if mitigation.enabled and is_undefended(target):  # Table 5's "Wen et al." row: the undefended model
+            mitigated = score_target(pipe, selection, t_errors=None, mitigation=mitigation, **common)
+            rows = pd.concat([rows, mitigated], ignore_index=True)
         rows.to_csv(Path(out_dir) / f"{target}.csv", index=False)
         log.info("%s: %d generations of %d prompts scored", target, len(rows), len(ids))
+
+
+def is_undefended(target: str) -> bool:
+    """Whether `target` is the undefended fine-tuned model (either prompt-diversification variant)."""
+    return target.removesuffix(catalog.PD_SUFFIX) == "baseline"
+
+
+def image_scorers(cfg, device):
+    """The copy descriptor and the CLIP model of the config, each absent (with the reason) where not set."""
+    from dualmd.clip_score import load_clip
+    from dualmd.text2image.copy_score import load_descriptor
+    from dualmd.text2image.prompt_memorization import ImageScorers
+
+    scorers = ImageScorers(batch_size=cfg.sample.batch_size, device=device)
+    if cfg.memorization.copy_descriptor is not None:
+        scorers.descriptor = load_descriptor(cfg.memorization.copy_descriptor, device)
+    if cfg.memorization.clip_path is not None:
+        scorers.clip = load_clip(cfg.memorization.clip_path, device)
+    return scorers

@@ -11,8 +11,12 @@ a `Schedule`. What changes is what they are given:
   bound to it, one batch at a time (the attack's batches are cut here, so each batch gets its own captions).
 
 The score convention, the per-sample noise (seeded by sample id, so scores do not depend on the batch size) and
-the `AttackResult` are those of every other attack, so metrics and reports treat both settings alike. Attacks
-that train on a labelled slice (secmi_nn, gsa) or need gradients are not offered here.
+the `AttackResult` are those of every other attack, so metrics and reports treat both settings alike.
+
+PIA and PIAN query classifier-free-guided predictions, eps_u + w (eps_c - eps_u) with the empty prompt's eps_u,
+when `attack.pia.guidance_scale` w is above 1 (the authors' SD PIA: 7.5). SecMI-NN computes SecMI's error maps of
+every latent (each batch with its captions) and trains its classifier on the labelled slice of them, scoring the
+rest (`dualmd.attacks.secmi_nn`). GSA, which needs per-sample gradients, is not offered here.
 
 `caption_t_error` is SecMI's statistic alone (the paper's memorization loss, Eq. 8) for pairs of an image and a
 prompt, as the memorization-on-prompts stage needs it (`dualmd.text2image.prompt_memorization`).
@@ -28,7 +32,7 @@ from diffusers import UNet2DConditionModel
 from torch import Tensor
 
 from dualmd import catalog
-from dualmd.attacks.base import ModelAttack, batch_slices, check_labels
+from dualmd.attacks.base import Attack, ModelAttack, batch_slices, check_labels, train_test_split
 from dualmd.attacks.run import build_attack
 from dualmd.attacks.secmi import t_error_batch
 from dualmd.config.attacks import AttackConfig, SecMIConfig
@@ -43,17 +47,32 @@ WHITEBOX_ATTACKS = catalog.TEXT2IMAGE_WHITEBOX_ATTACKS
 
 class CaptionedPredictor:
     """A conditional UNet as a `NoisePredictor` for one batch: every call uses the bound text states (B, L, D),
-    so x_t must hold exactly those B samples, in the same order. `mixed_precision="bf16"` runs the UNet under
-    bf16 autocast (refused on a device without bf16); the prediction is returned in fp32."""
+    so x_t must hold exactly those B samples, in the same order. With `guidance_scale` w > 1 and the empty
+    prompt's states `uncond_states` (B, L, D), the prediction is classifier-free guided: eps_u + w (eps_c - eps_u).
+    `mixed_precision="bf16"` runs the UNet under bf16 autocast (refused on a device without bf16); the prediction
+    is returned in fp32."""
 
     def __init__(
-        self, unet: UNet2DConditionModel, encoder_hidden_states: Tensor, *, mixed_precision: str = "no"
+        self,
+        unet: UNet2DConditionModel,
+        encoder_hidden_states: Tensor,
+        *,
+        mixed_precision: str = "no",
+        guidance_scale: float = 1.0,
+        uncond_states: Tensor | None = None,
     ):
         if mixed_precision not in ("no", "bf16"):
             raise ValueError(f"mixed_precision: {mixed_precision!r} is not one of ['no', 'bf16']")
+        if guidance_scale != 1.0 and (
+            uncond_states is None or uncond_states.shape != encoder_hidden_states.shape
+        ):
+            raise ValueError("a guided prediction needs the empty prompt's states, one per bound caption")
         self.unet = unet.eval()
         self.states = encoder_hidden_states.to(self.device)
         self.autocast = mixed_precision == "bf16"
+        self.guidance_scale = guidance_scale
+        if guidance_scale != 1.0:  # one UNet call on (empty prompt, caption) pairs, as SD pipelines guide
+            self.states = torch.cat([uncond_states.to(self.device), self.states])  # type: ignore[union-attr]
 
     @property
     def device(self) -> torch.device:
@@ -61,11 +80,19 @@ class CaptionedPredictor:
 
     @torch.no_grad()
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
-        if len(x_t) != len(self.states):
-            raise ValueError(f"{len(x_t)} samples but captions bound for {len(self.states)}")
+        guided = self.guidance_scale != 1.0
+        bound = len(self.states) // 2 if guided else len(self.states)
+        if len(x_t) != bound:
+            raise ValueError(f"{len(x_t)} samples but captions bound for {bound}")
+        x, steps = x_t.to(self.device), t.to(self.device)
+        if guided:
+            x, steps = torch.cat([x, x]), torch.cat([steps, steps])
         with bf16_autocast(self.device, self.autocast):  # attack.mixed_precision; eps returned in fp32
-            eps = self.unet(x_t.to(self.device), t.to(self.device), encoder_hidden_states=self.states).sample
-        return eps.float().to(x_t.device)
+            eps = self.unet(x, steps, encoder_hidden_states=self.states).sample.float()
+        if guided:
+            eps_uncond, eps_cond = eps.chunk(2)
+            eps = eps_uncond + self.guidance_scale * (eps_cond - eps_uncond)
+        return eps.to(x_t.device)
 
 
 @torch.no_grad()
@@ -96,7 +123,8 @@ def attack_text2image(
             original caption: the one a member was trained with, under prompt diversification one of several).
         sample_ids: (N,) distinct non-negative ints seeding per-sample noise; is_member: (N,) bool.
     Returns:
-        Per-sample scores, higher = more likely a member, with the attack's extra arrays.
+        Per-sample scores, higher = more likely a member, with the attack's extra arrays (secmi_nn: of the
+        samples outside its labelled training slice only).
     """
     attack = _text2image_attack(name, cfg)
     ids = np.asarray(sample_ids, dtype=np.int64)
@@ -108,10 +136,29 @@ def attack_text2image(
     unet = unet if unet is not None else parts.unet
     schedule = Schedule.from_scheduler(parts.scheduler)
     latents = encode_latents(parts, images)
+    guidance = cfg.pia.guidance_scale if "pia" in catalog.attack(name).reads else 1.0
+
+    def predictor_of(sl: slice) -> CaptionedPredictor:
+        """The UNet bound to the captions of batch `sl` (and to the empty prompt, for a guided attack)."""
+        uncond = encode_prompts(parts, [""] * len(ids[sl])) if guidance != 1.0 else None
+        states = encode_prompts(parts, list(captions[sl]))
+        return CaptionedPredictor(
+            unet, states, mixed_precision=cfg.mixed_precision, guidance_scale=guidance, uncond_states=uncond
+        )
+
+    if not isinstance(attack, ModelAttack):  # secmi_nn: a classifier on the error maps of every latent
+        from dualmd.attacks.secmi_nn import error_maps
+
+        train_test_split(labels, cfg.secmi_nn.train_fraction, name)  # refuse before the model runs
+        maps = []
+        for sl in batch_slices(len(ids), cfg.batch_size):
+            predictor = predictor_of(sl)
+            batch = latents[sl].to(predictor.device)
+            maps.append(error_maps(predictor, schedule, batch, cfg.secmi, len(batch)))
+        return attack.classify(torch.cat(maps), ids, labels)  # type: ignore[attr-defined]
     scores, extras = [], []
     for sl in batch_slices(len(ids), cfg.batch_size):
-        states = encode_prompts(parts, list(captions[sl]))
-        predictor = CaptionedPredictor(unet, states, mixed_precision=cfg.mixed_precision)
+        predictor = predictor_of(sl)
         with torch.no_grad():
             score, extra = attack.score_batch(predictor, schedule, latents[sl].to(predictor.device), ids[sl])
         scores.append(score.double().cpu())
@@ -153,9 +200,10 @@ def caption_t_error(
     return torch.cat(errors).numpy()
 
 
-def _text2image_attack(name: str, cfg: AttackConfig) -> ModelAttack:
+def _text2image_attack(name: str, cfg: AttackConfig) -> Attack:
     if name not in WHITEBOX_ATTACKS:
         raise ValueError(f"{name!r} is not a white-box text-to-image attack; known: {list(WHITEBOX_ATTACKS)}")
     attack = build_attack(name, cfg)
-    assert isinstance(attack, ModelAttack)  # every name above is a white-box attack
+    # every name above is a batched white-box attack but secmi_nn, which classifies the maps of all samples
+    assert isinstance(attack, ModelAttack) or hasattr(attack, "classify")
     return attack

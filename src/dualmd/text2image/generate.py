@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, UNet2DConditionModel
 from torch import Tensor
 
 from dualmd import catalog
@@ -36,8 +36,17 @@ def sampler_pipeline(
             model_dirs[ids[0]], model_dirs[ids[1]], unet_subfolder=sub
         )
     folder = Path(model_dirs[ids[0]])
+    return folder_pipeline(folder, unet=load_finetuned_unet(folder, weights))  # type: ignore[arg-type]
+
+
+def folder_pipeline(
+    folder: str | Path, *, unet: UNet2DConditionModel | None = None
+) -> DualMDStableDiffusionPipeline:
+    """The model of a pipeline folder (a fine-tuned one, the tiny pretrained one or SD v1.5) sampling alone: its
+    UNet (or `unet`) in both slots, DDIM from the folder's scheduler config."""
+    folder = Path(folder)
     parts = load_components(folder)
-    unet = load_finetuned_unet(folder, weights)  # type: ignore[arg-type]
+    unet = unet if unet is not None else parts.unet.eval()
     return DualMDStableDiffusionPipeline(
         vae=parts.vae,
         text_encoder=parts.text_encoder,

@@ -5,10 +5,13 @@ of `dualmd.text2image.prompt_memorization.score_target`, one CSV per target.
   (positive) from the other prompts, with a 95 % bootstrap interval (`dualmd.metrics.bootstrap_ci`: memorized and
   other prompts resampled separately), the counts and each group's median value. A detector's score is "higher =
   more memorized": the negated t-error (SecMI's Eq. 8), the noise magnitude (Wen et al., ICLR 2024) as it is.
-* `copy_table`: per target and group, the copy rate of the generations under the unconditional workflow's copy
-  rule, how often the nearest member is the prompt's own image, and the mean distances.
+* `copy_table`: per target, mitigation (none, or Wen et al.'s inference-time mitigation) and group (memorized,
+  other, and all prompts together), the copy rate of the generations under the unconditional workflow's copy
+  rule, how often the nearest member is the prompt's own image, the mean distances, and the paper's Table 5:
+  the mean copy score in SSCD's form (to the prompt's own image and the largest over the members) and the CLIP
+  score of the generations with their prompts, each absent with its reason where no network was given.
 * `write_prompt_memorization`: both tables as CSV, a Markdown summary and one histogram per detector (memorized
-  vs other prompts, one panel per target).
+  vs other prompts, one panel per target). The detectors read the unmitigated generations only.
 
 Pure pandas and matplotlib: no torch.
 """
@@ -24,6 +27,11 @@ import pandas as pd
 from dualmd import catalog
 from dualmd.metrics import auc, bootstrap_ci
 from dualmd.text2image.memorized import GROUPS
+
+#: Values of the rows' `mitigation` column and their labels (`dualmd.text2image.prompt_memorization`).
+MITIGATION_LABELS = {"none": "", "wen": ", Wen et al."}
+#: The copy table's groups: each group of prompts, then all of them (Table 5 over every prompt).
+COPY_GROUPS = (*GROUPS, "all")
 
 #: Detector -> (label, sign, axis label): the score is sign x the per-prompt value, higher = more memorized.
 DETECTORS = {
@@ -48,6 +56,7 @@ ROW_COLUMNS = (
     "group",
     "prompt",
     "generation",
+    "mitigation",
     "noise_magnitude",
     "t_error",
     "copy_ratio",
@@ -55,6 +64,12 @@ ROW_COLUMNS = (
     "nearest_member",
     "nearest_distance",
     "own_distance",
+    "sscd_own",
+    "sscd_max",
+    "sscd_nearest_member",
+    "clip_cosine",
+    "sscd_absent_reason",
+    "clip_absent_reason",
 )
 
 
@@ -78,8 +93,9 @@ def load_rows(score_files: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
 
 
 def prompt_values(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per prompt (image_id): its group and each detector's value (noise magnitude averaged over generations)."""
-    grouped = rows.groupby("image_id", sort=False)
+    """Per prompt (image_id): its group and each detector's value (noise magnitude averaged over generations),
+    from the unmitigated generations (a mitigation lowers the noise magnitude on purpose)."""
+    grouped = rows[rows["mitigation"] == "none"].groupby("image_id", sort=False)
     return pd.DataFrame(
         {
             "group": grouped["group"].first(),
@@ -123,33 +139,57 @@ def detector_table(rows: Mapping[str, pd.DataFrame], *, num_bootstrap: int, seed
     return pd.DataFrame(out)
 
 
+def _absent_reason(part: pd.DataFrame, column: str) -> str | None:
+    """The reason a score is absent (the rows' `column`), None where it was computed."""
+    reasons = part[column].dropna()
+    return str(reasons.iloc[0]) if len(reasons) else None
+
+
 def copy_table(rows: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per target and group: num_prompts, num_generations, copies and copy_rate (the copy rule), the rate at
-    which a generation's nearest member is the prompt's own image, mean nearest-member and own-image distances."""
+    """Per target, mitigation and group (COPY_GROUPS): num_prompts, num_generations, copies and copy_rate (the
+    copy rule), the rate at which a generation's nearest member is the prompt's own image, mean nearest-member and
+    own-image distances; Table 5's sscd_own_mean, sscd_max_mean (copy score in SSCD's form) and clip_score
+    (max(100 x mean cosine, 0), `dualmd.clip_score`), NaN where absent, with sscd_absent_reason and
+    clip_absent_reason (None where present)."""
+    from dualmd.clip_score import clip_score
+
     out = []
     for target, table in rows.items():
-        for group in GROUPS:
-            part = table[table["group"] == group]
-            out.append(
-                {
-                    "target": target,
-                    "group": group,
-                    "num_prompts": int(part["image_id"].nunique()),
-                    "num_generations": len(part),
-                    "copies": int(part["is_copy"].sum()),
-                    "copy_rate": float(part["is_copy"].mean()),
-                    "nearest_is_own_rate": float((part["nearest_member"] == part["image_id"]).mean()),
-                    "mean_nearest_distance": float(part["nearest_distance"].mean()),
-                    "mean_own_distance": float(part["own_distance"].mean()),
-                }
-            )
+        for mitigation in MITIGATION_LABELS:
+            mitigated = table[table["mitigation"] == mitigation]
+            if mitigated.empty:
+                continue
+            for group in COPY_GROUPS:
+                part = mitigated if group == "all" else mitigated[mitigated["group"] == group]
+                sscd_reason = _absent_reason(part, "sscd_absent_reason")
+                clip_reason = _absent_reason(part, "clip_absent_reason")
+                out.append(
+                    {
+                        "target": target,
+                        "mitigation": mitigation,
+                        "group": group,
+                        "num_prompts": int(part["image_id"].nunique()),
+                        "num_generations": len(part),
+                        "copies": int(part["is_copy"].sum()),
+                        "copy_rate": float(part["is_copy"].mean()),
+                        "nearest_is_own_rate": float((part["nearest_member"] == part["image_id"]).mean()),
+                        "mean_nearest_distance": float(part["nearest_distance"].mean()),
+                        "mean_own_distance": float(part["own_distance"].mean()),
+                        "sscd_own_mean": np.nan if sscd_reason else float(part["sscd_own"].mean()),
+                        "sscd_max_mean": np.nan if sscd_reason else float(part["sscd_max"].mean()),
+                        "clip_score": np.nan if clip_reason else clip_score(part["clip_cosine"].to_numpy()),
+                        "sscd_absent_reason": sscd_reason,
+                        "clip_absent_reason": clip_reason,
+                    }
+                )
     return pd.DataFrame(out)
 
 
-def _label(target: str) -> str:
+def _label(target: str, mitigation: str = "none") -> str:
     spec = catalog.target(target)
     base = target.removesuffix(catalog.PD_SUFFIX) if spec.prompt_diversification else target
-    return TARGET_LABELS[base] + (", PD" if spec.prompt_diversification else "")
+    pd_label = ", PD" if spec.prompt_diversification else ""
+    return TARGET_LABELS[base] + MITIGATION_LABELS[mitigation] + pd_label
 
 
 def prompt_memorization_markdown(detectors: pd.DataFrame, copies: pd.DataFrame) -> str:
@@ -181,22 +221,55 @@ def prompt_memorization_markdown(detectors: pd.DataFrame, copies: pd.DataFrame) 
         "nearest = own image, other |",
         "|:--|:--|:--|:--|:--|",
     ]
-    for target, part in copies.groupby("target", sort=False):
+    for (target, mitigation), part in copies.groupby(["target", "mitigation"], sort=False):
         by_group = part.set_index("group")
         cells = [
             f"{by_group.loc[g, 'copy_rate']:.2f} ({by_group.loc[g, 'copies']}/{by_group.loc[g, 'num_generations']})"
             for g in GROUPS
         ]
         cells += [f"{by_group.loc[g, 'nearest_is_own_rate']:.2f}" for g in GROUPS]
-        lines.append(f"| {_label(str(target))} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(str(target), str(mitigation))} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Copies of the generations from each prompt under the copy rule of the unconditional workflow (against the "
         "target's members); \"nearest = own image\": the generation's nearest member is the image the prompt "
-        "captions.",
+        "captions. Wen et al.: sampled with their inference-time mitigation.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + table5_markdown(copies))
+
+
+def table5_markdown(copies: pd.DataFrame) -> list[str]:
+    """The Markdown lines of Table 5 (copy score in SSCD's form and CLIP score per target and mitigation), a score
+    that could not be computed shown as "absent" with its reason under the table."""
+
+    def cell(row: pd.Series, column: str, digits: int) -> str:
+        return "absent" if pd.isna(row[column]) else f"{row[column]:.{digits}f}"
+
+    lines = [
+        "## Table 5: copy score and prompt alignment of the generations",
+        "",
+        "| target | SSCD to own image, memorized | SSCD to own image, other | SSCD to own image, all | "
+        "SSCD max over members, all | CLIP score, all |",
+        "|:--|:--|:--|:--|:--|:--|",
+    ]
+    reasons: dict[str, str] = {}
+    for (target, mitigation), part in copies.groupby(["target", "mitigation"], sort=False):
+        by_group = part.set_index("group")
+        cells = [cell(by_group.loc[g], "sscd_own_mean", 3) for g in COPY_GROUPS]
+        cells += [cell(by_group.loc["all"], "sscd_max_mean", 3), cell(by_group.loc["all"], "clip_score", 2)]
+        lines.append(f"| {_label(str(target), str(mitigation))} | " + " | ".join(cells) + " |")
+        for name, column in (("SSCD", "sscd_absent_reason"), ("CLIP score", "clip_absent_reason")):
+            if not pd.isna(by_group.loc["all", column]):
+                reasons[name] = str(by_group.loc["all", column])
+    lines += [
+        "",
+        "Mean over the generations of the descriptor cosine with the prompt's training image and of the largest "
+        "cosine over the target's members (lower: fewer copies; the paper's SSCD column), and the CLIP score of "
+        "the generations with their prompts (100 x mean cosine; higher: better prompt alignment).",
+    ]
+    lines += [f"{name} absent: {reason}." for name, reason in reasons.items()]
+    return [*lines, ""]
 
 
 def write_prompt_memorization(

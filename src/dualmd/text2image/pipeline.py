@@ -11,7 +11,9 @@ seeded with seed + i, as every sampler of the package, or with seeds[i] when the
 (the black-box attack seeds each generation by candidate id).
 
 A caller may watch the two noise predictions of every step (`on_step`, a `StepCallback`): Wen et al.'s (ICLR
-2024) memorization detector measures their difference (`dualmd.text2image.prompt_memorization`).
+2024) memorization detector measures their difference (`dualmd.text2image.prompt_memorization`), and may stop the
+chains after their first steps (`stop_after`) when it needs no image. Wen et al.'s inference-time mitigation
+(`mitigation`, `dualmd.text2image.mitigation`) optimises each generation's text states at the first steps.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DCon
 from PIL import Image
 from torch import Tensor
 
+from dualmd.config.text2image import MitigationConfig
 from dualmd.defense.dualmd import Alternation, teacher_sequence, to_pil
+from dualmd.text2image.mitigation import mitigate_states
 
 #: Called at every denoising step of every batch with (index of the batch's first prompt, step index,
 #: eps(x_t, t, "") (b, 4, h, w), eps(x_t, t, prompt) (b, 4, h, w)), before guidance combines them.
@@ -117,6 +121,8 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         output_type: Literal["pt", "pil", "latent"] = "pt",
         seeds: Sequence[int] | None = None,
         on_step: StepCallback | None = None,
+        mitigation: MitigationConfig | None = None,
+        stop_after: int | None = None,
     ) -> Tensor | list[Image.Image]:
         """Generate one image per prompt, the two UNets alternating at every DDIM step.
 
@@ -133,9 +139,19 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
                 "latent" -> the final latents (B, 4, h, w), scaled as the UNet sees them.
             on_step: called with both noise predictions of every step (see `StepCallback`); the unconditional
                 one is computed for it even without guidance (scale 1 then gives the conditional prediction).
+            mitigation: Wen et al.'s mitigation (`dualmd.text2image.mitigation`): each image's text states are
+                optimised at the first `mitigation.num_steps` steps and condition the rest of its chain.
+            stop_after: run only the first `stop_after` steps (output_type "latent" only: the latents then are
+                those of an unfinished chain), for a caller that needs only the first steps' predictions.
         """
         if output_type not in ("pt", "pil", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}; use 'pt', 'pil' or 'latent'")
+        if stop_after is not None and (output_type != "latent" or stop_after < 1):
+            raise ValueError("stop_after needs output_type='latent' and at least one step")
+        if mitigation is not None and mitigation.num_steps > num_inference_steps:
+            raise ValueError(
+                f"the mitigation's {mitigation.num_steps} steps exceed the chain's {num_inference_steps}"
+            )
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         seeds = [seed + i for i in range(len(prompts))] if seeds is None else [int(s) for s in seeds]
         if len(seeds) != len(prompts):
@@ -143,6 +159,8 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = [int(t) for t in self.scheduler.timesteps]
         plan = teacher_sequence(timesteps, alternation)
+        if stop_after is not None:
+            timesteps, plan = timesteps[:stop_after], plan[:stop_after]
         latents = torch.cat(
             [
                 self._denoise(
@@ -153,6 +171,7 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
                     guidance_scale,
                     eta,
                     on_step=None if on_step is None else _offset(on_step, i),
+                    mitigation=mitigation,
                 )
                 for i in range(0, len(prompts), batch_size)
             ]
@@ -176,12 +195,15 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         guidance_scale: float,
         eta: float,
         on_step: Callable[[int, Tensor, Tensor], None] | None = None,
+        mitigation: MitigationConfig | None = None,
     ) -> Tensor:
         """The final latents (b, 4, h, w) on the CPU of b prompts, image j drawn from a generator seeded seeds[j];
-        `on_step(step index, eps_uncond, eps_cond)` sees both predictions of every step."""
-        guided = guidance_scale > 1.0 or on_step is not None
+        `on_step(step index, eps_uncond, eps_cond)` sees both predictions of every step; `mitigation` optimises
+        the prompts' states at its first steps."""
+        guided = guidance_scale > 1.0 or on_step is not None or mitigation is not None
         cond = self.encode_prompt(prompts)
-        states = torch.cat([self.encode_prompt([""] * len(prompts)), cond]) if guided else cond
+        uncond = self.encode_prompt([""] * len(prompts)) if guided else None
+        states = torch.cat([uncond, cond]) if guided else cond
         config = self.unet1.config
         shape = (1, config.in_channels, config.sample_size, config.sample_size)
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
@@ -190,6 +212,10 @@ class DualMDStableDiffusionPipeline(DiffusionPipeline):
         latents = latents * self.scheduler.init_noise_sigma
         unets = {1: self.unet1, 2: self.unet2}
         for step, (k, t) in enumerate(zip(plan, timesteps, strict=True)):
+            if mitigation is not None and step < mitigation.num_steps:
+                scaled = self.scheduler.scale_model_input(latents, t)
+                cond, _ = mitigate_states(unets[k], scaled, t, uncond, cond, mitigation)
+                states = torch.cat([uncond, cond])
             x_in = torch.cat([latents] * 2) if guided else latents
             x_in = self.scheduler.scale_model_input(x_in, t)
             eps = unets[k](x_in, t, encoder_hidden_states=states).sample

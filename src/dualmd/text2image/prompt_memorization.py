@@ -15,14 +15,22 @@ memorized ones and as many other training prompts of the same half -- this modul
   `memorized_prompts.num_generations` generations, generation k of prompt i seeded by (sample.seed, i, k).
 * **Copies** of each generation with the copy rule of the unconditional workflow (`dualmd.memorization.
   copy_detection` against the target's members), its nearest member, and its distance to the prompt's own image.
+* **Table 5's scores** (`ImageScorers`): the copy score in SSCD's form (`dualmd.text2image.copy_score`: descriptor
+  cosine with the prompt's own image and the largest over the target's members) and the CLIP cosine of the
+  generation with its prompt (`dualmd.clip_score`), each absent, with its reason, without a local network.
+
+With `mitigation` (Wen et al.'s inference-time mitigation, `dualmd.text2image.mitigation`) the generations are
+sampled with it, and their rows carry ``mitigation = "wen"`` (otherwise "none").
 
 `score_target` writes one row per generation; `dualmd.text2image.memorization_report` turns the rows of every
-target into the detectors' AUCs and the copy rates.
+target into the detectors' AUCs, the copy rates and Table 5.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,12 +39,63 @@ from torch import Tensor
 
 from dualmd.config.evaluation import MemorizationConfig
 from dualmd.config.sections import SampleConfig
+from dualmd.config.text2image import MitigationConfig
 from dualmd.noise import sample_seed
+from dualmd.text2image.copy_score import NO_DESCRIPTOR_REASON
 from dualmd.text2image.memorized import GROUPS, MemorizedPrompts
 from dualmd.text2image.pipeline import DualMDStableDiffusionPipeline
 
 #: Stream of `sample_seed` for the generations (the caption sampler uses streams 0 and 1).
 _GENERATION_STREAM = 2
+#: Values of the rows' `mitigation` column: plain sampling, Wen et al.'s inference-time mitigation.
+MITIGATIONS = ("none", "wen")
+#: Why the CLIP score of the generations is absent when no model is configured.
+NO_CLIP_REASON = (
+    "no CLIP model: memorization.clip_path is not set (a local CLIPModel folder; nothing is downloaded)"
+)
+
+
+@dataclass
+class ImageScorers:
+    """The networks that score a generation beyond its pixels, each None with the reason it is absent: the copy
+    descriptor (`dualmd.text2image.copy_score.load_descriptor`) and CLIP (`dualmd.clip_score.load_clip`: model
+    and processor)."""
+
+    descriptor: Any | None = None
+    descriptor_absent: str | None = NO_DESCRIPTOR_REASON
+    clip: tuple[Any, Any] | None = None
+    clip_absent: str | None = NO_CLIP_REASON
+    batch_size: int = 32
+    device: str | torch.device = "cpu"
+
+    def columns(
+        self, generated: Tensor, prompts: Sequence[str], own: Tensor, members: Tensor
+    ) -> dict[str, Any]:
+        """The rows' columns of Table 5 for generations (G, C, H, W), their prompts (G,), their prompts' own
+        images (G, C, H, W) and the target's members (M, C, H, W), all in [-1, 1]: sscd_own, sscd_max,
+        sscd_nearest (row of `members`; -1 when absent), clip_cosine (NaN when absent) and the two reasons."""
+        from dualmd.clip_score import clip_cosines
+        from dualmd.text2image.copy_score import copy_similarities, descriptors
+
+        nan = np.full(len(generated), np.nan)
+        out: dict[str, Any] = {"sscd_own": nan, "sscd_max": nan, "sscd_nearest": np.full(len(generated), -1)}
+        if self.descriptor is not None:
+            embed = {"batch_size": self.batch_size, "device": self.device}
+            scores = copy_similarities(
+                descriptors(self.descriptor, generated, **embed),
+                descriptors(self.descriptor, own, **embed),
+                descriptors(self.descriptor, members, **embed),
+            )
+            out |= {"sscd_own": scores["own"], "sscd_max": scores["max"], "sscd_nearest": scores["nearest"]}
+        out["clip_cosine"] = nan
+        if self.clip is not None:
+            model, processor = self.clip
+            out["clip_cosine"] = clip_cosines(
+                generated, prompts, model, processor, batch_size=self.batch_size, device=self.device
+            )
+        out["sscd_absent_reason"] = None if self.descriptor is not None else self.descriptor_absent
+        out["clip_absent_reason"] = None if self.clip is not None else self.clip_absent
+        return out
 
 
 def noise_magnitude(eps_uncond: Tensor, eps_cond: Tensor) -> Tensor:
@@ -73,8 +132,10 @@ def generate_with_noise_magnitude(
     sample: SampleConfig,
     *,
     guidance_scale: float,
+    mitigation: MitigationConfig | None = None,
 ) -> tuple[Tensor, np.ndarray]:
-    """One guided DDIM generation per prompt and its noise magnitude averaged over the steps.
+    """One guided DDIM generation per prompt (with Wen et al.'s mitigation when given) and its noise magnitude
+    averaged over the steps.
 
     Returns:
         images (N, C, H, W) float32 CPU in [-1, 1], magnitudes (N,) float64.
@@ -89,6 +150,7 @@ def generate_with_noise_magnitude(
         batch_size=sample.batch_size,
         alternation=sample.dualmd_alternation,
         on_step=recorder,
+        mitigation=mitigation,
     )
     return images, recorder.mean()  # type: ignore[return-value]
 
@@ -105,6 +167,8 @@ def score_target(
     sample: SampleConfig,
     guidance_scale: float,
     memorization: MemorizationConfig,
+    mitigation: MitigationConfig | None = None,
+    scorers: ImageScorers | None = None,
 ) -> pd.DataFrame:
     """Every generation of every selected prompt with one target, its noise magnitude and its copy statistics.
 
@@ -117,18 +181,28 @@ def score_target(
         num_generations: generations per prompt.
         sample: DDIM steps, eta, batch size, alternation and the seed of the generations.
         memorization: the copy rule, its threshold and k.
+        mitigation: sample with Wen et al.'s mitigation (rows marked "wen"); None: plain sampling ("none").
+        scorers: the copy descriptor and CLIP (default: both absent).
     Returns:
-        One row per (prompt, generation): image_id, group, prompt, generation, noise_magnitude, t_error (NaN for a
-        pair), copy_ratio, is_copy, nearest_member (dataset id), nearest_distance, own_distance.
+        One row per (prompt, generation): image_id, group, prompt, generation, mitigation, noise_magnitude,
+        t_error (NaN for a pair), copy_ratio, is_copy, nearest_member (dataset id), nearest_distance,
+        own_distance, sscd_own, sscd_max, sscd_nearest_member (dataset id; -1 when absent), clip_cosine and the
+        reasons the last two are absent (sscd_absent_reason, clip_absent_reason; None when present).
     """
     from dualmd.memorization import copy_detection
 
+    scorers = scorers if scorers is not None else ImageScorers()
     ids = list(selection.image_ids)
     prompts = [selection.prompt(i) for i in ids]
     rows, generated = [], []
     for k in range(num_generations):
         batch, magnitude = generate_with_noise_magnitude(
-            pipe, prompts, generation_seeds(sample.seed, ids, k), sample, guidance_scale=guidance_scale
+            pipe,
+            prompts,
+            generation_seeds(sample.seed, ids, k),
+            sample,
+            guidance_scale=guidance_scale,
+            mitigation=mitigation,
         )
         generated.append(batch)
         for j, i in enumerate(ids):
@@ -138,6 +212,7 @@ def score_target(
                     "group": GROUPS[0] if i in selection.memorized_ids else GROUPS[1],
                     "prompt": prompts[j],
                     "generation": k,
+                    "mitigation": MITIGATIONS[0] if mitigation is None else MITIGATIONS[1],
                     "noise_magnitude": float(magnitude[j]),
                     "t_error": float("nan") if t_errors is None else float(t_errors[j]),
                 }
@@ -157,4 +232,10 @@ def score_target(
     table["nearest_member"] = np.asarray(member_ids)[copies["nearest_member"]]
     table["nearest_distance"] = copies["nearest_distance"]
     table["own_distance"] = torch.linalg.vector_norm((generated_all - own).flatten(1).double(), dim=1).numpy()
+    scores = scorers.columns(generated_all, prompts * num_generations, own, members)
+    nearest = scores.pop("sscd_nearest")
+    table["sscd_own"], table["sscd_max"] = scores.pop("sscd_own"), scores.pop("sscd_max")
+    table["sscd_nearest_member"] = np.where(nearest >= 0, np.asarray(member_ids)[np.maximum(nearest, 0)], -1)
+    for key, value in scores.items():  # clip_cosine and the two reasons
+        table[key] = value
     return table

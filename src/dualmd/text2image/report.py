@@ -33,6 +33,7 @@ SAMPLER_METHODS = {"baseline": "No defense", "dualmd": "DualMD", "student": "Dis
 #: Attacks in the paper's order and spelling; others follow under their registry name.
 ATTACK_LABELS = {
     "secmi_stat": "SecMI",
+    "secmi_nn": "SecMI-NN",
     "pia": "PIA",
     "pian": "PIAN",
     "loss": "Loss",
