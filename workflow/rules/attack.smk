@@ -39,7 +39,8 @@ use rule score_model_attack as score_sample_attack with:
 
 
 # Sampler attacks through every sampler's denoising chain (DualMD's through both teachers, alternating as it
-# samples), one job per attack; the inputs are the model directories every sampler draws with.
+# samples), one job per attack; the inputs are the model directories every sampler draws with, the outputs one score
+# file per sampler (as score_sample_attack's).
 use rule score_sample_attack as score_sampler_attack with:
     input:
         unpack(split_inputs("attack_{attack}")),

@@ -1,5 +1,6 @@
-# What the stage jobs of both experiments share: their command line, the inputs most of them read first, their log
-# and benchmark paths, their entries in the HTML report, and the two modalities, for the rules defined once for both.
+# What the stage jobs of both experiments share: their command line, the inputs most of them read first, their
+# log and benchmark paths, their entries in the HTML report, and the two modalities, for the rules defined once
+# for both.
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,8 +70,8 @@ def job_benchmark(rule, wildcards=""):
 
 
 def in_report(path, category, caption=None, subcategory=None, **labels):
-    """`path` as an entry of the HTML report under `category`: captioned by workflow/report/<caption>.rst (by default
-    the file's stem), labelled by its replicate (where the path has one) and by `labels`."""
+    """`path` as an entry of the HTML report under `category`: captioned by workflow/report/<caption>.rst (by
+    default the file's stem), labelled by its replicate (where the path has one) and by `labels`."""
     caption = caption or Path(path).stem
     run = {"run": "{run}"} if "{run}" in path else {}
     return report(
@@ -89,7 +90,7 @@ class Modality:
 
     `prefix` ("" or "t2i_") starts the results folders (results/t2i_utility/) and follows the verb of the rule names
     (score_t2i_utility); `sampler` is the sampler wildcard; `attack_scores` the input function of one attack's score
-    files; `roc_entry` the report category of the ROC plots. The unconditional experiment's jobs take their
+    files; `roc_entry` the caption and category of its ROC plots. The unconditional experiment's jobs take their
     resources and priorities from the rule (profiles override them), the text-to-image ones their resources from
     text2image.resources and no priority.
     """
@@ -105,7 +106,7 @@ class Modality:
         return bool(self.prefix)
 
     def rule(self, name):
-        """This experiment's name for the unconditional experiment's rule `name` (score_utility -> score_t2i_utility)."""
+        """This experiment's name of the unconditional rule `name` (score_utility gives score_t2i_utility)."""
         verb, _, noun = name.partition("_")
         return f"{verb}_{self.prefix}{noun}"
 

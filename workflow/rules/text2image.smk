@@ -59,6 +59,7 @@ use rule stage_job as finetune_t2i_model with:
 
 # The DistillMD student: initialised from the pretrained UNet, it regresses on teacher 2's caption-conditioned
 # prediction for D1 images and on teacher 1's for D2 images; refuses teachers not trained on this split's halves.
+# Priority as finetune_t2i_model's.
 use rule finetune_t2i_model as distill_t2i_model with:
     input:
         unpack(split_inputs("t2i_distill")),
@@ -166,6 +167,7 @@ use rule stage_job as make_t2i_report with:
 
 # FID, KID, IS and CLIP score of every sampler (score_t2i_utility, evaluate.smk), without and with prompt
 # diversification (results/report/{run}/text2image_utility.csv and .md): the Pokemon columns of the paper's Table 1.
+# Resources as make_t2i_report's.
 use rule make_t2i_report as make_t2i_utility_report with:
     input:
         utility=expand("results/t2i_utility/{{run}}/{sampler}.json", sampler=T2I_SAMPLERS),

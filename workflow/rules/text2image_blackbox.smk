@@ -31,7 +31,8 @@ use rule stage_job as score_t2i_blackbox with:
 
 
 # The paper's Table 4: the black-box attack against the undefended sampler, DualMD and DistillMD, with and
-# without prompt diversification (results/report/{run}/text2image_blackbox.csv and .md).
+# without prompt diversification (results/report/{run}/text2image_blackbox.csv and .md). Resources as
+# make_t2i_report's.
 use rule make_t2i_report as make_t2i_blackbox_report with:
     input:
         config=config_file("metrics"),

@@ -27,6 +27,7 @@ use rule stage_job as train_model with:
 
 # A model distilled from others: the DistillMD student (Algorithm 2) regresses on teacher 2 for D1 batches and on
 # teacher 1 for D2 batches. Refuses to run when the teachers' metadata does not name the halves of this split.
+# Priority and resources as train_model's.
 use rule train_model as distill_model with:
     input:
         unpack(split_inputs("distill")),
