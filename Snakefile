@@ -15,6 +15,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/common_t2i.smk"
+include: "workflow/rules/common_jobs.smk"
 include: "workflow/rules/stage_job.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
@@ -24,7 +25,6 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/text2image.smk"
 include: "workflow/rules/text2image_blackbox.smk"
-include: "workflow/rules/text2image_utility.smk"
 include: "workflow/rules/text2image_memorization.smk"
 
 

@@ -14,7 +14,7 @@ Everything else is derived from that one place:
 - the stage config (`dualmd.config`): `sections` are what results/configs/.../<config>.<digest>.yaml holds; a stage
   that gives `config` without `sections` reads a config another stage declares (or a per-attack config,
   "attack_{attack}", that `dualmd.config` resolves);
-- the rule's command (workflow/rules/common.smk, `stage_command`): each option filled from the rule's input, output
+- the rule's command (workflow/rules/common_jobs.smk, `stage_command`): each option filled from the rule's input, output
   or wildcard of the same name.
 
 `declarations` reads the decorators from the source text (`ast`), without importing any stage module, so that the

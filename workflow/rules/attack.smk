@@ -4,10 +4,7 @@
 # that attack's job, and adding a target adds no job.
 use rule stage_job as score_model_attack with:
     input:
-        config=config_file("attack_{attack}"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("attack_{attack}")),
         targets=model_attack_targets,
         references=reference_dirs,
         code=attack_code,
@@ -18,7 +15,7 @@ use rule stage_job as score_model_attack with:
     benchmark:
         "results/benchmarks/{run}/score_attack/{attack}.tsv"
     wildcard_constraints:
-        attack="|".join(SHARED_JOB_ATTACKS) or "(?!)",
+        attack=one_of(SHARED_JOB_ATTACKS),
     # after sampling, before the cheap evaluations
     priority: 10
     resources:
@@ -30,34 +27,27 @@ use rule stage_job as score_model_attack with:
 
 use rule score_model_attack as score_sample_attack with:
     input:
-        config=config_file("attack_{attack}"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("attack_{attack}")),
         targets=sample_attack_targets,
         code=attack_code,
     output:
         scores=per_target("results/scores/{run}/{attack}/{target}.npz", SAMPLERS),
     wildcard_constraints:
-        attack="|".join(SAMPLE_ATTACKS) or "(?!)",
+        attack=one_of(SAMPLE_ATTACKS),
     params:
         command=stage_command("attack", targets=sample_targets, out_dir=SCORES_DIR),
 
 
 # Sampler attacks through every sampler's denoising chain (DualMD's through both teachers, alternating as it
-# samples), one job per attack; the inputs are the model directories every sampler draws with.
-use rule score_model_attack as score_sampler_attack with:
+# samples), one job per attack; the inputs are the model directories every sampler draws with, the outputs one score
+# file per sampler (as score_sample_attack's).
+use rule score_sample_attack as score_sampler_attack with:
     input:
-        config=config_file("attack_{attack}"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("attack_{attack}")),
         targets=sampler_attack_models,
         code=attack_code,
-    output:
-        scores=per_target("results/scores/{run}/{attack}/{target}.npz", SAMPLERS),
     wildcard_constraints:
-        attack="|".join(SAMPLER_ATTACKS) or "(?!)",
+        attack=one_of(SAMPLER_ATTACKS),
     params:
         command=stage_command("attack", targets=sampler_targets, out_dir=SCORES_DIR),
 
@@ -67,17 +57,14 @@ use rule score_sampler_attack as score_pair_attack with:
     output:
         scores=per_target("results/scores/{run}/{attack}/{target}.npz", PAIRS),
     wildcard_constraints:
-        attack="|".join(PAIR_ATTACKS) or "(?!)",
+        attack=one_of(PAIR_ATTACKS),
 
 
 # The same for an attack with one job per model (catalog.AttackSpec.job_per_target): each model's scores start as
 # soon as that model is trained.
 use rule score_model_attack as score_model_attack_each with:
     input:
-        config=config_file("attack_{attack}"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("attack_{attack}")),
         targets=one_model_dir,
         code=attack_code,
     output:
@@ -87,7 +74,7 @@ use rule score_model_attack as score_model_attack_each with:
     benchmark:
         "results/benchmarks/{run}/score_attack/{attack}/{model}.tsv"
     wildcard_constraints:
-        attack="|".join(PER_TARGET_ATTACKS) or "(?!)",
+        attack=one_of(PER_TARGET_ATTACKS),
     # long jobs: start each as soon as its model exists
     priority: 15
 
@@ -106,32 +93,38 @@ use rule stage_job as tune_attack with:
     benchmark:
         "results/benchmarks/{run}/tune_attack/{attack}.tsv"
     wildcard_constraints:
-        attack="|".join(TUNED_ATTACKS) or "(?!)",
+        attack=one_of(TUNED_ATTACKS),
     params:
         command=stage_command("tune-attack", scores=tuned_base_scores, out_dir=SCORES_DIR),
 
 
-# AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every target
-# (DualMD and its teachers also per member half, which the split says), plus the log-log ROC plot.
-use rule stage_job as evaluate_attack with:
-    input:
-        config=config_file("metrics"),
-        scores=attack_scores,
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
-        code=stage_code("metrics"),
-    output:
-        metrics="results/metrics/{run}/{attack}.json",
-        roc="results/metrics/{run}/{attack}_roc.csv",
-        plot=report(
-            "results/report/{run}/roc_{attack}.png",
-            caption="../report/roc.rst",
-            category="Attacks",
-            labels={"run": "{run}", "attack": "{attack}"},
-        ),
-    log:
-        "logs/{run}/evaluate_attack/{attack}.log",
-    benchmark:
-        "results/benchmarks/{run}/evaluate_attack/{attack}.tsv"
-    params:
-        command=stage_command("evaluate", out="{output.metrics}"),
+# AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every target of
+# an experiment (DualMD and its teachers also per member half, which the split says), plus the log-log ROC plot:
+# evaluate_attack, and evaluate_t2i_attack for the text-to-image one.
+for m in MODALITIES:
+
+    rule:
+        name:
+            m.rule("evaluate_attack")
+        input:
+            unpack(m.evaluate_inputs),
+        output:
+            metrics=f"{m.folder('metrics')}/{{attack}}.json",
+            roc=f"{m.folder('metrics')}/{{attack}}_roc.csv",
+            plot=in_report(
+                f"results/report/{{run}}/{m.prefix}roc_{{attack}}.png",
+                **m.roc_entry,
+                attack="{attack}",
+            ),
+        log:
+            job_log(m.rule("evaluate_attack"), "{attack}"),
+        benchmark:
+            job_benchmark(m.rule("evaluate_attack"), "{attack}")
+        conda:
+            "../envs/dualmd.yaml"
+        resources:
+            **m.resources("report"),
+        params:
+            command=stage_command("evaluate", out="{output.metrics}"),
+        shell:
+            "{params.command} > {log} 2>&1"

@@ -155,44 +155,6 @@ def attack_code(wildcards):
     return stage_code("attack", [catalog.attack(wildcards.attack).module_name])
 
 
-def launcher(resources):
-    """`python -m dualmd` on CPU; `accelerate launch` over the rule's GPUs otherwise."""
-    gpus = int(resources.get("gpu", 0) or 0)
-    if gpus == 0:
-        return "python -m dualmd"
-    multi = f"--multi_gpu --num_processes {gpus}" if gpus > 1 else "--num_processes 1"
-    precision = EXPERIMENT.train.mixed_precision
-    return (
-        f"accelerate launch {multi} --num_machines 1 --dynamo_backend no "
-        f"--mixed_precision {precision} -m dualmd"
-    )
-
-
-def stage_command(command, **given):
-    """Params function: the command line of stage `command`. Each option takes its value from `given` (a pattern
-    such as "{output.summary}" or "{wildcards.trained}", or a function of the wildcards), else from the rule's
-    input, output or wildcard of the same name. A distributed stage (training) given GPUs runs under accelerate.
-    """
-    spec = STAGES[command]
-
-    def command(wildcards, input, output, threads, resources):
-        values = {}
-        for option in spec.options:
-            value = given.get(option.name)
-            if callable(value):
-                value = value(wildcards)
-            elif value is not None:
-                value = value.format(wildcards=wildcards, input=input, output=output)
-            else:
-                found = [s for s in (input, output, wildcards) if option.name in s.keys()]
-                value = getattr(found[0], option.name) if found else None
-            values[option.name] = value
-        launch = launcher(resources) if spec.distributed else "python -m dualmd"
-        return command_line(spec, values, threads=threads, launch=launch)
-
-    return command
-
-
 def training_priority(wildcards):
     """Models that others are built from train first, so that distillation starts as early as possible."""
     name = getattr(wildcards, "trained", None) or wildcards.distilled

@@ -6,12 +6,7 @@ use rule stage_job as score_t_error with:
         code=stage_code("memorization"),
     output:
         summary="results/memorization/{run}/t_error.json",
-        plot=report(
-            "results/report/{run}/t_error.png",
-            caption="../report/t_error.rst",
-            category="Memorization",
-            labels={"run": "{run}"},
-        ),
+        plot=in_report("results/report/{run}/t_error.png", "Memorization"),
     log:
         "logs/{run}/score_t_error.log",
     benchmark:
@@ -26,21 +21,18 @@ use rule stage_job as score_t_error with:
 # One job for every sampler: each costs well under a second, the job's start-up several.
 use rule stage_job as detect_copies with:
     input:
-        config=config_file("memorization"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("memorization")),
         targets=per_target("results/samples/{run}/{target}/samples.npz", SAMPLERS),
         code=stage_code("memorization"),
     output:
         summaries=per_target("results/memorization/{run}/copies/{target}.json", SAMPLERS),
         pairs=[
-            report(
+            in_report(
                 f"results/memorization/{{run}}/copies/{sampler}_pairs.png",
-                caption="../report/pairs.rst",
-                category="Memorization",
+                "Memorization",
+                caption="pairs",
                 subcategory="Closest generated / member pairs",
-                labels={"run": "{run}", "sampler": sampler},
+                sampler=sampler,
             )
             for sampler in SAMPLERS
         ],
@@ -56,35 +48,10 @@ use rule stage_job as detect_copies with:
         ),
 
 
-# Features of the reference set (utility.reference) under the FID network, computed once for every sampler.
-use rule stage_job as reference_features with:
-    input:
-        config=config_file("utility"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
-        code=stage_code("utility"),
-    output:
-        features="results/utility/{run}/reference.npz",
-    log:
-        "logs/{run}/reference_features.log",
-    benchmark:
-        "results/benchmarks/{run}/reference_features.tsv"
-    # long and needing no model: run it while models train rather than last, alone, at the end of the run
-    priority: 15
-    resources:
-        gpu=0,
-    params:
-        command=stage_command("reference-features", out="{output.features}"),
-
-
 # Held-out denoising loss of every model on the non-members: the utility axis of each model.
 use rule stage_job as score_heldout_loss with:
     input:
-        config=config_file("heldout"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("heldout")),
         targets=model_attack_targets,
         code=stage_code("heldout"),
     output:
@@ -100,25 +67,59 @@ use rule stage_job as score_heldout_loss with:
         command=stage_command("heldout-loss", targets=model_targets, out="{output.summary}"),
 
 
-# FID with its bootstrap interval, KID with its standard error, and IS where the feature network has a classifier
-# head, of one sampler against the reference set (utility.reference).
-use rule stage_job as score_utility with:
-    input:
-        config=config_file("utility"),
-        reference="results/utility/{run}/reference.npz",
-        samples="results/samples/{run}/{sampler}/samples.npz",
-        info="results/samples/{run}/{sampler}/info.json",
-        code=stage_code("utility"),
-    output:
-        summary="results/utility/{run}/{sampler}.json",
-    log:
-        "logs/{run}/score_utility/{sampler}.log",
-    benchmark:
-        "results/benchmarks/{run}/score_utility/{sampler}.tsv"
-    # Inception on every generated image: among the longest jobs, so ahead of the short evaluations, which then
-    # fill both cores at the end of the run instead of one of these running alone
-    priority: 10
-    resources:
-        gpu=0,
-    params:
-        command=stage_command("utility", out="{output.summary}"),
+for m in MODALITIES:
+
+    # Features of the reference set (utility.reference) under the FID network, computed once for every sampler of
+    # the experiment (reference_features; reference_t2i_features). Long and needing no model: the unconditional
+    # experiment runs it while models train rather than last, alone, at the end of the run.
+    rule:
+        name:
+            m.rule("reference_features")
+        input:
+            unpack(split_inputs("utility")),
+            code=stage_code("utility"),
+        output:
+            features=f"{m.folder('utility')}/reference.npz",
+        log:
+            job_log(m.rule("reference_features")),
+        benchmark:
+            job_benchmark(m.rule("reference_features"))
+        priority: m.priority(15)
+        conda:
+            "../envs/dualmd.yaml"
+        resources:
+            **m.resources("utility", gpu=0),
+        params:
+            command=stage_command("reference-features", out="{output.features}"),
+        shell:
+            "{params.command} > {log} 2>&1"
+
+    # FID with its bootstrap interval, KID with its standard error, and IS where the feature network has a
+    # classifier head (the CLIP score too for text-to-image, where utility.clip_path is set), of one sampler
+    # against the reference set (utility.reference): score_utility, score_t2i_utility. Inception on every generated
+    # image is among the longest jobs: the unconditional experiment runs them ahead of the short evaluations, which
+    # then fill both cores at the end of the run instead of one of these running alone.
+    rule:
+        name:
+            m.rule("score_utility")
+        input:
+            config=config_file("utility"),
+            reference=f"{m.folder('utility')}/reference.npz",
+            samples=f"{m.folder('samples')}/{m.sampler}/samples.npz",
+            info=f"{m.folder('samples')}/{m.sampler}/info.json",
+            code=stage_code("utility"),
+        output:
+            summary=f"{m.folder('utility')}/{m.sampler}.json",
+        log:
+            job_log(m.rule("score_utility"), m.sampler),
+        benchmark:
+            job_benchmark(m.rule("score_utility"), m.sampler)
+        priority: m.priority(10)
+        conda:
+            "../envs/dualmd.yaml"
+        resources:
+            **m.resources("utility", gpu=0),
+        params:
+            command=stage_command("utility", sampler=m.sampler_option, out="{output.summary}"),
+        shell:
+            "{params.command} > {log} 2>&1"

@@ -27,60 +27,21 @@ use rule stage_job as make_report with:
         strongest="results/report/{run}/strongest.rst",
         # the summary table and the frontier figure that open the landing page
         summary_rst="results/report/{run}/summary.rst",
-        summary=report(
-            "results/report/{run}/summary.csv",
-            caption="../report/summary.rst",
-            category="Tables",
-            labels={"run": "{run}", "table": "summary"},
+        summary=in_report("results/report/{run}/summary.csv", "Tables", table="summary"),
+        attacks=in_report("results/report/{run}/attacks.csv", "Tables", table="attacks"),
+        strongest_attacks=in_report(
+            "results/report/{run}/strongest_attacks.csv", "Tables", table="strongest attacks"
         ),
-        attacks=report(
-            "results/report/{run}/attacks.csv",
-            caption="../report/attacks.rst",
-            category="Tables",
-            labels={"run": "{run}", "table": "attacks"},
+        utility=in_report("results/report/{run}/utility.csv", "Tables", table="utility"),
+        memorization=in_report(
+            "results/report/{run}/memorization.csv", "Tables", table="memorization"
         ),
-        strongest_attacks=report(
-            "results/report/{run}/strongest_attacks.csv",
-            caption="../report/strongest_attacks.rst",
-            category="Tables",
-            labels={"run": "{run}", "table": "strongest attacks"},
+        frontier=in_report("results/report/{run}/frontier.csv", "Frontier", table="frontier"),
+        matched=in_report(
+            "results/report/{run}/matched_utility.csv", "Frontier", table="matched utility"
         ),
-        utility=report(
-            "results/report/{run}/utility.csv",
-            caption="../report/utility.rst",
-            category="Tables",
-            labels={"run": "{run}", "table": "utility"},
-        ),
-        memorization=report(
-            "results/report/{run}/memorization.csv",
-            caption="../report/memorization.rst",
-            category="Tables",
-            labels={"run": "{run}", "table": "memorization"},
-        ),
-        frontier=report(
-            "results/report/{run}/frontier.csv",
-            caption="../report/frontier.rst",
-            category="Frontier",
-            labels={"run": "{run}", "table": "frontier"},
-        ),
-        matched=report(
-            "results/report/{run}/matched_utility.csv",
-            caption="../report/matched_utility.rst",
-            category="Frontier",
-            labels={"run": "{run}", "table": "matched utility"},
-        ),
-        frontier_plot=report(
-            "results/report/{run}/frontier.png",
-            caption="../report/frontier.rst",
-            category="Frontier",
-            labels={"run": "{run}", "figure": "frontier"},
-        ),
-        loss_curves=report(
-            "results/report/{run}/loss_curves.png",
-            caption="../report/loss_curves.rst",
-            category="Training",
-            labels={"run": "{run}"},
-        ),
+        frontier_plot=in_report("results/report/{run}/frontier.png", "Frontier", figure="frontier"),
+        loss_curves=in_report("results/report/{run}/loss_curves.png", "Training"),
     log:
         "logs/{run}/make_report.log",
     benchmark:
@@ -99,12 +60,7 @@ use rule stage_job as infer_set_membership with:
         scores=weighted_target_scores,
         code=stage_code("set_inference"),
     output:
-        table=report(
-            "results/report/{run}/set_inference.csv",
-            caption="../report/set_inference.rst",
-            category="Tables",
-            labels={"run": "{run}", "table": "set inference"},
-        ),
+        table=in_report("results/report/{run}/set_inference.csv", "Tables", table="set inference"),
         lines="results/report/{run}/set_inference.rst",
     log:
         "logs/{run}/infer_set_membership.log",
@@ -124,11 +80,8 @@ use rule stage_job as infer_dataset_membership with:
         scores=weighted_target_scores,
         code=stage_code("dataset_inference"),
     output:
-        table=report(
-            "results/report/{run}/dataset_inference.csv",
-            caption="../report/dataset_inference.rst",
-            category="Tables",
-            labels={"run": "{run}", "table": "dataset inference"},
+        table=in_report(
+            "results/report/{run}/dataset_inference.csv", "Tables", table="dataset inference"
         ),
         lines="results/report/{run}/dataset_inference.rst",
     log:
@@ -147,12 +100,7 @@ use rule stage_job as summarize_replicates with:
         utility=expand("results/report/{run}/utility.csv", run=RUNS),
         code=stage_code("replicates"),
     output:
-        table=report(
-            "results/report/replicates.csv",
-            caption="../report/replicates.rst",
-            category="Tables",
-            labels={"table": "replicates"},
-        ),
+        table=in_report("results/report/replicates.csv", "Tables", table="replicates"),
     log:
         "logs/summarize_replicates.log",
     benchmark:
@@ -168,11 +116,8 @@ use rule stage_job as decide_verdicts with:
         matched=expand("results/report/{run}/matched_utility.csv", run=RUNS),
         code=stage_code("verdicts"),
     output:
-        table=report(
-            "results/report/verdicts.csv",
-            caption="../report/verdicts_table.rst",
-            category="Tables",
-            labels={"table": "verdicts"},
+        table=in_report(
+            "results/report/verdicts.csv", "Tables", caption="verdicts_table", table="verdicts"
         ),
     log:
         "logs/decide_verdicts.log",

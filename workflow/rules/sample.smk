@@ -8,11 +8,11 @@ use rule stage_job as sample_images with:
     output:
         samples="results/samples/{run}/{sampler}/samples.npz",
         info="results/samples/{run}/{sampler}/info.json",
-        grid=report(
+        grid=in_report(
             "results/samples/{run}/{sampler}/grid.png",
-            caption="../report/samples.rst",
-            category="Samples",
-            labels={"run": "{run}", "sampler": "{sampler}"},
+            "Samples",
+            caption="samples",
+            sampler="{sampler}",
         ),
     log:
         "logs/{run}/sample_images/{sampler}.log",

@@ -1,17 +1,16 @@
 # The text-to-image experiment (text2image.enabled): the tiny pipeline pretrained on the images outside the split,
 # the fine-tuned baseline and teachers, the DistillMD student, the samplers (DualMD: the two teachers alternating),
-# the white-box attacks on latents with captions, their metrics and the Table 3 report. Every target exists once
-# per prompt-diversification variant (common_t2i.smk). Resumable training state lives in results/train_state/.
+# the white-box attacks on latents with captions and the Table 3 report, and the utility report. Every target
+# exists once per prompt-diversification variant (common_t2i.smk). Resumable training state lives in
+# results/train_state/. Metrics, reference features and utility scores come from the rules both experiments share
+# (evaluate_t2i_attack in attack.smk; reference_t2i_features and score_t2i_utility in evaluate.smk).
 
 
 # The tiny Stable-Diffusion-shaped pipeline (VAE, conditional UNet, frozen text encoder) trained on the dataset
 # images outside the split; not run when text2image.pretrained names a pipeline.
 use rule stage_job as pretrain_t2i_pipeline with:
     input:
-        config=config_file("t2i_pretrain"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("t2i_pretrain")),
         code=stage_code("t2i_pretrain"),
     output:
         model=directory("results/t2i_models/{run}/pretrained"),
@@ -35,10 +34,7 @@ use rule stage_job as pretrain_t2i_pipeline with:
 # on its half, with or without prompt diversification (the target's name says which).
 use rule stage_job as finetune_t2i_model with:
     input:
-        config=config_file("t2i_train"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("t2i_train")),
         pretrained=t2i_pretrained,
         memorized=t2i_memorized_prompts,
         code=stage_code("t2i_train"),
@@ -63,12 +59,10 @@ use rule stage_job as finetune_t2i_model with:
 
 # The DistillMD student: initialised from the pretrained UNet, it regresses on teacher 2's caption-conditioned
 # prediction for D1 images and on teacher 1's for D2 images; refuses teachers not trained on this split's halves.
-use rule stage_job as distill_t2i_model with:
+# Priority as finetune_t2i_model's.
+use rule finetune_t2i_model as distill_t2i_model with:
     input:
-        config=config_file("t2i_distill"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("t2i_distill")),
         pretrained=t2i_pretrained,
         teachers=t2i_teacher_dirs,
         memorized=t2i_memorized_prompts,
@@ -79,7 +73,6 @@ use rule stage_job as distill_t2i_model with:
         "logs/{run}/distill_t2i_model/{t2i_distilled}.log",
     benchmark:
         "results/benchmarks/{run}/distill_t2i_model/{t2i_distilled}.tsv"
-    priority: t2i_training_priority
     resources:
         **t2i_resources("distill"),
     params:
@@ -96,21 +89,19 @@ use rule stage_job as distill_t2i_model with:
 # original captions: an .npz in [-1, 1], the provenance and a PNG grid.
 use rule stage_job as sample_t2i_images with:
     input:
-        config=config_file("t2i_sample"),
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("t2i_sample", images=False)),
         models=t2i_sampler_dirs,
         memorized=t2i_memorized_prompts,
         code=stage_code("t2i_sample"),
     output:
         samples="results/t2i_samples/{run}/{t2i_sampler}/samples.npz",
         info="results/t2i_samples/{run}/{t2i_sampler}/info.json",
-        grid=report(
+        grid=in_report(
             "results/t2i_samples/{run}/{t2i_sampler}/grid.png",
-            caption="../report/t2i_samples.rst",
-            category="Text-to-image",
+            "Text-to-image",
+            caption="t2i_samples",
             subcategory="Samples",
-            labels={"run": "{run}", "sampler": "{t2i_sampler}"},
+            sampler="{t2i_sampler}",
         ),
     log:
         "logs/{run}/sample_t2i_images/{t2i_sampler}.log",
@@ -129,10 +120,7 @@ use rule stage_job as sample_t2i_images with:
 # unconditional experiment's cheap attacks, so that a model adds no process start-up.
 use rule stage_job as score_t2i_attack with:
     input:
-        config=config_file("t2i_attack_{t2i_whitebox}"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("t2i_attack_{t2i_whitebox}")),
         targets=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
         memorized=t2i_memorized_prompts,
         code=t2i_attack_code,
@@ -153,33 +141,6 @@ use rule stage_job as score_t2i_attack with:
         ),
 
 
-# AUC, ASR, TPR at the configured FPRs with bootstrap intervals, and ROC curves, of one attack on every
-# text-to-image model (the evaluate stage of the unconditional experiment), plus the log-log ROC plot.
-use rule stage_job as evaluate_t2i_attack with:
-    input:
-        config=config_file("metrics"),
-        scores=t2i_attack_scores,
-        code=stage_code("metrics"),
-    output:
-        metrics="results/t2i_metrics/{run}/{attack}.json",
-        roc="results/t2i_metrics/{run}/{attack}_roc.csv",
-        plot=report(
-            "results/report/{run}/t2i_roc_{attack}.png",
-            caption="../report/t2i_roc.rst",
-            category="Text-to-image",
-            subcategory="ROC curves",
-            labels={"run": "{run}", "attack": "{attack}"},
-        ),
-    log:
-        "logs/{run}/evaluate_t2i_attack/{attack}.log",
-    benchmark:
-        "results/benchmarks/{run}/evaluate_t2i_attack/{attack}.tsv"
-    resources:
-        **t2i_resources("report"),
-    params:
-        command=stage_command("evaluate", out="{output.metrics}"),
-
-
 # The paper's Table 3: every attack against the undefended model, DistillMD and DualMD's teachers, with and without
 # prompt diversification (results/report/{run}/text2image.csv and .md).
 use rule stage_job as make_t2i_report with:
@@ -188,12 +149,12 @@ use rule stage_job as make_t2i_report with:
         attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_WHITEBOX),
         code=stage_code("t2i_report"),
     output:
-        table=report(
+        table=in_report(
             "results/report/{run}/text2image.csv",
-            caption="../report/t2i_whitebox.rst",
-            category="Text-to-image",
+            "Text-to-image",
+            caption="t2i_whitebox",
             subcategory="Tables",
-            labels={"run": "{run}", "table": "Table 3: white-box attacks"},
+            table="Table 3: white-box attacks",
         ),
         markdown="results/report/{run}/text2image.md",
     log:
@@ -202,3 +163,25 @@ use rule stage_job as make_t2i_report with:
         **t2i_resources("report"),
     params:
         command=stage_command("t2i-report", out="{output.table}"),
+
+
+# FID, KID, IS and CLIP score of every sampler (score_t2i_utility, evaluate.smk), without and with prompt
+# diversification (results/report/{run}/text2image_utility.csv and .md): the Pokemon columns of the paper's Table 1.
+# Resources as make_t2i_report's.
+use rule make_t2i_report as make_t2i_utility_report with:
+    input:
+        utility=expand("results/t2i_utility/{{run}}/{sampler}.json", sampler=T2I_SAMPLERS),
+        code=stage_code("t2i_utility_report"),
+    output:
+        table=in_report(
+            "results/report/{run}/text2image_utility.csv",
+            "Text-to-image",
+            caption="t2i_utility",
+            subcategory="Tables",
+            table="utility of the samplers",
+        ),
+        markdown="results/report/{run}/text2image_utility.md",
+    log:
+        "logs/{run}/make_t2i_utility_report.log",
+    params:
+        command=stage_command("t2i-utility-report", out="{output.table}"),

@@ -1,6 +1,6 @@
 # The black-box attack of the text-to-image experiment (Pang & Wang 2023, the paper's Table 4): each sampler
 # (undefended, DualMD, DistillMD, with and without prompt diversification) is prompted with every candidate's
-# original caption; the metrics come from evaluate_t2i_attack (text2image.smk), the table from here.
+# original caption; the metrics come from evaluate_t2i_attack (attack.smk), the table from here.
 
 
 # Per-candidate scores of one black-box attack on one sampler: generations from each candidate's caption,
@@ -8,10 +8,7 @@
 # only the other candidates are scored.
 use rule stage_job as score_t2i_blackbox with:
     input:
-        config=config_file("t2i_attack_{t2i_blackbox}"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("t2i_attack_{t2i_blackbox}")),
         models=t2i_sampler_dirs,
         memorized=t2i_memorized_prompts,
         code=stage_code("t2i_blackbox"),
@@ -34,24 +31,23 @@ use rule stage_job as score_t2i_blackbox with:
 
 
 # The paper's Table 4: the black-box attack against the undefended sampler, DualMD and DistillMD, with and
-# without prompt diversification (results/report/{run}/text2image_blackbox.csv and .md).
-use rule stage_job as make_t2i_blackbox_report with:
+# without prompt diversification (results/report/{run}/text2image_blackbox.csv and .md). Resources as
+# make_t2i_report's.
+use rule make_t2i_report as make_t2i_blackbox_report with:
     input:
         config=config_file("metrics"),
         attacks=expand("results/t2i_metrics/{{run}}/{attack}.json", attack=T2I_BLACKBOX),
         code=stage_code("t2i_blackbox_report"),
     output:
-        table=report(
+        table=in_report(
             "results/report/{run}/text2image_blackbox.csv",
-            caption="../report/t2i_blackbox.rst",
-            category="Text-to-image",
+            "Text-to-image",
+            caption="t2i_blackbox",
             subcategory="Tables",
-            labels={"run": "{run}", "table": "Table 4: black-box attack"},
+            table="Table 4: black-box attack",
         ),
         markdown="results/report/{run}/text2image_blackbox.md",
     log:
         "logs/{run}/make_t2i_blackbox_report.log",
-    resources:
-        **t2i_resources("report"),
     params:
         command=stage_command("t2i-blackbox-report", out="{output.table}"),

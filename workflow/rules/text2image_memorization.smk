@@ -11,9 +11,7 @@
 # and attack job of the run reads it (common_t2i.smk: t2i_memorized_prompts).
 use rule stage_job as select_memorized_prompts with:
     input:
-        config=config_file("t2i_memorized_prompts"),
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("t2i_memorized_prompts", images=False)),
         code=stage_code("t2i_memorized_prompts"),
     output:
         prompts="results/t2i_memorization/{run}/prompts.json",
@@ -32,10 +30,7 @@ use rule stage_job as select_memorized_prompts with:
 # start-up (as score_t2i_attack).
 use rule stage_job as score_prompt_memorization with:
     input:
-        config=config_file("t2i_prompt_memorization"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("t2i_prompt_memorization")),
         memorized="results/t2i_memorization/{run}/prompts.json",
         models=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
         code=stage_code("t2i_prompt_memorization"),
@@ -65,30 +60,28 @@ use rule stage_job as make_t2i_memorization_report with:
         ),
         code=stage_code("t2i_memorization_report"),
     output:
-        table=report(
+        table=in_report(
             "results/report/{run}/prompt_memorization.csv",
-            caption="../report/prompt_memorization.rst",
-            category="Text-to-image",
-            labels={"run": "{run}", "table": "memorization on prompts"},
+            "Text-to-image",
+            table="memorization on prompts",
         ),
-        copies=report(
+        copies=in_report(
             "results/report/{run}/prompt_memorization_copies.csv",
-            caption="../report/prompt_memorization_copies.rst",
-            category="Text-to-image",
-            labels={"run": "{run}", "table": "copies from prompts"},
+            "Text-to-image",
+            table="copies from prompts",
         ),
         markdown="results/report/{run}/prompt_memorization.md",
-        t_error_plot=report(
+        t_error_plot=in_report(
             "results/report/{run}/prompt_memorization_t_error.png",
-            caption="../report/prompt_memorization_plot.rst",
-            category="Text-to-image",
-            labels={"run": "{run}", "figure": "t-error of prompts"},
+            "Text-to-image",
+            caption="prompt_memorization_plot",
+            figure="t-error of prompts",
         ),
-        noise_plot=report(
+        noise_plot=in_report(
             "results/report/{run}/prompt_memorization_noise_magnitude.png",
-            caption="../report/prompt_memorization_plot.rst",
-            category="Text-to-image",
-            labels={"run": "{run}", "figure": "noise magnitude of prompts"},
+            "Text-to-image",
+            caption="prompt_memorization_plot",
+            figure="noise magnitude of prompts",
         ),
     log:
         "logs/{run}/make_t2i_memorization_report.log",

@@ -2,10 +2,7 @@
 # lives in results/train_state/, outside the declared output, so a killed job resumes from its last checkpoint.
 use rule stage_job as train_model with:
     input:
-        config=config_file("train"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("train")),
         code=stage_code("train"),
     output:
         model=directory("results/models/{run}/{trained}"),
@@ -30,12 +27,10 @@ use rule stage_job as train_model with:
 
 # A model distilled from others: the DistillMD student (Algorithm 2) regresses on teacher 2 for D1 batches and on
 # teacher 1 for D2 batches. Refuses to run when the teachers' metadata does not name the halves of this split.
-use rule stage_job as distill_model with:
+# Priority and resources as train_model's.
+use rule train_model as distill_model with:
     input:
-        config=config_file("distill"),
-        images="results/data/images.npz",
-        split="results/split/{run}/split.npz",
-        split_meta="results/split/{run}/split.json",
+        unpack(split_inputs("distill")),
         teachers=teacher_dirs,
         code=stage_code("train"),
     output:
@@ -44,11 +39,6 @@ use rule stage_job as distill_model with:
         "logs/{run}/distill_model/{distilled}.log",
     benchmark:
         "results/benchmarks/{run}/distill_model/{distilled}.tsv"
-    priority: training_priority
-    resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=60,
     params:
         command=stage_command(
             "distill",

@@ -1,4 +1,4 @@
-"""Stage of `workflow/rules/text2image_utility.smk`: the text-to-image utility table (FID, KID, IS, CLIP
+"""Stage of `workflow/rules/text2image.smk`: the text-to-image utility table (FID, KID, IS, CLIP
 score of every sampler).
 """
 
