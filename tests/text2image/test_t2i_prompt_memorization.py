@@ -1,12 +1,11 @@
 """The memorization detectors on prompts: Wen et al.'s text-conditional noise magnitude (hand-computed with a fake
 UNet), SecMI's t-error with the caption as condition, and the per-generation rows with their copy statistics."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler
+from helpers.text2image import MeanUNet
 
 from dualmd.attacks.secmi import t_error
 from dualmd.config.attacks import SecMIConfig
@@ -28,29 +27,6 @@ from dualmd.text2image.prompt_memorization import (
 
 PROMPTS = ["a handwritten digit one", "a bold two at the top left", "a small grey picture of the digit five"]
 SAMPLE = SampleConfig(num_inference_steps=3, batch_size=2, seed=5)
-
-
-class ConstantUNet(torch.nn.Module):
-    """eps(x_t, t, states) = (t + 1) * mean(states) at every latent entry, whatever x_t: the conditional and the
-    unconditional prediction differ by (t + 1) * (mean(states(c)) - mean(states(""))) per entry."""
-
-    def __init__(self):
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(1))  # the pipeline reads its device from a parameter
-        self.config = SimpleNamespace(in_channels=4, sample_size=8)
-
-    @property
-    def device(self):
-        return self.anchor.device
-
-    @property
-    def dtype(self):
-        return self.anchor.dtype
-
-    def forward(self, x, t, encoder_hidden_states):
-        t = torch.as_tensor(t, dtype=torch.float32).reshape(-1, 1, 1, 1)
-        level = encoder_hidden_states.float().mean(dim=(1, 2)).view(-1, 1, 1, 1) * (t + 1)
-        return SimpleNamespace(sample=level.expand_as(x).clone())
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +55,9 @@ def test_noise_magnitude_is_the_l2_norm_of_the_guidance_direction():
 
 
 def test_noise_magnitude_averages_the_steps_of_a_guided_generation(tiny):
-    """With ConstantUNet the magnitude at timestep t is |mean(c) - mean("")| (t + 1) sqrt(4 * 8 * 8); the detector
+    """With MeanUNet the magnitude at timestep t is |mean(c) - mean("")| (t + 1) sqrt(4 * 8 * 8); the detector
     averages it over the DDIM timesteps. Three prompts in batches of two check that each image keeps its own."""
-    pipe = pipeline(tiny, ConstantUNet())
+    pipe = pipeline(tiny, MeanUNet())
     images, magnitude = generate_with_noise_magnitude(
         pipe, PROMPTS, generation_seeds(0, [7, 8, 9], 0), SAMPLE, guidance_scale=7.5
     )
@@ -131,7 +107,7 @@ def test_t_error_of_a_predictor_blind_to_the_latent_is_zero(tiny):
         PROMPTS[:2],
         SecMIConfig(t_sec=100, k=10),
         batch_size=2,
-        unet=ConstantUNet(),
+        unet=MeanUNet(),
     )
     np.testing.assert_allclose(errors, 0.0, atol=1e-8)
 

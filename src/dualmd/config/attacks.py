@@ -96,13 +96,6 @@ class GSAConfig(Section):
     #: before the shadow protocol existed (and a run its results).
     _OMITTED_AT_DEFAULT = ("protocol", "num_reference", "recipe")
 
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        for f in fields(self):
-            if f.name in self._OMITTED_AT_DEFAULT and out[f.name] == f.default:
-                del out[f.name]
-        return out
-
     @property
     def uses_references(self) -> bool:
         """True under the shadow protocol: the attack needs its reference models' features."""

@@ -81,9 +81,17 @@ class Section:
     def _validate(self, prefix: str) -> None:
         """Range checks; subclasses raise ConfigError naming the key."""
 
+    #: Keys left out of `to_dict` while at their default: a key added to a section after configs were written
+    #: (and named by their digest) is listed here, so that those configs keep their digest and a run its results.
+    _OMITTED_AT_DEFAULT: typing.ClassVar[tuple[str, ...]] = ()
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-YAML form (tuples become lists)."""
-        return plain(asdict(self))
+        """Plain-YAML form (tuples become lists), without the keys of `_OMITTED_AT_DEFAULT` at their default."""
+        out = plain(asdict(self))
+        for f in fields(self):
+            if f.name in self._OMITTED_AT_DEFAULT and out[f.name] == f.default:
+                del out[f.name]
+        return out
 
 
 def plain(obj: Any) -> Any:

@@ -3,8 +3,8 @@ DistillMD's distillation and sampling."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from dualmd.config.base import Section, Weights, require
 
@@ -55,13 +55,6 @@ class SplitConfig(Section):
     #: Keys left out of `to_dict` at their default, so that configs written before they existed keep their
     #: digest (and a run its results).
     _OMITTED_AT_DEFAULT = ("member_list", "nonmember_list", "halves")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        for f in fields(self):
-            if f.name in self._OMITTED_AT_DEFAULT and out[f.name] == f.default:
-                del out[f.name]
-        return out
 
     def _validate(self, prefix: str) -> None:
         require(0.0 < self.member_fraction < 1.0, f"{prefix}.member_fraction", "must be in (0, 1)")
