@@ -79,6 +79,17 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
             "attack.pang_wang.fit_fraction: must be in (0, 1)",
         ),
         (
+            {
+                "dataset": {"name": "image_folder", "root": "x"},
+                "text2image": {"enabled": True, "unique_captions": True},
+            },
+            "text2image.unique_captions: tags the digits' template captions",
+        ),
+        (
+            {"text2image": {"pretrained": "sd15", "pretrain_text_encoder": True}},
+            "text2image.pretrain_text_encoder: trains the tiny stand-in's text encoder",
+        ),
+        (
             {"text2image": {"resources": {"finetune": {"gpu": -1}}}},
             "text2image.resources.finetune.gpu: must be >= 0",
         ),
@@ -103,6 +114,8 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
         "blackbox-off",
         "deit-no-path",
         "fit-fraction",
+        "unique-folder",
+        "pretrained-encoder",
         "gpu-negative",
         "resources-kind-typo",
         "resources-key-typo",
@@ -125,8 +138,23 @@ def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
         {"prompt_diversification": [False, False]},
         {"resources": {"distill": {"mem_mb": 0}}},
         {"resources": {"train": {"gpu": 1}}},
+        {"unique_captions": "yes"},
+        {"caption_seed": 0.5},
+        {"pretrain_text_encoder": 1},
     ],
-    ids=["dropout", "guidance", "typo", "type", "pd-empty", "pd-twice", "mem-zero", "resources-kind-typo"],
+    ids=[
+        "dropout",
+        "guidance",
+        "typo",
+        "type",
+        "pd-empty",
+        "pd-twice",
+        "mem-zero",
+        "resources-kind-typo",
+        "unique-type",
+        "caption-seed-type",
+        "encoder-type",
+    ],
 )
 def test_bad_text2image_values_fail_the_schema(section):
     with pytest.raises(Exception, match="text2image|validating|Additional properties"):

@@ -27,10 +27,11 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {k: v for k, v in _DECLARED.items()
 TEXT2IMAGE_STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     k: v for k, v in _DECLARED.items() if k.startswith("t2i_")
 }
-#: The text2image keys of the two memorized-prompt stages, and the keys of text2image.memorized_prompts each reads
-#: (no other stage reads that section: training, sampling and attacks read the selection file instead).
+#: The text2image keys of the two memorized-prompt stages (the selection also reads the captions' keys), and the
+#: keys of text2image.memorized_prompts each reads (no other stage reads that section: training, sampling and attacks
+#: read the selection file instead).
 _TEXT2IMAGE_KEYS = {
-    "t2i_memorized_prompts": ("enabled", "memorized_prompts"),
+    "t2i_memorized_prompts": ("enabled", "unique_captions", "caption_seed", "memorized_prompts"),
     "t2i_prompt_memorization": ("enabled", "guidance_scale", "memorized_prompts"),
 }
 _MEMORIZED_KEYS = {
