@@ -86,10 +86,6 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
             "text2image.unique_captions: tags the digits' template captions",
         ),
         (
-            {"text2image": {"pretrained": "sd15", "pretrain_text_encoder": True}},
-            "text2image.pretrain_text_encoder: trains the tiny stand-in's text encoder",
-        ),
-        (
             {"text2image": {"resources": {"finetune": {"gpu": -1}}}},
             "text2image.resources.finetune.gpu: must be >= 0",
         ),
@@ -115,7 +111,6 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
         "deit-no-path",
         "fit-fraction",
         "unique-folder",
-        "pretrained-encoder",
         "gpu-negative",
         "resources-kind-typo",
         "resources-key-typo",

@@ -106,8 +106,9 @@ class Text2ImageConfig(Section):
     guidance_scale: float = 7.5  # classifier-free guidance scale of sampling (steps, seed...: section sample)
     pretrain_vae_steps: int = 1000  # tiny stand-in only: VAE steps on the images outside the split
     pretrain_unet_steps: int = 2000  # tiny stand-in only: conditional-UNet steps on those images
-    # tiny stand-in only: train the text encoder with the UNet during pretraining (on the captions of the images
-    # outside the split), then freeze it; false keeps it at its seeded random initialisation
+    # tiny stand-in only (like the steps above, unused with `pretrained`): train the text encoder with the UNet
+    # during pretraining (on the captions of the images outside the split), then freeze it; false keeps it at its
+    # seeded random initialisation
     pretrain_text_encoder: bool = False
     # digits only: each image's original caption becomes its own (first template + a seeded three-word tag,
     # dualmd.text2image.captions.with_unique_captions); the templates stay as prompt diversification's alternatives
@@ -159,11 +160,6 @@ class Text2ImageConfig(Section):
         )
         require(self.adam_weight_decay >= 0.0, f"{prefix}.adam_weight_decay", "must be >= 0")
         require(self.encode_batch_size >= 1, f"{prefix}.encode_batch_size", "must be >= 1")
-        require(
-            not (self.pretrain_text_encoder and self.pretrained is not None),
-            f"{prefix}.pretrain_text_encoder",
-            "trains the tiny stand-in's text encoder; a pretrained pipeline (text2image.pretrained) brings its own",
-        )
         require(
             self.enabled or not self.memorized_prompts.enabled,
             f"{prefix}.memorized_prompts.num_images",
