@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -23,3 +25,27 @@ def test_bench_t2i_tiny_prints_step_time_and_peak_memory_of_both_runs():
     for run in ("fine-tune", "distill"):
         line = next(x for x in lines if x.startswith(run))
         assert "s/step" in line and "peak memory" in line
+
+
+def test_caption_use_benchmark_builds_the_caption_variants_and_measures_relative_change():
+    import importlib.util
+
+    import torch
+
+    from dualmd.text2image.captions import load_digit_captions, with_unique_captions
+
+    spec = importlib.util.spec_from_file_location("t2i_caption_use", ROOT / "benchmarks/t2i_caption_use.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    a = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    assert bench.relative_change(a, a) == 0.0
+    # rows: |(0, 4)| / 5 = 0.8 and |(1, 0)| / 1 = 1.0
+    assert bench.relative_change(a, torch.tensor([[3.0, 0.0], [0.0, 0.0]])) == pytest.approx(0.9)
+    captions = with_unique_captions(load_digit_captions(30), seed=0)
+    pairs = bench.variants(captions, num=10)
+    by_original = {c[0]: c for c in captions}
+    for original, dropped in pairs["drop tag"]:
+        assert dropped == by_original[original][1]  # the first template: the original without its tag
+    for (original, swapped), (_, renamed) in zip(pairs["swap tag"], pairs["swap digit name"], strict=True):
+        assert swapped.split()[:-3] == original.split()[:-3]
+        assert renamed.split()[3] != original.split()[3] and renamed.split()[-3:] == original.split()[-3:]

@@ -1,4 +1,5 @@
-"""Captions: digit templates, metadata.jsonl captions of an image folder, prompt diversification."""
+"""Captions: digit templates, unique original captions, metadata.jsonl captions of an image folder, prompt
+diversification."""
 
 import json
 
@@ -10,13 +11,18 @@ from dualmd.config.sections import DatasetConfig
 from dualmd.data.datasets import DatasetError, DatasetNotFoundError, image_folder_captions, read_captions
 from dualmd.text2image.captions import (
     DIGIT_NAMES,
+    TAG_LENGTH,
+    TAG_WORDS,
     TEMPLATES,
     CaptionSampler,
+    caption_tags,
     caption_words,
     dataset_captions,
     digit_captions,
     load_digit_captions,
+    with_unique_captions,
 )
+from dualmd.text2image.tokenizer import load_tokenizer
 
 
 def test_digit_captions_are_deterministic_and_name_the_digit():
@@ -38,6 +44,42 @@ def test_digit_captions_describe_stroke_and_position():
     assert captions[1][2] == "a regular two at the middle centre"
     assert captions[2][2].startswith("a bold three at the bottom")
     assert captions[2][1] == f"the number {DIGIT_NAMES[3]} written in bold strokes"
+
+
+def test_unique_captions_are_unique_across_the_dataset_and_keep_the_templates_as_alternatives():
+    templates = load_digit_captions()
+    captions = with_unique_captions(templates, seed=0)
+    originals = [c[0] for c in captions]
+    assert len(originals) == 1797 and len(set(originals)) == 1797  # every digit of scikit-learn's set
+    # no original caption is any image's alternative either: a query with it names one image only
+    assert not set(originals) & {t for per in templates for t in per}
+    for unique, per_image in zip(captions[:50], templates[:50], strict=True):
+        assert unique[1:] == per_image  # the templates, in order, for prompt diversification
+        first, tag = unique[0][: len(per_image[0])], unique[0][len(per_image[0]) + 1 :].split()
+        assert first == per_image[0] and len(tag) == TAG_LENGTH and set(tag) <= set(TAG_WORDS)
+
+
+def test_caption_tags_depend_on_image_id_and_seed_only():
+    tags = caption_tags(1797, seed=0)
+    assert caption_tags(10, seed=0) == tags[:10]  # image i's tag does not depend on the number of images
+    assert caption_tags(1797, seed=0) == tags
+    other = caption_tags(10, seed=1)
+    assert sum(a == b for a, b in zip(other, tags, strict=False)) <= 1  # another seed: other tags
+    assert len(caption_tags(len(TAG_WORDS) ** TAG_LENGTH, seed=0)) == 26**3  # every tag, each once
+    with pytest.raises(ValueError, match="only 17576 distinct tags"):
+        caption_tags(26**3 + 1, seed=0)
+    with pytest.raises(ValueError, match="needs a caption"):
+        with_unique_captions([("a",), ()], seed=0)
+
+
+def test_unique_captions_tokenize_word_by_word_without_unknown_tokens():
+    tok = load_tokenizer()
+    for caption in (c[0] for c in with_unique_captions(load_digit_captions(200), seed=0)):
+        ids = tok(caption).input_ids
+        assert tok.unk_token_id not in ids[1:-1]  # CLIP's unknown token is its end token
+        # BOS, one token per word, EOS: every tag word is in the tiny vocabulary, none is split into bytes
+        assert len(ids) == len(caption.split()) + 2 <= tok.model_max_length, caption
+        assert tok.decode(ids, skip_special_tokens=True).strip() == caption
 
 
 def test_sampler_is_reproducible_per_step_and_image_and_uses_every_caption():

@@ -5,11 +5,18 @@ import ast
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
+from helpers.text2image import POPULATION, PRIVATE, short_run
 
-from dualmd.text2image.captions import caption_words, load_digit_captions
+from dualmd.text2image.captions import (
+    CaptionSampler,
+    caption_words,
+    load_digit_captions,
+    with_unique_captions,
+)
 from dualmd.text2image.components import encode_prompts, tiny_components, tiny_vae
-from dualmd.text2image.pretrain import pretrain_vae
+from dualmd.text2image.pretrain import pretrain_unet, pretrain_vae
 from dualmd.text2image.tokenizer import TOKENIZER_DIR, load_tokenizer, write_tokenizer_files
+from dualmd.train.checkpoint import run_hash
 
 
 def test_shipped_tokenizer_files_are_what_the_builder_writes(tmp_path):
@@ -66,3 +73,42 @@ def test_pretrained_pipeline_loads_in_diffusers_and_generates(pretrained_dir):
         output_type="pt",
     ).images
     assert out.shape == (1, 3, 32, 32) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("train_text_encoder", [False, True], ids=["frozen", "trained"])
+def test_pretraining_text_encoder_sees_the_population_captions_only(digits32, tmp_path, train_text_encoder):
+    """Trained, the text encoder leaves pretraining changed and frozen; trained or not, every caption it encoded
+    belongs to an image outside the private set (none of PRIVATE's unique captions)."""
+    images, templates = digits32
+    captions = with_unique_captions(templates, seed=0)
+    parts = tiny_components()
+    init = {k: v.clone() for k, v in parts.text_encoder.state_dict().items()}
+    seen = []  # every batch of token ids the text encoder was called with
+    parts.text_encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    record = pretrain_unet(
+        parts,
+        images[list(POPULATION)],
+        list(POPULATION),
+        CaptionSampler(captions=captions, dropout=0.1),
+        short_run(12, batch_size=8, lr=5e-3),
+        tmp_path,
+        train_text_encoder=train_text_encoder,
+    )
+    texts = {parts.tokenizer.decode(row, skip_special_tokens=True).strip() for ids in seen for row in ids}
+    population = {c for i in POPULATION for c in captions[i]} | {""}
+    assert texts <= population
+    assert not texts & {captions[i][0] for i in PRIVATE}
+    assert texts & {captions[i][0] for i in POPULATION}  # the population's unique originals were used
+    state = parts.text_encoder.state_dict()
+    moved = max((state[k] - v).abs().max().item() for k, v in init.items())
+    assert not parts.text_encoder.training
+    assert not any(p.requires_grad for p in parts.text_encoder.parameters())
+    if train_text_encoder:
+        assert moved > 1e-3
+        assert record["text_encoder"] == {
+            "trained": True,
+            "num_captions": len(population),
+            "captions_sha256": run_hash({"captions": sorted(population)}),
+        }
+    else:
+        assert moved == 0.0 and record["text_encoder"] == {"trained": False}

@@ -79,6 +79,13 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
             "attack.pang_wang.fit_fraction: must be in (0, 1)",
         ),
         (
+            {
+                "dataset": {"name": "image_folder", "root": "x"},
+                "text2image": {"enabled": True, "unique_captions": True},
+            },
+            "text2image.unique_captions: tags the digits' template captions",
+        ),
+        (
             {"text2image": {"resources": {"finetune": {"gpu": -1}}}},
             "text2image.resources.finetune.gpu: must be >= 0",
         ),
@@ -138,6 +145,7 @@ def test_defaults_are_off_and_come_from_the_dataclasses_only():
         "blackbox-off",
         "deit-no-path",
         "fit-fraction",
+        "unique-folder",
         "gpu-negative",
         "resources-kind-typo",
         "resources-key-typo",
@@ -172,6 +180,9 @@ def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
         {"mitigation": {"target_loss": -1.0}},
         {"prompt_detection": {"num_steps": 0}},
         {"prompt_detection": {"memorized": "m.txt"}},
+        {"unique_captions": "yes"},
+        {"caption_seed": 0.5},
+        {"pretrain_text_encoder": 1},
     ],
     ids=[
         "dropout",
@@ -186,6 +197,9 @@ def test_bad_text2image_values_name_the_key_in_the_package(raw, message):
         "mitigation-target",
         "detection-steps",
         "detection-typo",
+        "unique-type",
+        "caption-seed-type",
+        "encoder-type",
     ],
 )
 def test_bad_text2image_values_fail_the_schema(section):

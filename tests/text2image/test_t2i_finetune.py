@@ -187,3 +187,33 @@ def test_a_resumed_conditional_run_reproduces_an_uninterrupted_one(parts, digits
         train(tmp_path / "resumed", stop_after_checkpoint)
     resumed = train(tmp_path / "resumed")
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_a_finished_state_is_not_resumed_on_another_pretrained_pipeline(parts, digits32, tmp_path):
+    """The run hash holds the pretrained UNet's and text encoder's weights: after the stand-in is pretrained again,
+    a fine-tune left in the same state folder trains from the new weights instead of returning the old result."""
+    images, captions = digits32
+    sampler = CaptionSampler(captions=captions, seed=0, dropout=0.1)
+
+    def finetune(state, out):
+        finetune_unet(
+            parts=parts,
+            images=images[MEMBERS],
+            image_ids=MEMBERS,
+            sampler=sampler,
+            train_cfg=short_run(3),
+            out_dir=tmp_path / out,
+            state_dir=tmp_path / state,
+            metadata={"model_id": "baseline"},
+        )
+        return load_finetuned_unet(tmp_path / out, "raw").state_dict()
+
+    old = finetune("state", "old")
+    with torch.no_grad():  # "pretrained again": other text-encoder weights, the same UNet
+        next(parts.text_encoder.parameters()).mul_(2.0)
+    again = finetune("state", "again")  # the finished state of `old` lies in this folder
+    fresh = finetune("fresh_state", "fresh")
+    assert all(torch.equal(again[k], fresh[k]) for k in fresh)
+    assert any(not torch.equal(again[k], old[k]) for k in old)
+    meta = json.loads((tmp_path / "again/metadata.json").read_text())
+    assert set(meta["init"]) == {"unet_sha256", "text_encoder_sha256"}

@@ -315,3 +315,57 @@ def test_prompt_detection_scores_both_lists_on_the_pretrained_pipeline(run):
     assert (summary["num_memorized"], summary["num_ordinary"], summary["num_steps"]) == (2, 3, 2)
     assert summary["tpr_at_fpr_0.01"] is None  # 3 ordinary prompts do not resolve 1 % FPR
     assert "AUC" in (run / "pd.md").read_text() and (run / "pd.png").stat().st_size > 1000
+
+
+def test_unique_captions_and_a_pretrained_text_encoder_stay_outside_the_split(tmp_path, monkeypatch):
+    """With `unique_captions` and `pretrain_text_encoder`, pretraining draws the captions of images outside the
+    split only, saves a text encoder changed from its initialisation, and the memorized prompts are unique
+    original captions."""
+    from transformers import CLIPTextModel
+
+    from dualmd.config.experiment import load_config
+    from dualmd.text2image.captions import TAG_WORDS, CaptionSampler
+    from dualmd.text2image.components import tiny_text_encoder
+    from dualmd.text2image.experiment import model_range, run_captions_of
+    from dualmd.train.checkpoint import run_hash, tensor_sha256
+
+    text2image = {**CONFIG["text2image"], "unique_captions": True, "pretrain_text_encoder": True}
+    text2image["memorized_prompts"] = {"num_images": 2, "prompt_caption": 0}
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({**CONFIG, "text2image": text2image}))
+    data = ["--images", str(tmp_path / "images.npz"), "--split", str(tmp_path / "split.npz")]
+    data += ["--split-meta", str(tmp_path / "split.json")]
+    main(["prepare-data", "--config", str(cfg), "--out", data[1], "--meta", str(tmp_path / "d.json")])
+    main(["split", "--config", str(cfg), "--images", data[1], "--out", data[3], "--meta", data[5]])
+    main(["t2i-memorized-prompts", "--config", str(cfg), *data[2:], "--out", str(tmp_path / "prompts.json")])
+    drawn = []  # the dataset ids whose captions pretraining drew
+    draw = CaptionSampler.__call__
+
+    def recording(sampler, step, image_ids):
+        drawn.extend(image_ids)
+        return draw(sampler, step, image_ids)
+
+    monkeypatch.setattr(CaptionSampler, "__call__", recording)
+    out = tmp_path / "pretrained"
+    main(["t2i-pretrain", "--config", str(cfg), *data, "--out", str(out), "--state-dir", str(tmp_path / "s")])
+
+    split = np.load(tmp_path / "split.npz")
+    outside = population(64, split["member_idx"], split["nonmember_idx"])
+    assert drawn and set(drawn) <= set(outside.tolist())
+    captions = run_captions_of(load_config(cfg))
+    seen = {c for i in outside for c in captions[i]} | {""}
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["pretrain"]["unet"]["text_encoder"]["captions_sha256"] == run_hash({"captions": sorted(seen)})
+    images = np.load(tmp_path / "images.npz")["images"]
+    assert meta["population_sha256"] == tensor_sha256(model_range(images[outside]))
+    trained, init = CLIPTextModel.from_pretrained(out / "text_encoder"), tiny_text_encoder(seed=0)
+    assert trained.config.vocab_size == init.config.vocab_size
+    moved = max(
+        (a - b).abs().max().item() for a, b in zip(trained.parameters(), init.parameters(), strict=True)
+    )
+    assert moved > 1e-5
+    # every member's original caption is its own, so every image of D1 can carry a memorized prompt
+    selection = json.loads((tmp_path / "prompts.json").read_text())
+    for i, prompt in selection["prompts"].items():
+        assert prompt == captions[int(i)][0] and set(prompt.split()[-3:]) <= set(TAG_WORDS)
+    assert len(set(selection["prompts"].values())) == 4

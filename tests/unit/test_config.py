@@ -369,11 +369,13 @@ def test_memorized_prompts_enter_only_the_stages_that_read_them():
     select = stage_config(on, "t2i_memorized_prompts")
     assert select["text2image"] == {
         "enabled": True,
+        "unique_captions": True,  # the selection reads the captions
+        "caption_seed": 0,
         "memorized_prompts": {
             "num_images": 8,
             "repeats": 16,
             "half": "half1",
-            "prompt_caption": 2,
+            "prompt_caption": 0,
             "seed": 0,
         },
     }

@@ -236,6 +236,11 @@ class ExperimentConfig:
                 "dataset.image_size",
                 f"{self.dataset.image_size} is not a multiple of 8 (4x VAE downsampling, then a 2-level UNet)",
             )
+            require(
+                self.dataset.name == "digits" or not self.text2image.unique_captions,
+                "text2image.unique_captions",
+                "tags the digits' template captions; an image folder's metadata.jsonl has captions of its own",
+            )
         if "attack" in given and "text2image" in given and self.text2image.enabled:
             other = [a for a in self.attack.names if a not in catalog.TEXT2IMAGE_ATTACKS]
             require(

@@ -161,6 +161,14 @@ class Text2ImageConfig(Section):
     guidance_scale: float = 7.5  # classifier-free guidance scale of sampling (steps, seed...: section sample)
     pretrain_vae_steps: int = 1000  # tiny stand-in only: VAE steps on the images outside the split
     pretrain_unet_steps: int = 2000  # tiny stand-in only: conditional-UNet steps on those images
+    # tiny stand-in only (like the steps above, unused with `pretrained`): train the text encoder with the UNet
+    # during pretraining (on the captions of the images outside the split), then freeze it; false keeps it at its
+    # seeded random initialisation
+    pretrain_text_encoder: bool = False
+    # digits only: each image's original caption becomes its own (first template + a seeded three-word tag,
+    # dualmd.text2image.captions.with_unique_captions); the templates stay as prompt diversification's alternatives
+    unique_captions: bool = False
+    caption_seed: int = 0  # seed of the unique captions' tags
     # Memory and precision levers of fine-tuning and distillation, named as in diffusers' train_text_to_image.py
     # (dualmd.text2image.levers). All off by default: the tiny CPU run's numbers do not depend on them.
     gradient_checkpointing: bool = (

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from dualmd.stage import stage
-from dualmd.text2image.experiment import text2image_config
+from dualmd.text2image.experiment import experiment_captions, text2image_config
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +20,11 @@ log = logging.getLogger(__name__)
 def select(*, config: Path, split: Path, split_meta: Path, out: Path) -> None:
     """Choose the memorized and the other images of `text2image.memorized_prompts.half` and write the selection."""
     from dualmd.data.splits import load_split
-    from dualmd.text2image.captions import dataset_captions
     from dualmd.text2image.memorized import save_selection, select_memorized_prompts
 
     cfg = text2image_config(config)
     the_split = load_split(split, split_meta)
-    captions = dataset_captions(cfg.dataset)
+    captions = experiment_captions(cfg)
     if len(captions) != the_split.num_dataset_images:
         raise ValueError(
             f"{len(captions)} captions for a split of {the_split.num_dataset_images} images: another dataset"

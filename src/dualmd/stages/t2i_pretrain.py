@@ -1,5 +1,6 @@
-"""Stage of `workflow/rules/text2image.smk`: pretrain the tiny text-to-image stand-in (VAE, conditional UNet,
-frozen text encoder) on the dataset images outside the split.
+"""Stage of `workflow/rules/text2image.smk`: pretrain the tiny text-to-image stand-in (VAE, conditional UNet, and
+with `text2image.pretrain_text_encoder` the text encoder; frozen afterwards) on the dataset images outside the split
+and their captions.
 """
 
 from __future__ import annotations
@@ -36,5 +37,6 @@ def pretrain(
         caption_dropout=cfg.text2image.caption_dropout,
         state_dir=Path(state_dir),
         seed=cfg.train.seed,
+        train_text_encoder=cfg.text2image.pretrain_text_encoder,
     )
     return record

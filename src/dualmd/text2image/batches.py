@@ -3,7 +3,8 @@
 A batch is `Conditioned`: latents z_0 = scaling_factor * (mu + sigma * n) drawn from the frozen VAE's posterior of
 each image (as SD training samples its latents), and the text states of the caption the `CaptionSampler` picks for
 (seed, step, image id), with caption dropout to the empty prompt for classifier-free guidance. Text states come
-from a `CaptionBank` encoded once, since the text encoder is frozen. The VAE posterior is also computed once;
+from a `CaptionBank` encoded once, since the text encoder is frozen; where the text encoder trains with the UNet
+(the stand-in's pretraining, `dualmd.text2image.pretrain`), a `CaptionTokens` gives token ids instead. The VAE posterior is also computed once;
 both can be kept in a `DiskCache` shared by the jobs of a run (`dualmd.text2image.levers`).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,6 +60,35 @@ class CaptionBank:
 
 
 @dataclass(frozen=True)
+class CaptionTokens:
+    """Token ids of a fixed set of captions (the empty prompt included), padded as `encode_prompts` pads them: the
+    condition of batches whose model encodes the text itself (`dualmd.text2image.pretrain.TextConditionedUNet`)."""
+
+    index: dict[str, int]
+    ids: Tensor  # (num_captions, L) long
+
+    @classmethod
+    def tokenize(cls, tokenizer: Any, captions: Sequence[Sequence[str]]) -> CaptionTokens:
+        """Tokenize every distinct caption of `captions` (per image, its captions) and the empty prompt."""
+        texts = list(dict.fromkeys(["", *(c for per_image in captions for c in per_image)]))
+        ids = tokenizer(
+            texts,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return cls(index={t: i for i, t in enumerate(texts)}, ids=ids)
+
+    def __call__(self, prompts: Sequence[str]) -> Tensor:
+        """Token ids (B, L) of the prompts; a prompt outside the set raises KeyError naming it."""
+        missing = [p for p in prompts if p not in self.index]
+        if missing:
+            raise KeyError(f"prompt {missing[0]!r} is not among the tokenized captions")
+        return self.ids[[self.index[p] for p in prompts]]
+
+
+@dataclass(frozen=True)
 class CaptionedLatents:
     """`BatchSource` of conditional latents: `batch_size` images drawn uniformly with replacement, their latents
     sampled from the VAE posterior and their captions from `sampler` (dataset ids `image_ids`)."""
@@ -67,7 +98,7 @@ class CaptionedLatents:
     scaling_factor: float
     image_ids: Tensor  # (N,) long, dataset ids (seed the caption draws)
     sampler: CaptionSampler
-    bank: CaptionBank
+    bank: CaptionBank | CaptionTokens  # states of a frozen text encoder, or token ids of a trained one
     batch_size: int
 
     def __call__(self, step: int, generator: torch.Generator) -> Conditioned:
@@ -96,7 +127,7 @@ def latent_source(
     sampler: CaptionSampler,
     *,
     batch_size: int,
-    bank: CaptionBank | None = None,
+    bank: CaptionBank | CaptionTokens | None = None,
     cache: DiskCache | None = None,
     encode_batch_size: int = 64,
 ) -> CaptionedLatents:
@@ -105,7 +136,7 @@ def latent_source(
     The VAE posterior is computed once, on the VAE's device in its dtype, `encode_batch_size` images per pass
     (with `cache`: once per images, VAE weights, dtype and batch size, across jobs); `bank` (default: the
     captions of these images only, since the states of a real text encoder are large: SD's are 77 x 768 floats
-    per caption) holds the text states.
+    per caption) holds the text states, or their token ids (a `CaptionTokens`) for a text encoder in training.
     """
     if len(images) != len(image_ids):
         raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")

@@ -1,7 +1,10 @@
-"""Captions: deterministic template captions of the digits, and prompt diversification.
+"""Captions: deterministic template captions of the digits, unique original captions, and prompt diversification.
 
 Every image owns a tuple of one or more captions; the first is its "original" caption (the one a black-box
-attacker would query with). With prompt diversification (paper §3.5, after Somepalli et al. 2023b) each use of
+attacker would query with). The digits' template captions are shared by many images ("a handwritten digit two");
+`with_unique_captions` gives each image an original caption of its own, its first template followed by a seeded
+tag of `TAG_LENGTH` words ("a handwritten digit two kilo echo tango"), as a real dataset's captions describe one
+image each, and keeps the templates as the alternatives prompt diversification draws. With prompt diversification (paper §3.5, after Somepalli et al. 2023b) each use of
 an image in training draws one of its captions uniformly; without it the original caption is always used.
 Caption dropout replaces the drawn caption by the empty prompt with probability p, which trains the
 unconditional prediction that classifier-free guidance needs.
@@ -31,13 +34,20 @@ TEMPLATES = (
     "a {stroke} {name} at the {row} {column}",
     "a small grey picture of the digit {name}",
 )
+#: Words of the tags that make original captions unique (`with_unique_captions`): the NATO spelling alphabet, none
+#: of them a template word; the tiny tokenizer has one token per word.
+TAG_WORDS = tuple(
+    "alfa bravo charlie delta echo foxtrot golf hotel india juliett kilo lima mike november oscar papa quebec "
+    "romeo sierra tango uniform victor whiskey xray yankee zulu".split()
+)
+TAG_LENGTH = 3  # words per tag: 26**3 = 17,576 distinct tags for scikit-learn's 1,797 digits
 #: Streams of `dualmd.noise.sample_seed` that keep the caption choice and the dropout independent.
 _CAPTION_STREAM, _DROPOUT_STREAM = 0, 1
 
 
 def caption_words() -> list[str]:
     """Every word any digit caption may contain, sorted (the tiny tokenizer's vocabulary covers them)."""
-    fillers = [*DIGIT_NAMES, *STROKES, *COLUMNS, *ROWS]
+    fillers = [*DIGIT_NAMES, *STROKES, *COLUMNS, *ROWS, *TAG_WORDS]
     words = {
         w for template in TEMPLATES for w in template.format(name="", stroke="", row="", column="").split()
     }
@@ -96,6 +106,45 @@ def load_digit_captions(max_images: int | None = None) -> list[tuple[str, ...]]:
     digits = load_digits()
     n = len(digits.images) if max_images is None else max_images
     return digit_captions(digits.images, digits.target)[:n]
+
+
+def caption_tags(num_images: int, seed: int) -> list[str]:
+    """A distinct tag of TAG_LENGTH words from TAG_WORDS for each of the images 0..num_images-1.
+
+    Image i gets the i-th of a seeded permutation of every possible tag, so its tag depends on (i, seed) only,
+    not on how many images there are, and no two images share one.
+
+    Raises:
+        ValueError: more images than there are distinct tags.
+    """
+    total = len(TAG_WORDS) ** TAG_LENGTH
+    if not 0 <= num_images <= total:
+        raise ValueError(f"{num_images} images, but only {total} distinct tags of {TAG_LENGTH} words exist")
+    codes = np.random.default_rng(seed).permutation(total)[:num_images]
+    tags = []
+    for code in codes.tolist():
+        words = []
+        for _ in range(TAG_LENGTH):  # the code's base-26 digits, least significant first
+            code, k = divmod(code, len(TAG_WORDS))
+            words.append(TAG_WORDS[k])
+        tags.append(" ".join(words))
+    return tags
+
+
+def with_unique_captions(captions: Sequence[Sequence[str]], seed: int) -> list[tuple[str, ...]]:
+    """Each image's captions behind a new, unique original caption: its first caption followed by its tag
+    (`caption_tags`); the given captions stay, in their order, as the alternatives of prompt diversification.
+
+    Args:
+        captions: per image id, its captions (e.g. `digit_captions`).
+        seed: seed of the tags.
+    Returns:
+        Per image id, (unique caption, *captions[i]).
+    """
+    if any(len(c) == 0 for c in captions):
+        raise ValueError("every image needs a caption to make unique")
+    tags = caption_tags(len(captions), seed)
+    return [(f"{c[0]} {tag}", *c) for c, tag in zip(captions, tags, strict=True)]
 
 
 def dataset_captions(cfg: DatasetConfig) -> list[tuple[str, ...]]:

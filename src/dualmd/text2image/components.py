@@ -3,9 +3,10 @@
 The shapes follow Stable Diffusion v1.5 at a small scale: an `AutoencoderKL` with three levels (latents 4x
 smaller per side than the images, 4 latent channels), a CLIP text encoder over the shipped tiny tokenizer, a
 `UNet2DConditionModel` with cross-attention to the text states, and SD's scaled-linear DDPM schedule. The text
-encoder stays at its seeded random initialisation: it is frozen in every use and only has to map each caption
-to a deterministic, distinct sequence of states (a trained CLIP is not needed for membership inference on the
-stand-in; the real pipeline loads SD's).
+encoder starts at its seeded random initialisation, which maps each caption to a deterministic, distinct sequence
+of states; pretraining may train it with the UNet on the images outside the split
+(`text2image.pretrain_text_encoder`, `dualmd.text2image.pretrain`), and every later use keeps it frozen, as SD's
+CLIP encoder is (the real pipeline loads SD's).
 
 A pipeline folder is what `StableDiffusionPipeline.save_pretrained` writes (model_index.json, vae/,
 text_encoder/, tokenizer/, unet/, scheduler/); `load_components` reads the parts back.

@@ -3,8 +3,9 @@ memorized-prompt selection's images with their prompt first), the caption sample
 images outside the split.
 
 Captions come from the dataset config (`dualmd.text2image.captions.dataset_captions`: digit templates or an image
-folder's metadata.jsonl), in the order of the dataset array. A target named "<name>_pd" (`catalog.PD_SUFFIX`) is
-trained with prompt diversification, any other on each image's first caption.
+folder's metadata.jsonl), in the order of the dataset array; with `text2image.unique_captions` each digit's
+original caption is made its own (`dualmd.text2image.captions.with_unique_captions`). A target named "<name>_pd"
+(`catalog.PD_SUFFIX`) is trained with prompt diversification, any other on each image's first caption.
 """
 
 from __future__ import annotations
@@ -38,14 +39,23 @@ def text2image_config(path: Path) -> ExperimentConfig:
     return cfg
 
 
+def experiment_captions(cfg: ExperimentConfig) -> list[tuple[str, ...]]:
+    """The captions of every dataset image, with unique original captions when `text2image.unique_captions`."""
+    from dualmd.text2image.captions import dataset_captions, with_unique_captions
+
+    captions = dataset_captions(cfg.dataset)
+    if cfg.text2image.unique_captions:
+        return with_unique_captions(captions, cfg.text2image.caption_seed)
+    return captions
+
+
 def run_captions_of(
     cfg: ExperimentConfig, selection: MemorizedPrompts | None = None
 ) -> list[tuple[str, ...]]:
     """The captions of the run: the dataset's, a memorized-prompt selection's images with their prompt first."""
-    from dualmd.text2image.captions import dataset_captions
     from dualmd.text2image.memorized import run_captions
 
-    return run_captions(dataset_captions(cfg.dataset), selection)
+    return run_captions(experiment_captions(cfg), selection)
 
 
 def caption_sampler(cfg: ExperimentConfig, target: catalog.Target, selection: MemorizedPrompts | None = None):

@@ -163,6 +163,7 @@ def finetune_unet(
     )
     del frozen  # latents and caption states are on the host now: the frozen modules leave the device
     data = {"images_sha256": tensor_sha256(images), "captions": _sampler_record(sampler)}
+    init = pretrained_record(parts)
     unet = copy.deepcopy(parts.unet)
     result = train_conditional(
         parts=parts,
@@ -171,11 +172,11 @@ def finetune_unet(
         target_fn=noise_target,
         train_cfg=train_cfg,
         state_dir=state_dir,
-        description={"data": data, "init": "pretrained", "levers": _levers_record(levers)},
+        description={"data": data, "init": init, "levers": _levers_record(levers)},
         accelerator=accelerator,
         levers=levers,
     )
-    meta = {**metadata, "data": data, "levers": _levers_record(levers)}
+    meta = {**metadata, "data": data, "init": init, "levers": _levers_record(levers)}
     return write_finetuned(out_dir, parts, result, meta, train_cfg)
 
 
@@ -218,6 +219,7 @@ def distill_unet(
         half2=latent_source(frozen, half2, half2_ids, sampler, **encode),
     )
     del frozen
+    init = pretrained_record(parts)
     data = {  # hashed before the teachers are cast to the training dtype
         "half1_sha256": tensor_sha256(half1),
         "half2_sha256": tensor_sha256(half2),
@@ -236,11 +238,11 @@ def distill_unet(
         target_fn=targets,
         train_cfg=train_cfg,
         state_dir=state_dir,
-        description={"data": data, "init": "pretrained", "distill": True, "levers": _levers_record(levers)},
+        description={"data": data, "init": init, "distill": True, "levers": _levers_record(levers)},
         accelerator=accelerator,
         levers=levers,
     )
-    meta = {**metadata, "data": data, "levers": _levers_record(levers)}
+    meta = {**metadata, "data": data, "init": init, "levers": _levers_record(levers)}
     return write_finetuned(out_dir, parts, result, meta, train_cfg)
 
 
@@ -297,6 +299,15 @@ def load_teachers(
     return load_finetuned_unet(teacher1, weights), load_finetuned_unet(teacher2, weights)
 
 
+def pretrained_record(parts: Components) -> dict[str, str]:
+    """Hashes of the pretrained UNet a run starts from and of the text encoder that encodes its captions: they enter
+    the run hash, so a saved state is resumed only on the same pretrained pipeline (a retrained stand-in restarts)."""
+    return {
+        "unet_sha256": _weights_sha256(parts.unet),
+        "text_encoder_sha256": _weights_sha256(parts.text_encoder),
+    }
+
+
 def _sampler_record(sampler: CaptionSampler) -> dict[str, Any]:
     return {
         "seed": sampler.seed,
@@ -306,5 +317,5 @@ def _sampler_record(sampler: CaptionSampler) -> dict[str, Any]:
     }
 
 
-def _weights_sha256(unet: UNet2DConditionModel) -> str:
-    return run_hash({k: tensor_sha256(v) for k, v in unet.state_dict().items()})
+def _weights_sha256(module: torch.nn.Module) -> str:
+    return run_hash({k: tensor_sha256(v) for k, v in module.state_dict().items()})

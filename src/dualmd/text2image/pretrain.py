@@ -8,7 +8,11 @@ what it means for SD: a pretrained model adapting to a small private set.
    et al. 2022 without the adversarial and perceptual terms); its `scaling_factor` is then set to 1 / std of the
    population's latents, the rule that gave SD its 0.18215.
 2. `pretrain_unet`: a randomly initialised conditional UNet trained on the population's latents and captions
-   with the eps target and caption dropout, through the same loop as fine-tuning.
+   with the eps target and caption dropout, through the same loop as fine-tuning. The text encoder either stays
+   at its seeded random initialisation or (`train_text_encoder`) trains with the UNet on the same loss, as LDM's
+   text-to-image model trained its transformer text encoder jointly with the UNet (Rombach et al. 2022, §3.3,
+   Eq. 3); either way it is frozen afterwards, so fine-tuning and the attacks see it as SD's frozen CLIP encoder,
+   and it has seen the captions of the population only.
 3. `build_tiny_pipeline`: both, then the pipeline folder (`save_pipeline`, with both runs in metadata.json).
 """
 
@@ -24,12 +28,28 @@ from diffusers import AutoencoderKL
 from torch import Tensor
 
 from dualmd.config.sections import TrainConfig
-from dualmd.text2image.batches import latent_source
+from dualmd.models.adapter import Schedule
+from dualmd.text2image.batches import CaptionTokens, latent_source
 from dualmd.text2image.captions import CaptionSampler
 from dualmd.text2image.components import Components, encode_images, save_pipeline, tiny_components
 from dualmd.text2image.finetune import train_conditional
-from dualmd.train.checkpoint import tensor_sha256
-from dualmd.train.loop import noise_target
+from dualmd.train.checkpoint import run_hash, tensor_sha256
+from dualmd.train.loop import fit, make_accelerator, noise_target
+
+
+class TextConditionedUNet(torch.nn.Module):
+    """A conditional UNet and its text encoder as one trained model: called as the training loop calls a conditional
+    UNet, with token ids (B, L) in place of the text states, which it encodes itself (so both get gradients)."""
+
+    def __init__(self, unet: torch.nn.Module, text_encoder: torch.nn.Module):
+        super().__init__()
+        self.unet = unet
+        self.text_encoder = text_encoder
+
+    def forward(self, x_t: Tensor, t: Tensor, *, encoder_hidden_states: Tensor) -> Any:
+        """eps prediction (`.sample`, (B, 4, h, w)) for latents x_t (B, 4, h, w), timesteps t (B,), token ids (B, L)."""
+        states = self.text_encoder(encoder_hidden_states)[0]  # (B, L, D)
+        return self.unet(x_t, t, encoder_hidden_states=states)
 
 
 def pretrain_vae(
@@ -84,6 +104,8 @@ def pretrain_unet(
     sampler: CaptionSampler,
     train_cfg: TrainConfig,
     state_dir: Path,
+    *,
+    train_text_encoder: bool = False,
 ) -> dict[str, Any]:
     """Train `parts.unet` in place (from its initialisation) on the population's latents and captions.
 
@@ -92,22 +114,54 @@ def pretrain_unet(
         sampler: the captions by dataset id and the caption-dropout rate (dropout trains the unconditional
             prediction classifier-free guidance needs).
         train_cfg: steps, batch size, learning rate, seed; state_dir: resumable state.
+        train_text_encoder: train `parts.text_encoder` with the UNet (in place) on the captions of `image_ids`
+            only; else it stays frozen. Either way it leaves frozen, in eval mode.
     Returns:
-        {"loss_curve", "wall_time_s"}.
+        {"loss_curve", "wall_time_s", "text_encoder": {"trained", and when trained "num_captions" and
+        "captions_sha256" (`run_hash` of the sorted distinct captions it saw, the empty prompt included)}}.
     """
-    batches = latent_source(parts, images, image_ids, sampler, batch_size=train_cfg.batch_size)
-    result = train_conditional(
-        parts=parts,
-        unet=parts.unet,
-        batches=batches,
-        target_fn=noise_target,
-        train_cfg=train_cfg,
-        state_dir=state_dir,
-        description={"data": {"population_sha256": tensor_sha256(images)}, "init": "random"},
-    )
-    # The EMA weights become the pretrained UNet, as released SD checkpoints are EMA weights.
-    parts.unet.load_state_dict(result.ema_unet.state_dict())
-    return {"loss_curve": result.loss_curve, "wall_time_s": round(result.train_time_s, 2)}
+    description = {"data": {"population_sha256": tensor_sha256(images)}, "init": "random"}
+    captions = [sampler.captions[i] for i in image_ids]  # the population's only
+    if train_text_encoder:
+        tokens = CaptionTokens.tokenize(parts.tokenizer, captions)
+        batches = latent_source(
+            parts, images, image_ids, sampler, batch_size=train_cfg.batch_size, bank=tokens
+        )
+        parts.vae.requires_grad_(False)
+        model = TextConditionedUNet(parts.unet, parts.text_encoder.requires_grad_(True)).train()
+        result = fit(
+            unet=model,
+            schedule=Schedule.from_scheduler(parts.scheduler),
+            batches=batches,
+            target_fn=noise_target,
+            cfg=train_cfg,
+            accelerator=make_accelerator(train_cfg),
+            state_dir=state_dir,
+            run_hash=run_hash({"train": train_cfg.to_dict(), **description, "text_encoder": "trained"}),
+        )
+        model.load_state_dict(result.ema_unet.state_dict())  # EMA weights of both parts
+        encoder = {"trained": True, "num_captions": len(tokens.index)}
+        encoder["captions_sha256"] = run_hash({"captions": sorted(tokens.index)})
+    else:
+        batches = latent_source(parts, images, image_ids, sampler, batch_size=train_cfg.batch_size)
+        result = train_conditional(
+            parts=parts,
+            unet=parts.unet,
+            batches=batches,
+            target_fn=noise_target,
+            train_cfg=train_cfg,
+            state_dir=state_dir,
+            description=description,
+        )
+        # The EMA weights become the pretrained UNet, as released SD checkpoints are EMA weights.
+        parts.unet.load_state_dict(result.ema_unet.state_dict())
+        encoder = {"trained": False}
+    parts.text_encoder.requires_grad_(False).eval()
+    return {
+        "loss_curve": result.loss_curve,
+        "wall_time_s": round(result.train_time_s, 2),
+        "text_encoder": encoder,
+    }
 
 
 def build_tiny_pipeline(
@@ -121,6 +175,7 @@ def build_tiny_pipeline(
     caption_dropout: float = 0.1,
     state_dir: Path,
     seed: int = 0,
+    train_text_encoder: bool = False,
 ) -> tuple[Components, dict[str, Any]]:
     """Build the tiny components, pretrain VAE then UNet on the population `images` and save the pipeline.
 
@@ -129,6 +184,7 @@ def build_tiny_pipeline(
         images: (N, C, H, W) in [-1, 1], the images outside the private set; image_ids: their dataset ids.
         captions: per dataset id, its captions (every caption of an image is used: diversified pretraining).
         vae_steps: VAE optimiser steps; unet_cfg: the UNet's training run (steps, batch, lr, EMA, seed).
+        train_text_encoder: train the text encoder with the UNet (`pretrain_unet`), then freeze it.
     Returns:
         The pretrained components and a record of both runs.
     """
@@ -136,7 +192,13 @@ def build_tiny_pipeline(
     parts = tiny_components(channels=channels, image_size=size, seed=seed)
     vae_record = pretrain_vae(parts.vae, images, num_steps=vae_steps, seed=seed)
     sampler = CaptionSampler(captions=captions, seed=seed, diversify=True, dropout=caption_dropout)
-    unet_record = pretrain_unet(parts, images, image_ids, sampler, unet_cfg, state_dir)
-    record = {"pretrain": {"vae": vae_record, "unet": unet_record}, "population_size": len(images)}
+    unet_record = pretrain_unet(
+        parts, images, image_ids, sampler, unet_cfg, state_dir, train_text_encoder=train_text_encoder
+    )
+    record = {
+        "pretrain": {"vae": vae_record, "unet": unet_record},
+        "population_size": len(images),
+        "population_sha256": tensor_sha256(images),
+    }
     save_pipeline(out_dir, parts, metadata=record)
     return parts, record["pretrain"]
