@@ -168,6 +168,17 @@ def check_images(images: Tensor, what: str = "images") -> None:
         )
 
 
+def own_section(cfg: AttackConfig, attack: str, kind: type, label: str) -> Any:
+    """The config section of attack `attack` (its catalog entry's own, `reads[0]`), which must be a `kind`: the
+    several names one module serves ("lira", "lira_online", ...) each read their own section of the same type.
+    Raises ValueError naming the attack as not a `label` attack otherwise."""
+    name = catalog.attack(attack).reads[0]
+    section = getattr(cfg, name)
+    if not isinstance(section, kind):
+        raise ValueError(f"{attack!r} is not a {label} attack (its section is {name!r})")
+    return section
+
+
 def check_inputs(images: Tensor, sample_ids: np.ndarray) -> np.ndarray:
     """Validate images and their ids; return the ids as an int64 array."""
     check_images(images)

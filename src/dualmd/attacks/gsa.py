@@ -45,7 +45,6 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from dualmd import catalog
 from dualmd.attacks.base import (
     Attack,
     AttackResult,
@@ -54,6 +53,7 @@ from dualmd.attacks.base import (
     check_labels,
     check_timesteps,
     model_device,
+    own_section,
     per_sample_noise,
     register,
     train_test_split,
@@ -156,12 +156,7 @@ def fit_classifier(
 
 def gsa_section(cfg: AttackConfig, attack: str = "gsa") -> GSAConfig:
     """The section of GSA attack `attack` ("gsa", "gsa_shadow"): its catalog entry's own."""
-    section = getattr(cfg, catalog.attack(attack).reads[0])
-    if not isinstance(section, GSAConfig):
-        raise ValueError(
-            f"{attack!r} is not a GSA attack (its section is {catalog.attack(attack).reads[0]!r})"
-        )
-    return section
+    return own_section(cfg, attack, GSAConfig, "GSA")
 
 
 @dataclass(frozen=True)

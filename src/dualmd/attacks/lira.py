@@ -44,9 +44,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dualmd import catalog
 from dualmd.attacks import loss, pia, sima  # noqa: F401  (registers what it calibrates)
-from dualmd.attacks.base import ATTACKS, ModelAttack, register
+from dualmd.attacks.base import ATTACKS, ModelAttack, own_section, register
 from dualmd.config.attacks import AttackConfig, LiraConfig
 from dualmd.models.adapter import NoisePredictor, Schedule
 
@@ -188,12 +187,7 @@ def offline_lira(statistic: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 def lira_section(cfg: AttackConfig, attack: str = "lira") -> LiraConfig:
     """The section of LiRA attack `attack` ("lira", "lira_online", "lira_target"): its catalog entry's own."""
-    section = getattr(cfg, catalog.attack(attack).reads[0])
-    if not isinstance(section, LiraConfig):
-        raise ValueError(
-            f"{attack!r} is not a LiRA attack (its section is {catalog.attack(attack).reads[0]!r})"
-        )
-    return section
+    return own_section(cfg, attack, LiraConfig, "LiRA")
 
 
 def reference_statistics(
