@@ -14,6 +14,8 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/stage_configs.smk"
+include: "workflow/rules/inputs.smk"
 include: "workflow/rules/common_t2i.smk"
 include: "workflow/rules/common_jobs.smk"
 include: "workflow/rules/stage_job.smk"
