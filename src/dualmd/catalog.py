@@ -39,7 +39,10 @@ targets that no attack scores and no sampler draws (`dualmd.data.splits` holds t
 - ``reference<k>_teacher1``, ``reference<k>_teacher2``, ``reference<k>_student``: DistillMD rebuilt on ``ref<k>``,
   teachers on its disjoint halves ``ref<k>_half1`` and ``ref<k>_half2`` and a student distilled from them;
 - ``shadow<k>``: the baseline's recipe on split subset ``shadow<k>``, a random half of the candidates (members and
-  non-members), for online LiRA.
+  non-members), for online LiRA;
+- ``shadow<k>_teacher1``, ``shadow<k>_teacher2``, ``shadow<k>_student``: DistillMD rebuilt on ``shadow<k>``, teachers
+  on its disjoint halves ``shadow<k>_half1`` and ``shadow<k>_half2`` and a student distilled from them (online LiRA
+  built like the target).
 
 Which of them calibrate a target is the target's ``reference_role`` (`lira_references`): the recipe that built it.
 
@@ -154,7 +157,7 @@ _ATTACKS = (
     AttackSpec("teacher_max", "pair", reads=("teacher_max",), wraps="statistic"),  # max over the teachers
     # calibrated by reference models; runs the attack named by its `statistic`
     AttackSpec("lira", "model", reads=("lira",), wraps="statistic", references=True, default=False),
-    # the same attack with its own section, whose defaults are the online mode and the target's recipe: one
+    # the same attack with its own section, whose defaults are the online mode, the target's recipe or both: one
     # config runs and reports the variants side by side
     AttackSpec(
         "lira_online",
@@ -169,6 +172,15 @@ _ATTACKS = (
         "lira_target",
         "model",
         reads=("lira_target",),
+        wraps="statistic",
+        references=True,
+        module="lira",
+        default=False,
+    ),
+    AttackSpec(
+        "lira_online_target",
+        "model",
+        reads=("lira_online_target",),
         wraps="statistic",
         references=True,
         module="lira",
@@ -229,9 +241,10 @@ REFERENCE_PREFIX = "reference"
 #: The models of one reference set: the baseline's recipe, and DistillMD's teachers and student.
 REFERENCE_ROLES: tuple[ReferenceRole, ...] = typing.get_args(ReferenceRole)
 _REFERENCE_NAME = re.compile(rf"{REFERENCE_PREFIX}([1-9]\d{{0,3}})(?:_(teacher1|teacher2|student))?")
-#: Name prefix of online LiRA's shadow models, followed by k >= 1 ("shadow3").
+#: Name prefix of online LiRA's shadow models, followed by k >= 1 ("shadow3") and, for DistillMD rebuilt on the
+#: shadow set, the model's role ("shadow3_student").
 SHADOW_PREFIX = "shadow"
-_SHADOW_NAME = re.compile(rf"{SHADOW_PREFIX}([1-9]\d{{0,3}})")
+_SHADOW_NAME = re.compile(rf"{SHADOW_PREFIX}([1-9]\d{{0,3}})(?:_(teacher1|teacher2|student))?")
 
 
 def dp_target(epsilon: float) -> Target:
@@ -287,26 +300,35 @@ def _model_number(k: int) -> int:
     return k
 
 
+def _rebuilt(name: str, subset: str, role: ReferenceRole, *, checkpoints: bool) -> Target:
+    """The model of `role` in a set of models that rebuild the experiment on split subset `subset`, named
+    `name` ("baseline") or "<name>_<role>": the baseline's recipe on `subset` (with the baseline's checkpoints when
+    `checkpoints`), a teacher on its half "<subset>_half1" / "<subset>_half2", or DistillMD's student distilled
+    from those two teachers."""
+    if role == "baseline":
+        return Target(name, "trained", members=subset, checkpoints=checkpoints)
+    halves = (f"{subset}_half1", f"{subset}_half2")
+    if role in ("teacher1", "teacher2"):
+        return Target(f"{name}_{role}", "trained", members=halves[role == "teacher2"])
+    if role == "student":
+        teachers = (f"{name}_teacher1", f"{name}_teacher2")
+        return Target(f"{name}_student", "distilled", members=subset, models=teachers, halves=halves)
+    raise ValueError(f"unknown reference role {role!r}; known: {list(REFERENCE_ROLES)}")
+
+
 def reference_target(k: int, role: ReferenceRole = "baseline") -> Target:
     """LiRA's reference model k (1-based) of one role (`REFERENCE_ROLES`): "baseline", the baseline's recipe on
     split subset ``ref<k>`` (with its checkpoints); "teacher1" / "teacher2", a teacher's recipe on the half
     ``ref<k>_half1`` / ``ref<k>_half2``; "student", DistillMD's student distilled from those two teachers."""
-    base = f"{REFERENCE_PREFIX}{_model_number(k)}"
-    if role == "baseline":
-        return Target(base, "trained", members=f"ref{k}", checkpoints=True)
-    halves = (f"ref{k}_half1", f"ref{k}_half2")
-    if role in ("teacher1", "teacher2"):
-        return Target(f"{base}_{role}", "trained", members=halves[role == "teacher2"])
-    if role == "student":
-        teachers = (f"{base}_teacher1", f"{base}_teacher2")
-        return Target(f"{base}_student", "distilled", members=f"ref{k}", models=teachers, halves=halves)
-    raise ValueError(f"unknown reference role {role!r}; known: {list(REFERENCE_ROLES)}")
+    return _rebuilt(f"{REFERENCE_PREFIX}{_model_number(k)}", f"ref{k}", role, checkpoints=True)
 
 
-def shadow_target(k: int) -> Target:
-    """Online LiRA's shadow model k (1-based): the baseline's recipe on split subset ``shadow<k>``, a random half
-    of the candidates."""
-    return Target(f"{SHADOW_PREFIX}{_model_number(k)}", "trained", members=f"shadow{k}")
+def shadow_target(k: int, role: ReferenceRole = "baseline") -> Target:
+    """Online LiRA's shadow model k (1-based) of one role (`REFERENCE_ROLES`): "baseline", the baseline's recipe on
+    split subset ``shadow<k>``, a random half of the candidates (no checkpoints); "teacher1" / "teacher2", a
+    teacher's recipe on the half ``shadow<k>_half1`` / ``shadow<k>_half2``; "student", DistillMD's student
+    distilled from those two teachers, whose members are ``shadow<k>``."""
+    return _rebuilt(f"{SHADOW_PREFIX}{_model_number(k)}", f"shadow{k}", role, checkpoints=False)
 
 
 def reference_set(name: str) -> int:
@@ -330,22 +352,25 @@ def reference_targets(num: int) -> list[str]:
 
 def lira_references(name: str, num: int, mode: str = "offline", recipe: str = "baseline") -> list[str]:
     """The `num` models that calibrate target `name` for LiRA in `mode` ("offline", "online") with reference
-    models of `recipe` ("baseline", "target"); a checkpoint "<name>@<step>" under the target recipe gets each
-    reference model's checkpoint at the same step.
+    models of `recipe` ("baseline", "target").
 
     Offline: ``reference<k>`` (baseline recipe), or the model of reference set k in the target's
-    ``reference_role``. Online: ``shadow<k>``.
+    ``reference_role``. Online: ``shadow<k>`` (baseline recipe), or the model of shadow set k in the target's role.
+    Under the target recipe a checkpoint "<name>@<step>" gets each reference model's checkpoint at the same step
+    where the reference models keep checkpoints (offline); online shadow models keep none, so a checkpoint is
+    calibrated by the shadow models of its model's role, as under the baseline recipe.
     """
-    if mode == "online":
-        if recipe != "baseline":
-            raise ValueError("online LiRA's shadow models are built with the baseline's recipe only")
-        return [shadow_target(k).name for k in range(1, num + 1)]
+    if mode not in ("offline", "online"):
+        raise ValueError(f"unknown LiRA mode {mode!r}; known: ['offline', 'online']")
+    built = shadow_target if mode == "online" else reference_target
     if recipe == "baseline":
-        return reference_targets(num)
+        return [built(k).name for k in range(1, num + 1)]
+    if recipe != "target":
+        raise ValueError(f"unknown LiRA recipe {recipe!r}; known: ['baseline', 'target']")
     base, step = split_checkpoint(name)
     role = target(base).reference_role
-    suffix = "" if step is None else f"{CHECKPOINT_SEP}{step}"
-    return [reference_target(k, role).name + suffix for k in range(1, num + 1)]
+    models = [built(k, role) for k in range(1, num + 1)]
+    return [m.name + ("" if step is None or not m.checkpoints else f"{CHECKPOINT_SEP}{step}") for m in models]
 
 
 def control_targets(dp_epsilons: Sequence[float] = (), overlap_percents: Sequence[int] = ()) -> list[str]:
@@ -365,7 +390,7 @@ def target(name: str) -> Target:
         raise ValueError(
             f"unknown target {name!r}; known: {list(TARGETS)}, {DP_PREFIX}<epsilon> and "
             f"teacher1|teacher2|student{OVERLAP_SEP}<percent>, {REFERENCE_PREFIX}<k>[_<role>], "
-            f"{SHADOW_PREFIX}<k> and "
+            f"{SHADOW_PREFIX}<k>[_<role>] and "
             f"{'|'.join(TEXT2IMAGE_TARGETS)}{PD_SUFFIX}"
         )
     return TARGETS[base]
@@ -398,7 +423,8 @@ def _control(name: str) -> Target | None:
             role = typing.cast(ReferenceRole, reference.group(2) or "baseline")
             candidates = (reference_target(int(reference.group(1)), role),)
         elif shadow := _SHADOW_NAME.fullmatch(name):
-            candidates = (shadow_target(int(shadow.group(1))),)
+            role = typing.cast(ReferenceRole, shadow.group(2) or "baseline")
+            candidates = (shadow_target(int(shadow.group(1)), role),)
         elif name.removesuffix(PD_SUFFIX) in TEXT2IMAGE_TARGETS:
             candidates = (diversified_target(name.removesuffix(PD_SUFFIX)),)
         else:

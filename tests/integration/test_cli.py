@@ -310,3 +310,41 @@ def test_lira_target_recipe_distils_reference_students_from_their_own_shadow_tea
     assert (
         proc.returncode == 2 and "attack.gsa_shadow.num_reference = 2 needs reference models" in proc.stderr
     )
+
+
+def test_online_target_recipe_distils_each_shadow_student_from_teachers_on_the_halves_of_its_shadow_set(
+    data, tmp_path
+):
+    """Online LiRA built like the target, as the workflow builds shadow set 1: its two shadow teachers train on the
+    disjoint halves of shadow1 (candidates: members and non-members), and the shadow student is distilled from
+    exactly those two over shadow1 (their metadata says so)."""
+    from dualmd import catalog
+    from dualmd.data.splits import load_split
+
+    split, split_meta = data / "split0.npz", data / "split0.json"
+    cfg = write_yaml(tmp_path / "train.yaml", {**TINY, "train": {**TINY["train"], "num_train_steps": 2}})
+    common = ["--config", cfg, "--images", data / "images.npz", "--split", split, "--split-meta", split_meta]
+    student = catalog.lira_references("student", 4, "online", "target")[0]
+    assert student == "shadow1_student"
+    for name in (*catalog.target(student).models, student):
+        args = ["--model", name, "--out", tmp_path / name, "--state-dir", tmp_path / f"state_{name}"]
+        if name == student:
+            args += sum((["--teachers", f"{m}={tmp_path / m}"] for m in catalog.target(name).models), [])
+        dualmd("train" if name != student else "distill", *common, *args)
+    the_split = load_split(split, split_meta)
+    meta = json.loads((tmp_path / student / "metadata.json").read_text())
+    assert meta["subset"] == "shadow1"
+    teachers = meta["teachers"]
+    assert [teachers[t]["model_id"] for t in ("teacher1", "teacher2")] == [
+        "shadow1_teacher1",
+        "shadow1_teacher2",
+    ]
+    halves = []
+    for role in ("teacher1", "teacher2"):
+        learnt = json.loads((tmp_path / f"shadow1_{role}" / "metadata.json").read_text())["subset"]
+        assert learnt == teachers[role]["subset"] == f"shadow1_half{role[-1]}"
+        halves.append(set(the_split.subset(learnt).tolist()))
+    assert halves[0] and halves[1] and not halves[0] & halves[1]
+    assert halves[0] | halves[1] == set(the_split.subset("shadow1").tolist())
+    candidates = set(the_split.evaluation_indices()[0].tolist())
+    assert halves[0] | halves[1] <= candidates and not candidates <= halves[0] | halves[1]

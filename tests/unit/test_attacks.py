@@ -210,6 +210,7 @@ def test_registry_holds_exactly_the_documented_attacks():
         "gsa_shadow",
         "lira",
         "lira_online",
+        "lira_online_target",
         "lira_target",
         "loss",
         "loss_tuned",

@@ -170,6 +170,7 @@ def test_reference_models_are_trained_targets_no_attack_or_sampler_reaches():
         "lira",
         "lira_online",
         "lira_target",
+        "lira_online_target",
         "gsa_shadow",
     ]
     assert [a for a in catalog.ATTACKS if catalog.attack(a).references and catalog.attack(a).default] == [
@@ -182,6 +183,9 @@ def test_reference_models_are_trained_targets_no_attack_or_sampler_reaches():
         "reference1_student@10",
         "shadow0",
         "shadow1@10",
+        "shadow1_teacher3",
+        "shadow1_student@10",
+        "shadow01_student",
     ):
         with pytest.raises(ValueError, match="unknown target"):
             catalog.target(bad)
@@ -227,8 +231,44 @@ def test_lira_reference_models_follow_the_mode_and_the_targets_recipe():
     assert (
         catalog.target("reference2@120").members == "ref2" and catalog.target("shadow3").members == "shadow3"
     )
-    with pytest.raises(ValueError, match="baseline's recipe only"):
-        catalog.lira_references("student", 2, "online", "target")
+    with pytest.raises(ValueError, match="unknown LiRA recipe 'student'"):
+        catalog.lira_references("student", 2, "offline", "student")
+    with pytest.raises(ValueError, match="unknown LiRA mode 'onl'"):
+        catalog.lira_references("student", 2, "onl")
+
+
+def test_online_lira_built_like_the_target_uses_distillmd_rebuilt_on_each_shadow_set():
+    """Online with the target's recipe: the student against the shadow students, a teacher against the shadow
+    teachers of its role, the baseline (and its checkpoints, which no shadow model keeps) against shadow<k>; on
+    shadow set k, two teachers on the halves of shadow<k> and a student distilled from exactly those two."""
+    expected = {
+        "student": ["shadow1_student", "shadow2_student", "shadow3_student", "shadow4_student"],
+        "teacher1": ["shadow1_teacher1", "shadow2_teacher1", "shadow3_teacher1", "shadow4_teacher1"],
+        "teacher2": ["shadow1_teacher2", "shadow2_teacher2", "shadow3_teacher2", "shadow4_teacher2"],
+        "baseline": ["shadow1", "shadow2", "shadow3", "shadow4"],
+        "baseline@120": ["shadow1", "shadow2", "shadow3", "shadow4"],
+        "selfdistill": ["shadow1", "shadow2", "shadow3", "shadow4"],
+    }
+    for name, models in expected.items():
+        assert catalog.lira_references(name, 4, "online", "target") == models, name
+    student = catalog.target("shadow3_student")
+    assert (student.kind, student.members, student.halves, student.models) == (
+        "distilled",
+        "shadow3",  # IN for the shadow student: every candidate of shadow3, either half
+        ("shadow3_half1", "shadow3_half2"),
+        ("shadow3_teacher1", "shadow3_teacher2"),
+    )
+    teacher1, teacher2 = (catalog.target(m) for m in student.models)
+    assert (teacher1.kind, teacher1.members, teacher2.members) == (
+        "trained",
+        "shadow3_half1",
+        "shadow3_half2",
+    )
+    assert not student.checkpoints and not catalog.target("shadow3").checkpoints
+    # a shadow model is neither scored nor sampled, and no shadow model is an offline reference model
+    assert not {"shadow1_student", "shadow1_teacher1"} & set(catalog.models() + catalog.samplers())
+    with pytest.raises(ValueError, match="is not an offline reference model"):
+        catalog.reference_set("shadow1_student")
 
 
 def test_prompt_diversified_text2image_targets_resolve_by_name():

@@ -58,8 +58,12 @@ SHORT = {
             "attack.lira_online.num_reference: must be >= 4 online with a per-candidate variance",
         ),
         (
-            {"attack": {"lira": {"mode": "online", "recipe": "target"}}},
-            "attack.lira.recipe: 'target' is built",
+            {"attack": {"lira": {"mode": "online", "recipe": "target", "num_reference": 6}}},
+            "attack.lira.num_reference: must be a multiple of 4 and >= 8 online with the target's recipe",
+        ),
+        (
+            {"attack": {"lira_online_target": {"num_reference": 4}}},
+            "attack.lira_online_target.num_reference: must be a multiple of 4 and >= 8 online with the target's",
         ),
         ({"attack": {"names": ["loss", "loss"]}}, "attack.names: lists an attack twice"),
         (
@@ -185,7 +189,8 @@ SHORT = {
         "lira-statistic",
         "lira-online-odd",
         "lira-online-per-candidate-two",
-        "lira-online-target",
+        "lira-online-target-not-quadruples",
+        "lira-online-target-four",
         "duplicate-attack",
         "fid-images-exceed-samples",
         "attack-timestep-range",
@@ -625,6 +630,24 @@ def test_gsa_protocols_name_their_reference_models_and_keep_the_slice_digest():
         )["attack"]["gsa"]["protocol"]
         == "shadow"
     )
+
+
+def test_lira_online_target_names_the_shadow_sets_rebuilt_like_each_target():
+    """lira_online_target's section defaults to the online mode and the target's recipe; its reference models are
+    the shadow models of each target's role (the baseline and its checkpoints: lira_online's shadow<k>), K a
+    multiple of 4."""
+    # lira_online_target at its defaults, lira_online at the same K
+    cfg = ExperimentConfig.from_mapping({"attack": {"lira_online": {"num_reference": 8}}}).attack
+    section = cfg.lira_online_target
+    assert (section.mode, section.recipe, section.num_reference) == ("online", "target", 8)
+    assert "lira_online_target" not in cfg.names  # opt-in, as every LiRA attack
+    targets = ["baseline", "baseline@24", "teacher1", "teacher2", "student", "selfdistill"]
+    shadows = [f"shadow{k}" for k in range(1, 9)]
+    assert cfg.reference_models("lira_online_target", targets) == shadows + [
+        f"{s}_{role}" for role in ("teacher1", "teacher2", "student") for s in shadows
+    ]
+    assert cfg.reference_models("lira_online", targets) == shadows  # the baseline's recipe: shadow<k> only
+    assert section.reference_models("baseline@24") == shadows  # online shadow models keep no checkpoints
 
 
 def test_replicates_shift_only_their_seeds():

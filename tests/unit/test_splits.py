@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dualmd.config.sections import SplitConfig
-from dualmd.data.members import shadow_in_out
+from dualmd.data.members import shadow_in_out, shadow_membership
 from dualmd.data.splits import (
     SUBSETS,
     Split,
@@ -438,3 +438,66 @@ def test_reading_a_split_imports_no_torch():
     code = "import sys; from dualmd.data.splits import load_split; import dualmd.stages.metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("num_shadow", [4, 8])
+def test_shadow_set_halves_split_it_so_every_candidate_meets_each_teacher_role_equally(num_shadow):
+    """DistillMD rebuilt on shadow set k (online LiRA built like the target): the halves of shadow<k> are disjoint,
+    make up shadow<k> and hold half of it up to one; every candidate is in half 1 of exactly K / 4 shadow sets and
+    in half 2 of K / 4, so each shadow teacher role has it IN for some models and OUT for the others."""
+    split = make_split(200, _cfg(num_images=42, member_fraction=0.25, seed=3))  # 10 members, 32 non-members
+    candidates, _ = split.evaluation_indices()
+    in_half = {1: [], 2: []}
+    for k in range(1, num_shadow + 1):
+        own = split.subset(f"shadow{k}")
+        half1, half2 = split.subset(f"shadow{k}_half1"), split.subset(f"shadow{k}_half2")
+        assert not set(half1) & set(half2) and sorted([*half1, *half2]) == own.tolist(), k
+        assert abs(half1.size - own.size / 2) <= 1 and abs(half2.size - own.size / 2) <= 1, k
+        in_half[1].append(np.isin(candidates, half1))
+        in_half[2].append(np.isin(candidates, half2))
+    for half in (1, 2):
+        assert (np.sum(in_half[half], axis=0) == num_shadow // 4).all(), half
+    # each set is cut on its own: the cuts of sets 1 and 3 (different pairs) are no copy of one another
+    assert not np.array_equal(split.subset("shadow1_half1"), split.subset("shadow3_half2"))
+    again = make_split(200, _cfg(num_images=42, member_fraction=0.25, seed=3))
+    assert again.subset("shadow2_half2").tolist() == split.subset("shadow2_half2").tolist()
+    for bad in ("shadow1_half3", "shadow1_half", "shadow0_half1"):
+        with pytest.raises(SplitError, match="unknown split subset"):
+            split.subset(bad)
+
+
+def test_online_target_membership_of_a_shadow_student_is_its_shadow_set_and_of_a_teacher_its_half():
+    """The is_in matrix that calibrates online LiRA built like the target, on a hand-built split of 8 candidates:
+    the shadow student of set k (and the baseline-recipe shadow<k>) counts a candidate IN iff it is in shadow<k>,
+    either half; shadow teacher 1 iff it is in shadow<k>_half1, teacher 2 iff in shadow<k>_half2."""
+    split = _split([0, 1, 2, 3], [4, 5, 6, 7], [0, 1], [2, 3], num=8)
+    ids = np.array([7, 0, 5, 2, 3, 6, 1, 4])  # candidates in another order than the split's
+    models = ["shadow1_student", "shadow1_teacher1", "shadow1_teacher2", "shadow1", "shadow2_student"]
+    is_in = shadow_membership(split, models, ids)
+    own = set(split.subset("shadow1").tolist())
+    half1, half2 = set(split.subset("shadow1_half1").tolist()), set(split.subset("shadow1_half2").tolist())
+    assert len(own) == 4 and half1 and half2  # 8 candidates: 4 in the set, each half non-empty
+    assert is_in.shape == (5, 8) and is_in.dtype == bool
+    assert is_in[0].tolist() == [int(i) in own for i in ids] == is_in[3].tolist()
+    assert is_in[1].tolist() == [int(i) in half1 for i in ids]
+    assert is_in[2].tolist() == [int(i) in half2 for i in ids]
+    assert not (is_in[1] & is_in[2]).any() and ((is_in[1] | is_in[2]) == is_in[0]).all()
+    assert (is_in[0] ^ is_in[4]).all()  # sets 1 and 2: complementary halves of the candidates
+
+
+def test_online_target_membership_lets_every_teacher_role_calibrate_every_candidate():
+    """With K = 8 the shadow teachers of one role have every candidate IN twice and OUT six times, so online LiRA
+    fits IN and OUT Gaussians for every candidate, pooled or per candidate; the shadow students have it IN four
+    times, as the baseline-recipe shadow models."""
+    from dualmd.attacks.lira import ReferenceStatistics
+
+    split = make_split(200, _cfg(num_images=42, member_fraction=0.25, seed=3))
+    ids, _ = split.evaluation_indices()
+    values = np.random.default_rng(0).normal(size=(8, ids.size))
+    for role in ("teacher1", "teacher2", "student"):
+        is_in = shadow_membership(split, [f"shadow{k}_{role}" for k in range(1, 9)], ids)
+        assert (is_in.sum(axis=0) == (4 if role == "student" else 2)).all(), role
+        statistics = ReferenceStatistics(ids, values, "loss", is_in=is_in)
+        for pooled in (True, False):
+            moments = statistics.in_out_distributions(ids[::-1], pooled)
+            assert all(np.isfinite(m).all() for m in moments) and (moments[1] > 0).all(), role

@@ -107,36 +107,50 @@ def test_before_controls_config_drops_the_checkpoints_and_the_added_attacks():
 
 
 def test_strong_attacks_config_trains_reference_models_only_for_lira():
-    """LiRA's reference models train only for the LiRA attacks: 4 like the baseline outside the split (lira and
-    lira_target's baseline), 4 shadow models on halves of the candidates (lira_online), and DistillMD rebuilt on
-    each reference set (lira_target: 2 teachers and 1 student per set); one job per LiRA attack scores every model
-    against them, and gsa_shadow's job reuses lira_target's; they are neither sampled nor attacked themselves."""
+    """LiRA's reference models train only for the LiRA attacks, K = 8 of each: 8 like the baseline outside the split
+    (lira and lira_target's baseline), 8 shadow models on halves of the candidates (lira_online and
+    lira_online_target's baseline), and DistillMD rebuilt on each reference set (lira_target) and on each shadow set
+    (lira_online_target): 2 teachers and 1 student per set; one job per LiRA attack scores every model against
+    them, and gsa_shadow's job reuses lira_target's first 4 sets; they are neither sampled nor attacked themselves."""
     jobs = planned_jobs(ROOT, "--forceall", "--configfile", "config/attacks-strong.yaml")
-    assert jobs["train_model"] == 3 + 4 + 4 + 2 * 4 and jobs["distill_model"] == 2 + 4
-    # the three LiRA attacks, gsa_shadow and secmi_stat_tuned (its own t_sec grid); the other tuned variants reuse
+    assert jobs["train_model"] == 3 + 8 + 8 + 2 * 8 + 2 * 8 and jobs["distill_model"] == 2 + 8 + 8
+    # the four LiRA attacks, gsa_shadow and secmi_stat_tuned (its own t_sec grid); the other tuned variants reuse
     # scores
-    assert jobs["score_model_attack"] == 6 + 3 + 1 + 1 and jobs["tune_attack"] == 3
+    assert jobs["score_model_attack"] == 6 + 4 + 1 + 1 and jobs["tune_attack"] == 3
     assert (
         jobs["sample_images"] == 6 + 5
         and jobs["score_model_attack_each"] == 5
-        and jobs["evaluate_attack"] == 13 + 5
+        and jobs["evaluate_attack"] == 14 + 5
     )
     args = ("-n", "--forceall", "--cores", "2", "--configfile", "config/attacks-strong.yaml")
     dry = snakemake(*args, cwd=ROOT).stdout
-    refs = " ".join(f"--references reference{k}=results/models/rep0/reference{k}" for k in range(1, 5))
+    refs = " ".join(f"--references reference{k}=results/models/rep0/reference{k}" for k in range(1, 9))
     assert "--attack lira " in dry and refs in dry
     assert dry.count("--references reference1=") == 3  # lira, and lira_target and gsa_shadow for the baseline
-    assert dry.count("--references shadow1=") == 1 and dry.count("--references reference1_student=") == 2
-    gsa = next(line for line in dry.splitlines() if "--attack gsa_shadow " in line)
-    built_like = [
-        f"reference{k}{role}" for role in ("", "_teacher1", "_teacher2", "_student") for k in range(1, 5)
-    ]
-    assert sorted(re.findall(r"--references (\S+?)=", gsa)) == sorted(built_like)
+    assert dry.count("--references shadow1=") == 2  # lira_online, and lira_online_target for the baseline
+    assert (
+        dry.count("--references reference1_student=") == 2 and dry.count("--references shadow1_student=") == 1
+    )
+    roles = ("", "_teacher1", "_teacher2", "_student")
+
+    def references_of(attack):
+        line = next(line for line in dry.splitlines() if f"--attack {attack} " in line)
+        return sorted(re.findall(r"--references (\S+?)=", line))
+
+    assert references_of("gsa_shadow") == sorted(f"reference{k}{r}" for r in roles for k in range(1, 5))
+    assert references_of("lira_online_target") == sorted(f"shadow{k}{r}" for r in roles for k in range(1, 9))
+    assert references_of("lira_online") == sorted(f"shadow{k}" for k in range(1, 9))
     assert "--references" not in next(line for line in dry.splitlines() if "--attack gsa " in line)
     assert "--model reference3 --out results/models/rep0/reference3" in dry
     assert "--model shadow3 --out results/models/rep0/shadow3" in dry
-    teachers = "--teachers reference2_teacher1=results/models/rep0/reference2_teacher1 --teachers reference2_teacher2="
-    assert f"--model reference2_student {teachers}" in dry
+    for prefix in ("reference", "shadow"):
+        assert f"--model {prefix}8_teacher2 --out results/models/rep0/{prefix}8_teacher2" in dry
+        teachers = " ".join(
+            f"--teachers {prefix}2_{t}=results/models/rep0/{prefix}2_{t}" for t in ("teacher1", "teacher2")
+        )
+        assert f"--model {prefix}2_student {teachers} --out" in dry
+    # no reference or shadow model is sampled or scored
+    assert not re.search(r"results/(samples|scores)/rep0/\S*(reference|shadow)\d", dry)
 
 
 def test_paper_config_validates_and_dry_runs():

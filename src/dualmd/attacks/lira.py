@@ -25,13 +25,15 @@ false`, ddof 1) or, the default, pooled over every candidate the references scor
 online): sqrt of the sum of squared deviations from each candidate's mean over the sum of (count - 1). With a
 handful of references a per-candidate variance is too noisy (Carlini et al.'s "fixed variance").
 
-Which models calibrate a target (the baseline's recipe, or built like the target: `recipe`) is the catalog's
-`lira_references`; this module only sees their statistics. The calibration removes what makes an image easy or hard
+Which models calibrate a target (the baseline's recipe, or built like the target: `recipe`, in either mode) is the
+catalog's `lira_references`, and online which of them trained on which candidate is `dualmd.data.members.
+shadow_membership`; this module only sees their statistics. The calibration removes what makes an image easy or hard
 for *any* model of the recipe, leaving what is specific to the attacked model. Cost: the statistic once per
 reference model, shared by every target the same reference models calibrate.
 
-The attacks `lira`, `lira_online` and `lira_target` are this one class, each configured by its own section
-(`attack.lira`, ...): the same keys with other defaults, so that one run reports the variants side by side.
+The attacks `lira`, `lira_online`, `lira_target` and `lira_online_target` are this one class, each configured by its
+own section (`attack.lira`, ...): the same keys with other defaults, so that one run reports the variants side by
+side.
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ def offline_lira(statistic: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 
 def lira_section(cfg: AttackConfig, attack: str = "lira") -> LiraConfig:
-    """The section of LiRA attack `attack` ("lira", "lira_online", "lira_target"): its catalog entry's own."""
+    """The section of LiRA attack `attack` ("lira", "lira_online", ...): its catalog entry's own."""
     return own_section(cfg, attack, LiraConfig, "LiRA")
 
 
@@ -270,3 +272,8 @@ class LiraOnline(Lira):
 @register("lira_target")
 class LiraTarget(Lira):
     """`lira` configured by `attack.lira_target` (reference models built like the target by default)."""
+
+
+@register("lira_online_target")
+class LiraOnlineTarget(Lira):
+    """`lira` configured by `attack.lira_online_target` (online, shadow models built like the target by default)."""

@@ -149,6 +149,7 @@ class LiraConfig(Section):
     SECTION = "attack.lira"
     # K: offline, reference models reference1..K, each on a random half of the reference population outside the
     # split; online, shadow models shadow1..K, each on a random half of the candidates (every candidate IN for K/2)
+    # and, with the target's recipe, DistillMD rebuilt on each (every candidate IN for K/4 shadow teachers of a role)
     num_reference: int = 4
     statistic: Literal["loss", "pia", "pian", "sima"] = (
         "loss"  # per-candidate statistic, configured by its section
@@ -159,7 +160,7 @@ class LiraConfig(Section):
     # Gaussians of shadow models trained with and without it (Carlini et al. 2022)
     mode: Literal["offline", "online"] = "offline"
     # baseline: every reference model is trained like the baseline; target: built like the attacked target (the
-    # student distilled from its own shadow teachers, a teacher on a half-size set, a checkpoint at its step)
+    # student distilled from its own shadow teachers, a teacher on a half-size set, offline a checkpoint at its step)
     recipe: Literal["baseline", "target"] = "baseline"
 
     #: LiRA is always calibrated by its reference models.
@@ -180,10 +181,14 @@ class LiraConfig(Section):
             f"{prefix}.num_reference",
             "must be >= 4 online with a per-candidate variance (two IN and two OUT statistics per candidate)",
         )
+        # online, built like the target: the shadow teachers of each role come in complementary quadruples, so every
+        # candidate is IN for exactly K / 4 of them (`dualmd.data.splits`), and its IN variance needs two
         require(
-            not (online and self.recipe == "target"),
-            f"{prefix}.recipe",
-            "'target' is built for the offline mode only (online shadow models use the baseline's recipe)",
+            not (online and self.recipe == "target")
+            or (self.num_reference % 4 == 0 and self.num_reference >= 8),
+            f"{prefix}.num_reference",
+            "must be a multiple of 4 and >= 8 online with the target's recipe (every candidate IN for K / 4 shadow "
+            "teachers of each role, at least two)",
         )
 
 
@@ -200,6 +205,17 @@ class LiraTargetConfig(LiraConfig):
     """The `lira_target` attack: LiRA's section with reference models built like the target as its default."""
 
     SECTION = "attack.lira_target"
+    recipe: Literal["baseline", "target"] = "target"
+
+
+@dataclass(frozen=True)
+class LiraOnlineTargetConfig(LiraConfig):
+    """The `lira_online_target` attack: LiRA's section with the online mode and shadow models built like the target
+    as its defaults."""
+
+    SECTION = "attack.lira_online_target"
+    num_reference: int = 8  # the fewest sets that give every candidate two IN shadow teachers of each role
+    mode: Literal["offline", "online"] = "online"
     recipe: Literal["baseline", "target"] = "target"
 
 
@@ -379,6 +395,7 @@ class AttackConfig(Section):
     lira: LiraConfig = field(default_factory=LiraConfig)
     lira_online: LiraOnlineConfig = field(default_factory=LiraOnlineConfig)
     lira_target: LiraTargetConfig = field(default_factory=LiraTargetConfig)
+    lira_online_target: LiraOnlineTargetConfig = field(default_factory=LiraOnlineTargetConfig)
     gsa_shadow: GSAShadowConfig = field(default_factory=GSAShadowConfig)
     pang_wang: PangWangConfig = field(default_factory=PangWangConfig)
     loss_tuned: TunedConfig = field(default_factory=TunedConfig)

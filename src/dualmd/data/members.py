@@ -1,5 +1,6 @@
 """Which images a stage sees: the dataset checked against its split, one subset's images, a target's
-evaluation set, the images GSA's shadow protocol features on a reference model.
+evaluation set, which candidates each online shadow model trained on, the images GSA's shadow protocol features on
+a reference model.
 
 A target's members are the split subset `dualmd.catalog` names for it (a teacher: its own half; every other
 model and the DualMD sampler: every member); non-members are always the split's non-member set.
@@ -7,6 +8,7 @@ model and the DualMD sampler: every member); non-members are always the split's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,21 @@ def evaluation_set(
     ids = np.concatenate([members, nonmembers]).astype(np.int64)
     is_member = np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
     return to_model_range(data[ids]), ids, is_member
+
+
+def shadow_membership(split: Split, models: Sequence[str], sample_ids: np.ndarray) -> np.ndarray:
+    """Whether each online shadow model trained on each candidate, from its split subset in the catalog: a shadow
+    model of the baseline's recipe or a shadow student, ``shadow<k>`` (the student learnt every image of both
+    halves, each from the teacher that did not see it); a shadow teacher, its half ``shadow<k>_half<1|2>``.
+
+    Args:
+        models: the K shadow models (names as `dualmd.catalog.lira_references` gives them).
+        sample_ids: (N,) dataset indices of the candidates.
+
+    Returns:
+        (K, N) bool, row k the membership of the candidates in model k's training set.
+    """
+    return np.stack([np.isin(sample_ids, split.subset(catalog.member_subset(m))) for m in models])
 
 
 def shadow_in_out(split: Split, model: str) -> tuple[np.ndarray, np.ndarray]:

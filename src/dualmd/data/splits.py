@@ -10,7 +10,9 @@ dataset images outside the split in a permutation seeded by the split's fingerpr
 member or a non-member; "ref<k>_half1" and "ref<k>_half2" split "ref<k>" into two disjoint halves (DistillMD
 rebuilt on a reference set). Online LiRA's shadow models train on "shadow<k>": a random half of the candidates
 (members and non-members), models 2j - 1 and 2j on complementary halves, so every candidate is in the training set
-of exactly K / 2 of K shadow models (K even).
+of exactly K / 2 of K shadow models (K even); "shadow<k>_half1" and "shadow<k>_half2" split "shadow<k>" into two
+disjoint halves (DistillMD rebuilt on a shadow set), cut so that every candidate is in half 1 of exactly K / 4 of
+the K shadow sets and in half 2 of K / 4 (K a multiple of 4).
 
 Errors: `SplitError` (a ValueError) for every broken invariant, bad or missing file and tampered sidecar.
 """
@@ -40,10 +42,10 @@ _OVERLAP = re.compile(r"(half1|half2)_ov(\d{1,3})")
 # Training sets of LiRA's reference models: a random half of the reference population.
 _REFERENCE = re.compile(r"ref([1-9]\d{0,3})(?:_half([12]))?")
 # Training sets of online LiRA's shadow models: a random half of the candidates.
-_SHADOW = re.compile(r"shadow([1-9]\d{0,3})")
+_SHADOW = re.compile(r"shadow([1-9]\d{0,3})(?:_half([12]))?")
 # Seed streams after the split's fingerprint: 0 the reference population, k its half k (as first released); these
 # tags keep the streams that came later apart from them.
-_SHADOW_STREAM, _REFERENCE_HALVES_STREAM = 1_000_001, 1_000_002
+_SHADOW_STREAM, _REFERENCE_HALVES_STREAM, _SHADOW_HALVES_STREAM = 1_000_001, 1_000_002, 1_000_003
 # SecMI's split format (mia_evals/member_splits/*.npz).
 SECMI_MEMBERS, SECMI_NONMEMBERS = "mia_train_idxs", "mia_eval_idxs"
 
@@ -104,7 +106,8 @@ class Split:
             return self._reference_half(k) if half is None else self._reference_quarter(k, int(half))
         shadow = _SHADOW.fullmatch(name)
         if shadow:
-            return self._shadow_half(int(shadow.group(1)))
+            k, half = int(shadow.group(1)), shadow.group(2)
+            return self._shadow_half(k) if half is None else self._shadow_quarter(k, int(half))
         overlap = _OVERLAP.fullmatch(name)
         if overlap:
             own, percent = overlap.group(1), int(overlap.group(2))
@@ -117,7 +120,7 @@ class Split:
         if name not in _KEYS:
             raise SplitError(
                 f"unknown split subset {name!r}; known: {list(SUBSETS)}, half<1|2>_ov<percent>, ref<k>, "
-                "ref<k>_half<1|2> and shadow<k>"
+                "ref<k>_half<1|2>, shadow<k> and shadow<k>_half<1|2>"
             )
         return getattr(self, _KEYS[name])
 
@@ -172,6 +175,33 @@ class Split:
         order = np.random.default_rng([self._seed(), _SHADOW_STREAM, pair]).permutation(candidates.size)
         chosen = order[: candidates.size // 2] if k % 2 == 1 else order[candidates.size // 2 :]
         idx = np.sort(candidates[chosen])
+        idx.setflags(write=False)
+        return idx
+
+    def _shadow_quarter(self, k: int, half: int) -> np.ndarray:
+        """Half `half` (1 or 2) of online shadow model k's training set: ``shadow<k>`` cut along one labelling of
+        the candidates shared by the shadow sets 4q - 3 .. 4q (q = ceil(k / 4): two complementary pairs). Sets of
+        the first pair put the candidates labelled 1 in their half 1, sets of the second pair in their half 2, so
+        each candidate is in half 1 of exactly one of the four sets and in half 2 of exactly one: every candidate is
+        IN for K / 4 of the K shadow teachers of each role, which online LiRA needs (a cut drawn per set would leave
+        some candidates IN for none). The labelling halves each of the four cells (in or out of set 4q - 3, in or
+        out of set 4q - 1) in the order of a seeded permutation, so a half holds |shadow<k>| / 2 candidates up to
+        one."""
+        candidates, _ = self.evaluation_indices()
+        first = k - (k - 1) % 4  # 4q - 3
+        cell = 2 * np.isin(candidates, self._shadow_half(first)) + np.isin(
+            candidates, self._shadow_half(first + 2)
+        )
+        order = np.random.default_rng([self._seed(), _SHADOW_HALVES_STREAM, (k + 3) // 4]).permutation(
+            cell.size
+        )
+        labelled = np.zeros(cell.size, dtype=bool)
+        for c in range(4):
+            in_cell = order[cell[order] == c]  # the cell's candidates in the permutation's order
+            labelled[in_cell[: in_cell.size // 2]] = True
+        second_pair = k - first >= 2
+        chosen = labelled if (half == 1) != second_pair else ~labelled
+        idx = np.intersect1d(self._shadow_half(k), candidates[chosen])
         idx.setflags(write=False)
         return idx
 

@@ -168,15 +168,13 @@ def _calibrations(attack, cfg, references: dict[str, Path], targets: list[str], 
 
 def _reference_statistics(lira, attack, cfg, names, loaded, the_split, data):
     """LiRA's statistic of every member and non-member on each loaded reference model (`names`)."""
-    import numpy as np
-
     from dualmd.data.datasets import to_model_range
+    from dualmd.data.members import shadow_membership
 
     section = lira.lira_section(cfg, attack)
     ids, _ = the_split.evaluation_indices()
-    is_in = None
-    if section.mode == "online":  # which shadow model trained on which candidate, from the split
-        is_in = np.stack([np.isin(ids, the_split.subset(catalog.member_subset(m))) for m in names])
+    # online: which shadow model trained on which candidate, from the split
+    is_in = shadow_membership(the_split, names, ids) if section.mode == "online" else None
     statistics = lira.reference_statistics(
         cfg, loaded, to_model_range(data[ids]), ids, attack=attack, is_in=is_in
     )
