@@ -5,10 +5,12 @@ the embeddings are L2-normalised, and the score is 100 x the mean cosine over th
 mean; this follows the code. Higher is better (prompt alignment, the paper's Table 5 column).
 
 The model is read from a local folder only (``utility.clip_path``, ``local_files_only``): nothing is downloaded.
-torchmetrics' default is ``openai/clip-vit-large-patch14``. Images in [-1, 1] are quantised to uint8 as saving
-them would (`dualmd.utility.to_pixel_range`) and handed to the processor, which resizes and normalises them as
-CLIP expects; prompts are padded and truncated to the text model's positions (torchmetrics cuts the token ids
-instead, which for prompts longer than 77 tokens also drops the end token; the Pokemon captions are short).
+torchmetrics' default is ``openai/clip-vit-large-patch14``; ``standin`` names the tiny run's stand-in CLIP
+(`dualmd.text2image.standin_scorers`), whose score is labelled as a stand-in's. Images in [-1, 1] are quantised to
+uint8 as saving them would (`dualmd.utility.to_pixel_range`) and handed to the processor, which resizes and
+normalises them as CLIP expects; prompts are padded and truncated to the text model's positions (torchmetrics
+cuts the token ids instead, which for prompts longer than 77 tokens also drops the end token; the Pokemon captions
+are short).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dualmd.config.evaluation import UtilityConfig
+from dualmd.config.evaluation import STANDIN, STANDIN_CLIP_LABEL, UtilityConfig, scorer_path
 
 #: Why the score is absent when no folder is configured.
 NO_CLIP_REASON = (
@@ -38,6 +40,23 @@ def load_clip(folder: str | Path, device: str | torch.device = "cpu") -> tuple[A
         raise FileNotFoundError(f"utility.clip_path: {folder} holds no model (no config.json)")
     model = CLIPModel.from_pretrained(folder, local_files_only=True).to(device).eval()
     return model, CLIPProcessor.from_pretrained(folder, local_files_only=True)
+
+
+def clip_pixels(images: Tensor, processor: Any) -> Tensor:
+    """Images (N, 1|3, H, W) in [-1, 1] (or uint8) as the CLIP image tower sees them: quantised to uint8 as saving
+    them would, then resized, cropped and normalised by the processor. Returns (N, 3, S, S) pixel_values."""
+    from dualmd.utility import to_pixel_range
+
+    pixels = to_pixel_range(images).to(torch.uint8)
+    rgb = list(pixels.permute(0, 2, 3, 1).numpy())  # (H, W, 3) uint8 each, as an image file holds
+    return processor(images=rgb, return_tensors="pt")["pixel_values"]
+
+
+def clip_model_name(clip_path: str, model: Any) -> str:
+    """The report's name of the CLIP model of a scorer key: its folder's name, or the stand-in's label, with the
+    image size and projection width."""
+    name = STANDIN_CLIP_LABEL if clip_path == STANDIN else Path(clip_path).name
+    return f"{name} ({model.config.vision_config.image_size} px, projection {model.config.projection_dim}-d)"
 
 
 def _embedding(output: Tensor | Any) -> Tensor:
@@ -65,16 +84,12 @@ def clip_cosines(
     Returns:
         (N,) float64 cosines in [-1, 1].
     """
-    from dualmd.utility import to_pixel_range
-
     if len(images) != len(prompts):
         raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
     max_length = model.config.text_config.max_position_embeddings
     out = []
     for start in range(0, len(images), batch_size):
-        pixels = to_pixel_range(images[start : start + batch_size]).to(torch.uint8)
-        rgb = list(pixels.permute(0, 2, 3, 1).numpy())  # (H, W, 3) uint8 each, as an image file holds
-        image_in = processor(images=rgb, return_tensors="pt")
+        pixel_values = clip_pixels(images[start : start + batch_size], processor)
         text_in = processor(
             text=list(prompts[start : start + batch_size]),
             return_tensors="pt",
@@ -82,7 +97,7 @@ def clip_cosines(
             truncation=True,
             max_length=max_length,
         )
-        image_emb = _embedding(model.get_image_features(pixel_values=image_in["pixel_values"].to(device)))
+        image_emb = _embedding(model.get_image_features(pixel_values=pixel_values.to(device)))
         text_emb = _embedding(
             model.get_text_features(
                 input_ids=text_in["input_ids"].to(device), attention_mask=text_in["attention_mask"].to(device)
@@ -109,16 +124,24 @@ def clip_score_interval(cosines: np.ndarray, num_bootstrap: int, seed: int) -> t
 
 
 def compute_clip_score(
-    images: Tensor, prompts: Sequence[str], cfg: UtilityConfig, *, device: str | torch.device = "cpu"
+    images: Tensor,
+    prompts: Sequence[str],
+    cfg: UtilityConfig,
+    *,
+    device: str | torch.device = "cpu",
+    standin: str | Path | None = None,
 ) -> dict[str, Any]:
     """The CLIP score of the first `cfg.num_images` images against their prompts, or the reason it is absent.
 
     Args:
         images: (N, C, H, W) in [-1, 1], N >= cfg.num_images; prompts: N prompts (prompts[i] made images[i]).
-        cfg: clip_path (None: absent), num_images, batch size, num_bootstrap and seed of the interval.
+        cfg: clip_path (None: absent; "standin": `standin`), num_images, batch size, num_bootstrap and seed of the
+            interval.
+        standin: the stand-in CLIP folder, where cfg.clip_path is "standin".
     Returns:
         {"clip_score", "clip_score_low", "clip_score_high", "clip_model", "clip_absent_reason"}: the score and
-        its 95 % bootstrap interval (None when absent), the folder's model, and None or why it is absent.
+        its 95 % bootstrap interval (None when absent), the model's name (`clip_model_name`: the stand-in's says
+        so), and None or why it is absent.
     """
     if cfg.clip_path is None:
         return {
@@ -132,7 +155,7 @@ def compute_clip_score(
         raise ValueError(
             f"{len(images)} images and {len(prompts)} prompts for utility.num_images={cfg.num_images}"
         )
-    model, processor = load_clip(cfg.clip_path, device)
+    model, processor = load_clip(scorer_path(cfg.clip_path, standin, "utility.clip_path"), device)
     cosines = clip_cosines(
         images[: cfg.num_images],
         list(prompts[: cfg.num_images]),
@@ -146,7 +169,6 @@ def compute_clip_score(
         "clip_score": clip_score(cosines),
         "clip_score_low": low,
         "clip_score_high": high,
-        "clip_model": f"{Path(cfg.clip_path).name} ({model.config.vision_config.image_size} px, "
-        f"projection {model.config.projection_dim}-d)",
+        "clip_model": clip_model_name(cfg.clip_path, model),
         "clip_absent_reason": None,
     }

@@ -49,3 +49,18 @@ def test_caption_use_benchmark_builds_the_caption_variants_and_measures_relative
     for (original, swapped), (_, renamed) in zip(pairs["swap tag"], pairs["swap digit name"], strict=True):
         assert swapped.split()[:-3] == original.split()[:-3]
         assert renamed.split()[3] != original.split()[3] and renamed.split()[-3:] == original.split()[-3:]
+
+
+def test_standin_descriptor_benchmark_scores_retrieval_of_the_copied_image():
+    """Unit embeddings: the copy of image 0 is image 0 (found, cosine 1, best other 0); the copy of image 1 is
+    0.6 e1 + 0.8 e3 (not found: cosine 0 with its source, 0.8 with image 2)."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("standin", ROOT / "benchmarks/t2i_standin_descriptor.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    images = torch.eye(3, dtype=torch.float64)
+    copied = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.0, 0.8]], dtype=torch.float64)
+    assert bench.retrieval(lambda x: x, images, torch.tensor([0, 1]), copied) == "0.50 / 0.500 / 0.400"

@@ -99,15 +99,24 @@ def test_image_scorers_give_table5_columns(descriptor_file, tmp_path):
     e1, e2 = np.eye(WIDTH)[0], np.eye(WIDTH)[1]
     model, processor = tiny_clip(tmp_path)
     clip = (constant_towers(model, e1, (e1 + e2) / math.sqrt(2)), processor)
-    scorers = ImageScorers(descriptor=load_descriptor(descriptor_file), clip=clip, batch_size=2)
+    scorers = ImageScorers(
+        descriptor=load_descriptor(descriptor_file),
+        descriptor_name="means.torchscript.pt",
+        clip=clip,
+        clip_name="clip (16 px)",
+        batch_size=2,
+    )
     columns = scorers.columns(GENERATED, ["a red digit", "a green digit"], OWN, MEMBERS)
     np.testing.assert_allclose(columns["sscd_own"], [R, -1.0], atol=1e-6)
     np.testing.assert_allclose(columns["sscd_max"], [1.0, R], atol=1e-6)
     assert columns["sscd_nearest"].tolist() == [2, 3]
     np.testing.assert_allclose(columns["clip_cosine"], [R, R], atol=1e-5)
     assert columns["sscd_absent_reason"] is None and columns["clip_absent_reason"] is None
+    assert (columns["sscd_model"], columns["clip_model"]) == ("means.torchscript.pt", "clip (16 px)")
     absent = ImageScorers().columns(GENERATED, ["a", "b"], OWN, MEMBERS)
     assert np.isnan(absent["sscd_own"]).all() and np.isnan(absent["clip_cosine"]).all()
-    assert absent["sscd_nearest"].tolist() == [-1, -1]
+    assert (
+        absent["sscd_nearest"].tolist() == [-1, -1] and absent["sscd_model"] is absent["clip_model"] is None
+    )
     assert absent["sscd_absent_reason"] == NO_DESCRIPTOR_REASON
     assert "memorization.clip_path" in absent["clip_absent_reason"]

@@ -11,6 +11,7 @@ from dualmd.text2image.memorization_report import (
     detector_table,
     load_rows,
     prompt_values,
+    table5_markdown,
     write_prompt_memorization,
 )
 
@@ -27,11 +28,23 @@ DETECTOR_COLUMNS = [
 ]
 
 
-def rows(noise, t_error, *, copies=None, generations=2, mitigation="none", sscd=None, clip=None):
+def rows(
+    noise,
+    t_error,
+    *,
+    copies=None,
+    generations=2,
+    mitigation="none",
+    sscd=None,
+    clip=None,
+    sscd_model="sscd_disc_large.torchscript.pt",
+    clip_model="clip-vit-large-patch14 (224 px, projection 768-d)",
+):
     """Score rows of 8 prompts (ids 0-3 memorized, 4-7 other): per prompt a noise magnitude (each generation
     at value -+ 0.5, so the mean is the value) and a t-error; `copies` marks generation 0 of those ids a copy of
     its own image. `sscd` (per prompt: own-image similarity; the max over members is 0.1 more) and `clip` (per
-    prompt: CLIP cosine) are absent, with a reason, when None."""
+    prompt: CLIP cosine) are absent, with a reason, when None; else from the networks named `sscd_model` and
+    `clip_model`."""
     out = []
     for k in range(generations):
         for i in range(8):
@@ -54,6 +67,8 @@ def rows(noise, t_error, *, copies=None, generations=2, mitigation="none", sscd=
                     "sscd_max": np.nan if sscd is None else sscd[i] + 0.1,
                     "sscd_nearest_member": -1 if sscd is None else 100 + i,
                     "clip_cosine": np.nan if clip is None else clip[i],
+                    "sscd_model": None if sscd is None else sscd_model,
+                    "clip_model": None if clip is None else clip_model,
                     "sscd_absent_reason": "no descriptor here" if sscd is None else None,
                     "clip_absent_reason": "no CLIP here" if clip is None else None,
                 }
@@ -134,6 +149,31 @@ def test_table5_scores_per_group_and_mitigation():
     assert detectors.loc["noise_magnitude", "memorized_median"] == pytest.approx(6.5)
     absent = copy_table({"baseline": plain.assign(sscd_own=np.nan, sscd_absent_reason="no descriptor")})
     assert absent["sscd_own_mean"].isna().all() and set(absent["sscd_absent_reason"]) == {"no descriptor"}
+
+
+@pytest.mark.parametrize("standin", [False, True], ids=["paper-networks", "standins"])
+def test_table5_names_its_networks_and_heads_a_standins_columns_as_one(standin):
+    from dualmd.config.evaluation import STANDIN_CLIP_LABEL, STANDIN_DESCRIPTOR_LABEL
+
+    names = {"sscd_model": STANDIN_DESCRIPTOR_LABEL, "clip_model": STANDIN_CLIP_LABEL} if standin else {}
+    text = "\n".join(
+        table5_markdown(copy_table({"baseline": rows(NOISE, T_ERROR, sscd=SSCD, clip=CLIP, **names)}))
+    )
+    assert "| No defense | 0.750 | 0.250 | 0.500 | 0.600 | 22.50 |" in text
+    header = next(line for line in text.splitlines() if line.startswith("| target"))
+    if standin:
+        assert header.startswith("| target | stand-in copy score (not SSCD) to own image, memorized |")
+        assert header.endswith("| stand-in CLIP score (not OpenAI's CLIP), all |")
+        assert (
+            f"Copy descriptor: {STANDIN_DESCRIPTOR_LABEL}." in text
+            and f"CLIP model: {STANDIN_CLIP_LABEL}." in text
+        )
+        assert "not comparable with the paper's SSCD and CLIP ViT-L/14 numbers" in text
+    else:
+        assert header.startswith("| target | SSCD to own image, memorized |") and header.endswith(
+            "| CLIP score, all |"
+        )
+        assert "Copy descriptor: sscd_disc_large.torchscript.pt." in text and "stand-in" not in text.lower()
 
 
 def test_report_files(tmp_path):

@@ -117,6 +117,37 @@ def test_utility_table_has_fid_and_kid_with_intervals_per_sampler_and_variant(tm
     assert table["clip_absent_reason"].notna().all() and table["clip_score"].isna().all()
 
 
+def test_utility_table_heads_a_standin_clip_score_as_one(tmp_path):
+    from dualmd.config.evaluation import STANDIN_CLIP_LABEL
+
+    record = {
+        "sampler": "baseline",
+        "fid": 10.0,
+        "fid_low": 9.0,
+        "fid_high": 12.0,
+        "kid": 0.01,
+        "kid_se": 0.0,
+    }
+    record |= {
+        "clip_score": 30.0,
+        "clip_score_low": 29.0,
+        "clip_score_high": 31.5,
+        "clip_absent_reason": None,
+    }
+    record |= {"clip_model": f"{STANDIN_CLIP_LABEL} (32 px, projection 64-d)", "inception_score": None}
+    record |= {"num_images": 64, "num_reference": 128, "feature_net": "inception"}
+    (tmp_path / "baseline.json").write_text(json.dumps(record))
+    md = tmp_path / "u.md"
+    out = ["--out", str(tmp_path / "u.csv"), "--markdown", str(md)]
+    main(["t2i-utility-report", "--utility", str(tmp_path / "baseline.json"), *out])
+    text = md.read_text()
+    assert "| Method | PD | FID | KID | IS | CLIP score (stand-in, not OpenAI's CLIP) |" in text
+    assert (
+        "| 30.000 [29.000, 31.500] |" in text and f"({STANDIN_CLIP_LABEL} (32 px, projection 64-d))" in text
+    )
+    assert "not comparable with the paper's CLIP ViT-L/14 numbers" in text
+
+
 def test_utility_table_shows_inception_and_clip_scores_where_computed(tmp_path):
     files = []
     for i, sampler in enumerate(["baseline", "dualmd", "student"]):
@@ -153,3 +184,4 @@ def test_utility_table_shows_inception_and_clip_scores_where_computed(tmp_path):
         in text
     )
     assert "(clip-vit-large-patch14 (224 px, projection 768-d))" in text and "absent" not in text
+    assert "stand-in" not in text

@@ -205,6 +205,7 @@ def test_text2image_config_plans_the_text2image_experiment_only():
     # memorized prompts: one selection, one scoring job for every model and DualMD pair, one report
     assert jobs["select_memorized_prompts"] == 1 and jobs["score_prompt_memorization"] == 1
     assert jobs["make_t2i_memorization_report"] == 1
+    assert jobs["train_t2i_standin_scorers"] == 1  # Table 5's stand-in CLIP and copy descriptor
     assert not set(jobs) & {
         "train_model",
         "distill_model",
@@ -246,6 +247,44 @@ def test_text2image_config_plans_the_text2image_experiment_only():
         for m in ("baseline", "teacher1", "teacher2", "student")
     )
     assert "--noise-plot results/report/rep0/prompt_memorization_noise_magnitude.png" in dry
+
+
+def rule_edges(*args: str) -> set[tuple[str, str]]:
+    """(producer, consumer) rule pairs of Snakemake's rule graph of the project under `args`."""
+    dot = snakemake("--forceall", "--rulegraph", *args, cwd=ROOT).stdout
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', dot, re.M))
+    return {(names[a], names[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M)}
+
+
+def test_text2image_tiny_config_trains_the_standin_scorers_before_scoring_with_them(tmp_path):
+    """`standin` scorer keys: the stand-in stage (on the split, outside it) runs before the jobs that compute the
+    copy and CLIP scores, which get its outputs; with the keys unset, neither the job nor the options."""
+    edges = rule_edges("--configfile", "config/text2image-tiny.yaml")
+    assert {("make_split", "train_t2i_standin_scorers")} <= edges
+    assert {
+        ("train_t2i_standin_scorers", r) for r in ("score_prompt_memorization", "score_t2i_utility")
+    } <= edges
+    dry = snakemake(
+        "-n", "-p", "--forceall", "--cores", "2", "--configfile", "config/text2image-tiny.yaml", cwd=ROOT
+    )
+    lines = dry.stdout.splitlines()
+    standin = "--clip results/t2i_scorers/rep0/clip --descriptor results/t2i_scorers/rep0/copy_descriptor.pt"
+    assert any("dualmd t2i-standin-scorers" in line and standin in line for line in lines)
+    scoring = next(line for line in lines if "dualmd t2i-prompt-memorization" in line)
+    assert "--standin-clip results/t2i_scorers/rep0/clip " in scoring
+    assert "--standin-descriptor results/t2i_scorers/rep0/copy_descriptor.pt " in scoring
+    utility = [line for line in lines if "dualmd utility " in line]
+    assert len(utility) == 6 and all(
+        "--standin-clip results/t2i_scorers/rep0/clip " in line for line in utility
+    )
+
+    unset = tmp_path / "paths.yaml"
+    unset.write_text(
+        "memorization:\n  copy_descriptor: null\n  clip_path: null\nutility:\n  clip_path: null\n"
+    )
+    args = ("--forceall", "--configfile", "config/text2image-tiny.yaml", str(unset), "--")
+    assert "train_t2i_standin_scorers" not in planned_jobs(ROOT, *args)
+    assert "--standin" not in snakemake("-n", "-p", "--cores", "2", *args, cwd=ROOT).stdout
 
 
 def test_text2image_without_memorized_prompts_plans_none_of_their_jobs(tmp_path):

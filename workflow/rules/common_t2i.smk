@@ -2,6 +2,7 @@
 # each prompt-diversification variant, wildcard constraints and path helpers. Targets come from dualmd.catalog:
 # with `text2image.prompt_diversification: [false, true]` every target also exists as "<name>_pd", trained with
 # one of an image's captions drawn at each use, in the same run folder and from the same stage configs.
+from dualmd.config.evaluation import STANDIN, STANDIN_KEYS  # noqa: E402
 from dualmd.config.stages import TEXT2IMAGE_STAGE_SECTIONS  # noqa: E402
 
 T2I_VARIANTS = EXPERIMENT.text2image.variants
@@ -23,6 +24,17 @@ T2I_MEMORIZATION_TARGETS = T2I_MODELS + [
 ]
 # Memorized vs ordinary prompt lists on the pretrained pipeline (text2image.prompt_detection; on with both lists).
 T2I_DETECTION = EXPERIMENT.text2image.prompt_detection
+# The scorer keys that name the tiny run's stand-ins ("standin": memorization.copy_descriptor, memorization.clip_path,
+# utility.clip_path), and what the stand-in stage writes (text2image_memorization.smk).
+T2I_STANDIN = [
+    f"{section}.{key}"
+    for section, key in STANDIN_KEYS
+    if getattr(getattr(EXPERIMENT, section), key) == STANDIN
+]
+T2I_STANDIN_OUTPUTS = {
+    "clip": "results/t2i_scorers/{run}/clip",
+    "descriptor": "results/t2i_scorers/{run}/copy_descriptor.pt",
+}
 
 
 def one_of(names):
@@ -40,12 +52,15 @@ wildcard_constraints:
 
 def t2i_stages():
     """The text-to-image stages with a config of their own (no pretraining when a pipeline is given, no
-    memorized-prompt stages when they are off)."""
+    memorized-prompt stages when they are off, no stand-in scorers unless a scorer key names them).
+    """
     skipped = {"t2i_pretrain"} if T2I_PRETRAINED else set()
     if not T2I_MEMORIZED:
         skipped |= {"t2i_memorized_prompts", "t2i_prompt_memorization"}
     if not T2I_DETECTION.enabled:
         skipped.add("t2i_prompt_detection")
+    if not T2I_STANDIN:
+        skipped.add("t2i_standin_scorers")
     stages = [s for s in TEXT2IMAGE_STAGE_SECTIONS if s not in skipped]
     return stages + [f"t2i_attack_{a}" for a in ATTACKS] + ["metrics", "utility"]
 
@@ -58,6 +73,16 @@ def t2i_resources(kind):
 def t2i_memorized_prompts(wildcards):
     """The memorized-prompt selection a training, sampling or attack job reads (none when they are off)."""
     return [f"results/t2i_memorization/{wildcards.run}/prompts.json"] if T2I_MEMORIZED else []
+
+
+def t2i_standin(output, key):
+    """Input function: the stand-in scorers' `output` ("clip" or "descriptor") of a replicate where the scorer key
+    `key` ("memorization.clip_path", ...) is "standin"; nothing otherwise."""
+
+    def path(wildcards):
+        return [T2I_STANDIN_OUTPUTS[output].format(run=wildcards.run)] if key in T2I_STANDIN else []
+
+    return path
 
 
 def t2i_pretrained(wildcards):

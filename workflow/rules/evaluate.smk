@@ -95,10 +95,11 @@ for m in MODALITIES:
             "{params.command} > {log} 2>&1"
 
     # FID with its bootstrap interval, KID with its standard error, and IS where the feature network has a
-    # classifier head (the CLIP score too for text-to-image, where utility.clip_path is set), of one sampler
-    # against the reference set (utility.reference): score_utility, score_t2i_utility. Inception on every generated
-    # image is among the longest jobs: the unconditional experiment runs them ahead of the short evaluations, which
-    # then fill both cores at the end of the run instead of one of these running alone.
+    # classifier head (the CLIP score too for text-to-image, where utility.clip_path is set: a folder, or the tiny
+    # run's stand-in), of one sampler against the reference set (utility.reference): score_utility,
+    # score_t2i_utility. Inception on every generated image is among the longest jobs: the unconditional experiment
+    # runs them ahead of the short evaluations, which then fill both cores at the end of the run instead of one of
+    # these running alone.
     rule:
         name:
             m.rule("score_utility")
@@ -107,6 +108,7 @@ for m in MODALITIES:
             reference=f"{m.folder('utility')}/reference.npz",
             samples=f"{m.folder('samples')}/{m.sampler}/samples.npz",
             info=f"{m.folder('samples')}/{m.sampler}/info.json",
+            standin_clip=t2i_standin("clip", "utility.clip_path") if m.is_text2image else [],
             code=stage_code("utility"),
         output:
             summary=f"{m.folder('utility')}/{m.sampler}.json",

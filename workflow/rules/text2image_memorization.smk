@@ -3,8 +3,8 @@
 # become memorized prompts, against as many other training prompts of that half; two detectors per prompt
 # (SecMI's t-error, Wen et al.'s text-conditional noise magnitude) and the copies of its generations, for every
 # model and DualMD pair of every prompt-diversification variant (and the undefended models under Wen et al.'s
-# mitigation, text2image.mitigation). With text2image.prompt_detection, memorized vs ordinary prompt lists on the
-# pretrained pipeline (Fig. 3's setting).
+# mitigation, text2image.mitigation), with the tiny run's stand-in scorers of Table 5 where asked for. With
+# text2image.prompt_detection, memorized vs ordinary prompt lists on the pretrained pipeline (Fig. 3's setting).
 
 
 # The memorized images and as many other images of the same half, with their prompts; every training, sampling
@@ -25,6 +25,26 @@ use rule stage_job as select_memorized_prompts with:
         command=stage_command("t2i-memorized-prompts", out="{output.prompts}"),
 
 
+# The tiny run's stand-ins for Table 5's scorers, where a scorer key is "standin": a tiny CLIP trained on the images
+# outside the split and their captions, and a fixed centred-pixel copy descriptor (not OpenAI's CLIP, not SSCD; the
+# reports say so). Read by score_prompt_memorization and score_t2i_utility.
+use rule stage_job as train_t2i_standin_scorers with:
+    input:
+        unpack(split_inputs("t2i_standin_scorers")),
+        code=stage_code("t2i_standin_scorers"),
+    output:
+        clip=directory(T2I_STANDIN_OUTPUTS["clip"]),
+        descriptor=T2I_STANDIN_OUTPUTS["descriptor"],
+    log:
+        "logs/{run}/train_t2i_standin_scorers.log",
+    benchmark:
+        "results/benchmarks/{run}/train_t2i_standin_scorers.tsv"
+    resources:
+        **t2i_resources("pretrain"),
+    params:
+        command=stage_command("t2i-standin-scorers"),
+
+
 # One row per generation of every selected prompt with every model and DualMD pair: the prompt's t-error
 # (models), the generation's noise magnitude and copy statistics. One job, so that a model adds no process
 # start-up (as score_t2i_attack).
@@ -33,6 +53,8 @@ use rule stage_job as score_prompt_memorization with:
         unpack(split_inputs("t2i_prompt_memorization")),
         memorized="results/t2i_memorization/{run}/prompts.json",
         models=per_target("results/t2i_models/{run}/{target}", T2I_MODELS),
+        standin_clip=t2i_standin("clip", "memorization.clip_path"),
+        standin_descriptor=t2i_standin("descriptor", "memorization.copy_descriptor"),
         code=stage_code("t2i_prompt_memorization"),
     output:
         scores=per_target(

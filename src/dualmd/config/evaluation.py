@@ -4,10 +4,41 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from dualmd import catalog
 from dualmd.config.base import Section, require
+
+#: Value of a scorer key (`memorization.copy_descriptor`, `memorization.clip_path`, `utility.clip_path`) that names
+#: the tiny run's stand-in instead of a file (`dualmd.text2image.standin_scorers`): not SSCD, not OpenAI's CLIP.
+STANDIN = "standin"
+#: The scorer keys that take STANDIN, as (section, key).
+STANDIN_KEYS = (("memorization", "copy_descriptor"), ("memorization", "clip_path"), ("utility", "clip_path"))
+#: How the reports name the stand-ins, so that nobody reads their scores as the paper's metrics.
+STANDIN_DESCRIPTOR_LABEL = "stand-in copy descriptor (centred pixels), not SSCD"
+STANDIN_CLIP_LABEL = "stand-in CLIP (tiny, trained on the images outside the split), not OpenAI's CLIP"
+
+
+def scorer_path(value: str, standin: str | Path | None, key: str) -> Path:
+    """The file or folder a scorer key names: `value`, or where it is STANDIN the stand-in's file or folder
+    (`standin`, written by the `t2i-standin-scorers` stage).
+
+    Raises:
+        ValueError: `value` is STANDIN and no stand-in is given.
+    """
+    if value != STANDIN:
+        return Path(value)
+    if standin is None:
+        raise ValueError(
+            f"{key} is {STANDIN!r}, but no stand-in was given (the t2i-standin-scorers stage's output)"
+        )
+    return Path(standin)
+
+
+def is_standin_label(label: object) -> bool:
+    """Whether a report's scorer name (STANDIN_*_LABEL, or a file's name) is a stand-in's."""
+    return isinstance(label, str) and label.startswith("stand-in")
 
 
 @dataclass(frozen=True)
@@ -77,7 +108,8 @@ class MemorizationConfig(Section):
     # text-to-image only (no unconditional stage reads these): Table 5's scores of the memorization-on-prompts
     # stage. A local TorchScript file of an image-copy descriptor network (SSCD, e.g.
     # sscd_disc_large.torchscript.pt) for the copy score (`dualmd.text2image.copy_score`), and a local folder of a
-    # transformers CLIPModel with its processor for the CLIP score (`dualmd.clip_score`); None: reported absent
+    # transformers CLIPModel with its processor for the CLIP score (`dualmd.clip_score`); None: reported absent;
+    # "standin" (STANDIN): the tiny run's stand-in descriptor / CLIP, reported as stand-ins
     copy_descriptor: str | None = None
     clip_path: str | None = None
 
@@ -100,7 +132,8 @@ class UtilityConfig(Section):
     reference: Literal["dataset", "members"] = "dataset"  # reference set of FID / KID: every dataset image
     num_bootstrap: int = 1000  # resamples of the generated images for the FID (and CLIP score) interval
     # text-to-image: local folder of a transformers CLIPModel with its processor (e.g. openai/clip-vit-large-
-    # patch14, torchmetrics' default) for the CLIP score of each sampler; None: the score is reported absent
+    # patch14, torchmetrics' default) for the CLIP score of each sampler; None: the score is reported absent;
+    # "standin" (STANDIN): the tiny run's stand-in CLIP, reported as a stand-in
     clip_path: str | None = None
     seed: int = 0
 

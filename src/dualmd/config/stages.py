@@ -27,15 +27,17 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {k: v for k, v in _DECLARED.items()
 TEXT2IMAGE_STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     k: v for k, v in _DECLARED.items() if k.startswith("t2i_")
 }
-#: The text2image keys of the memorization stages (the selection also reads the captions' keys; the nested
-#: sections below enter no other stage: training, sampling and attacks read the selection file instead), and the
-#: keys of a nested section a stage reads where it reads only some of them.
+#: The text2image keys of the memorization stages and of the stand-in scorers (the selection and the stand-ins
+#: also read the captions' keys; the nested sections below enter no other stage: training, sampling and attacks
+#: read the selection file, the scoring stages the stand-ins' files), and the keys of a nested section a stage
+#: reads where it reads only some of them.
 _TEXT2IMAGE_KEYS = {
     "t2i_memorized_prompts": ("enabled", "unique_captions", "caption_seed", "memorized_prompts"),
     "t2i_prompt_memorization": ("enabled", "guidance_scale", "allow_tf32", "memorized_prompts", "mitigation"),
     "t2i_prompt_detection": ("enabled", "guidance_scale", "allow_tf32", "prompt_detection"),
+    "t2i_standin_scorers": ("enabled", "unique_captions", "caption_seed", "standin_scorers"),
 }
-_NESTED_T2I_SECTIONS = ("memorized_prompts", "mitigation", "prompt_detection")
+_NESTED_T2I_SECTIONS = ("memorized_prompts", "mitigation", "prompt_detection", "standin_scorers")
 _NESTED_KEYS = {
     "t2i_memorized_prompts": {
         "memorized_prompts": ("num_images", "repeats", "half", "prompt_caption", "seed")

@@ -1,5 +1,6 @@
 """The text-to-image section (`dualmd.text2image`), its nested sections on memorization (memorized prompts, Wen et
-al.'s mitigation, the prompt-list detection) and the resources its workflow jobs request (`text2image.resources`)."""
+al.'s mitigation, the prompt-list detection, the stand-in scorers of Table 5) and the resources its workflow jobs
+request (`text2image.resources`)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,30 @@ class PromptDetectionConfig(Section):
 
 
 @dataclass(frozen=True)
+class StandinScorersConfig(Section):
+    """Training of the tiny run's stand-in CLIP (`dualmd.text2image.standin_scorers`), the network behind the CLIP
+    score where `memorization.clip_path` or `utility.clip_path` is "standin": a tiny `CLIPModel` trained
+    contrastively on the images outside the split and their captions. The stand-in copy descriptor
+    (`memorization.copy_descriptor: standin`) is fixed and has no keys."""
+
+    SECTION = "text2image.standin_scorers"
+    num_steps: int = 300  # optimiser steps of CLIP's symmetric InfoNCE
+    batch_size: int = 64  # image-caption pairs per step (each one's caption drawn among the image's captions)
+    lr: float = 1e-3  # AdamW learning rate
+    # images of the population held out of training: the record's held-out loss and pair accuracy
+    num_heldout_images: int = 128
+    seed: int = 0  # initialisation, held-out draw, batches and caption draws
+
+    def _validate(self, prefix: str) -> None:
+        require(self.num_steps >= 1, f"{prefix}.num_steps", "must be >= 1")
+        require(self.batch_size >= 2, f"{prefix}.batch_size", "must be >= 2 (in-batch negatives)")
+        require(self.lr > 0, f"{prefix}.lr", "must be > 0")
+        require(
+            self.num_heldout_images >= 2, f"{prefix}.num_heldout_images", "must be >= 2 (pairs to compare)"
+        )
+
+
+@dataclass(frozen=True)
 class JobResources(Section):
     """What one kind of text-to-image job asks the scheduler for: Snakemake's `gpu`, `mem_mb` and `runtime`
     resources (SLURM: `--gpus`, `--mem` and `--time`; locally `--resources gpu=N` keeps jobs of `gpu: 1` from
@@ -116,7 +141,8 @@ class Text2ImageResourcesConfig(Section):
     reads this section: changing it reruns nothing."""
 
     SECTION = "text2image.resources"
-    pretrain: JobResources = field(default_factory=JobResources)  # pretrain_t2i_pipeline (tiny stand-in only)
+    # pretrain_t2i_pipeline (tiny stand-in only) and train_t2i_standin_scorers
+    pretrain: JobResources = field(default_factory=JobResources)
     finetune: JobResources = field(default_factory=JobResources)  # finetune_t2i_model: baseline and teachers
     distill: JobResources = field(default_factory=JobResources)  # distill_t2i_model: the DistillMD student
     sample: JobResources = field(default_factory=JobResources)  # sample_t2i_images: one sampler's images
@@ -185,13 +211,15 @@ class Text2ImageConfig(Section):
     memorized_prompts: MemorizedPromptsConfig = field(default_factory=MemorizedPromptsConfig)
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)  # Wen et al.'s, a row of Table 5
     prompt_detection: PromptDetectionConfig = field(default_factory=PromptDetectionConfig)  # Fig. 3's setting
+    # the stand-in CLIP's training, used where a scorer key is "standin" (memorization, utility)
+    standin_scorers: StandinScorersConfig = field(default_factory=StandinScorersConfig)
     # gpu, mem_mb and runtime of each kind of text-to-image job (the workflow's rules read them; no stage does)
     resources: Text2ImageResourcesConfig = field(default_factory=Text2ImageResourcesConfig)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None, *, prefix: str = "") -> Text2ImageConfig:
         """As every section, with the nested sections (`memorized_prompts`, `mitigation`, `prompt_detection`,
-        `resources`) built (and checked) first."""
+        `standin_scorers`, `resources`) built (and checked) first."""
         raw = dict(raw or {})
         prefix = prefix or cls.SECTION
         nested = {}
@@ -199,6 +227,7 @@ class Text2ImageConfig(Section):
             ("memorized_prompts", MemorizedPromptsConfig),
             ("mitigation", MitigationConfig),
             ("prompt_detection", PromptDetectionConfig),
+            ("standin_scorers", StandinScorersConfig),
             ("resources", Text2ImageResourcesConfig),
         ):
             value = raw.pop(key, None)

@@ -36,13 +36,20 @@ def score(
     split_meta: Path,
     memorized: Path | None,
     models: dict[str, Path],
+    standin_clip: Path | None,
+    standin_descriptor: Path | None,
     out_dir: Path,
 ) -> None:
     """Every generation of every selected prompt with each target of `memorization_targets(models)`, its noise
     magnitude, the prompt's t-error (models only), the copy statistics and Table 5's scores (the copy descriptor
     of `memorization.copy_descriptor`, CLIP of `memorization.clip_path`; absent without them), and with
     `text2image.mitigation` on, the undefended models' generations again under Wen et al.'s mitigation:
-    `out_dir/<target>.csv`. `memorized` (the selection file) is required."""
+    `out_dir/<target>.csv`. `memorized` (the selection file) is required.
+
+    Args:
+        standin_clip: the stand-in CLIP folder (t2i-standin-scorers), where memorization.clip_path is "standin".
+        standin_descriptor: the stand-in descriptor file, where memorization.copy_descriptor is "standin".
+    """
     import pandas as pd
     import torch
 
@@ -69,7 +76,7 @@ def score(
     dirs = {name: Path(path) for name, path in models.items()}
     ids = list(selection.image_ids)
     prompt_images = {i: to_model_range(data[[i]])[0] for i in ids}
-    scorers = image_scorers(cfg, device())
+    scorers = image_scorers(cfg, device(), clip=standin_clip, descriptor=standin_descriptor)
     mitigation = cfg.text2image.mitigation
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for target in memorization_targets(list(dirs)):
@@ -113,15 +120,21 @@ def is_undefended(target: str) -> bool:
     return target.removesuffix(catalog.PD_SUFFIX) == "baseline"
 
 
-def image_scorers(cfg, device):
-    """The copy descriptor and the CLIP model of the config, each absent (with the reason) where not set."""
-    from dualmd.clip_score import load_clip
-    from dualmd.text2image.copy_score import load_descriptor
+def image_scorers(cfg, device, *, clip: Path | None = None, descriptor: Path | None = None):
+    """The copy descriptor and the CLIP model of the config, each absent (with the reason) where not set; a key
+    that is "standin" reads the stand-in's `clip` folder or `descriptor` file and names it as a stand-in."""
+    from dualmd.clip_score import clip_model_name, load_clip
+    from dualmd.config.evaluation import scorer_path
+    from dualmd.text2image.copy_score import descriptor_name, load_descriptor
     from dualmd.text2image.prompt_memorization import ImageScorers
 
     scorers = ImageScorers(batch_size=cfg.sample.batch_size, device=device)
-    if cfg.memorization.copy_descriptor is not None:
-        scorers.descriptor = load_descriptor(cfg.memorization.copy_descriptor, device)
-    if cfg.memorization.clip_path is not None:
-        scorers.clip = load_clip(cfg.memorization.clip_path, device)
+    memorization = cfg.memorization
+    if memorization.copy_descriptor is not None:
+        path = scorer_path(memorization.copy_descriptor, descriptor, "memorization.copy_descriptor")
+        scorers.descriptor = load_descriptor(path, device)
+        scorers.descriptor_name = descriptor_name(memorization.copy_descriptor)
+    if memorization.clip_path is not None:
+        scorers.clip = load_clip(scorer_path(memorization.clip_path, clip, "memorization.clip_path"), device)
+        scorers.clip_name = clip_model_name(memorization.clip_path, scorers.clip[0])
     return scorers

@@ -33,10 +33,23 @@ def reference(*, config: Path, images: Path, split: Path, split_meta: Path, out:
 
 
 @stage("utility", config="utility", sections=("utility",))
-def utility(*, config: Path, reference: Path, samples: Path, info: Path, sampler: str, out: Path) -> None:
+def utility(
+    *,
+    config: Path,
+    reference: Path,
+    samples: Path,
+    info: Path,
+    sampler: str,
+    standin_clip: Path | None,
+    out: Path,
+) -> None:
     """FID (with its interval), KID and IS of one sampler's images against the reference, with the sampler's
     settings; for images generated from prompts (text-to-image: the info lists them), also the CLIP score with
-    its interval, or the reason it is absent (`dualmd.clip_score`)."""
+    its interval, or the reason it is absent (`dualmd.clip_score`).
+
+    Args:
+        standin_clip: the stand-in CLIP folder (t2i-standin-scorers), where utility.clip_path is "standin".
+    """
     from dualmd.images import load_samples
     from dualmd.utility import compute_utility, load_reference
 
@@ -47,7 +60,7 @@ def utility(*, config: Path, reference: Path, samples: Path, info: Path, sampler
     if "prompts" in sampling:
         from dualmd.clip_score import compute_clip_score
 
-        summary |= compute_clip_score(images, sampling["prompts"], cfg, device=device())
+        summary |= compute_clip_score(images, sampling["prompts"], cfg, device=device(), standin=standin_clip)
     write_json(
         out,
         {

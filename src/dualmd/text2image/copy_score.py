@@ -10,9 +10,10 @@ generation may copy another member than its prompt's).
 
 The network is a TorchScript file read from a local path (`memorization.copy_descriptor`; SSCD publishes its
 models as TorchScript, e.g. ``sscd_disc_large.torchscript.pt``); nothing is downloaded, and without a path the
-score is absent with `NO_DESCRIPTOR_REASON`. Its input is prepared as in Wen et al.'s `measure_SSCD_similarity`:
-the shorter side resized to 256 (bilinear, antialiased), a centre crop of 224, values in [-1, 1] (their
-``Normalize([0.5], [0.5])`` of [0, 1] pixels); one-channel images are repeated to RGB.
+score is absent with `NO_DESCRIPTOR_REASON`; ``standin`` names the tiny run's stand-in
+(`dualmd.text2image.standin_scorers`), whose scores are labelled as a stand-in's. Its input is prepared as in Wen
+et al.'s `measure_SSCD_similarity`: the shorter side resized to 256 (bilinear, antialiased), a centre crop of 224,
+values in [-1, 1] (their ``Normalize([0.5], [0.5])`` of [0, 1] pixels); one-channel images are repeated to RGB.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from dualmd.config.evaluation import STANDIN, STANDIN_DESCRIPTOR_LABEL
 
 #: Why the copy score is absent when no descriptor is configured.
 NO_DESCRIPTOR_REASON = (
@@ -46,6 +49,12 @@ def load_descriptor(path: str | Path, device: str | torch.device = "cpu") -> tor
     except RuntimeError as err:
         raise ValueError(f"memorization.copy_descriptor: {path} is not a TorchScript file ({err})") from err
     return model.eval()
+
+
+def descriptor_name(copy_descriptor: str) -> str:
+    """The report's name of the descriptor a `memorization.copy_descriptor` value names: the file's name, or the
+    stand-in's label."""
+    return STANDIN_DESCRIPTOR_LABEL if copy_descriptor == STANDIN else Path(copy_descriptor).name
 
 
 def descriptor_inputs(images: Tensor) -> Tensor:

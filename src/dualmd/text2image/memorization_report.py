@@ -68,6 +68,8 @@ ROW_COLUMNS = (
     "sscd_max",
     "sscd_nearest_member",
     "clip_cosine",
+    "sscd_model",
+    "clip_model",
     "sscd_absent_reason",
     "clip_absent_reason",
 )
@@ -139,18 +141,18 @@ def detector_table(rows: Mapping[str, pd.DataFrame], *, num_bootstrap: int, seed
     return pd.DataFrame(out)
 
 
-def _absent_reason(part: pd.DataFrame, column: str) -> str | None:
-    """The reason a score is absent (the rows' `column`), None where it was computed."""
-    reasons = part[column].dropna()
-    return str(reasons.iloc[0]) if len(reasons) else None
+def _first(part: pd.DataFrame, column: str) -> str | None:
+    """The first value of the rows' text `column` (a reason a score is absent, a network's name), None if none."""
+    values = part[column].dropna()
+    return str(values.iloc[0]) if len(values) else None
 
 
 def copy_table(rows: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per target, mitigation and group (COPY_GROUPS): num_prompts, num_generations, copies and copy_rate (the
     copy rule), the rate at which a generation's nearest member is the prompt's own image, mean nearest-member and
     own-image distances; Table 5's sscd_own_mean, sscd_max_mean (copy score in SSCD's form) and clip_score
-    (max(100 x mean cosine, 0), `dualmd.clip_score`), NaN where absent, with sscd_absent_reason and
-    clip_absent_reason (None where present)."""
+    (max(100 x mean cosine, 0), `dualmd.clip_score`), NaN where absent, the networks' names (sscd_model,
+    clip_model: a stand-in's says so), and sscd_absent_reason and clip_absent_reason (None where present)."""
     from dualmd.clip_score import clip_score
 
     out = []
@@ -161,8 +163,8 @@ def copy_table(rows: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                 continue
             for group in COPY_GROUPS:
                 part = mitigated if group == "all" else mitigated[mitigated["group"] == group]
-                sscd_reason = _absent_reason(part, "sscd_absent_reason")
-                clip_reason = _absent_reason(part, "clip_absent_reason")
+                sscd_reason = _first(part, "sscd_absent_reason")
+                clip_reason = _first(part, "clip_absent_reason")
                 out.append(
                     {
                         "target": target,
@@ -178,6 +180,8 @@ def copy_table(rows: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                         "sscd_own_mean": np.nan if sscd_reason else float(part["sscd_own"].mean()),
                         "sscd_max_mean": np.nan if sscd_reason else float(part["sscd_max"].mean()),
                         "clip_score": np.nan if clip_reason else clip_score(part["clip_cosine"].to_numpy()),
+                        "sscd_model": _first(part, "sscd_model"),
+                        "clip_model": _first(part, "clip_model"),
                         "sscd_absent_reason": sscd_reason,
                         "clip_absent_reason": clip_reason,
                     }
@@ -241,16 +245,22 @@ def prompt_memorization_markdown(detectors: pd.DataFrame, copies: pd.DataFrame) 
 
 def table5_markdown(copies: pd.DataFrame) -> list[str]:
     """The Markdown lines of Table 5 (copy score in SSCD's form and CLIP score per target and mitigation), a score
-    that could not be computed shown as "absent" with its reason under the table."""
+    that could not be computed shown as "absent" with its reason under the table. Where a stand-in network gave a
+    score (`dualmd.config.evaluation.is_standin_label`), its columns and the caption say so."""
+    from dualmd.config.evaluation import is_standin_label
 
     def cell(row: pd.Series, column: str, digits: int) -> str:
         return "absent" if pd.isna(row[column]) else f"{row[column]:.{digits}f}"
 
+    names = {column: copies[column].dropna().unique().tolist() for column in ("sscd_model", "clip_model")}
+    standin = {column: any(map(is_standin_label, found)) for column, found in names.items()}
+    sscd = "stand-in copy score (not SSCD)" if standin["sscd_model"] else "SSCD"
+    clip = "stand-in CLIP score (not OpenAI's CLIP)" if standin["clip_model"] else "CLIP score"
     lines = [
         "## Table 5: copy score and prompt alignment of the generations",
         "",
-        "| target | SSCD to own image, memorized | SSCD to own image, other | SSCD to own image, all | "
-        "SSCD max over members, all | CLIP score, all |",
+        f"| target | {sscd} to own image, memorized | {sscd} to own image, other | {sscd} to own image, all | "
+        f"{sscd} max over members, all | {clip}, all |",
         "|:--|:--|:--|:--|:--|:--|",
     ]
     reasons: dict[str, str] = {}
@@ -268,6 +278,14 @@ def table5_markdown(copies: pd.DataFrame) -> list[str]:
         "cosine over the target's members (lower: fewer copies; the paper's SSCD column), and the CLIP score of "
         "the generations with their prompts (100 x mean cosine; higher: better prompt alignment).",
     ]
+    for label, column in (("Copy descriptor", "sscd_model"), ("CLIP model", "clip_model")):
+        if names[column]:
+            lines.append(f"{label}: {'; '.join(names[column])}.")
+    if standin["sscd_model"] or standin["clip_model"]:
+        lines.append(
+            "Stand-ins (`dualmd.text2image.standin_scorers`) measure the same things on the tiny images; their "
+            "values are not comparable with the paper's SSCD and CLIP ViT-L/14 numbers."
+        )
     lines += [f"{name} absent: {reason}." for name, reason in reasons.items()]
     return [*lines, ""]
 

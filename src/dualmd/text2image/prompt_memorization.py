@@ -59,12 +59,14 @@ NO_CLIP_REASON = (
 class ImageScorers:
     """The networks that score a generation beyond its pixels, each None with the reason it is absent: the copy
     descriptor (`dualmd.text2image.copy_score.load_descriptor`) and CLIP (`dualmd.clip_score.load_clip`: model
-    and processor)."""
+    and processor), each with the name the report gives it (a stand-in's says so)."""
 
     descriptor: Any | None = None
     descriptor_absent: str | None = NO_DESCRIPTOR_REASON
+    descriptor_name: str | None = None
     clip: tuple[Any, Any] | None = None
     clip_absent: str | None = NO_CLIP_REASON
+    clip_name: str | None = None
     batch_size: int = 32
     device: str | torch.device = "cpu"
 
@@ -73,7 +75,8 @@ class ImageScorers:
     ) -> dict[str, Any]:
         """The rows' columns of Table 5 for generations (G, C, H, W), their prompts (G,), their prompts' own
         images (G, C, H, W) and the target's members (M, C, H, W), all in [-1, 1]: sscd_own, sscd_max,
-        sscd_nearest (row of `members`; -1 when absent), clip_cosine (NaN when absent) and the two reasons."""
+        sscd_nearest (row of `members`; -1 when absent), clip_cosine (NaN when absent), the two networks' names
+        (sscd_model, clip_model; None when absent) and the two reasons."""
         from dualmd.clip_score import clip_cosines
         from dualmd.text2image.copy_score import copy_similarities, descriptors
 
@@ -93,6 +96,8 @@ class ImageScorers:
             out["clip_cosine"] = clip_cosines(
                 generated, prompts, model, processor, batch_size=self.batch_size, device=self.device
             )
+        out["sscd_model"] = self.descriptor_name if self.descriptor is not None else None
+        out["clip_model"] = self.clip_name if self.clip is not None else None
         out["sscd_absent_reason"] = None if self.descriptor is not None else self.descriptor_absent
         out["clip_absent_reason"] = None if self.clip is not None else self.clip_absent
         return out
@@ -186,8 +191,9 @@ def score_target(
     Returns:
         One row per (prompt, generation): image_id, group, prompt, generation, mitigation, noise_magnitude,
         t_error (NaN for a pair), copy_ratio, is_copy, nearest_member (dataset id), nearest_distance,
-        own_distance, sscd_own, sscd_max, sscd_nearest_member (dataset id; -1 when absent), clip_cosine and the
-        reasons the last two are absent (sscd_absent_reason, clip_absent_reason; None when present).
+        own_distance, sscd_own, sscd_max, sscd_nearest_member (dataset id; -1 when absent), clip_cosine, the
+        names of the two networks (sscd_model, clip_model) and the reasons the scores are absent
+        (sscd_absent_reason, clip_absent_reason; None when present).
     """
     from dualmd.memorization import copy_detection
 
@@ -236,6 +242,6 @@ def score_target(
     nearest = scores.pop("sscd_nearest")
     table["sscd_own"], table["sscd_max"] = scores.pop("sscd_own"), scores.pop("sscd_max")
     table["sscd_nearest_member"] = np.where(nearest >= 0, np.asarray(member_ids)[np.maximum(nearest, 0)], -1)
-    for key, value in scores.items():  # clip_cosine and the two reasons
+    for key, value in scores.items():  # clip_cosine, the two names and the two reasons
         table[key] = value
     return table

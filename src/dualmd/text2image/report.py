@@ -232,8 +232,14 @@ def _absent_notes(table: pd.DataFrame) -> list[str]:
 
 def utility_markdown(table: pd.DataFrame) -> str:
     """The utility table as Markdown: FID and KID with their 95 % intervals, the Inception Score (mean ± std
-    over splits) and the CLIP score with its 95 % interval per method and variant; absent ones with the reason."""
-    lines = ["| Method | PD | FID | KID | IS | CLIP score |", "|---|---|---|---|---|---|"]
+    over splits) and the CLIP score with its 95 % interval per method and variant; absent ones with the reason.
+    A stand-in CLIP's score (`dualmd.config.evaluation.is_standin_label`) is headed and captioned as one."""
+    from dualmd.config.evaluation import is_standin_label
+
+    clip_model = table["clip_model"].dropna()
+    standin = any(map(is_standin_label, clip_model))
+    clip_header = "CLIP score (stand-in, not OpenAI's CLIP)" if standin else "CLIP score"
+    lines = [f"| Method | PD | FID | KID | IS | {clip_header} |", "|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
         pd_ = "w/" if row["prompt_diversification"] else "w/o"
         clip = _cell(row, "clip_score") if pd.notna(row.get("clip_score")) else "absent"
@@ -242,7 +248,6 @@ def utility_markdown(table: pd.DataFrame) -> str:
             f"{_inception_score_cell(row)} | {clip} |"
         )
     first = table.iloc[0]
-    clip_model = table["clip_model"].dropna()
     note = (
         f"\n{int(first['num_images'])} images per sampler, generated from the members' original captions, "
         f"against {int(first['num_reference'])} reference images; features: {first['feature_net']}. FID: 95 % "
@@ -252,6 +257,12 @@ def utility_markdown(table: pd.DataFrame) -> str:
         + (f" ({clip_model.iloc[0]})" if len(clip_model) else "")
         + ". PD: prompt diversification.\n"
     )
+    if standin:
+        note += (
+            "\nThe CLIP score is the tiny run's stand-in's (`dualmd.text2image.standin_scorers`): a tiny CLIP trained "
+            "on the images outside the split and their captions, not comparable with the paper's CLIP ViT-L/14 "
+            "numbers.\n"
+        )
     absent = _absent_notes(table)
     if absent:
         note += "\n" + " ".join(absent) + "\n"
