@@ -127,7 +127,7 @@ def test_tuned_result_ids_are_int64_and_its_sweep_is_oriented():
 
 
 def test_no_candidate_timestep_is_an_error():
-    with pytest.raises(ValueError, match="no candidate timestep"):
+    with pytest.raises(ValueError, match="^no candidate timestep"):
         choose_timestep({}, np.array([True, False]))
 
 
