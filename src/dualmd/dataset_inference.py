@@ -70,9 +70,11 @@ def align_features(results: Mapping[str, AttackResult], slice_ids: np.ndarray) -
         results: attack -> its per-sample scores against one target.
         slice_ids: (S,) ids of the labelled slice.
     Returns:
-        The aligned features; raises ValueError if no attack scored the whole slice or two results disagree on a
-        candidate's membership.
+        The aligned features; raises ValueError if the slice is empty, no attack scored the whole slice or two
+        results disagree on a candidate's membership.
     """
+    if len(slice_ids) == 0:
+        raise ValueError("the labelled slice is empty: no attack can be fitted on it")
     scored = {a: r.sample_ids[np.isfinite(r.scores)] for a, r in results.items()}  # a NaN score is no score
     kept = {a: r for a, r in results.items() if np.isin(slice_ids, scored[a]).all()}
     if not kept:

@@ -9,9 +9,9 @@ from diffusers import DDPMScheduler
 from helpers.predictors import CheckingPredictor
 
 from dualmd.attacks.base import AttackResult
-from dualmd.attacks.run import attack_model, attack_scores
+from dualmd.attacks.run import attack_model, attack_scores, build_attack
 from dualmd.attacks.secmi import t_error_batch
-from dualmd.attacks.tuned import choose_timestep, t_errors
+from dualmd.attacks.tuned import choose_timestep, t_errors, tuned_result
 from dualmd.config.attacks import AttackConfig, PIAConfig, PIATunedConfig, SecMIConfig, SecMITunedConfig
 from dualmd.config.base import ConfigError
 from dualmd.config.experiment import ExperimentConfig
@@ -34,7 +34,7 @@ def base_result(t50=T50, t100=T100) -> AttackResult:
 
 
 def tuned(base: AttackResult, **section) -> AttackResult:
-    cfg = AttackConfig(pia_tuned=PIATunedConfig(train_fraction=0.2, **section))
+    cfg = AttackConfig(pia_tuned=PIATunedConfig(**{"train_fraction": 0.2, **section}))
     return attack_scores("pia_tuned", cfg, base=base)
 
 
@@ -51,6 +51,8 @@ def test_the_slice_chooses_the_timestep_and_the_rest_is_scored():
     np.testing.assert_array_equal(result.scores, T50[2:])
     np.testing.assert_array_equal(result.is_member, IS_MEMBER[2:])
     assert result.attack == "pia_tuned"
+    # no sweep of its own: the a-priori attack's score file already carries every timestep's scores
+    assert set(result.extra) == {"timestep", "orientation"}
 
 
 def test_an_inverted_slice_flips_the_orientation():
@@ -77,6 +79,56 @@ def test_candidate_grid_restricts_the_choice_and_must_be_in_the_sweep():
     np.testing.assert_array_equal(result.scores, T100[2:])
     with pytest.raises(ValueError, match=r"\[70\] not among .*\[50, 100\]"):
         tuned(base_result(), timesteps=(70, 100))
+
+
+def test_timesteps_are_read_from_the_t_step_extras_only():
+    """A one-digit timestep ("t5") is a candidate like any other; a diagnostic such as SecMI's "t_error" is not."""
+    base = AttackResult(
+        IDS,
+        IS_MEMBER,
+        T50.copy(),
+        {"t5": T50.copy(), "t100": T100.copy(), "t_error": np.ones(10)},
+        attack="pia",
+    )
+    result = tuned(base)
+    assert (result.extra["timestep"][0], result.extra["orientation"][0]) == (5, 1)
+    np.testing.assert_array_equal(result.scores, T50[2:])
+    assert tuned(base, timesteps=(100,)).extra["timestep"][0] == 100
+
+
+def test_scores_without_a_sweep_cannot_be_tuned():
+    """The error names the attack whose scores lack the timesteps, or says "a-priori" for an unnamed result."""
+    base = AttackResult(IDS, IS_MEMBER, T50.copy(), {"t_error": np.ones(10)}, attack="pia")
+    with pytest.raises(
+        ValueError, match=r"timesteps: none not among the timesteps the pia scores carry \(\[\]\)"
+    ):
+        tuned(base)
+    unnamed = AttackResult(IDS, IS_MEMBER, T50.copy(), {}, attack="")
+    with pytest.raises(ValueError, match=r"the a-priori scores carry"):
+        tuned(unnamed)
+
+
+def test_a_slice_too_small_for_a_member_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^pia_tuned: train_fraction=0.1 leaves an empty training"):
+        tuned(base_result(), train_fraction=0.1)  # floor(5 * 0.1) = 0 members
+
+
+def test_tuned_result_ids_are_int64_and_its_sweep_is_oriented():
+    """With sweep, each timestep's scores on the scored part, times the chosen orientation (-1 here)."""
+    t50 = T50.copy()
+    t50[[0, 1]] = t50[[1, 0]]
+    result = tuned_result(
+        {50: t50, 100: T100}, IDS.astype(np.int32), IS_MEMBER, 0.2, "secmi_stat_tuned", sweep=True
+    )
+    assert result.sample_ids.dtype == np.int64 and result.sample_ids.tolist() == list(range(12, 20))
+    assert result.extra["orientation"][0] == -1
+    np.testing.assert_array_equal(result.extra["t50"], -t50[2:])
+    np.testing.assert_array_equal(result.extra["t100"], -T100[2:])
+
+
+def test_no_candidate_timestep_is_an_error():
+    with pytest.raises(ValueError, match="^no candidate timestep"):
+        choose_timestep({}, np.array([True, False]))
 
 
 def test_ties_go_to_the_first_timestep_and_the_a_priori_orientation():
@@ -128,11 +180,46 @@ def test_secmi_t_errors_share_one_inversion_and_match_secmi_stat(schedule):
     assert result.sample_ids.tolist() == list(range(12, 20))
     t, o = int(result.extra["timestep"][0]), int(result.extra["orientation"][0])
     np.testing.assert_allclose(result.scores, -o * errors[t][2:].numpy())
-    with pytest.raises(ValueError, match="multiples of attack.secmi.k"):
+    # the report's sweep: every candidate's negated t-error on the scored part, in the chosen orientation
+    for t_sec in (20, 50, 100):
+        np.testing.assert_allclose(result.extra[f"t{t_sec}"], -o * errors[t_sec][2:].numpy())
+
+
+def test_secmi_t_errors_cost_one_inversion_plus_one_step_per_candidate(schedule):
+    """max(t_sec) / k inversion steps, then one denoising step from each t_sec: the queried timesteps, in order."""
+    images = torch.linspace(-1, 1, 2 * 16).view(2, 1, 4, 4)
+    for k, t_secs, queried in (
+        (10, (20, 50), [0, 10, 20, 30, 40, 20, 50]),
+        (1, (2, 3), [0, 1, 2, 2, 3]),  # the inversion stops at max(t_sec), not one step beyond
+    ):
+        model = CheckingPredictor()
+        t_errors(model, schedule, images, k, t_secs)
+        assert [int(t[0]) for _, t in model.calls] == queried
+
+
+def test_secmi_stat_tuned_scores_a_priori_at_its_first_candidate(schedule):
+    """`score` (every image, no slice) is the negated t-error at the first listed t_sec, with one t_sec or more."""
+    images = torch.linspace(-1, 1, 10 * 16).view(10, 1, 4, 4)
+    model = CheckingPredictor()
+    errors = t_errors(model, schedule, images, 10, (20, 50, 100))
+    for timesteps in ((50, 20, 100), (100,)):
+        attack = build_attack("secmi_stat_tuned", AttackConfig(secmi_stat_tuned=SecMITunedConfig(timesteps)))
+        scores = attack.score(model, schedule, images, IDS)
+        np.testing.assert_array_equal(scores, -errors[timesteps[0]].numpy())
+
+
+@pytest.mark.parametrize("t_sec", [25, 10, 1000])
+def test_secmi_stat_tuned_refuses_a_t_sec_off_the_grid(schedule, t_sec):
+    """Not a multiple of k = 10 (25), not above it (10), not below the model's 1000 steps (1000)."""
+    images = torch.linspace(-1, 1, 10 * 16).view(10, 1, 4, 4)
+    cfg = AttackConfig(secmi_stat_tuned=SecMITunedConfig(timesteps=(t_sec,)))
+    with pytest.raises(
+        ValueError, match=rf"\[{t_sec}\] are not multiples of attack.secmi.k = 10 above it and below"
+    ):
         attack_model(
             "secmi_stat_tuned",
-            AttackConfig(secmi_stat_tuned=SecMITunedConfig(timesteps=(25,))),
-            predictor=model,
+            cfg,
+            predictor=CheckingPredictor(),
             schedule=schedule,
             images=images,
             sample_ids=IDS,

@@ -126,8 +126,31 @@ def test_features_align_on_ids_whatever_each_file_s_order():
     np.testing.assert_array_equal(features.sample_ids, ids)
     np.testing.assert_array_equal(features.values, [[1, 10], [2, 20], [3, 30], [4, 40]])
     conflicting = AttackResult(ids, ~is_member, np.zeros(4))
-    with pytest.raises(ValueError, match="membership of a candidate differs"):
+    with pytest.raises(ValueError, match="^pia: membership of a candidate differs from another attack$"):
         di.align_features({"loss": loss, "pia": conflicting}, np.array([4, 7]))
+    named = AttackResult(ids, is_member, loss.scores, attack="loss")
+    with pytest.raises(ValueError, match="^pia: membership of a candidate differs from loss$"):
+        di.align_features({"loss": named, "pia": conflicting}, np.array([4, 7]))
+    with pytest.raises(ValueError, match="^the labelled slice is empty"):
+        di.align_features({"loss": loss}, np.array([], dtype=np.int64))
+
+
+def test_the_scorer_standardises_each_feature_on_the_rows_it_is_fitted_on():
+    """Logistic regression's L2 penalty depends on each feature's scale; the standardised scorer does not: giving
+    one feature in other units (x 1000, shifted) leaves the fitted logits unchanged, and the scaler holds the
+    slice's mean and standard deviation."""
+    rng = np.random.default_rng(5)
+    is_member = np.arange(20) % 2 == 0
+    values = np.stack([rng.normal(size=20) + is_member, rng.normal(size=20) + 0.5 * is_member], axis=1)
+    rescaled = values * np.array([1000.0, 0.001]) + np.array([5.0, -3.0])
+    scorer = di.fit_scorer(values, is_member, seed=0)
+    np.testing.assert_allclose(scorer[0].mean_, values.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scorer[0].scale_, values.std(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(
+        di.fit_scorer(rescaled, is_member, seed=0).decision_function(rescaled),
+        scorer.decision_function(values),
+        rtol=1e-9,
+    )
 
 
 def test_stage_writes_one_block_per_target_with_weights(tmp_path):

@@ -174,6 +174,17 @@ def test_bootstrap_p_value_is_the_normal_tail_of_the_draws_with_no_floor():
     assert from_bootstrap(4.0, np.arange(9.0)).p_value == pytest.approx(2 * (1 - 0.92794), abs=1e-4)
     assert bootstrap_p_value(np.zeros(3)) == 1.0 and bootstrap_p_value(np.full(3, 0.5)) == 0.0
     assert bootstrap_p_value(np.array([0.25])) == 0.0 and bootstrap_p_value(np.array([0.0])) == 1.0
+    # two draws already have a standard deviation: 1, 3: mean 2, sd sqrt(2), z = sqrt(2), p = 2 * Phi(-1.4142)
+    assert bootstrap_p_value(np.array([1.0, 3.0])) == pytest.approx(0.157299, abs=1e-6)
+
+
+def test_verdict_statistics_are_computed_in_float64_whatever_the_input_dtype():
+    """float32 differences or draws (scores kept in single precision) give the float64 numbers exactly: a float32
+    mean and standard deviation would move the p-value and the interval in their seventh digit."""
+    draws = np.random.default_rng(0).normal(0.1, 1.0, size=1001).astype(np.float32)
+    assert bootstrap_p_value(draws) == bootstrap_p_value(draws.astype(np.float64))
+    differences = np.array([0.1, 0.25, 0.3], dtype=np.float32)
+    assert across_replicates(differences) == across_replicates(differences.astype(np.float64))
 
 
 @pytest.mark.parametrize(

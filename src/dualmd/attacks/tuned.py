@@ -140,7 +140,7 @@ def t_errors(model, schedule, x_0: torch.Tensor, k: int, t_secs: tuple[int, ...]
     """
     needed = {t for t_sec in t_secs for t in (t_sec - k, t_sec)}
     x, current = x_0.double(), 0
-    kept = {0: x}
+    kept: dict[int, torch.Tensor] = {}  # x_0 itself is never needed: t_sec - k >= k
     for target in range(k, max(t_secs) + 1, k):  # 0 -> k -> ...; the first call is eps(x_0, 0)
         x, current = ddim_step(model, schedule, x, current, target), target
         if target in needed:
