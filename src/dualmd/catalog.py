@@ -140,6 +140,15 @@ _TARGETS = (
     Target("dualmd", "pair", members="members", models=("teacher1", "teacher2")),
     Target("selfdistill", "distilled", members="members", models=("baseline",)),
 )
+
+
+def _lira_variant(name: str) -> AttackSpec:
+    """LiRA under its own section `attack.<name>`, whose defaults pick the mode and the recipe."""
+    return AttackSpec(
+        name, "model", reads=(name,), wraps="statistic", references=True, module="lira", default=False
+    )
+
+
 _ATTACKS = (
     AttackSpec("loss", "model", reads=("loss",)),
     AttackSpec("secmi_stat", "model", reads=("secmi",), module="secmi"),
@@ -159,33 +168,7 @@ _ATTACKS = (
     AttackSpec("lira", "model", reads=("lira",), wraps="statistic", references=True, default=False),
     # the same attack with its own section, whose defaults are the online mode, the target's recipe or both: one
     # config runs and reports the variants side by side
-    AttackSpec(
-        "lira_online",
-        "model",
-        reads=("lira_online",),
-        wraps="statistic",
-        references=True,
-        module="lira",
-        default=False,
-    ),
-    AttackSpec(
-        "lira_target",
-        "model",
-        reads=("lira_target",),
-        wraps="statistic",
-        references=True,
-        module="lira",
-        default=False,
-    ),
-    AttackSpec(
-        "lira_online_target",
-        "model",
-        reads=("lira_online_target",),
-        wraps="statistic",
-        references=True,
-        module="lira",
-        default=False,
-    ),
+    *(_lira_variant(name) for name in ("lira_online", "lira_target", "lira_online_target")),
     AttackSpec("gsa_shadow", "model", reads=("gsa_shadow",), references=True, module="gsa", default=False),
     # tuned variants of the threshold attacks (dualmd/attacks/tuned.py): from the sweep the attack already scores,
     # no model query; SecMI's t-error has no sweep, so its variant queries the model (strong config only)
