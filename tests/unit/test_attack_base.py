@@ -17,12 +17,13 @@ from dualmd.attacks.base import (
     check_timesteps,
     fraction_count,
     model_device,
+    own_section,
     per_sample_sum,
     register,
     train_test_split,
 )
 from dualmd.attacks.run import attack_samples, build_attack, registry
-from dualmd.config.attacks import AttackConfig
+from dualmd.config.attacks import AttackConfig, LiraConfig
 from dualmd.models.adapter import Schedule
 
 # --- registration --------------------------------------------------------------------------------------------
@@ -58,6 +59,16 @@ def test_register_refuses_a_name_twice_or_outside_the_catalog(monkeypatch):
     with pytest.raises(ValueError, match=r"^attack 'nn_distance' \(model\) does not match"):
         register("nn_distance")(Fake)
     assert "nn_distance" not in base.ATTACKS and Fake.name == ""
+
+
+def test_own_section_reads_each_names_own_section_and_refuses_another_kind():
+    """One module serves several names, each with its own section of one type; a name of another kind is refused,
+    naming the attack, the kind asked for and the section it has."""
+    cfg = AttackConfig(lira_online=LiraConfig(mode="online", num_reference=6))
+    assert own_section(cfg, "lira_online", LiraConfig, "LiRA") is cfg.lira_online
+    assert own_section(cfg, "lira", LiraConfig, "LiRA") is cfg.lira
+    with pytest.raises(ValueError, match=r"^'loss' is not a LiRA attack \(its section is 'loss'\)$"):
+        own_section(cfg, "loss", LiraConfig, "LiRA")
 
 
 # --- batching ------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """GSA's classifier settings, its labelled slice and its shadow protocol, on the gradient features of small
 hand-written models."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,13 @@ from torch import nn
 
 from dualmd.attacks import gsa as gsa_module
 from dualmd.attacks.base import train_test_split
-from dualmd.attacks.gsa import ShadowModel, fit_classifier, gradient_features, shadow_classifier
+from dualmd.attacks.gsa import (
+    ShadowModel,
+    fit_classifier,
+    gradient_features,
+    gsa_section,
+    shadow_classifier,
+)
 from dualmd.attacks.run import attack_model, build_attack
 from dualmd.config.attacks import AttackConfig, GSAConfig, GSAShadowConfig
 from dualmd.metrics import auc
@@ -228,5 +236,96 @@ def test_gsa_shadow_refuses_a_missing_or_mismatched_classifier_and_labelless_mod
     only_in = ShadowModel(model.predictor, schedule, model.images, model.sample_ids, np.ones(12, bool))
     with pytest.raises(ValueError, match="reference model 0 needs IN and OUT images, got 12 IN"):
         shadow_classifier(SHADOW, [only_in], seed=4)
-    with pytest.raises(ValueError, match="at least one reference model"):
+    with pytest.raises(ValueError, match="^gsa: the shadow protocol needs at least one reference model$"):
         shadow_classifier(SHADOW, [], seed=4)
+
+
+# --- devices, sections and the messages that name them --------------------------------------------------------
+
+
+class Recording(Affine):
+    """`Affine` that records the devices of its input and timesteps at every forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x_t, t):
+        self.seen.append((x_t.device.type, t.device.type))
+        return super().forward(x_t, t)
+
+
+class RecordingOnMeta(Recording):
+    """A network that says it lives on "meta" (standing in for a GPU), as `UNetPredictor.device` does."""
+
+    device = "meta"
+
+
+def test_gsa_features_are_computed_on_the_models_device(schedule):
+    """Images on the CPU, the network on "meta": images, noise and timesteps are all moved there (the features
+    then cannot be read back from "meta", which holds no numbers)."""
+    network = RecordingOnMeta().to("meta")
+    with pytest.raises(NotImplementedError, match="meta"):
+        gradient_features(
+            network, schedule, torch.zeros(3, 1, 2, 2), np.arange(3), GSAConfig(timesteps=(5, 20)), 0
+        )
+    assert network.seen == [("meta", "meta")]
+
+
+def test_gsa_noise_and_timesteps_follow_images_on_another_device(schedule):
+    """A network without a device of its own computes where the images are: noise and timesteps go there too."""
+    network = Recording().to("meta")
+    images = torch.zeros(3, 1, 2, 2, device="meta")
+    with pytest.raises(NotImplementedError, match="meta"):
+        gradient_features(network, schedule, images, np.arange(3), GSAConfig(timesteps=(5, 20)), 0)
+    assert network.seen == [("meta", "meta")]
+
+
+def test_gsa_section_is_the_names_own_and_refuses_another_kind():
+    cfg = AttackConfig(gsa=GSAConfig(num_estimators=3), gsa_shadow=GSAShadowConfig(num_estimators=5))
+    assert gsa_section(cfg) is cfg.gsa
+    assert gsa_section(cfg, "gsa_shadow") is cfg.gsa_shadow
+    with pytest.raises(ValueError, match=r"^'lira' is not a GSA attack \(its section is 'lira'\)$"):
+        gsa_section(cfg, "lira")
+
+
+def test_shadow_labels_are_kept_as_booleans(schedule):
+    """0 / 1 labels of a reference model are stored as the booleans they stand for."""
+    models = [
+        ShadowModel(m.predictor, schedule, m.images, m.sample_ids, m.is_in.astype(int))
+        for m in shadow_models(schedule)
+    ]
+    shadow = shadow_classifier(SHADOW, models, seed=4)
+    assert shadow.is_in.dtype == bool
+    np.testing.assert_array_equal(shadow.is_in, np.tile(np.arange(12) < 6, 3))
+
+
+def test_gsa_refusals_name_the_attack_and_both_settings(schedule):
+    shadow = shadow_classifier(SHADOW, shadow_models(schedule)[:1], seed=4)
+    with pytest.raises(
+        ValueError, match=r"^gsa: the slice protocol trains on the target; it takes no reference models$"
+    ):
+        build_attack("gsa", AttackConfig(seed=4)).with_references(shadow)
+    built = re.escape(str(settings_of(4)))
+    wanted = re.escape(str(settings_of(5)))
+    with pytest.raises(
+        ValueError,
+        match=rf"^gsa_shadow: the shadow classifier was built with settings {built}, not attack\.gsa_shadow's {wanted}$",
+    ):
+        build_attack("gsa_shadow", AttackConfig(seed=5, gsa_shadow=SHADOW)).with_references(shadow)
+    images = recall_images(7)[:4]
+    cfg = AttackConfig(gsa=GSAConfig(timesteps=(5,)))
+    with pytest.raises(ValueError, match=r"^gsa: train_fraction=0\.2 leaves an empty training or test set"):
+        build_attack("gsa", cfg).run(Affine(), schedule, images, np.arange(4), np.array([1, 0, 1, 0]))
+
+
+def settings_of(seed):
+    """The settings tuple of `SHADOW` with noise seed `seed`, written out."""
+    return (
+        SHADOW.variant,
+        SHADOW.timesteps,
+        SHADOW.num_estimators,
+        SHADOW.max_depth,
+        SHADOW.learning_rate,
+        seed,
+    )

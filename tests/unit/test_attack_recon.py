@@ -13,7 +13,7 @@ from helpers.predictors import CheckingPredictor, affine_eps_np
 
 from dualmd.attacks.base import per_sample_generators, per_sample_noise, train_test_split
 from dualmd.attacks.recon import STEP_NOISE_STREAM, chain_timesteps, choose_setting, reconstruct
-from dualmd.attacks.run import attack_sampler
+from dualmd.attacks.run import attack_sampler, build_attack
 from dualmd.config.attacks import AttackConfig, ReconConfig
 from dualmd.defense.dualmd import AlternatingTeachers
 from dualmd.models.adapter import Schedule, UNetPredictor
@@ -270,7 +270,9 @@ def test_recon_deployed_refuses_a_bare_predictor_and_strengths_sharing_a_start(s
     images, ids, is_member = torch.zeros(4, 1, 4, 4), np.arange(4), np.array([1, 0, 1, 0])
     recon = ReconConfig(interface="deployed", strengths=(0.1, 0.11), train_fraction=0.5)
     cfg = AttackConfig(recon=recon)
-    with pytest.raises(ValueError, match=r"^attack\.recon\.interface: 'deployed' .*DeployedSampler"):
+    with pytest.raises(
+        ValueError, match=r"^attack\.recon\.interface: 'deployed' .*DeployedSampler, got CheckingPredictor$"
+    ):
         attack_sampler("recon", cfg, sampler=CheckingPredictor(), schedule=schedule, images=images,
                        sample_ids=ids, is_member=is_member)  # fmt: skip
     sampler = deployed(CheckingPredictor(), "ddim", 1000, 50)
@@ -281,3 +283,100 @@ def test_recon_deployed_refuses_a_bare_predictor_and_strengths_sharing_a_start(s
     with pytest.raises(ValueError, match=r"^attack\.recon\.strengths: strength 0.01 runs no step"):
         attack_sampler("recon", small, sampler=sampler, schedule=schedule, images=images, sample_ids=ids,
                        is_member=is_member)  # fmt: skip
+
+
+# --- devices, a grid of one, errors that name the attack -------------------------------------------------------
+
+
+class OnMeta(CheckingPredictor):
+    """A predictor that lives on the "meta" device (standing in for a GPU) and records where it is queried."""
+
+    device = "meta"
+
+
+def test_reconstruct_queries_with_timesteps_on_the_images_device(schedule):
+    x_t = torch.zeros(2, 1, 4, 4, device="meta", dtype=torch.float64)
+    model = CheckingPredictor()  # refuses timesteps on another device than its input
+    out = reconstruct(model, schedule, x_t, 90, 3)
+    assert out.device.type == "meta" and out.shape == x_t.shape
+    assert [t.device.type for _, t in model.calls] == ["meta"] * 3
+
+
+def test_recon_chain_queries_the_predictor_on_its_own_device(schedule):
+    """Images on the CPU, the predictor on "meta": images and noise are moved to the predictor's device (the
+    distances then cannot be read back from "meta", which holds no numbers)."""
+    images = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    attack = build_attack(
+        "recon", AttackConfig(batch_size=2, recon=ReconConfig(timesteps=(30, 60), num_steps=2))
+    )
+    model = OnMeta()
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        attack.distances(model, schedule, images, np.arange(3))
+    assert model.calls and all(x.device.type == "meta" for x, _ in model.calls)
+
+
+def test_recon_chain_noise_follows_images_on_another_device(schedule):
+    """A predictor without a device of its own computes where the images are: the noise is moved there too."""
+    attack = build_attack("recon", AttackConfig(recon=ReconConfig(timesteps=(30,), num_steps=2)))
+    model = CheckingPredictor()
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        attack.distances(model, schedule, torch.zeros(2, 1, 4, 4, device="meta"), np.arange(2))
+    assert model.calls and all(x.device.type == "meta" for x, _ in model.calls)
+
+
+def test_recon_deployed_queries_the_sampler_on_its_predictors_device(schedule):
+    images = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    recon = ReconConfig(interface="deployed", strengths=(0.1,), num_queries=(1,))
+    attack = build_attack("recon", AttackConfig(batch_size=2, recon=recon))
+    model = OnMeta()
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        attack.deployed_distances(deployed(model, "ddim", 1000, 50), images, np.arange(3))
+    assert model.calls and all(x.device.type == "meta" for x, _ in model.calls)
+
+
+def test_recon_chain_with_a_single_timestep_measures_what_it_measures_among_others(schedule):
+    images = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    ids = np.arange(4) + 3
+
+    def distances(timesteps):
+        cfg = AttackConfig(seed=5, recon=ReconConfig(timesteps=timesteps, num_steps=2, num_queries=(2,)))
+        return build_attack("recon", cfg).distances(CheckingPredictor(), schedule, images, ids)
+
+    one, two = distances((30,)), distances((60, 30))
+    assert one.shape == (1, 2, 4)
+    np.testing.assert_array_equal(one[0], two[1])
+
+
+def test_recon_deployed_on_a_one_step_grid(schedule):
+    """1-step DDIM on T = 1000: the grid is [0]; strength 1 runs it. With eps_theta = 0 the query returns
+    x_0 + sqrt((1 - a_0) / a_0) eps, so the distance is sqrt((1 - a_0) / a_0) ||eps||."""
+    images = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(3)) - 0.5
+    ids = np.arange(3) * 2
+    sampler = deployed(lambda x, t: torch.zeros_like(x), "ddim", 1000, 1, clip_sample=False)
+    assert sampler.grid() == [0]
+    recon = ReconConfig(interface="deployed", strengths=(1.0,), num_queries=(2,))
+    dist = build_attack("recon", AttackConfig(seed=3, recon=recon)).deployed_distances(sampler, images, ids)
+    a = float(schedule.alphas_cumprod[0])
+    norms = [
+        per_sample_noise(3, ids, (1, 4, 4), 0, j).double().flatten(1).norm(dim=1).numpy() for j in (0, 1)
+    ]
+    np.testing.assert_allclose(dist[0], ((1 - a) / a) ** 0.5 * np.stack(norms), rtol=1e-4)
+
+
+def test_recon_chain_through_a_deployed_sampler_queries_its_predictor(schedule):
+    """The chain interface handed the deployed sampler runs its own chain through the sampler's selector."""
+    images = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    common = dict(
+        schedule=schedule, images=images, sample_ids=np.arange(8), is_member=np.array([True, False] * 4)
+    )
+    cfg = AttackConfig(recon=ReconConfig(timesteps=(30, 60), num_steps=2, train_fraction=0.5))
+    bare = attack_sampler("recon", cfg, sampler=CheckingPredictor(), **common)
+    through = attack_sampler("recon", cfg, sampler=deployed(CheckingPredictor(), "ddim", 1000, 50), **common)
+    np.testing.assert_array_equal(through.scores, bare.scores)
+
+
+def test_recon_refuses_a_slice_that_leaves_a_class_empty_naming_itself(schedule):
+    cfg = AttackConfig(recon=ReconConfig(timesteps=(30,), num_steps=2))
+    with pytest.raises(ValueError, match=r"^recon: train_fraction=0\.2 leaves an empty training or test set"):
+        attack_sampler("recon", cfg, sampler=CheckingPredictor(), schedule=schedule, images=torch.zeros(4, 1, 4, 4),
+                       sample_ids=np.arange(4), is_member=np.array([1, 0, 1, 0]))  # fmt: skip

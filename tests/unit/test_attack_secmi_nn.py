@@ -9,6 +9,7 @@ from diffusers import DDPMScheduler
 from helpers.predictors import CheckingPredictor
 from torch import nn
 
+from dualmd.attacks import secmi_nn
 from dualmd.attacks.base import batch_slices, train_test_split
 from dualmd.attacks.run import build_attack
 from dualmd.attacks.secmi import round_trip
@@ -179,3 +180,79 @@ def test_secmi_nn_scores_stay_finite_when_every_round_trip_is_exact(schedule):
     )
     np.testing.assert_array_equal(result.extra["t_error"], np.zeros(4))
     assert np.isfinite(result.scores).all() and len(set(result.scores.tolist())) == 1  # one input, one output
+
+
+def test_non_square_maps_size_the_classifier_by_their_width():
+    """Maps 8 high and 12 wide: the classifier is built for side 12 (upsampled 3-fold, not 4-fold)."""
+    features = torch.rand(5, 1, 8, 12, generator=torch.Generator().manual_seed(3))
+    targets = (torch.arange(5) % 2 == 0).float()
+    cfg = SecMINNConfig(**BASE)
+    net = train_classifier(features, targets, cfg, seed=4)
+    assert isinstance(net[0], nn.Upsample) and net[0].scale_factor == 3
+    reference = reference_training(features, targets, cfg, seed=4)
+    probe = torch.rand(2, 1, 8, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(net(probe), reference(probe), rtol=1e-4, atol=1e-5)
+
+
+def test_classifier_trains_on_the_features_device():
+    """Features on "meta" (standing in for a GPU): the classifier is moved there and trained there."""
+    features, targets = small_features()
+    net = train_classifier(features.to("meta"), targets.to("meta"), SecMINNConfig(**BASE), seed=4)
+    assert {p.device.type for p in net.parameters()} == {"meta"}
+
+
+class OnMeta(CheckingPredictor):
+    """A predictor that lives on the "meta" device (standing in for a GPU) and records where it is queried."""
+
+    device = "meta"
+
+
+def test_error_maps_are_computed_on_the_models_device(schedule):
+    images = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    model = OnMeta()
+    maps = error_maps(model, schedule, images, SecMIConfig(t_sec=20, k=10), batch_size=2)
+    assert maps.device.type == "meta" and maps.shape == images.shape
+    assert model.calls and all(x.device.type == "meta" for x, _ in model.calls)
+
+
+def test_secmi_nn_refuses_a_training_slice_that_leaves_a_class_empty_before_the_model_runs(schedule):
+    """2 members and 2 non-members: a fifth of each is no sample; the error names the attack."""
+    images = torch.zeros(4, 1, 8, 8)
+    model = CheckingPredictor()
+    attack = build_attack("secmi_nn", AttackConfig(secmi=SecMIConfig(t_sec=20, k=10)))
+    is_member = np.array([True, False, True, False])
+    message = r"^secmi_nn: train_fraction=0\.2 leaves an empty training or test set with 2 members and 2 non"
+    with pytest.raises(ValueError, match=message):
+        attack.run(model, schedule, images, np.arange(4), is_member)
+    assert model.calls == []
+    with pytest.raises(ValueError, match=message):
+        attack.classify(torch.rand(4, 1, 8, 8), np.arange(4), is_member)
+
+
+def test_classify_returns_int64_ids_whatever_their_integer_type():
+    maps = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    cfg = AttackConfig(secmi_nn=SecMINNConfig(train_fraction=0.4, num_epochs=1, batch_size=4))
+    is_member = np.arange(10) % 2 == 0
+    result = build_attack("secmi_nn", cfg).classify(maps, np.arange(10, dtype=np.int32) + 7, is_member)
+    assert result.sample_ids.dtype == np.int64
+    np.testing.assert_array_equal(result.sample_ids, np.arange(4, 10) + 7)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_classify_trains_on_the_maps_device(monkeypatch):
+    """Maps on "meta" (standing in for a GPU): the training targets are put beside them."""
+    seen = {}
+
+    def record(features, targets, cfg, seed):
+        seen.update(features=features.device.type, targets=targets.device.type)
+        raise Stop
+
+    monkeypatch.setattr(secmi_nn, "train_classifier", record)
+    attack = build_attack("secmi_nn", AttackConfig(secmi_nn=SecMINNConfig(train_fraction=0.4)))
+    with pytest.raises(Stop):
+        attack.classify(torch.rand(10, 1, 8, 8).to("meta"), np.arange(10), np.arange(10) % 2 == 0)
+    assert seen == {"features": "meta", "targets": "meta"}
