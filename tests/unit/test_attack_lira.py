@@ -8,7 +8,7 @@ import torch
 from diffusers import DDPMScheduler
 from helpers.predictors import affine_eps, affine_eps_np
 
-from dualmd.attacks.lira import Lira, ReferenceStatistics, online_lira, reference_statistics
+from dualmd.attacks.lira import Lira, ReferenceStatistics, lira_section, online_lira, reference_statistics
 from dualmd.attacks.run import attack_model, build_attack
 from dualmd.config.attacks import AttackConfig, LiraConfig, LossAttackConfig, SimAConfig
 from dualmd.models.adapter import Schedule
@@ -96,7 +96,9 @@ def test_out_distribution_refuses_unknown_or_uncalibrated_candidates():
     ):
         refs.out_distribution(np.array([3, 10, 11, 12, 13, 14, 15]), global_variance=True)
     with pytest.raises(
-        ValueError, match=r"^lira: the reference models give identical statistics for 3 candidate\(s\)"
+        ValueError,
+        match=r"^lira: the reference models give identical statistics for 3 candidate\(s\), so they cannot "
+        r"calibrate them \(are they copies of one model\?\)$",
     ):
         refs.out_distribution(np.array([0, 1, 2, 8]), global_variance=False)
     mean, std = refs.out_distribution(np.array([9, 8]), global_variance=False)
@@ -115,8 +117,17 @@ def test_lira_refuses_references_of_another_statistic_and_scoring_without_them(s
         ValueError, match=r"^lira: reference statistics of 'pia', but attack\.lira\.statistic is 'sima'$"
     ):
         lira.with_references(refs)
-    with pytest.raises(ValueError, match="^lira needs the statistics of its reference models"):
+    message = (
+        r"^lira needs the statistics of its reference models \(dualmd\.attacks\.lira\.reference_statistics\)$"
+    )
+    with pytest.raises(ValueError, match=message):
         lira.score_batch(scaled(1.0), schedule, images, ids)
+    half = Lira(cfg=lira.cfg)
+    half.references = ReferenceStatistics(
+        ids, np.array([[1.0, 2.0], [2.0, 4.0]]), "sima"
+    )  # no statistic attack
+    with pytest.raises(ValueError, match=message):
+        half.score_batch(scaled(1.0), schedule, images, ids)
     calibrated = Lira(cfg=AttackConfig(lira=LiraConfig(statistic="pia"))).with_references(refs)
     assert calibrated.references is refs and calibrated.statistic.name == "pia"
     assert lira.references is None  # calibrating returns a new attack
@@ -217,6 +228,9 @@ def test_lira_online_scores_the_log_likelihood_ratio_of_the_statistic(global_var
         -0.5 * ((s - mu_out) / sd_out) ** 2 - np.log(sd_out)
     )
     np.testing.assert_allclose(result.scores, expected, rtol=1e-9)
+    assert sorted(result.extra) == ["reference_mean", "reference_mean_in", "statistic"]
+    np.testing.assert_allclose(result.extra["reference_mean"], mu_out, rtol=1e-12)
+    np.testing.assert_allclose(result.extra["reference_mean_in"], mu_in, rtol=1e-12)
     # offline references cannot calibrate the online attack, nor online ones the offline attack
     offline = reference_statistics(
         cfg, [(scaled(g), schedule) for g in gains], images, ids, attack="lira_online"
@@ -230,7 +244,123 @@ def test_lira_online_scores_the_log_likelihood_ratio_of_the_statistic(global_var
 
 
 def test_online_statistics_need_every_candidate_in_and_out():
-    with pytest.raises(ValueError, match="IN and OUT"):
+    with pytest.raises(
+        ValueError,
+        match=r"^reference statistics: online LiRA needs every candidate IN and OUT of some models$",
+    ):
         ReferenceStatistics(
             np.array([1, 2]), np.zeros((2, 2)), statistic="loss", is_in=np.array([[1, 0], [1, 1]])
         )
+
+
+def test_reference_statistics_store_int64_ids_and_boolean_membership():
+    refs = ReferenceStatistics(
+        np.array([7, 3], dtype=np.int32),
+        SHADOW_VALUES[:, :2],
+        statistic="loss",
+        is_in=IS_IN[:, :2].astype(int),
+    )
+    assert refs.sample_ids.dtype == np.int64 and refs.is_in.dtype == bool
+    np.testing.assert_array_equal(refs.is_in, IS_IN[:, :2])
+    as_bool = ReferenceStatistics(
+        np.array([7, 3]), SHADOW_VALUES[:, :2], statistic="loss", is_in=IS_IN[:, :2]
+    )
+    for got, want in zip(
+        refs.in_out_distributions(np.array([3, 7]), False),
+        as_bool.in_out_distributions(np.array([3, 7]), False),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_online_membership_is_checked_per_candidate():
+    with pytest.raises(ValueError, match=r"^reference statistics: membership \(2, 3\) for values \(2, 2\)$"):
+        ReferenceStatistics(np.array([1, 2]), np.zeros((2, 2)), "loss", is_in=np.ones((2, 3), bool))
+    # candidate 2 is OUT of both models: IN somewhere else does not make up for it
+    with pytest.raises(ValueError, match="needs every candidate IN and OUT"):
+        ReferenceStatistics(np.array([1, 2]), np.zeros((2, 2)), "loss", is_in=np.array([[1, 0], [0, 0]]))
+
+
+# Five shadow models, two candidates: candidate 1 is IN three times, candidate 2 OUT three times.
+THREE_VALUES = np.array([[1.0, 1.0], [2.0, 1.0], [6.0, 4.0], [0.0, 5.0], [2.0, 7.0]])
+THREE_IN = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 1]], dtype=bool)
+
+
+@pytest.mark.parametrize("global_variance", [True, False], ids=["pooled", "per-candidate"])
+def test_online_gaussians_of_three_statistics_divide_by_two(global_variance):
+    """Candidate 1: IN {1, 2, 6} (mean 3, squared deviations 14, over 3 - 1), OUT {0, 2} (mean 1, 2 over 1);
+    candidate 2: IN {5, 7} (mean 6, 2 over 1), OUT {1, 1, 4} (mean 2, 6 over 2)."""
+    refs = ReferenceStatistics(np.array([1, 2]), THREE_VALUES, statistic="loss", is_in=THREE_IN)
+    mean_in, std_in, mean_out, std_out = refs.in_out_distributions(np.array([1, 2]), global_variance)
+    np.testing.assert_allclose(mean_in, [3.0, 6.0])
+    np.testing.assert_allclose(mean_out, [1.0, 2.0])
+    if global_variance:
+        np.testing.assert_allclose(std_in, np.sqrt([16 / 3] * 2))
+        np.testing.assert_allclose(std_out, np.sqrt([8 / 3] * 2))
+    else:
+        np.testing.assert_allclose(std_in, np.sqrt([7.0, 2.0]))
+        np.testing.assert_allclose(std_out, np.sqrt([2.0, 3.0]))
+
+
+def test_a_single_in_or_out_statistic_is_pooled_but_has_no_variance_of_its_own():
+    """Candidate 1: IN {1} alone, OUT {0, 2}; candidate 2: IN {3, 5}, OUT {4} alone. Pooled: IN 2 / 1, OUT 2 / 1."""
+    values, is_in = np.array([[1.0, 3.0], [0.0, 5.0], [2.0, 4.0]]), np.array([[1, 1], [0, 1], [0, 0]], bool)
+    refs = ReferenceStatistics(np.array([1, 2]), values, statistic="loss", is_in=is_in)
+    mean_in, std_in, mean_out, std_out = refs.in_out_distributions(np.array([1, 2]), global_variance=True)
+    np.testing.assert_allclose(mean_in, [1.0, 4.0])
+    np.testing.assert_allclose(mean_out, [1.0, 4.0])
+    np.testing.assert_allclose(std_in, np.sqrt([2.0, 2.0]))
+    np.testing.assert_allclose(std_out, np.sqrt([2.0, 2.0]))
+    with pytest.raises(
+        ValueError,
+        match=r"^lira: a per-candidate variance needs two IN and two OUT statistics per candidate$",
+    ):
+        refs.in_out_distributions(np.array([1, 2]), global_variance=False)
+
+
+def test_online_refuses_identical_statistics_counting_the_candidates():
+    """Per-candidate IN deviations 0, sqrt(1 / 8) and sqrt(8): one candidate cannot be calibrated."""
+    values = np.array([[1.0, 0.0, 0.0], [1.0, 0.5, 4.0], [0.0, 0.0, 0.0], [2.0, 2.0, 2.0]])
+    is_in = np.array([[1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0]], bool)
+    refs = ReferenceStatistics(np.array([1, 2, 3]), values, statistic="loss", is_in=is_in)
+    with pytest.raises(
+        ValueError,
+        match=r"^lira: the reference models give identical statistics for 1 candidate\(s\), so they cannot "
+        r"calibrate them \(are they copies of one model\?\)$",
+    ):
+        refs.in_out_distributions(np.array([1, 2, 3]), global_variance=False)
+
+
+def test_online_distributions_need_membership_and_known_candidates():
+    offline = ReferenceStatistics(np.array([1, 2]), SHADOW_VALUES[:, :2], statistic="loss")
+    with pytest.raises(
+        ValueError, match=r"^lira: online LiRA needs which shadow model trained on which candidate \(is_in\)$"
+    ):
+        offline.in_out_distributions(np.array([1]), global_variance=True)
+    refs = ReferenceStatistics(np.array([10, 20, 30]), SHADOW_VALUES, statistic="loss", is_in=IS_IN)
+    with pytest.raises(
+        ValueError, match=r"^lira: no reference statistic for sample ids \[1, 2, 3, 4, 5\] \(of 6\)$"
+    ):
+        refs.in_out_distributions(np.array([10, 1, 2, 3, 4, 5, 6]), global_variance=True)
+    assert all(a.size == 0 for a in refs.in_out_distributions(np.array([], dtype=np.int64), True))
+
+
+def test_lira_section_is_the_names_own_and_refuses_another_kind():
+    cfg = AttackConfig(lira=LiraConfig(num_reference=3), lira_online=LiraConfig(mode="online"))
+    assert lira_section(cfg) is cfg.lira
+    assert lira_section(cfg, "lira_online") is cfg.lira_online
+    with pytest.raises(ValueError, match=r"^'gsa' is not a LiRA attack \(its section is 'gsa'\)$"):
+        lira_section(cfg, "gsa")
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_lira_scores_on_the_images_device(mode, schedule):
+    """Images on "meta" (standing in for a GPU): the reference moments are moved beside the statistic."""
+    images, ids, _ = images_and_ids(3)
+    is_in = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1], [0, 1, 0]], bool) if mode == "online" else None
+    refs = ReferenceStatistics(ids, np.arange(12.0).reshape(4, 3) ** 1.5, "loss", is_in=is_in)
+    cfg = AttackConfig(loss=LossAttackConfig(timesteps=(40,)), lira=LiraConfig(mode=mode))
+    lira = build_attack("lira", cfg).with_references(refs)
+    scores, extra = lira.score_batch(scaled(1.0), schedule, images.to("meta"), ids)
+    assert scores.device.type == "meta" and scores.shape == (3,)
+    assert {v.device.type for v in extra.values()} == {"meta"}

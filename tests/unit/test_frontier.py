@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from dualmd.frontier import (
     NOT_RESOLVABLE,
     Heldout,
     JointBootstrap,
+    _interpolate,
     curve_names,
     fid_axis,
     frontier_table,
@@ -244,6 +246,7 @@ def test_fid_axis_reads_each_samplers_draws_and_names_a_summary_without_them():
     assert axis.values == {"baseline": 12.5, "dualmd": 40.0}
     assert axis.draws["baseline"].tolist() == [12.0, 13.0, 12.0, 13.0]
     assert axis.draws["dualmd"].tolist() == [39.0, 40.0, 41.0, 39.0]
+    assert axis.draws["dualmd"].dtype == np.float64  # integer draws are stored as the floats they stand for
     assert fid_axis({"student": {"fid": 1.0, "fid_draws": [1, 2, 3, 4, 5]}}, 2).draws["student"].tolist() == [
         1,
         2,
@@ -689,3 +692,15 @@ def test_a_metric_without_a_value_does_not_stop_the_other_metrics_comparison():
     assert matched.index.tolist() == ["auc", "tpr_at_fpr_0.01"]
     assert np.isnan(matched.loc["auc", "difference"])
     assert matched.loc["tpr_at_fpr_0.01", "difference"] == pytest.approx(0.275 - 0.375)
+
+
+def test_interpolation_is_linear_in_utility_and_takes_the_first_point_where_utilities_are_equal():
+    """Halfway along a utility step of exactly 1 is the mean of the two metrics; where the two utilities are
+    equal the first point's metric is taken whatever the utility asked for, without a division by zero."""
+    assert _interpolate((1.0, 0.5), (2.0, 0.9), 1.5) == pytest.approx(0.7)
+    first = (np.array([1.0, 1.0]), np.array([0.5, 0.2]))
+    second = (np.array([1.0, 3.0]), np.array([0.9, 0.6]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a division by zero would warn
+        got = _interpolate(first, second, np.array([1.3, 2.0]))
+    np.testing.assert_allclose(got, [0.5, 0.4])
