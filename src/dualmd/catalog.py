@@ -108,7 +108,7 @@ class AttackSpec:
     sample_keys: tuple[str, ...] = ()
     # A key of its own section that names a model attack it runs; that attack's sections are read too.
     wraps: str | None = None
-    # The attack may also query LiRA's reference models (`reference_targets`): which ones, if any, its own section
+    # The attack may also query LiRA's reference models (`lira_references`): which ones, if any, its own section
     # says (`AttackConfig.reference_models`; GSA only under its shadow protocol).
     references: bool = False
     # The attack scores the checkpoints of the undefended curve too (``baseline@<step>``), so the frontier and the
@@ -326,11 +326,6 @@ def reference_set(name: str) -> int:
     if found is None:
         raise ValueError(f"{name!r} is not an offline reference model ({REFERENCE_PREFIX}<k>[_<role>])")
     return int(found.group(1))
-
-
-def reference_targets(num: int) -> list[str]:
-    """Names of the first `num` reference models of the baseline's recipe."""
-    return [reference_target(k).name for k in range(1, num + 1)]
 
 
 def lira_references(name: str, num: int, mode: str = "offline", recipe: str = "baseline") -> list[str]:

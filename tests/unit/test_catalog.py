@@ -159,7 +159,7 @@ def test_overlap_ablation_targets():
 
 
 def test_reference_models_are_trained_targets_no_attack_or_sampler_reaches():
-    assert catalog.reference_targets(3) == ["reference1", "reference2", "reference3"]
+    assert catalog.lira_references("baseline", 3) == ["reference1", "reference2", "reference3"]
     ref = catalog.target("reference2")
     assert (ref.kind, ref.members, ref.models) == ("trained", "ref2", ())
     assert "reference1" not in catalog.models() + catalog.samplers()
